@@ -1,0 +1,33 @@
+"""Base settings shared by every service, read from ``FEQA_*`` environment variables.
+
+Each service defines its own settings class with its own prefix (``FEQA_INGEST_``, ``FEQA_TRACKER_`` ...) and
+embeds :class:`CommonSettings` for what all services share. Settings are read once, in ``__main__``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    """What every service needs: where Redis is, how to log, where model artifacts live."""
+
+    model_config = SettingsConfigDict(env_prefix="FEQA_", extra="ignore", frozen=True)
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL of the stream bus")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    models_dir: Path = Field(Path("models"), description="root of models/<name>/<version>/ artifacts")
+    reconnect_budget_s: float = Field(30.0, gt=0, description="how long the bus retries before giving up")
+
+
+class ServiceSettings(BaseSettings):
+    """Base of per-service settings; subclasses set ``env_prefix`` and add their own fields."""
+
+    model_config = SettingsConfigDict(env_prefix="FEQA_SERVICE_", extra="ignore", frozen=True)
+
+    common: CommonSettings = Field(default_factory=CommonSettings)
