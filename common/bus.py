@@ -298,14 +298,25 @@ class Bus:
         if (key, group) not in self._groups:
             await self.ensure_group(key, group)
 
-        async def op() -> Any:
-            return await self._r.xautoclaim(
-                key, group, consumer, min_idle_time=min_idle_ms, start_id="0-0", count=count
+        async def op() -> list[tuple[str, str, dict[bytes, bytes] | None]]:
+            # JUSTID claims the ids on both 6.2 and 7.x; entries trimmed while pending then read back as missing
+            # (6.2 would otherwise hand back nil entries without their ids) and are acked below.
+            reply = await self._r.xautoclaim(
+                key, group, consumer, min_idle_time=min_idle_ms, start_id="0-0", count=count, justid=True
             )
+            # redis-py parses a JUSTID reply to the bare id list; a raw reply is [next, ids, (deleted)].
+            if reply and any(isinstance(part, list) for part in reply):
+                reply = reply[1]
+            ids = [_text(i) for i in reply or []]
+            if not ids:
+                return []
+            pipe = self._r.pipeline(transaction=False)
+            for entry_id in ids:
+                pipe.xrange(key, min=entry_id, max=entry_id)
+            found = await pipe.execute()
+            return [(key, i, rows[0][1] if rows else None) for i, rows in zip(ids, found, strict=True)]
 
-        reply = await self._call(f"reclaim {key}", op)
-        entries = reply[1] if reply else []
-        raw = [(key, _text(eid), fields) for eid, fields in entries]
+        raw = await self._call(f"reclaim {key}", op)
         out = await self._decode_batch(raw, group, consumer, expect)
         self.stats.reclaimed += len(out)
         return out
@@ -319,6 +330,29 @@ class Bus:
         info = await self._call(f"pending {key}", op)
         return int(info["pending"]) if isinstance(info, dict) else int(info[0])
 
+    async def group_backlog(self, key: str, group: str, *, limit: int = 10_000) -> int | None:
+        """Entries of ``key`` that ``group`` has not acked (pending + not yet delivered, counted up to ``limit``).
+
+        ``None`` when the stream or the group does not exist: nobody is reading it, so there is no backlog to wait
+        for. Producers that must not outrun a consumer (recorded-video ingest) poll this.
+        """
+
+        async def op() -> Any:
+            try:
+                groups = await self._r.xinfo_groups(key)
+            except ResponseError:
+                return None
+            for info in groups:
+                row = {_text(k): v for k, v in info.items()}
+                if _text(row["name"]) != group:
+                    continue
+                after = await self._r.xrange(key, min="(" + _text(row["last-delivered-id"]), count=limit)
+                return int(row["pending"]) + len(after)
+            return None
+
+        result = await self._call(f"backlog {key}", op)
+        return None if result is None else int(result)
+
     # ------------------------------------------------------------------------------------------ reads
 
     async def latest(self, key: str, expect: type[M], count: int) -> list[Delivery[M]]:
@@ -328,7 +362,7 @@ class Bus:
             return await self._r.xrevrange(key, count=count)
 
         entries = await self._call(f"latest {key}", op)
-        return self._decode_plain(key, reversed(entries), expect)
+        return self._decode_plain(key, reversed(entries or []), expect)
 
     async def range(
         self, key: str, expect: type[M], start: str = "-", end: str = "+", count: int | None = None

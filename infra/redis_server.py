@@ -138,4 +138,3 @@ def _tail(path: Path, n: int = 5) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
     except OSError:
         return ""
-

@@ -1,0 +1,91 @@
+"""The ``feqa`` command: ``feqa up`` runs the local stack; each built part adds its own command group."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import signal
+import sys
+from types import FrameType
+
+import click
+
+from common.logs import setup_logging
+from infra.settings import StackSettings
+from infra.stack import Stack
+
+log = logging.getLogger(__name__)
+
+# (module, attribute) of each part's click command or group, registered when the part is built.
+PART_COMMANDS: tuple[tuple[str, str], ...] = (
+    ("phantom.cli", "phantom"),
+    ("ingest.cli", "ingest"),
+    ("tracker.cli", "tracker"),
+    ("trainer.cli", "train"),
+    ("trainer.cli", "evaluate"),
+    ("trainer.cli", "export"),
+)
+
+
+class _PartsGroup(click.Group):
+    """A group that imports a part's commands only when they are asked for (torch stays out of ``feqa up``)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        parts = [attr for module, attr in PART_COMMANDS if _available(module)]
+        return sorted(set(super().list_commands(ctx)) | set(parts))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is not None:
+            return found
+        for module_name, attr in PART_COMMANDS:
+            if attr == cmd_name and _available(module_name):
+                command = getattr(importlib.import_module(module_name), attr, None)
+                if isinstance(command, click.Command):
+                    return command
+        return None
+
+
+def _available(module_name: str) -> bool:
+    return (
+        importlib.util.find_spec(module_name.split(".")[0]) is not None
+        and importlib.util.find_spec(module_name) is not None
+    )
+
+
+@click.group(cls=_PartsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def feqa() -> None:
+    """feqa: a live monitor of facial motor function (expression-quality scores from a camera)."""
+
+
+@feqa.command()
+def up() -> None:
+    """Start Redis and every built service on this machine; Ctrl-C stops them all."""
+    settings = StackSettings()
+    setup_logging(settings.common.log_level, settings.common.log_format)
+    stack = Stack(settings)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stack.request_stop(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    click.echo(f"starting feqa: redis + {', '.join(s.name for s in stack.services) or 'no services built yet'}")
+    stack.start()
+    for label, url in stack.urls():
+        click.echo(f"  {label:<20} {url}")
+    click.echo("feqa is up; press Ctrl-C to stop", err=False)
+    code = 0
+    try:
+        code = stack.wait()
+    finally:
+        click.echo(f"stopping feqa ({stack.exit_reason or 'exit'})")
+        stack.stop()
+        click.echo("stopped")
+    sys.exit(code)
+
+
+def main() -> None:
+    """Console entry point."""
+    feqa()
