@@ -19,10 +19,12 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FEQA_", extra="ignore", frozen=True)
 
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL of the stream bus")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: Literal["text", "json"] = Field("text", description="text for people, json for log collectors")
     models_dir: Path = Field(Path("models"), description="root of models/<name>/<version>/ artifacts")
-    reconnect_budget_s: float = Field(30.0, gt=0, description="how long the bus retries before giving up")
+    reconnect_budget_s: float = Field(
+        30.0, gt=0, description="seconds a service retries Redis (with backoff) before giving up"
+    )
 
 
 class ServiceSettings(BaseSettings):

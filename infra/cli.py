@@ -7,11 +7,13 @@ import importlib.util
 import logging
 import signal
 import sys
+from pathlib import Path
 from types import FrameType
 
 import click
 
 from common.logs import setup_logging
+from infra import settings_doc as settings_tables
 from infra.settings import StackSettings
 from infra.stack import Stack
 
@@ -84,6 +86,17 @@ def up() -> None:
         stack.stop()
         click.echo("stopped")
     sys.exit(code)
+
+
+@feqa.command("settings-doc")
+@click.option("--write", "write_to", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+def settings_doc(write_to: Path | None) -> None:
+    """Print the configuration tables (every environment variable), or refresh them in a README."""
+    if write_to is None:
+        click.echo(settings_tables.render(), nl=False)
+    else:
+        changed = settings_tables.write(write_to)
+        click.echo(f"{write_to}: {'updated' if changed else 'already current'}")
 
 
 def main() -> None:
