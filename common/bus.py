@@ -347,7 +347,7 @@ class Bus:
                 if _text(row["name"]) != group:
                     continue
                 after = await self._r.xrange(key, min="(" + _text(row["last-delivered-id"]), count=limit)
-                return int(row["pending"]) + len(after)
+                return int(row["pending"]) + len(after or [])
             return None
 
         result = await self._call(f"backlog {key}", op)
