@@ -1,0 +1,205 @@
+"""HTTP and WebSocket routes: create a session, join it with a token, answer the SDP offer, task events, hangup,
+and the coaching channel back to the patient page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, Field
+
+from common.logs import session_logger
+from ingest.coach import relay_coaching
+from ingest.peer import IngestPeer
+from ingest.protocols import get_protocol
+from ingest.sdp import OfferError, check_offer
+from ingest.sessions import SessionSpec
+from ingest.state import IngestState
+from ingest.tokens import TokenError
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+
+
+def get_state(request: Request) -> IngestState:
+    state: IngestState = request.app.state.ingest
+    return state
+
+
+State = Annotated[IngestState, Depends(get_state)]
+
+
+def require_api_key(state: State, x_api_key: Annotated[str | None, Header()] = None) -> None:
+    expected = state.settings.api_key
+    if expected is not None and x_api_key != expected.get_secret_value():
+        raise HTTPException(401, "creating sessions needs a valid X-Api-Key header")
+
+
+class Consent(BaseModel):
+    live_scoring: bool = True
+    recording: bool = False
+    analytics: bool = False
+    training: bool = False
+
+
+class CreateSession(BaseModel):
+    patient_id: str = Field(min_length=1, max_length=128)
+    protocol: str
+    consent: Consent = Field(default_factory=Consent)
+    phantom: str = Field("", max_length=65_536, description="phantom.spec.PatientSpec JSON for synthetic patients")
+
+
+class JoinRequest(BaseModel):
+    consent: bool
+
+
+class TaskEvent(BaseModel):
+    type: Literal["task_start", "task_end", "marker"]
+    task: str = Field("", max_length=64)
+    rep: int = Field(0, ge=0, le=1000)
+
+
+class EndRequest(BaseModel):
+    reason: Literal["hangup", "completed"] = "hangup"
+
+
+@router.post("/api/sessions", status_code=201, dependencies=[Depends(require_api_key)])
+async def create_session(body: CreateSession, state: State) -> dict[str, Any]:
+    protocol = get_protocol(body.protocol)
+    spec = SessionSpec(
+        body.patient_id, protocol.name, body.consent.model_dump(), state.settings.max_fps, "webrtc", body.phantom
+    )
+    sid = await state.store.create(spec)
+    token, expires_at = state.tokens.issue(sid)
+    state.expect_join(sid, protocol.name, expires_at)
+    return {
+        "sid": sid,
+        "token": token,
+        "join_url": f"{state.settings.join_base()}/join/{token}",
+        "expires_at": expires_at,
+    }
+
+
+@router.get("/api/sessions/{sid}", dependencies=[Depends(require_api_key)])
+async def session_info(sid: str, state: State) -> dict[str, str]:
+    info = await state.bus.get_session(sid)
+    if not info:
+        raise HTTPException(404, f"no session {sid}")
+    return info
+
+
+@router.get("/api/join/{token}")
+async def join_info(token: str, state: State) -> dict[str, Any]:
+    """What the page shows before consent (does not use the token)."""
+    sid = state.tokens.peek(token)
+    info = await state.bus.get_session(sid)
+    protocol = get_protocol(info.get("protocol", ""))
+    return {"protocol": protocol.name, "title": protocol.title, "consent": json.loads(info.get("consent", "{}"))}
+
+
+@router.post("/api/join/{token}")
+async def join(token: str, body: JoinRequest, state: State) -> dict[str, Any]:
+    if not body.consent:
+        raise HTTPException(400, "the patient must give consent before the session starts")
+    access, key = state.join(token)
+    await state.store.update(access.sid, {"patient_consent": 1})
+    s = state.settings
+    protocol = get_protocol(access.protocol)
+    ice: list[dict[str, Any]] = []
+    if s.ice_servers:
+        credential = s.turn_credential.get_secret_value() if s.turn_credential else None
+        ice.append({"urls": list(s.ice_servers), "username": s.turn_username, "credential": credential})
+    return {
+        "sid": access.sid,
+        "key": key,
+        "ice_servers": ice,
+        "protocol": protocol.for_page(countdown_s=s.countdown_s, rest_s=s.rest_s, hold_s=s.hold_s, reps=s.reps),
+    }
+
+
+@router.post("/api/sessions/{sid}/offer")
+async def offer(
+    sid: str, request: Request, state: State, x_session_key: Annotated[str | None, Header()] = None
+) -> dict[str, str]:
+    access = state.authorise(sid, x_session_key)
+    limit = state.settings.max_sdp_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit + 1024:
+        raise HTTPException(413, f"the SDP offer is larger than the limit of {limit} bytes")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit + 1024:
+            raise HTTPException(413, f"the SDP offer is larger than the limit of {limit} bytes")
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise OfferError("the offer must be JSON {sdp, type}") from None
+    if not isinstance(body, dict):
+        raise OfferError("the offer must be JSON {sdp, type}")
+    sdp = check_offer(body.get("sdp"), body.get("type"), limit)
+    if state.registry.get(sid) is not None or state.store.ended(sid):
+        raise TokenError("this session already has (or had) a connection", 409)
+    state.registry.check_capacity()
+
+    async def closed(p: IngestPeer) -> None:
+        await state.registry.remove(p)
+        state.forget(p.sid)
+
+    peer = IngestPeer(sid, access.protocol, state.settings, state.bus, state.store, on_closed=closed)
+    try:
+        answer = await peer.answer(sdp)
+    except BaseException:
+        await peer.discard()
+        raise
+    state.registry.add(peer)
+    await state.store.start(sid, access.protocol)
+    session_logger(log, sid).info("answered offer")
+    return {"sdp": answer, "type": "answer"}
+
+
+@router.post("/api/sessions/{sid}/events")
+async def task_event(
+    sid: str, body: TaskEvent, state: State, x_session_key: Annotated[str | None, Header()] = None
+) -> dict[str, Any]:
+    access = state.authorise(sid, x_session_key)
+    protocol = get_protocol(access.protocol)
+    if body.type != "marker":
+        protocol.task(body.task)
+    peer = state.registry.get(sid)
+    if peer is None:
+        raise HTTPException(409, "the session has no live connection")
+    seq = peer.pump.last_seq
+    event = await state.store.event(sid, protocol.name, body.type, task=body.task, rep=body.rep, seq=seq)
+    return {"seq": seq, "ts": event.ts}
+
+
+@router.post("/api/sessions/{sid}/end")
+async def end(
+    sid: str, body: EndRequest, state: State, x_session_key: Annotated[str | None, Header()] = None
+) -> dict[str, str]:
+    state.authorise(sid, x_session_key)
+    peer = state.registry.get(sid)
+    if peer is not None:
+        await peer.close(body.reason)
+        return {"state": "ended", "reason": peer.end_reason or body.reason}
+    info = await state.bus.get_session(sid)
+    return {"state": info.get("state", "unknown"), "reason": info.get("end_reason", "")}
+
+
+@router.websocket("/api/sessions/{sid}/coach")
+async def coach(websocket: WebSocket, sid: str, key: str = "") -> None:
+    state: IngestState = websocket.app.state.ingest
+    try:
+        state.authorise(sid, key)
+    except TokenError as exc:
+        await websocket.close(code=4403, reason=str(exc))
+        return
+    await websocket.accept()
+    with contextlib.suppress(WebSocketDisconnect):
+        await relay_coaching(state.bus, sid, websocket.send_json, websocket.receive_text)

@@ -1,0 +1,80 @@
+"""The ingest FastAPI app factory: routes, the patient page, error mapping, and the lifespan that owns the bus and
+the peer registry (every peer and job closed on shutdown).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from common.bus import Bus
+from ingest import api, upload
+from ingest.protocols import UnknownProtocol
+from ingest.recorded import VideoFileError
+from ingest.registry import CapacityError
+from ingest.sdp import OfferError
+from ingest.settings import IngestSettings
+from ingest.state import IngestState
+from ingest.tokens import TokenError
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).with_name("static")
+
+
+def create_app(settings: IngestSettings, bus: Bus | None = None) -> FastAPI:
+    """A new app. With ``bus`` given the caller owns it; otherwise the app connects and closes its own."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_bus = bus is None
+        active = bus or await Bus.connect(settings.common.redis_url, name="ingest")
+        state = IngestState(settings, active)
+        app.state.ingest = state
+        log.info("ingest ready; patient links at %s/join/<token>", settings.join_base())
+        try:
+            yield
+        finally:
+            await state.registry.close_all("shutdown")
+            if own_bus:
+                await active.close()
+
+    app = FastAPI(title="feqa ingest", lifespan=lifespan)
+    app.include_router(api.router)
+    app.include_router(upload.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/join/{token}", include_in_schema=False)
+    async def patient_page(token: str) -> FileResponse:
+        return FileResponse(
+            STATIC / "index.html", headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+        )
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz(request: Request) -> dict[str, int]:
+        state: IngestState = request.app.state.ingest
+        return {"sessions": len(state.registry)}
+
+    def handler(status: int | None = None) -> object:
+        async def handle(request: Request, exc: Exception) -> JSONResponse:
+            code = status if status is not None else int(getattr(exc, "status", 400))
+            return JSONResponse({"detail": str(exc)}, status_code=code)
+
+        return handle
+
+    app.add_exception_handler(TokenError, handler())  # type: ignore[arg-type]
+    app.add_exception_handler(OfferError, handler(400))  # type: ignore[arg-type]
+    app.add_exception_handler(UnknownProtocol, handler(400))  # type: ignore[arg-type]
+    app.add_exception_handler(VideoFileError, handler(422))  # type: ignore[arg-type]
+    app.add_exception_handler(CapacityError, handler(503))  # type: ignore[arg-type]
+    return app

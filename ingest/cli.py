@@ -1,0 +1,94 @@
+"""The ``ingest`` click group: ``feqa ingest FILE --protocol pfed5 --task smile`` feeds a recorded video to the
+streams; ``feqa ingest serve`` runs the service; ``feqa ingest protocols`` lists the guided protocols.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import click
+
+from common.bus import Bus
+from common.errors import FeqaError
+from common.logs import setup_logging
+from ingest.protocols import PROTOCOLS, get_protocol
+from ingest.recorded import FileResult, Pace, ingest_file, probe
+from ingest.server import run
+from ingest.sessions import SessionStore
+from ingest.settings import IngestSettings
+
+
+class _FileByDefault(click.Group):
+    """A group whose first argument, when it is not a command name, is a video file for the ``file`` command."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = ["file", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(name="ingest", cls=_FileByDefault)
+def cli() -> None:
+    """Patient video in: WebRTC sessions, guided protocols, recorded files."""
+
+
+@cli.command("serve")
+@click.option("--host", default=None, help="bind address (default FEQA_INGEST_HOST)")
+@click.option("--port", type=int, default=None, help="port (default FEQA_INGEST_PORT)")
+def serve(host: str | None, port: int | None) -> None:
+    """Serve the patient page and the session API."""
+    overrides: dict[str, Any] = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    settings = IngestSettings(**overrides)
+    setup_logging(settings.common.log_level, settings.common.log_format)
+    run(settings)
+
+
+@cli.command("file")
+@click.argument("video", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--protocol", required=True, type=click.Choice(sorted(PROTOCOLS)), help="protocol of the recording")
+@click.option("--task", default="", help="the task performed in the clip (task_start/task_end events)")
+@click.option("--patient-id", default="", help="patient id (default: the file name)")
+@click.option("--pace", type=click.Choice(["native", "fast"]), default="native", show_default=True,
+              help="native: real time; fast: as fast as the tracker reads")  # fmt: skip
+def ingest_video(video: Path, protocol: str, task: str, patient_id: str, pace: str) -> None:
+    """Feed a recorded VIDEO to the streams as a session of its own."""
+    settings = IngestSettings()
+    setup_logging(settings.common.log_level, settings.common.log_format)
+    try:
+        if task:
+            get_protocol(protocol).task(task)
+        info = probe(video)
+        result = asyncio.run(
+            _ingest(settings, video, protocol, task, patient_id, "fast" if pace == "fast" else "native")
+        )
+    except FeqaError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"session {result.sid}: {result.frames} frames ({info.width}x{info.height} @ {info.fps:g} fps), {result.reason}"
+    )
+    if result.error:
+        raise click.ClickException(result.error)
+
+
+async def _ingest(
+    settings: IngestSettings, video: Path, protocol: str, task: str, patient_id: str, pace: Pace
+) -> FileResult:
+    bus = await Bus.connect(settings.common.redis_url, name="ingest-file")
+    try:
+        store = SessionStore(bus, settings.session_ttl_s)
+        return await ingest_file(
+            bus, store, settings, video, protocol=protocol, task=task, patient_id=patient_id, pace=pace
+        )
+    finally:
+        await bus.close()
+
+
+@cli.command("protocols")
+def protocols() -> None:
+    """List the guided protocols and their tasks."""
+    for proto in PROTOCOLS.values():
+        click.echo(f"{proto.name}: {proto.title} (scale {proto.scale})")
+        for task in proto.tasks:
+            click.echo(f"  {task.name:<20} x{task.reps} {task.hold_s:g} s  {task.prompt}")

@@ -1,0 +1,173 @@
+"""One patient's WebRTC connection: answer the offer, receive video into the frame pump, end on hangup, ICE
+failure, connect or idle timeout (reason recorded once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import av
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+from common.bus import Bus
+from common.logs import session_logger
+from ingest.framing import FrameShaper
+from ingest.ice import offered_host_addresses, rtc_configuration
+from ingest.pump import FramePump
+from ingest.sdp import OfferError
+from ingest.sessions import SessionStore
+from ingest.settings import IngestSettings
+
+log = logging.getLogger(__name__)
+
+
+class IngestPeer:
+    """Owns an ``RTCPeerConnection`` and every task it starts; :meth:`close` frees all of it."""
+
+    def __init__(
+        self,
+        sid: str,
+        protocol: str,
+        settings: IngestSettings,
+        bus: Bus,
+        store: SessionStore,
+        on_closed: Callable[[IngestPeer], Awaitable[None]],
+    ) -> None:
+        self.sid = sid
+        self.protocol = protocol
+        self._settings = settings
+        self._store = store
+        self._on_closed = on_closed
+        self._log = session_logger(log, sid)
+        credential = settings.turn_credential.get_secret_value() if settings.turn_credential else None
+        self.pc = RTCPeerConnection(rtc_configuration(settings.ice_servers, settings.turn_username, credential))
+        shaper = FrameShaper(settings.max_width, settings.encoding, settings.jpeg_quality)
+        self.pump = FramePump(bus, sid, shaper, settings.max_fps, on_first_frame=self._record_size)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._started = time.monotonic()
+        self._last_frame: float | None = None
+        self.end_reason: str | None = None
+        self.closed = asyncio.Event()
+        self.pc.on("track", self._on_track)
+        self.pc.on("connectionstatechange", self._on_state)
+
+    async def answer(self, offer_sdp: str) -> str:
+        """Apply the browser's offer and return our answer (host candidates per the settings)."""
+        try:
+            with offered_host_addresses(self._settings.ice_host_addresses):
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+                kinds = {t.kind for t in self.pc.getTransceivers()}
+                if "video" not in kinds:
+                    raise OfferError("the offer has no video: share the camera and try again")
+                answer = await self.pc.createAnswer()
+                await self.pc.setLocalDescription(answer)
+        except OfferError:
+            raise
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise OfferError(f"malformed SDP offer: {exc}") from exc
+        self._spawn(self._watchdog(), "watchdog")
+        self._spawn(self.pump.run(), "pump")
+        return str(self.pc.localDescription.sdp)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "video":
+            self._log.info("video track received")
+            self._spawn(self._receive(track), "receive")
+        else:
+            self._log.info("ignoring %s track", track.kind)
+            self._spawn(self._discard(track), "discard")
+
+    async def _on_state(self) -> None:
+        state = self.pc.connectionState
+        self._log.info("connection state %s", state)
+        if state == "failed":
+            self.request_close("ice_failed")
+        elif state == "closed":
+            self.request_close("hangup")
+
+    async def _receive(self, track: MediaStreamTrack) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                self.request_close("hangup")
+                return
+            if not isinstance(frame, av.VideoFrame):
+                continue
+            self._last_frame = time.monotonic()
+            self.pump.offer(frame, time.time())
+
+    async def _discard(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                await track.recv()
+
+    async def _watchdog(self) -> None:
+        tick = min(0.25, self._settings.idle_timeout_s / 4)
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            if self._last_frame is None:
+                if now - self._started > self._settings.connect_timeout_s:
+                    self.request_close("connect_timeout")
+                    return
+            elif now - self._last_frame > self._settings.idle_timeout_s:
+                self.request_close("idle_timeout")
+                return
+
+    async def _record_size(self, width: int, height: int) -> None:
+        await self._store.update(self.sid, {"width": width, "height": height})
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        task.set_name(f"ingest-{name}-{self.sid}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._log.error("%s failed: %r", task.get_name(), task.exception())
+            self.request_close("internal_error")
+
+    async def discard(self) -> None:
+        """Free a peer whose offer was refused: the session stays open for a good offer."""
+        self.pc.remove_all_listeners()
+        self.closed.set()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.pc.close()
+
+    def request_close(self, reason: str) -> None:
+        """Close from a callback or a task of this peer (without cancelling the caller mid-way)."""
+        if self.end_reason is None:
+            self.end_reason = reason
+            closer = asyncio.ensure_future(self.close(reason))
+            closer.set_name(f"ingest-close-{self.sid}")
+
+    async def close(self, reason: str) -> None:
+        """End the session with ``reason`` (the first reason wins) and free the connection and its tasks."""
+        if self.end_reason is None:
+            self.end_reason = reason
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        current = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.pc.close()
+        stats = self.pump.stats.as_dict()
+        try:
+            await self._store.end(self.sid, self.protocol, self.end_reason, stats)
+        finally:
+            self._log.info("peer closed (%s): %s", self.end_reason, stats)
+            await self._on_closed(self)

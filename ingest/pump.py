@@ -1,0 +1,109 @@
+"""The live frame path: newest frame wins. The receiver never waits for Redis; a frame not yet published when a
+newer one arrives is replaced and counted as a drop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import av
+
+from common.bus import Bus
+from common.logs import session_logger
+from common.messages import Frame
+from common.streams import FRAMES
+from ingest.framing import FpsGate, FrameShaper
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class PumpStats:
+    received: int = 0
+    published: int = 0
+    dropped_fps: int = 0
+    dropped_busy: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+class FramePump:
+    """One session's frame publisher: :meth:`offer` from the receive loop, :meth:`run` as a task."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        sid: str,
+        shaper: FrameShaper,
+        max_fps: float,
+        on_first_frame: Callable[[int, int], Awaitable[None]] | None = None,
+    ) -> None:
+        self._bus = bus
+        self.sid = sid
+        self._shaper = shaper
+        self._gate = FpsGate(max_fps)
+        self._on_first = on_first_frame
+        self._slot: tuple[av.VideoFrame, float] | None = None
+        self._ready = asyncio.Event()
+        self._last_ts = 0.0
+        self.next_seq = 0
+        self.stats = PumpStats()
+        self._log = session_logger(log, sid)
+
+    @property
+    def last_seq(self) -> int:
+        """Sequence number of the newest published frame (-1 before the first)."""
+        return self.next_seq - 1
+
+    def offer(self, frame: av.VideoFrame, capture_ts: float | None = None) -> None:
+        """Hand over a decoded frame; never blocks."""
+        ts = time.time() if capture_ts is None else capture_ts
+        self.stats.received += 1
+        if not self._gate.admit(ts):
+            self.stats.dropped_fps = self._gate.dropped
+            return
+        if self._slot is not None:
+            self.stats.dropped_busy += 1
+        self._slot = (frame, ts)
+        self._ready.set()
+
+    async def run(self) -> None:
+        """Publish until cancelled."""
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            if self._slot is None:
+                continue
+            frame, ts = self._slot
+            self._slot = None
+            await self.publish(frame, ts)
+
+    async def publish(self, frame: av.VideoFrame, capture_ts: float) -> int:
+        """Shape (in a worker thread) and publish one frame now; return its seq."""
+        shaped = await asyncio.to_thread(self._shaper.shape, frame)
+        ts = max(capture_ts, self._last_ts + 1e-6)  # capture times strictly rise even if the clock steps back
+        self._last_ts = ts
+        seq = self.next_seq
+        message = Frame(
+            sid=self.sid,
+            seq=seq,
+            capture_ts=ts,
+            width=shaped.width,
+            height=shaped.height,
+            encoding=self._shaper.encoding,
+            data=shaped.data,
+            source_index=-1,
+        )
+        await self._bus.publish(FRAMES, message)
+        self.next_seq += 1
+        self.stats.published += 1
+        if seq == 0:
+            self._log.info("first frame %dx%d (%s)", shaped.width, shaped.height, self._shaper.encoding)
+            if self._on_first is not None:
+                await self._on_first(shaped.width, shaped.height)
+        return seq

@@ -1,0 +1,193 @@
+"""Recorded video (home recordings sent later): probe a file, then feed its frames to the same streams as a live
+session, at native pace or as fast as the tracker takes them.
+
+A file is refused before any session exists when it is not video, has no video stream or no decodable frame.
+Truncation found later (a decode error, a clip shorter than its container declares, a raw stream with a partial
+last frame) ends the session with reason ``file_truncated``; the frames before it stay published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import av
+
+from common.bus import Bus
+from common.errors import PermanentError
+from common.logs import session_logger
+from common.streams import FRAMES
+from ingest.framing import FrameShaper
+from ingest.pump import FramePump
+from ingest.sessions import SessionSpec, SessionStore
+from ingest.settings import IngestSettings
+
+log = logging.getLogger(__name__)
+
+Pace = Literal["native", "fast"]
+
+
+class VideoFileError(PermanentError):
+    """The file is not a usable video; the message says what is wrong with it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    fps: float
+    duration_s: float | None
+    codec: str
+
+
+@dataclasses.dataclass(frozen=True)
+class FileResult:
+    sid: str
+    frames: int
+    reason: str  # "completed" | "file_truncated" | "cancelled"
+    error: str = ""
+
+
+def probe(path: Path) -> VideoInfo:
+    """Open ``path`` and decode its first frame; raise :class:`VideoFileError` when that is impossible."""
+    if not path.is_file():
+        raise VideoFileError(f"{path.name}: no such file")
+    if path.stat().st_size == 0:
+        raise VideoFileError(f"{path.name} is empty")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoFileError(f"{path.name} has no video stream")
+            stream = container.streams.video[0]
+            for _frame in container.decode(stream):
+                break
+            else:
+                raise VideoFileError(f"{path.name} has no decodable video frame")
+            rate = stream.average_rate or stream.guessed_rate
+            fps = float(rate) if rate else 25.0
+            duration = container.duration / 1_000_000 if container.duration else None
+            return VideoInfo(stream.width, stream.height, fps, duration, stream.codec_context.name)
+    except av.error.FFmpegError as exc:
+        raise VideoFileError(f"{path.name} is not a readable video: {exc.strerror or exc}") from None
+
+
+class _Reader:
+    """Decodes one file frame by frame (each call runs in a worker thread) and judges completeness at the end."""
+
+    def __init__(self, path: Path, shaper: FrameShaper) -> None:
+        self._path = path
+        self._shaper = shaper
+        self._container = av.open(str(path))
+        self._stream = self._container.streams.video[0]
+        self._frames: Iterator[av.VideoFrame] = self._decode()
+        self._packet_end = 0
+        self.last_time = 0.0
+        self.count = 0
+
+    def _decode(self) -> Iterator[av.VideoFrame]:
+        for packet in self._container.demux(self._stream):
+            if packet.pos is not None and packet.pos >= 0 and packet.size:
+                self._packet_end = max(self._packet_end, packet.pos + packet.size)
+            yield from packet.decode()
+
+    def next_frame(self) -> av.VideoFrame | None:
+        try:
+            frame = next(self._frames, None)
+        except av.error.FFmpegError as exc:
+            raise VideoFileError(
+                f"{self._path.name} is corrupt or truncated after {self.count} frames: {exc}"
+            ) from None
+        if frame is not None:
+            self.count += 1
+            self.last_time = float(frame.time) if frame.time is not None else self.count / 25.0
+        return frame
+
+    def check_complete(self, fps: float) -> None:
+        declared = self._container.duration / 1_000_000 if self._container.duration else None
+        if declared and self.last_time + 2.0 / fps < declared * 0.95:
+            raise VideoFileError(
+                f"{self._path.name} is truncated: decoded {self.last_time + 1 / fps:.2f} s of {declared:.2f} s"
+            )
+        raw = self._stream.codec_context.name == "rawvideo"
+        if raw and self._packet_end and os.path.getsize(self._path) > self._packet_end:
+            raise VideoFileError(f"{self._path.name} is truncated: its last raw frame is incomplete")
+
+    def close(self) -> None:
+        self._container.close()
+
+
+async def ingest_file(
+    bus: Bus,
+    store: SessionStore,
+    settings: IngestSettings,
+    path: Path,
+    *,
+    protocol: str,
+    task: str = "",
+    patient_id: str = "",
+    pace: Pace = "native",
+    sid: str | None = None,
+    info: VideoInfo | None = None,
+) -> FileResult:
+    """Publish every frame of ``path`` as a session of its own; return how it ended."""
+    if info is None:
+        info = await asyncio.to_thread(probe, path)
+    if sid is None:
+        spec = SessionSpec(
+            patient_id=patient_id or path.stem, protocol=protocol, consent={}, fps=info.fps, source="file"
+        )
+        sid = await store.create(spec)
+    slog = session_logger(log, sid)
+    await store.start(sid, protocol)
+    shaper = FrameShaper(settings.max_width, settings.encoding, settings.jpeg_quality)
+    pump = FramePump(bus, sid, shaper, max_fps=max(settings.max_fps, info.fps * 1.01))
+    reader = await asyncio.to_thread(_Reader, path, shaper)
+    reason, error = "completed", ""
+    try:
+        if task:
+            await store.event(sid, protocol, "task_start", task=task, rep=1, seq=0)
+        t0 = time.time()
+        wall0 = time.monotonic()
+        while True:
+            frame = await asyncio.to_thread(reader.next_frame)
+            if frame is None:
+                break
+            offset = reader.last_time
+            if pace == "native":
+                delay = wall0 + offset - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            else:
+                await _wait_for_tracker(bus, sid, settings.fast_backlog)
+            await pump.publish(frame, t0 + offset)
+        await asyncio.to_thread(reader.check_complete, info.fps)
+    except VideoFileError as exc:
+        reason, error = "file_truncated", str(exc)
+        slog.warning("%s", exc)
+    except asyncio.CancelledError:
+        reason = "cancelled"
+        raise
+    finally:
+        await asyncio.to_thread(reader.close)
+        if task:
+            await store.event(sid, protocol, "task_end", task=task, rep=1, seq=pump.last_seq)
+        await store.end(sid, protocol, reason, {"frames": pump.next_seq})
+    slog.info("file %s: %d frames published (%s)", path.name, pump.next_seq, reason)
+    return FileResult(sid, pump.next_seq, reason, error)
+
+
+async def _wait_for_tracker(bus: Bus, sid: str, max_backlog: int) -> None:
+    """Fast mode: wait while the tracker group has ``max_backlog`` frames unread (no group: nobody to wait for)."""
+    key = FRAMES.key(sid)
+    group = FRAMES.group or "tracker"
+    while True:
+        backlog = await bus.group_backlog(key, group, limit=max_backlog + 1)
+        if backlog is None or backlog < max_backlog:
+            return
+        await asyncio.sleep(0.005)

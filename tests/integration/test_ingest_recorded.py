@@ -1,0 +1,185 @@
+"""Recorded video into the same streams: the CLI, the HTTP upload, native and fast pace, bad and truncated files."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import tempfile
+from pathlib import Path
+
+import av
+import httpx
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from common.bus import Bus
+from common.messages import Event, Frame
+from common.settings import CommonSettings
+from common.streams import EVENTS, FRAMES
+from infra.redis_server import RedisServer
+from ingest.app import create_app
+from ingest.cli import cli
+from ingest.recorded import VideoFileError, ingest_file, probe
+from ingest.sessions import SessionSpec, SessionStore
+from ingest.settings import IngestSettings
+
+pytestmark = pytest.mark.integration
+
+
+def write_clip(path: Path, n: int, fmt: str, codec: str, size: tuple[int, int] = (800, 600), fps: int = 25) -> Path:
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        for i in range(n):
+            img = np.full((size[1], size[0], 3), (i * 9) % 256, np.uint8)
+            img[:, : size[0] // 2, 1] = 200
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def truncate(path: Path, fraction: float) -> Path:
+    data = path.read_bytes()
+    out = path.with_name("cut_" + path.name)
+    out.write_bytes(data[: int(len(data) * fraction)])
+    return out
+
+
+def settings_for(url: str, **kw: object) -> IngestSettings:
+    return IngestSettings(common=CommonSettings(redis_url=url), **kw)  # type: ignore[arg-type]
+
+
+async def test_fast_file_ingest_waits_for_the_tracker(redis_server: RedisServer, bus: Bus, tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "a.webm", 90, "webm", "libvpx")
+    settings = settings_for(redis_server.url, fast_backlog=8)
+    store = SessionStore(bus, 60)
+    sid = "tfast" + tmp_path.name[-6:].replace("_", "x")
+    await bus.ensure_group(FRAMES.key(sid), "tracker")
+    got: list[Frame] = []
+
+    async def slow_tracker() -> None:
+        while True:
+            batch = await bus.consume([FRAMES.key(sid)], "tracker", "t", Frame, count=8, block_ms=50)
+            got.extend(d.message for d in batch)
+            await asyncio.sleep(0.02)
+            await bus.ack_deliveries("tracker", batch)
+
+    reader = asyncio.ensure_future(slow_tracker())
+    await store.create(SessionSpec("p", "pfed5", {}, 25.0, source="file"), sid=sid)
+    result = await ingest_file(bus, store, settings, clip, protocol="pfed5", task="smile", pace="fast", sid=sid)
+    await asyncio.sleep(0.3)
+    reader.cancel()
+    await asyncio.gather(reader, return_exceptions=True)
+    assert (result.frames, result.reason) == (90, "completed")
+    # 90 frames through a 60-frame stream bound, and the slow reader lost none of them
+    assert [f.seq for f in got] == list(range(90))
+    assert all(b.capture_ts - a.capture_ts == pytest.approx(0.04, abs=1e-3) for a, b in itertools.pairwise(got))
+    assert (got[0].width, got[0].height) == (640, 480)
+    events = [d.message for d in await bus.range(EVENTS.key(sid), Event)]
+    assert [(e.type, e.task, e.seq) for e in events] == [
+        ("task_start", "smile", 0),
+        ("task_end", "smile", 89),
+        ("session_end", "", -1),
+    ]
+    info = await bus.get_session(sid)
+    assert (info["state"], info["end_reason"]) == ("ended", "completed")
+
+
+async def test_native_pace_takes_clip_time(redis_server: RedisServer, bus: Bus, tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "n.y4m", 20, "yuv4mpegpipe", "rawvideo", size=(320, 240), fps=20)
+    settings = settings_for(redis_server.url)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    result = await ingest_file(bus, SessionStore(bus, 60), settings, clip, protocol="palsy", pace="native")
+    assert loop.time() - t0 >= 0.9
+    frames = [d.message for d in await bus.range(FRAMES.key(result.sid), Frame)]
+    assert len(frames) == 20 and (frames[0].width, frames[0].height) == (320, 240)
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "codec"), [("t.webm", "webm", "libvpx"), ("t.y4m", "yuv4mpegpipe", "rawvideo")]
+)
+async def test_truncated_file_ends_with_reason(
+    redis_server: RedisServer, bus: Bus, tmp_path: Path, name: str, fmt: str, codec: str
+) -> None:
+    cut = truncate(write_clip(tmp_path / name, 30, fmt, codec, size=(320, 240)), 0.55)
+    result = await ingest_file(
+        bus, SessionStore(bus, 60), settings_for(redis_server.url), cut, protocol="pfed5", task="smile", pace="fast"
+    )
+    assert result.reason == "file_truncated" and "truncated" in result.error
+    assert 0 < result.frames < 30
+    info = await bus.get_session(result.sid)
+    assert (info["state"], info["end_reason"]) == ("ended", "file_truncated")
+    assert await bus.length(FRAMES.key(result.sid)) == result.frames
+
+
+def test_probe_refuses_what_is_not_video(tmp_path: Path) -> None:
+    text = tmp_path / "notes.mp4"
+    text.write_bytes(b"this is a text file, not a video\n" * 50)
+    with pytest.raises(VideoFileError, match="not a readable video"):
+        probe(text)
+    empty = tmp_path / "empty.webm"
+    empty.write_bytes(b"")
+    with pytest.raises(VideoFileError, match="empty"):
+        probe(empty)
+    with pytest.raises(VideoFileError, match="no such file"):
+        probe(tmp_path / "missing.mp4")
+    mp4 = truncate(write_clip(tmp_path / "m.mp4", 10, "mp4", "libx264", size=(320, 240)), 0.5)
+    with pytest.raises(VideoFileError, match="not a readable video"):
+        probe(mp4)
+
+
+def test_cli_ingests_a_file(
+    redis_server: RedisServer, bus: Bus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clip = write_clip(tmp_path / "home.webm", 12, "webm", "libvpx", size=(320, 240))
+    monkeypatch.setenv("FEQA_REDIS_URL", redis_server.url)
+    runner = CliRunner()
+    res = runner.invoke(cli, [str(clip), "--protocol", "pfed5", "--task", "smile", "--pace", "fast"])
+    assert res.exit_code == 0, res.output
+    assert "12 frames" in res.output and "completed" in res.output
+    bad_task = runner.invoke(cli, [str(clip), "--protocol", "pfed5", "--task", "moonwalk"])
+    assert bad_task.exit_code == 1 and "no task 'moonwalk'" in bad_task.output
+    not_video = tmp_path / "x.webm"
+    not_video.write_bytes(b"\x00garbage" * 100)
+    res = runner.invoke(cli, [str(not_video), "--protocol", "pfed5"])
+    assert res.exit_code == 1 and "not a readable video" in res.output
+    listing = runner.invoke(cli, ["protocols"])
+    assert listing.exit_code == 0 and "clench_teeth" in listing.output and "bigsmile" in listing.output
+
+
+async def test_http_upload(redis_server: RedisServer, bus: Bus, tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "u.webm", 15, "webm", "libvpx", size=(320, 240))
+    app = create_app(settings_for(redis_server.url, max_upload_bytes=200_000))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=20) as http:
+            form = {"protocol": "neuroface", "task": "kiss", "pace": "fast"}
+            res = await http.post(
+                "/api/uploads", data=form, files={"file": ("u.webm", clip.read_bytes(), "video/webm")}
+            )
+            assert res.status_code == 202, res.text
+            sid = res.json()["sid"]
+            job = app.state.ingest.registry.job(sid)
+            if job is not None:
+                await asyncio.wait_for(job, 20)
+            bad = await http.post(
+                "/api/uploads", data=form, files={"file": ("x.webm", b"not video" * 99, "video/webm")}
+            )
+            assert bad.status_code == 422 and "x.webm is not a readable video" in bad.json()["detail"]
+            huge = await http.post(
+                "/api/uploads", data=form, files={"file": ("h.webm", b"\x00" * 300_000, "video/webm")}
+            )
+            assert huge.status_code == 413
+            wrong_task = await http.post(
+                "/api/uploads", data={**form, "task": "smile"}, files={"file": ("u.webm", b"x", "video/webm")}
+            )
+            assert wrong_task.status_code == 400
+            assert len(app.state.ingest.registry) == 0
+    info = await bus.get_session(sid)
+    assert (info["state"], info["end_reason"], info["source"]) == ("ended", "completed", "file")
+    assert await bus.length(FRAMES.key(sid)) == 15
+    assert list(Path(tempfile.gettempdir()).glob("feqa-upload-*")) == []

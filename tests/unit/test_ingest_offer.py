@@ -1,0 +1,90 @@
+"""SDP offer checks, join tokens, protocols and frame shaping: the pure parts of ingest."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from common.framecodec import decode_frame
+from ingest.framing import FpsGate, FrameShaper
+from ingest.protocols import PROTOCOLS, UnknownProtocol, get_protocol
+from ingest.sdp import OfferError, check_offer
+from ingest.tokens import JoinTokens, TokenError
+
+pytestmark = pytest.mark.unit
+
+GOOD = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n"
+
+
+def test_offer_checks() -> None:
+    assert check_offer(GOOD, "offer", 4096) == GOOD
+    cases = [
+        (GOOD, "answer", "type 'offer'"),
+        (None, "offer", "no SDP text"),
+        ("  ", "offer", "no SDP text"),
+        (GOOD + "a=x\r\n" * 2000, "offer", "limit is 4096"),
+        ("hello", "offer", "start with 'v=0'"),
+        ("v=0\r\nnot sdp\r\n", "offer", "malformed SDP line"),
+        (GOOD.replace("m=video 9", "m=audio 9"), "offer", "no video"),
+        (GOOD.replace("m=video 9", "m=video 0"), "offer", "disabled"),
+    ]
+    for sdp, kind, message in cases:
+        with pytest.raises(OfferError, match=message):
+            check_offer(sdp, kind, 4096)
+
+
+def test_tokens_are_single_use_and_expire() -> None:
+    now = [1000.0]
+    tokens = JoinTokens(ttl_s=60, clock=lambda: now[0])
+    token, expires = tokens.issue("s1")
+    other, _ = tokens.issue("s2")
+    assert expires == 1060.0 and len(token) >= 40 and token != other
+    assert tokens.peek(token) == "s1"
+    assert tokens.claim(token) == "s1"
+    with pytest.raises(TokenError, match="already used") as used:
+        tokens.claim(token)
+    assert used.value.status == 409
+    with pytest.raises(TokenError, match="unknown") as unknown:
+        tokens.claim(token[:-1] + ("A" if token[-1] != "A" else "B"))
+    assert unknown.value.status == 404
+    now[0] = 1061.0
+    with pytest.raises(TokenError, match="expired") as expired:
+        tokens.claim(other)
+    assert expired.value.status == 410
+    tokens.revoke_session("s2")
+    with pytest.raises(TokenError, match="unknown"):
+        tokens.peek(other)
+
+
+def test_protocols_match_design() -> None:
+    assert get_protocol("pfed5").task_names == ("rest", "smile", "frown", "squeeze_eyes", "clench_teeth")
+    assert get_protocol("neuroface").task_names == ("blow", "kiss", "brow", "open", "spread", "bigsmile")
+    assert len(get_protocol("palsy").tasks) == 6 and set(PROTOCOLS) == {"pfed5", "neuroface", "palsy"}
+    page = get_protocol("palsy").for_page(countdown_s=1, rest_s=0.5, hold_s=2.0, reps=1)
+    assert {t["hold_s"] for t in page["tasks"]} == {2.0} and {t["reps"] for t in page["tasks"]} == {1}
+    with pytest.raises(UnknownProtocol, match="use one of"):
+        get_protocol("salsa")
+    with pytest.raises(UnknownProtocol, match="no task 'wink'"):
+        get_protocol("pfed5").task("wink")
+
+
+@pytest.mark.parametrize("encoding", ["i420", "rgb24", "jpeg"])
+def test_shaper_downscales_and_encodes(encoding: str) -> None:
+    img = np.zeros((720, 1280, 3), np.uint8)
+    img[:, :640] = (200, 30, 30)
+    frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+    shaped = FrameShaper(640, encoding).shape(frame)
+    assert (shaped.width, shaped.height) == (640, 360)
+    rgb = decode_frame(shaped.data, shaped.width, shaped.height, encoding)
+    assert abs(int(rgb[180, 100, 0]) - 200) < 12 and int(rgb[180, 500, 0]) < 20
+    small = FrameShaper(640, encoding).shape(
+        av.VideoFrame.from_ndarray(np.zeros((241, 321, 3), np.uint8), format="rgb24")
+    )
+    assert (small.width, small.height) == (320, 240)
+
+
+def test_fps_gate() -> None:
+    gate = FpsGate(10.0)
+    admitted = [t for t in (i / 30 for i in range(30)) if gate.admit(t)]
+    assert 9 <= len(admitted) <= 11 and gate.dropped == 30 - len(admitted)
