@@ -1,0 +1,108 @@
+"""TraMP-Former speed: training steps/s, and ms per window for torch eager vs ONNX Runtime (CPU; CUDA when present).
+
+A "window" is what the live scorer runs every hop: cached per-frame RGB features + trajectory + index_t -> score.
+Prints a table and, with ``--json PATH``, writes a flat JSON object (``ort_speedup_vs_torch`` = torch eager ms /
+ONNX Runtime CPU ms at batch 1).
+
+    python -m benchmarks.model --quick --json out.json
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from trainer.bmc import bmc_loss
+from trainer.export import WindowGraph, example_inputs, export_graph
+from trainer.models.trampformer import SIZES, TrampFormer
+
+
+def _time(fn: object, reps: int) -> float:
+    call = fn  # a zero-argument callable
+    for _ in range(max(2, reps // 5)):
+        call()  # type: ignore[operator]
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        call()  # type: ignore[operator]
+    return (time.perf_counter() - t0) / reps * 1000.0
+
+
+def training_steps_per_s(model: TrampFormer, batch: int, steps: int) -> float:
+    inputs = example_inputs(model, batch)["clip"]
+    label = torch.linspace(0, 4, batch)
+    optim = torch.optim.Adam(model.parameters(), lr=1e-4)
+    model.train()
+
+    def step() -> None:
+        loss = bmc_loss(model(*inputs.values()), label)
+        optim.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        optim.step()
+
+    ms = _time(step, steps)
+    return 1000.0 / ms
+
+
+@click.command()
+@click.option("--size", type=click.Choice(sorted(SIZES)), default="small", show_default=True)
+@click.option("--quick", is_flag=True, help="fewer repetitions (< 60 s)")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+def main(size: str, quick: bool, json_path: Path | None) -> None:
+    torch.manual_seed(0)
+    model = TrampFormer(SIZES[size]())
+    reps = 20 if quick else 100
+    steps = 3 if quick else 10
+    figures: dict[str, float] = {"training_steps_per_s": training_steps_per_s(model, 4, steps)}
+    model.eval()
+    window = WindowGraph(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "window.onnx"
+        export_graph(window, example_inputs(model, 2)["window"], "score", path)
+        one = example_inputs(model, 1)["window"]
+        feeds = {k: v.numpy() for k, v in one.items()}
+        with torch.no_grad():
+            figures["torch_eager_ms_per_window"] = _time(lambda: window(*one.values()), reps)
+        opts = ort.SessionOptions()
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        figures["ort_cpu_ms_per_window"] = _time(lambda: sess.run(None, feeds), reps)
+        with torch.no_grad():
+            ref = window(*one.values()).numpy()
+        figures["ort_max_abs_diff"] = float(np.abs(sess.run(None, feeds)[0] - ref).max())
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            cuda = ort.InferenceSession(str(path), providers=["CUDAExecutionProvider"])
+            if cuda.get_providers()[0] != "CUDAExecutionProvider":
+                raise click.ClickException("CUDA execution provider fell back to CPU")
+            figures["ort_cuda_ms_per_window"] = _time(lambda: cuda.run(None, feeds), reps)
+        if torch.cuda.is_available():
+            gpu_window = WindowGraph(model.cuda())
+            gpu_in = [v.cuda() for v in one.values()]
+
+            def run_gpu() -> None:
+                with torch.no_grad():
+                    gpu_window(*gpu_in)
+                torch.cuda.synchronize()
+
+            figures["torch_cuda_ms_per_window"] = _time(run_gpu, reps)
+    figures["ort_speedup_vs_torch"] = figures["torch_eager_ms_per_window"] / figures["ort_cpu_ms_per_window"]
+    click.echo(f"TraMP-Former '{size}', batch 1, {torch.get_num_threads()} torch threads")
+    click.echo(f"{'figure':<28}{'value':>12}")
+    for key, value in figures.items():
+        click.echo(f"{key:<28}{value:>12.3f}")
+    click.echo(
+        f"ours (ONNX Runtime) vs reference (torch eager): "
+        f"{figures['ort_cpu_ms_per_window']:.2f} ms vs {figures['torch_eager_ms_per_window']:.2f} ms "
+        f"= {figures['ort_speedup_vs_torch']:.2f}x"
+    )
+    if json_path:
+        json_path.write_text(json.dumps(figures, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Shapes through every partition type, the clean RGB layout, and the fused model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trainer.models import formerdfer, skateformer, trampformer
+from trainer.models.skateformer import PARTITION_TYPES, SkateFormer, partition, reverse
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize("factory", [skateformer.micro, skateformer.small])
+@pytest.mark.parametrize("kind", PARTITION_TYPES)
+def test_partition_shapes_and_inverse(factory: object, kind: int) -> None:
+    cfg = factory()  # type: ignore[operator]
+    x = torch.randn(2, 8, cfg.t_p, 63)
+    windows = partition(x, kind, cfg)
+    tokens_t = cfg.segment_len if kind in (1, 2) else cfg.global_tokens
+    tokens_v = 9 if kind in (1, 3) else 7
+    assert windows.shape == (2 * cfg.t_p * 63 // (tokens_t * tokens_v), tokens_t * tokens_v, 8)
+    assert torch.equal(reverse(windows, kind, (2, 8, cfg.t_p, 63), cfg), x)
+
+
+def test_partition_groups_the_documented_landmarks_and_frames() -> None:
+    cfg = skateformer.paper(128)
+    t_idx = torch.arange(128).view(1, 1, 128, 1).expand(1, 1, 128, 63).float()
+    v_idx = torch.arange(63).view(1, 1, 1, 63).expand(1, 1, 128, 63).float()
+    x = torch.cat([t_idx, v_idx], dim=1)
+    w1 = partition(x, 1, cfg)[0]  # first window: frames 0-7, region 0
+    assert set(w1[:, 0].tolist()) == set(range(8)) and set(w1[:, 1].tolist()) == set(range(9))
+    w2 = partition(x, 2, cfg)[0]  # frames 0-7, slot 0 of each region
+    assert set(w2[:, 1].tolist()) == {0, 9, 18, 27, 36, 45, 54}
+    w3 = partition(x, 3, cfg)[0]  # 16 frames at stride 8, region 0
+    assert sorted(set(w3[:, 0].tolist())) == list(range(0, 128, 8)) and set(w3[:, 1].tolist()) == set(range(9))
+    w4 = partition(x, 4, cfg)[0]  # 16 frames at stride 8, slot 0 across regions
+    assert sorted(set(w4[:, 0].tolist())) == list(range(0, 128, 8))
+    assert set(w4[:, 1].tolist()) == {0, 9, 18, 27, 36, 45, 54}
+
+
+def test_paper_skateformer_size_and_tokens() -> None:
+    enc = SkateFormer(skateformer.paper(64))
+    n_params = sum(p.numel() for p in enc.parameters())
+    assert 4.5e6 < n_params < 4.65e6  # models.md §1.10: 4.56 M
+    out = enc(torch.randn(1, 64, 63, 5), torch.linspace(-1, 1, 64)[None])
+    assert out.shape == (1, 8, 256)
+
+
+def test_invalid_partition_config_is_rejected() -> None:
+    with pytest.raises(ValueError, match="divisible"):
+        skateformer.SkateFormerConfig(t_p=100).validate()
+
+
+def test_rgb_encoder_clean_layout_keeps_samples_apart() -> None:
+    torch.manual_seed(0)
+    enc = formerdfer.FormerDFER(formerdfer.micro()).eval()
+    frames = torch.randn(3, 8, 3, 32, 32)
+    with torch.no_grad():
+        together = enc(frames)
+        alone = torch.cat([enc(frames[i : i + 1]) for i in range(3)])
+        # per-frame features do not depend on neighbouring frames: caching is exact
+        per_frame = enc.encode_frames(frames.reshape(24, 3, 32, 32)).reshape(3, 8, -1)
+        cached = enc.encode_subclips(per_frame)
+    assert together.shape == (3, 2, 16)
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(together, cached)
+
+
+def test_tramp_former_forward_and_cached_path_agree() -> None:
+    torch.manual_seed(0)
+    cfg = trampformer.micro()
+    model = trampformer.TrampFormer(cfg).eval()
+    frames = torch.randn(2, cfg.rgb_frames, 3, 32, 32)
+    traj = torch.randn(2, cfg.skate.t_p, 63, 5)
+    index_t = torch.linspace(-1, 1, cfg.skate.t_p).expand(2, -1)
+    with torch.no_grad():
+        score = model(frames, traj, index_t)
+        feats = model.encode_frames(frames.flatten(0, 1)).reshape(2, cfg.rgb_frames, -1)
+        cached = model.forward_features(feats, traj, index_t)
+    assert score.shape == (2,)
+    torch.testing.assert_close(score, cached)
+
+
+def test_fusion_attention_is_not_degenerate() -> None:
+    """The query projection receives gradient (it would not with one token per stream)."""
+    cfg = trampformer.micro()
+    model = trampformer.TrampFormer(cfg)
+    frames = torch.randn(2, cfg.rgb_frames, 3, 32, 32)
+    traj = torch.randn(2, cfg.skate.t_p, 63, 5)
+    model(frames, traj, torch.zeros(2, cfg.skate.t_p)).sum().backward()
+    grad = model.fusion[0].q.weight.grad  # type: ignore[union-attr]
+    assert grad is not None and float(grad.abs().sum()) > 0
+
+
+def test_config_round_trips_through_dict() -> None:
+    cfg = trampformer.small()
+    assert trampformer.TrampFormerConfig.from_dict(cfg.to_dict()) == cfg

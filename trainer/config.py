@@ -1,0 +1,184 @@
+"""Layered experiment configs: ``configs/base.toml``, then override files, then ``--set section.key=value``.
+
+The resolved config is a typed :class:`RunConfig`; unknown keys and wrong types are errors, never ignored. It is
+saved as ``config.toml`` in the run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from common.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSection:
+    size: str = "paper"  # paper | small | micro (trainer.models.trampformer.SIZES)
+    t_p: int = 128
+    t_p_rest: int = 64  # the "sit at rest" expression uses a shorter trajectory (paper)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSection:
+    layout: str = "pfed5"  # pfed5 | neuroface
+    root: str = ""
+    expressions: list[str] = dataclasses.field(default_factory=list)  # empty = every expression in the data
+    cache_dir: str = ""  # empty = <root>/.feqa-cache
+    load_size: int = 256
+    val_fraction: float = 0.2
+    test_fraction: float = 0.25  # only when the layout names no test subjects
+    fold: int = 0  # NeuroFace fold 1-3 (0 = seeded subject split)
+    replicate: int = 5  # the reference replicates the training list 5x per epoch
+    fps: float = 25.0
+    label_min: float = 0.0
+    label_max: float = 4.0
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimSection:
+    recipe: str = "adam"  # adam (shipped code) | sgd (paper)
+    lr: float = 1e-4
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    step_size: int = 10
+    gamma: float = 0.5
+    epochs: int = 100
+    batch_size: int = 4
+    bmc_sigma: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSection:
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # mixed precision on a GPU only
+    workers: int = 0
+    threads: int = 0  # torch CPU threads (0 = torch default)
+    reverse_p: float = 0.5
+    flip_p: float = 0.5
+    eval_every: int = 1
+    max_minutes: float = 0.0  # stop early after this wall time (0 = no limit)
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainedSection:
+    former_dfer: str = ""
+    former_dfer_map: str = "former_dfer"  # or former_dfer_released
+    skateformer: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    model: ModelSection = dataclasses.field(default_factory=ModelSection)
+    data: DataSection = dataclasses.field(default_factory=DataSection)
+    optim: OptimSection = dataclasses.field(default_factory=OptimSection)
+    train: TrainSection = dataclasses.field(default_factory=TrainSection)
+    pretrained: PretrainedSection = dataclasses.field(default_factory=PretrainedSection)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        unknown = set(raw) - set(_SECTIONS)
+        if unknown:
+            raise ConfigError(f"unknown config sections {sorted(unknown)}")
+        sections: dict[str, Any] = {}
+        for name, section_cls in _SECTIONS.items():
+            defaults = section_cls()
+            values: dict[str, Any] = {}
+            for key, value in raw.get(name, {}).items():
+                if not hasattr(defaults, key):
+                    raise ConfigError(f"unknown config key {name}.{key}")
+                values[key] = _coerce(name, key, getattr(defaults, key), value)
+            sections[name] = section_cls(**values)
+        return cls(**sections)
+
+
+_SECTIONS: dict[str, Any] = {
+    "model": ModelSection,
+    "data": DataSection,
+    "optim": OptimSection,
+    "train": TrainSection,
+    "pretrained": PretrainedSection,
+}
+
+
+def _coerce(section: str, key: str, default: Any, value: Any) -> Any:
+    """Check a value against the type of its default; ints are accepted where floats are expected."""
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, bool) != isinstance(value, bool) or not isinstance(value, type(default)):
+        raise ConfigError(f"{section}.{key} must be {type(default).__name__}, got {value!r}")
+    return value
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for key, value in over.items():
+        if isinstance(value, dict):
+            out[key] = {**out.get(key, {}), **value}
+        else:
+            out[key] = value
+    return out
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word is a string
+
+
+def _read_toml(name_or_path: str) -> dict[str, Any]:
+    path = Path(name_or_path)
+    if path.is_file():
+        return tomllib.loads(path.read_text())
+    bundled = resources.files("trainer.configs").joinpath(f"{name_or_path.removesuffix('.toml')}.toml")
+    if bundled.is_file():
+        return tomllib.loads(bundled.read_text())
+    raise ConfigError(f"config {name_or_path!r} is neither a file nor a bundled config")
+
+
+def resolve(layers: list[str], sets: list[str]) -> RunConfig:
+    """base.toml, then each layer (a file or a bundled name such as ``small``), then ``section.key=value`` sets."""
+    raw = _read_toml("base")
+    for layer in layers:
+        raw = _merge(raw, _read_toml(layer))
+    for item in sets:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot:
+            raise ConfigError(f"--set expects section.key=value, got {item!r}")
+        raw = _merge(raw, {section: {name: _parse_value(value.strip())}})
+    return RunConfig.from_dict(raw)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise ConfigError(f"cannot write {value!r} to TOML")
+
+
+def dump(cfg: RunConfig) -> str:
+    """The resolved config as TOML (reads back to an equal :class:`RunConfig`)."""
+    lines: list[str] = []
+    for section, values in cfg.to_dict().items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items())
+        lines.append("")
+    return "\n".join(lines)
+
+
+def load_resolved(path: Path) -> RunConfig:
+    return RunConfig.from_dict(tomllib.loads(Path(path).read_text()))

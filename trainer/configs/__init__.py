@@ -1,0 +1,1 @@
+"""Bundled experiment configs (TOML): base plus short overrides."""

@@ -1,0 +1,1 @@
+"""Dataset readers, splits, samples and the on-disk feature cache."""

@@ -1,0 +1,68 @@
+"""Evaluation metrics: Spearman per expression and their arithmetic mean, MAE, RMSE, per-subject errors, bootstrap
+confidence intervals."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import numpy.typing as npt
+from scipy.stats import spearmanr
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpressionMetrics:
+    expression: str
+    n: int
+    spearman: float
+    spearman_ci: tuple[float, float]
+    mae: float
+    mae_ci: tuple[float, float]
+    rmse: float
+    per_subject_mae: dict[str, float]
+
+
+def spearman(pred: npt.ArrayLike, label: npt.ArrayLike) -> float:
+    """Spearman rho with average ranks for ties; 0 when either side is constant (rho is undefined there)."""
+    p, y = np.asarray(pred, dtype=np.float64), np.asarray(label, dtype=np.float64)
+    if p.size < 2 or np.ptp(p) == 0 or np.ptp(y) == 0:
+        return 0.0
+    return float(spearmanr(p, y).statistic)
+
+
+def bootstrap_ci(
+    pred: npt.NDArray[np.float64], label: npt.NDArray[np.float64], stat: str, reps: int, seed: int
+) -> tuple[float, float]:
+    """95 % percentile interval of ``stat`` ("spearman" or "mae") over clips resampled with replacement."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(reps):
+        i = rng.integers(0, pred.size, pred.size)
+        values.append(spearman(pred[i], label[i]) if stat == "spearman" else float(np.abs(pred[i] - label[i]).mean()))
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def expression_metrics(
+    expression: str, pred: npt.ArrayLike, label: npt.ArrayLike, subjects: list[str], reps: int = 1000, seed: int = 0
+) -> ExpressionMetrics:
+    p, y = np.asarray(pred, dtype=np.float64), np.asarray(label, dtype=np.float64)
+    if p.shape != y.shape or p.ndim != 1 or len(subjects) != p.size or p.size == 0:
+        raise ValueError("pred, label and subjects must be non-empty and of equal length")
+    err = p - y
+    subj = np.asarray(subjects)
+    return ExpressionMetrics(
+        expression=expression,
+        n=int(p.size),
+        spearman=spearman(p, y),
+        spearman_ci=bootstrap_ci(p, y, "spearman", reps, seed),
+        mae=float(np.abs(err).mean()),
+        mae_ci=bootstrap_ci(p, y, "mae", reps, seed),
+        rmse=float(np.sqrt((err**2).mean())),
+        per_subject_mae={str(s): float(np.abs(err[subj == s]).mean()) for s in sorted(set(subjects))},
+    )
+
+
+def mean_spearman(results: list[ExpressionMetrics]) -> float:
+    """The papers' headline number: the arithmetic mean of per-expression rho (not Fisher-z)."""
+    return float(np.mean([r.spearman for r in results])) if results else 0.0

@@ -1,0 +1,325 @@
+"""SkateFormer trajectory encoder as configured in TraMP-Former (models.md §1.4).
+
+Input: trajectories [B, T, V=63, C=5] (frame-major, as ``common.features`` builds them) and ``index_t`` [B, T].
+Output: temporal tokens [B, T / 2**(stages-1), C_last] (the last stage averaged over landmarks); their mean over
+time is the 256-d clip feature of the paper.
+
+Each block splits its channels into a learned-adjacency graph conv (G-conv), a temporal conv (T-conv) and four
+partition attentions over the landmark-time grid, with V = M regions x N slots in region-major order:
+
+====  ==========================  ==================================================
+type  tokens per window           which frames / which landmarks
+====  ==========================  ==================================================
+1     L x N                       L consecutive frames / the N points of one region
+2     L x M                       L consecutive frames / slot n in each of the M regions
+3     G x N                       G frames at stride T/G / one region
+4     G x M                       G frames at stride T/G / one slot across regions
+====  ==========================  ==================================================
+
+Kept from upstream for checkpoint compatibility: the attention scale is ``heads**-0.5`` (not ``head_dim**-0.5``)
+and q, k, v come straight from the block's input mapping. Differences from the reference: the type-3/4 relative
+bias tables are indexed centred (offset + G_max - 1), so one temporal offset maps to the same row at any T_p (the
+reference slices the first 2G-1 rows, which shifts the mapping between T_p=256 pre-training and T_p=128 fine-tuning).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+from torch import nn
+
+from trainer.models.layers import DropPath, Mlp
+
+PARTITION_TYPES = (1, 2, 3, 4)
+
+
+@dataclasses.dataclass(frozen=True)
+class SkateFormerConfig:
+    """Shape of the trajectory encoder; the defaults are the paper's (TraMP, T_p=128)."""
+
+    in_channels: int = 5
+    embed_dim: int = 128
+    channels: tuple[int, ...] = (128, 256, 256, 256)
+    depths: tuple[int, ...] = (2, 2, 2, 2)
+    regions: int = 7  # M
+    points_per_region: int = 9  # N
+    t_p: int = 128
+    segment_len: int = 8  # L: consecutive frames per local window
+    global_tokens: int = 16  # G: strided frames per global window
+    bias_global_tokens: int = 32  # rows of the type-3/4 bias tables are 2 * this - 1 (max_frames 256 / L)
+    num_heads: int = 32
+    kernel_size: int = 7
+    mlp_ratio: float = 2.0
+    attn_drop: float = 0.5
+    drop: float = 0.0
+    drop_path: float = 0.2
+    input_scale: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)  # per input channel; the reference feeds raw pixels
+
+    @property
+    def num_points(self) -> int:
+        return self.regions * self.points_per_region
+
+    @property
+    def out_frames(self) -> int:
+        return self.t_p >> (len(self.channels) - 1)
+
+    def validate(self) -> None:
+        """Raise ValueError when the partitions cannot tile the landmark-time grid at every stage."""
+        if len(self.channels) != len(self.depths) or not self.channels:
+            raise ValueError("channels and depths must be non-empty and of equal length")
+        t = self.t_p
+        for stage in range(len(self.channels)):
+            if t % self.segment_len or t % self.global_tokens:
+                raise ValueError(
+                    f"stage {stage}: T={t} must be divisible by segment_len={self.segment_len} "
+                    f"and global_tokens={self.global_tokens}"
+                )
+            t //= 2
+        if self.global_tokens > self.bias_global_tokens:
+            raise ValueError("global_tokens must not exceed bias_global_tokens")
+        if len(self.input_scale) != self.in_channels:
+            raise ValueError("input_scale needs one factor per input channel")
+        if self.num_heads % 8:
+            raise ValueError("num_heads must be a multiple of 8 (4 partition types x 2)")
+        for c in self.channels:
+            if c % 8 or (c // 8) % (self.num_heads // 8) or (c // 4) % (self.num_heads // 4):
+                raise ValueError(f"channel width {c} does not split over {self.num_heads} heads")
+
+
+def paper(t_p: int = 128) -> SkateFormerConfig:
+    """The TraMP configuration: 128/256/256/256, 2 blocks per stage; G = T_p / 8 (16 at 128, 8 at 64)."""
+    return SkateFormerConfig(t_p=t_p, global_tokens=t_p // 8)
+
+
+_SCALED_INPUT = (1 / 64, 1 / 64, 1 / 255, 1 / 255, 1 / 255)
+"""The reduced sizes train from scratch on little data; pixel offsets and 0-255 colours brought near unit range."""
+
+
+def small(t_p: int = 64) -> SkateFormerConfig:
+    """A CPU-trainable variant: 32/64/64/64, one block per stage, no attention dropout."""
+    return SkateFormerConfig(
+        embed_dim=32,
+        channels=(32, 64, 64, 64),
+        depths=(1, 1, 1, 1),
+        t_p=t_p,
+        global_tokens=t_p // 8,
+        bias_global_tokens=max(t_p // 8, 8),
+        num_heads=16,
+        attn_drop=0.1,
+        drop_path=0.1,
+        input_scale=_SCALED_INPUT,
+    )
+
+
+def micro(t_p: int = 16) -> SkateFormerConfig:
+    """The smallest useful shape, for tests: two stages of 16 channels, 4-frame windows."""
+    return SkateFormerConfig(
+        embed_dim=16,
+        channels=(16, 16),
+        depths=(1, 1),
+        t_p=t_p,
+        segment_len=4,
+        global_tokens=4,
+        bias_global_tokens=4,
+        num_heads=8,
+        attn_drop=0.0,
+        drop_path=0.0,
+        input_scale=_SCALED_INPUT,
+    )
+
+
+def partition(x: torch.Tensor, kind: int, cfg: SkateFormerConfig) -> torch.Tensor:
+    """[B, C, T, V] -> [windows, tokens, C] for partition type ``kind`` (1-4); tokens are time-major."""
+    b, c, t, _ = x.shape
+    m, n = cfg.regions, cfg.points_per_region
+    if kind in (1, 2):
+        x6 = x.reshape(b, c, t // cfg.segment_len, cfg.segment_len, m, n)  # window axis 2, token-time axis 3
+    else:
+        x6 = x.reshape(b, c, cfg.global_tokens, t // cfg.global_tokens, m, n)  # token-time axis 2, window axis 3
+    order = {1: (0, 2, 4, 3, 5, 1), 2: (0, 2, 5, 3, 4, 1), 3: (0, 3, 4, 2, 5, 1), 4: (0, 3, 5, 2, 4, 1)}[kind]
+    y = x6.permute(*order)
+    return y.reshape(-1, y.shape[3] * y.shape[4], c)
+
+
+def reverse(windows: torch.Tensor, kind: int, shape: tuple[int, int, int, int], cfg: SkateFormerConfig) -> torch.Tensor:
+    """Inverse of :func:`partition`: [windows, tokens, C'] -> [B, C', T, V]."""
+    b, _, t, v = shape
+    c = windows.shape[-1]
+    m, n = cfg.regions, cfg.points_per_region
+    if kind in (1, 2):
+        outer, inner = t // cfg.segment_len, cfg.segment_len
+    else:
+        outer, inner = t // cfg.global_tokens, cfg.global_tokens
+    sizes = {1: (b, outer, m, inner, n, c), 2: (b, outer, n, inner, m, c), 3: (b, outer, m, inner, n, c)}
+    sizes[4] = (b, outer, n, inner, m, c)
+    y = windows.reshape(sizes[kind])
+    # Undo the permutation: back to [B, C, time-a, time-b, M, N].
+    back = {1: (0, 5, 1, 3, 2, 4), 2: (0, 5, 1, 3, 4, 2), 3: (0, 5, 3, 1, 2, 4), 4: (0, 5, 3, 1, 4, 2)}[kind]
+    return y.permute(*back).reshape(b, c, t, v)
+
+
+def _relative_index(tokens_t: int, table_half: int) -> torch.Tensor:
+    pos = torch.arange(tokens_t)
+    return pos[:, None] - pos[None, :] + table_half - 1
+
+
+class PartitionAttention(nn.Module):
+    """Self-attention inside the windows of one partition type, with a relative position bias."""
+
+    def __init__(self, kind: int, channels: int, heads: int, cfg: SkateFormerConfig) -> None:
+        super().__init__()
+        self.kind = kind
+        self.heads = heads
+        self.scale = heads**-0.5  # upstream quirk, kept so official weights mean the same
+        self.cfg = cfg
+        local = kind in (1, 2)
+        tokens_t = cfg.segment_len if local else cfg.global_tokens
+        half = cfg.segment_len if local else cfg.bias_global_tokens
+        self.other = cfg.points_per_region if kind in (1, 3) else cfg.regions
+        rows = 2 * half - 1
+        if kind in (1, 3):
+            self.bias_table = nn.Parameter(torch.zeros(rows, heads))
+            rel = _relative_index(tokens_t, half)  # [tt, tt]
+            flat = rel[:, None, :, None].expand(tokens_t, self.other, tokens_t, self.other)
+        else:
+            m = cfg.regions
+            self.bias_table = nn.Parameter(torch.zeros(rows, m, m, heads))
+            rel = _relative_index(tokens_t, half)
+            reg = torch.arange(m)
+            flat = rel[:, None, :, None] * m * m + reg[None, :, None, None] * m + reg[None, None, None, :]
+        nn.init.trunc_normal_(self.bias_table, std=0.02)
+        n_tok = tokens_t * self.other
+        self.register_buffer("bias_index", flat.reshape(n_tok, n_tok).contiguous(), persistent=False)
+        self.attn_drop = nn.Dropout(cfg.attn_drop)
+
+    def forward(self, qkv: torch.Tensor) -> torch.Tensor:
+        """[windows, tokens, 3 * C] -> [windows, tokens, C]."""
+        w, n, c3 = qkv.shape
+        parts = qkv.reshape(w, n, 3, self.heads, c3 // (3 * self.heads)).permute(2, 0, 3, 1, 4)
+        q, k, v = parts[0], parts[1], parts[2]
+        logits = (q * self.scale) @ k.transpose(-2, -1)
+        index: torch.Tensor = self.bias_index  # type: ignore[assignment]
+        bias = self.bias_table.reshape(-1, self.heads)[index.reshape(-1)].reshape(n, n, self.heads)
+        attn = torch.softmax(logits + bias.permute(2, 0, 1).unsqueeze(0), dim=-1)
+        out: torch.Tensor = self.attn_drop(attn) @ v
+        return out.transpose(1, 2).reshape(w, n, c3 // 3)
+
+
+class SkateBlock(nn.Module):
+    """One SkateFormer block at width ``dim``, optionally preceded by a stride-2 temporal down-sampling conv."""
+
+    def __init__(self, dim_in: int, dim: int, downsample: bool, drop_path: float, cfg: SkateFormerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.downsample: nn.Sequential | None = None
+        if downsample:
+            pad = (cfg.kernel_size - 1) // 2
+            self.downsample = nn.Sequential(
+                nn.Conv2d(dim_in, dim, kernel_size=(cfg.kernel_size, 1), stride=(2, 1), padding=(pad, 0)),
+                nn.BatchNorm2d(dim),
+            )
+        groups = cfg.num_heads // 4
+        self.norm_1 = nn.LayerNorm(dim)
+        self.mapping = nn.Linear(dim, 2 * dim)
+        self.gconv = nn.Parameter(torch.zeros(groups, cfg.num_points, cfg.num_points))
+        nn.init.trunc_normal_(self.gconv, std=0.02)
+        pad = (cfg.kernel_size - 1) // 2
+        self.tconv = nn.Conv2d(dim // 4, dim // 4, kernel_size=(cfg.kernel_size, 1), padding=(pad, 0), groups=groups)
+        self.attention = nn.ModuleList(
+            [PartitionAttention(kind, dim // 8, cfg.num_heads // 8, cfg) for kind in PARTITION_TYPES]
+        )
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(cfg.drop)
+        self.drop_path = DropPath(drop_path)
+        self.norm_2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(cfg.mlp_ratio * dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.downsample is not None:
+            x = self.downsample(x)
+        b, c, t, v = x.shape
+        skip = x.permute(0, 2, 3, 1)  # [B, T, V, C]
+        f = self.mapping(self.norm_1(skip)).permute(0, 3, 1, 2)  # [B, 2C, T, V]
+        f_g, f_t, f_attn = torch.split(f, [c // 4, c // 4, 3 * c // 2], dim=1)
+        groups = self.gconv.shape[0]
+        g = torch.einsum("bgctu,gvu->bgctv", f_g.reshape(b, groups, c // 4 // groups, t, v), self.gconv)
+        outs = [g.reshape(b, c // 4, t, v), self.tconv(f_t)]
+        for kind, part, attn in zip(PARTITION_TYPES, torch.chunk(f_attn, 4, dim=1), self.attention, strict=True):
+            windows = partition(part, kind, self.cfg)
+            outs.append(reverse(attn(windows), kind, (b, part.shape[1], t, v), self.cfg))
+        y = self.proj_drop(self.proj(torch.cat(outs, dim=1).permute(0, 2, 3, 1)))
+        y = skip + self.drop_path(y)
+        y = y + self.drop_path(self.mlp(self.norm_2(y)))
+        out: torch.Tensor = y.permute(0, 3, 1, 2)
+        return out
+
+
+class SkateStage(nn.Module):
+    def __init__(self, blocks: list[SkateBlock]) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+class SkateFormer(nn.Module):
+    """The trajectory encoder. ``forward`` returns temporal tokens; :meth:`pooled` the clip feature."""
+
+    def __init__(self, cfg: SkateFormerConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        c_in = cfg.in_channels
+        self.stem = nn.Sequential(
+            nn.Conv2d(c_in, 2 * c_in, 1),
+            nn.GELU(),
+            nn.Conv2d(2 * c_in, 3 * c_in, 1),
+            nn.GELU(),
+            nn.Conv2d(3 * c_in, cfg.embed_dim, 1),
+        )
+        self.joint_embedding = nn.Parameter(torch.zeros(cfg.embed_dim, cfg.num_points))
+        nn.init.trunc_normal_(self.joint_embedding, std=0.02)
+        rates = torch.linspace(0.0, cfg.drop_path, sum(cfg.depths)).tolist()
+        stages: list[SkateStage] = []
+        k = 0
+        prev = cfg.embed_dim
+        for s, (depth, width) in enumerate(zip(cfg.depths, cfg.channels, strict=True)):
+            blocks = []
+            for i in range(depth):
+                blocks.append(SkateBlock(prev if i == 0 else width, width, s > 0 and i == 0, rates[k], cfg))
+                k += 1
+            stages.append(SkateStage(blocks))
+            prev = width
+        self.stages = nn.ModuleList(stages)
+        half = torch.arange(0, cfg.embed_dim, 2, dtype=torch.float32)
+        self.register_buffer("div_term", torch.exp(half * -(math.log(10000.0) / cfg.embed_dim)), persistent=False)
+
+    @property
+    def out_dim(self) -> int:
+        return self.cfg.channels[-1]
+
+    def temporal_embedding(self, index_t: torch.Tensor) -> torch.Tensor:
+        """Sinusoidal encoding of ``index_t`` [B, T] -> [B, T, embed_dim] (sin on even, cos on odd channels)."""
+        div: torch.Tensor = self.div_term  # type: ignore[assignment]
+        angle = index_t.unsqueeze(-1).float() * div
+        return torch.stack([torch.sin(angle), torch.cos(angle)], dim=-1).flatten(-2)
+
+    def forward(self, traj: torch.Tensor, index_t: torch.Tensor) -> torch.Tensor:
+        """[B, T, V, C] trajectories, [B, T] index_t -> [B, T_out, C_last] tokens (mean over landmarks)."""
+        scale = torch.tensor(self.cfg.input_scale, dtype=traj.dtype, device=traj.device)
+        x = self.stem((traj * scale).permute(0, 3, 1, 2))  # [B, E, T, V]
+        te = self.temporal_embedding(index_t)
+        x = x + torch.einsum("btc,cv->bctv", te, self.joint_embedding)
+        for stage in self.stages:
+            x = stage(x)
+        out: torch.Tensor = x.mean(dim=3).transpose(1, 2)
+        return out
+
+    def pooled(self, traj: torch.Tensor, index_t: torch.Tensor) -> torch.Tensor:
+        """The paper's clip feature: mean over time and landmarks -> [B, C_last]."""
+        return self.forward(traj, index_t).mean(dim=1)

@@ -1,0 +1,54 @@
+"""PNG plots for a run directory (matplotlib, Agg backend): loss curves, predicted vs true, Spearman per expression."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from trainer.metrics import ExpressionMetrics
+
+
+def loss_curves(history: list[dict[str, float]], path: Path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    epochs = [h["epoch"] for h in history]
+    ax.plot(epochs, [h["train_loss"] for h in history], label="train loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("BMC loss")
+    ax2 = ax.twinx()
+    ax2.plot(epochs, [h["val_spearman"] for h in history], color="tab:orange", label="val Spearman")
+    ax2.set_ylabel("Spearman")
+    ax.set_title(title)
+    fig.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def predicted_vs_true(expression: str, pred: list[float], label: list[float], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.scatter(label, pred, s=12, alpha=0.6)
+    lo, hi = min(label + pred), max(label + pred)
+    ax.plot([lo, hi], [lo, hi], color="grey", linewidth=1)
+    ax.set_xlabel("true score")
+    ax.set_ylabel("predicted score")
+    ax.set_title(expression)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def spearman_bars(results: list[ExpressionMetrics], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(1.2 * len(results) + 2, 3.5))
+    names = [r.expression for r in results]
+    rho = [r.spearman for r in results]
+    err = [[r.spearman - r.spearman_ci[0] for r in results], [r.spearman_ci[1] - r.spearman for r in results]]
+    ax.bar(names, rho, yerr=err, capsize=4)
+    ax.set_ylim(min(0.0, *rho) - 0.05, 1.0)
+    ax.set_ylabel("Spearman (95 % CI)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,125 @@
+"""What a run directory holds and how its pieces are rebuilt: data per expression, models, checkpoints, devices."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from common.errors import ConfigError, ModelError
+from trainer.config import RunConfig
+from trainer.data.cache import CachedClip, build_cache
+from trainer.data.layouts import read_layout
+from trainer.data.samples import SampleSpec
+from trainer.data.splits import split_by_subject
+from trainer.models.trampformer import SIZES, TrampFormer, TrampFormerConfig
+from trainer.pretrained import KEY_MAPS, load_file
+
+log = logging.getLogger(__name__)
+
+BEST = "best.pt"
+LAST = "last.pt"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpressionData:
+    expression: str
+    train: list[CachedClip]
+    val: list[CachedClip]
+    test: list[CachedClip]
+
+    def data_hash(self) -> str:
+        h = hashlib.sha256()
+        for part in (self.train, self.val, self.test):
+            for c in part:
+                h.update(f"{c.record.clip_id}:{c.record.label};".encode())
+            h.update(b"|")
+        return h.hexdigest()[:16]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name} asked for but CUDA is not available")
+    return dev
+
+
+def load_data(cfg: RunConfig) -> dict[str, ExpressionData]:
+    """Read the layout, split by subject, cache features; one entry per expression asked for (or present)."""
+    if not cfg.data.root:
+        raise ConfigError("data.root is empty: point it at a PFED5 or NeuroFace layout")
+    root = Path(cfg.data.root)
+    records = read_layout(cfg.data.layout, root)
+    split = split_by_subject(
+        records,
+        val_fraction=cfg.data.val_fraction,
+        test_fraction=cfg.data.test_fraction,
+        seed=cfg.train.seed,
+        fold=cfg.data.fold,
+    )
+    cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else root / ".feqa-cache"
+    present = sorted({r.expression for r in records})
+    wanted = cfg.data.expressions or present
+    missing = [e for e in wanted if e not in present]
+    if missing:
+        raise ConfigError(f"expressions {missing} not in the data (present: {present})")
+    out: dict[str, ExpressionData] = {}
+    for expr in wanted:
+        parts = [[r for r in getattr(split, p) if r.expression == expr] for p in ("train", "val", "test")]
+        cached = [build_cache(p, cache_dir, cfg.data.load_size) for p in parts]
+        out[expr] = ExpressionData(expr, *cached)
+        log.info("%s: %d train / %d val / %d test clips", expr, *(len(c) for c in cached))
+    return out
+
+
+def model_config(cfg: RunConfig, expression: str) -> TrampFormerConfig:
+    if cfg.model.size not in SIZES:
+        raise ConfigError(f"model.size {cfg.model.size!r} unknown; expected one of {sorted(SIZES)}")
+    t_p = cfg.model.t_p_rest if expression == "rest" else cfg.model.t_p
+    return SIZES[cfg.model.size](t_p)
+
+
+def build_model(cfg: RunConfig, expression: str) -> TrampFormer:
+    model = TrampFormer(model_config(cfg, expression))
+    if cfg.pretrained.former_dfer:
+        load_file(model.rgb_encoder, Path(cfg.pretrained.former_dfer), KEY_MAPS[cfg.pretrained.former_dfer_map])
+    if cfg.pretrained.skateformer:
+        load_file(model.traj_encoder, Path(cfg.pretrained.skateformer), KEY_MAPS["skateformer"])
+    return model
+
+
+def sample_spec(cfg: RunConfig, mcfg: TrampFormerConfig, train: bool) -> SampleSpec:
+    if cfg.data.load_size < mcfg.rgb.image_size:
+        raise ConfigError(f"data.load_size {cfg.data.load_size} is smaller than the model's {mcfg.rgb.image_size}")
+    return SampleSpec(
+        t_p=mcfg.skate.t_p,
+        rgb_frames=mcfg.rgb_frames,
+        image_size=mcfg.rgb.image_size,
+        train=train,
+        reverse_p=cfg.train.reverse_p,
+        flip_p=cfg.train.flip_p,
+    )
+
+
+def load_checkpoint(path: Path) -> tuple[TrampFormer, dict[str, Any]]:
+    """A model rebuilt from its checkpoint alone (the config travels inside), in eval mode."""
+    if not path.is_file():
+        raise ModelError(f"no checkpoint at {path}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model = TrampFormer(TrampFormerConfig.from_dict(ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"], strict=True)
+    return model.eval(), ckpt
