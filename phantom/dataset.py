@@ -1,0 +1,258 @@
+"""Whole synthetic datasets in the on-disk layouts of PFED5 and Toronto NeuroFace (models.md §4.1, §4.2).
+
+Every clip is one phantom repetition cut from the protocol script, passed through the crop-to-256 rule
+(:mod:`phantom.crop`) and written as zero-padded ``00001.jpg`` frames (256x256 crops, as the reference loaders
+random-crop 224 from them), a trajectory ``.npy`` [T, 73, 2] int32 of 256-crop pixels and a colour ``.npy``
+[T, 71, 3] float32 RGB. Labels are the phantom's true severity. One subject keeps one face (``identity_seed``)
+across its clips. ``phantom_clips.csv`` at the root maps every clip to its PatientSpec JSON.
+
+PFED5 (under ``root``)::
+
+    PFED5/PFED5_train.csv, PFED5/PFED5_test.csv   QAFE: 0 id, 1 label, 2 frames, 3 class
+    PFED5/<subject>/<video_id>/00001.jpg ...      frames (data_root = root/PFED5)
+    data/train_41.csv, data/test_41.csv           TraMP: 0 id, 1 label, 2 frames, 3 duration, 4 class
+    landmarks/<subject>/<video_id>-<subject>.npy  [T, 73, 2] int32
+    RGB_1x1_fromLK/<subject>/<video_id>-<subject>.npy  [T, 71, 3]
+    splits.json                                   {"train": [...], "test": [...]} subject ids
+
+ids are ``YY-NNNNNN_c_SSS`` (video_id = first 11 characters, c = class 0-4, SSS = subject); training subjects are
+taken from the published 30 training ids, test subjects from the other numbers.
+
+Toronto NeuroFace (under ``root``)::
+
+    NeuroFace/split_6tasks_sum.csv   0 file, 1 subject, 2 group, 3 task, 4 repID, 5 frames, 6 start, 7 end,
+                                     8 symmetry, 9 ROM, 10 speed, 11 variability, 12 fatigue, 13 sum (= label)
+    data/Toronto_NeuroFace_split_.csv  File Name, repID, Number of Frames, start, end (1-based, inclusive)
+    frames/<group>/<TASK>/<file>/<repID>/00001.jpg ...
+    landmarks/<group>/<TASK>/<file>/<file>_<repID>.npy
+    RGB_1x1/<group>/<TASK>/<file>/<file>_<repID>.npy
+
+Subjects are drawn from the three hard-coded test folds (``S007`` without its trailing space); groups are
+``ALS`` (A), ``Stroke`` (S, OP) and ``HC`` (N). The five sub-scores repeat the rounded overall label.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from phantom.crop import crop_frame
+from phantom.face import Phantom
+from phantom.script import Segment
+from phantom.spec import PROTOCOL_TASKS, PatientSpec
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int], None]
+
+PFED5_TRAIN_IDS = [
+    "001",
+    "007",
+    "008",
+    "009",
+    "011",
+    "013",
+    "015",
+    "022",
+    "024",
+    "026",
+    "027",
+    "029",
+    "030",
+    "036",
+    "037",
+    "038",
+    "039",
+    "042",
+    "043",
+    "045",
+    "048",
+    "049",
+    "052",
+    "057",
+    "058",
+    "060",
+    "061",
+    "062",
+    "065",
+    "066",
+]
+NEUROFACE_FOLDS = {
+    1: ["N002", "OP03", "A009", "A016", "S007", "N001", "S002", "N008", "N010", "N004", "N012", "S005"],
+    2: ["A008", "N011", "S013", "N019", "A017", "A014", "A011", "A015", "OP02", "A012", "S011", "N003"],
+    3: ["A010", "S008", "S001", "S009", "N017", "N007", "S012", "A006", "A002", "OP01", "S006", "S003"],
+}
+NEUROFACE_GROUPS = {"A": "ALS", "S": "Stroke", "OP": "Stroke", "N": "HC"}
+
+
+def _write_clip(
+    phantom: Phantom, seg: Segment, frame_dir: Path, traj: Path, colour: Path, progress: Progress | None
+) -> int:
+    frame_dir.mkdir(parents=True, exist_ok=True)
+    traj.parent.mkdir(parents=True, exist_ok=True)
+    colour.parent.mkdir(parents=True, exist_ok=True)
+    pts, cols = [], []
+    for k, i in enumerate(range(seg.start, seg.end)):
+        c = crop_frame(phantom.render(i), phantom.truth(i).landmarks)
+        if not cv2.imwrite(str(frame_dir / f"{k + 1:05d}.jpg"), c.image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92]):
+            raise OSError(f"could not write a frame into {frame_dir}")
+        pts.append(c.points73)
+        cols.append(c.colour71)
+        if progress is not None:
+            progress(1)
+    np.save(traj, np.stack(pts))
+    np.save(colour, np.stack(cols))
+    return seg.end - seg.start
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def pfed5_subjects(n_subjects: int) -> tuple[list[str], list[str]]:
+    """(train, test) subject ids for ``n_subjects`` (about 30/41 of them in training, at least one in each)."""
+    if n_subjects < 2:
+        raise ValueError("a PFED5 layout needs at least 2 subjects (one train, one test)")
+    n_train = min(len(PFED5_TRAIN_IDS), max(1, min(n_subjects - 1, round(n_subjects * 30 / 41))))
+    test_pool = [f"{i:03d}" for i in range(1, 1000) if f"{i:03d}" not in PFED5_TRAIN_IDS]
+    return list(PFED5_TRAIN_IDS[:n_train]), test_pool[: n_subjects - n_train]
+
+
+def write_pfed5(
+    root: Path,
+    n_subjects: int = 4,
+    clips_per_task: int = 1,
+    seed: int = 0,
+    width: int = 640,
+    height: int = 480,
+    fps: float = 25.0,
+    progress: Progress | None = None,
+) -> Path:
+    """Write a PFED5-layout dataset under ``root``; return ``root``."""
+    root = Path(root)
+    train, test = pfed5_subjects(n_subjects)
+    rng = np.random.default_rng([seed, 41])
+    tasks = PROTOCOL_TASKS["pfed5"]
+    rows: dict[str, list[list[object]]] = {"train": [], "test": []}
+    manifest: list[list[object]] = []
+    for split, subjects in (("train", train), ("test", test)):
+        for subject in subjects:
+            subject_seed = seed * 1000 + int(subject)
+            base = float(rng.uniform(0.0, 4.0))
+            for visit in range(clips_per_task):
+                for cls, task in enumerate(tasks):
+                    label = int(np.clip(round(base + rng.normal(0.0, 0.7)), 0, 4))
+                    motion_seed = int(rng.integers(1 << 30))
+                    spec = PatientSpec(
+                        seed=motion_seed,
+                        protocol="pfed5",
+                        severity=label,
+                        reps=1,
+                        tasks=(task,),
+                        identity_seed=subject_seed,
+                    )
+                    phantom = Phantom(spec, width, height, fps)
+                    video_id = f"{21 + visit % 5:02d}-{int(subject) * 100 + visit:06d}_{cls}"
+                    name = f"{video_id}-{subject}"
+                    n = _write_clip(
+                        phantom,
+                        phantom.schedule[0],
+                        root / "PFED5" / subject / video_id,
+                        root / "landmarks" / subject / f"{name}.npy",
+                        root / "RGB_1x1_fromLK" / subject / f"{name}.npy",
+                        progress,
+                    )
+                    rows[split].append([f"{video_id}_{subject}", label, n, round(n / fps, 2), cls])
+                    manifest.append([f"{video_id}_{subject}", split, spec.to_json()])
+    header = ["videoID_subjectID", "label", "frame length"]
+    for split, qafe, tramp in (("train", "PFED5_train.csv", "train_41.csv"), ("test", "PFED5_test.csv", "test_41.csv")):
+        _write_csv(root / "PFED5" / qafe, [*header, "class"], [[r[0], r[1], r[2], r[4]] for r in rows[split]])
+        _write_csv(root / "data" / tramp, [*header, "duration", "class"], rows[split])
+    _write_csv(root / "phantom_clips.csv", ["clip", "split", "spec"], manifest)
+    (root / "splits.json").write_text(json.dumps({"train": train, "test": test}, indent=1))
+    log.info("wrote PFED5 layout at %s: %d train / %d test clips", root, len(rows["train"]), len(rows["test"]))
+    return root
+
+
+def neuroface_subjects(n_subjects: int) -> list[str]:
+    """``n_subjects`` ids taken in turn from the three folds, so every fold has test subjects."""
+    if not 1 <= n_subjects <= 36:
+        raise ValueError(f"NeuroFace has 36 subjects; asked for {n_subjects}")
+    interleaved = [ids[i] for i in range(12) for ids in NEUROFACE_FOLDS.values()]
+    return interleaved[:n_subjects]
+
+
+def _group(subject: str) -> str:
+    return NEUROFACE_GROUPS["OP" if subject.startswith("OP") else subject[0]]
+
+
+def write_neuroface(
+    root: Path,
+    n_subjects: int = 3,
+    reps: int = 3,
+    seed: int = 0,
+    width: int = 640,
+    height: int = 480,
+    fps: float = 50.0,
+    tasks: tuple[str, ...] = PROTOCOL_TASKS["neuroface"],
+    progress: Progress | None = None,
+) -> Path:
+    """Write a Toronto NeuroFace-layout dataset under ``root``; return ``root``."""
+    root = Path(root)
+    rng = np.random.default_rng([seed, 43])
+    master: list[list[object]] = []
+    split_rows: list[list[object]] = []
+    manifest: list[list[object]] = []
+    for subject in neuroface_subjects(n_subjects):
+        group = _group(subject)
+        subject_seed = seed * 1000 + sum(ord(ch) * 31**i for i, ch in enumerate(subject))
+        base = 1.0 + float(rng.uniform(0.0, 1.5)) if group == "HC" else float(rng.uniform(1.5, 5.0))
+        for task in tasks:
+            label = float(np.clip(round(2 * (base + rng.normal(0.0, 0.4))) / 2, 1.0, 5.0))
+            spec = PatientSpec(
+                seed=int(rng.integers(1 << 30)),
+                protocol="neuroface",
+                severity=label,
+                reps=reps,
+                tasks=(task,),
+                identity_seed=subject_seed,
+            )
+            phantom = Phantom(spec, width, height, fps)
+            upper = task.upper()
+            file = f"{subject}_02_NSM_{upper}_color"
+            sub = int(np.clip(round(label), 1, 5))
+            for seg in phantom.schedule:
+                rep_id = seg.rep + 1
+                rel = Path(group) / upper / file
+                n = _write_clip(
+                    phantom,
+                    seg,
+                    root / "frames" / rel / str(rep_id),
+                    root / "landmarks" / rel / f"{file}_{rep_id}.npy",
+                    root / "RGB_1x1" / rel / f"{file}_{rep_id}.npy",
+                    progress,
+                )
+                start, end = seg.start + 1, seg.end
+                master.append([file, subject, group, upper, rep_id, n, start, end, sub, sub, sub, sub, sub, label])
+                split_rows.append([file, rep_id, n, start, end])
+            manifest.append([file, subject, spec.to_json()])
+    header = ["File Name", "Subject ID", "Group", "Task", "repID", "Number of Frames", "start", "end"]
+    header += ["symmetry", "ROM", "speed", "variability", "fatigue", "sum"]
+    _write_csv(root / "NeuroFace" / "split_6tasks_sum.csv", header, master)
+    _write_csv(
+        root / "data" / "Toronto_NeuroFace_split_.csv",
+        ["File Name", "repID", "Number of Frames", "start", "end"],
+        split_rows,
+    )
+    _write_csv(root / "phantom_clips.csv", ["file", "subject", "spec"], manifest)
+    log.info("wrote Toronto NeuroFace layout at %s: %d clips", root, len(master))
+    return root
