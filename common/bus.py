@@ -445,6 +445,37 @@ class Bus:
 
         return int(await self._call("delete", op)) if keys else 0
 
+    # ------------------------------------------------------------------------------------------ leases
+
+    async def hold_lease(self, key: str, owner: str, ttl_ms: int) -> bool:
+        """Take the lease ``key`` for ``owner`` when free, or renew it when ``owner`` holds it; False when another
+        owner holds it. Workers sharing sessions use this so one session is tracked by one worker at a time."""
+
+        async def op() -> Any:
+            return await self._r.eval(_HOLD_LEASE, 1, key, owner, int(ttl_ms))
+
+        return bool(await self._call(f"lease {key}", op))
+
+    async def release_lease(self, key: str, owner: str) -> bool:
+        """Give the lease back if ``owner`` still holds it."""
+
+        async def op() -> Any:
+            return await self._r.eval(_RELEASE_LEASE, 1, key, owner)
+
+        return bool(await self._call(f"release {key}", op))
+
+
+_HOLD_LEASE = """
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if not cur then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+return 0
+"""
+_RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value

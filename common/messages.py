@@ -227,6 +227,7 @@ class Window(Message):
     reason: str  # "hop" | "task_end"
     task_start_seq: int
     created_ts: float
+    quality: dict[str, float] = dataclasses.field(default_factory=dict)  # the tracker's window quality gate
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -36,7 +36,9 @@ class StreamSpec:
         return self.template
 
 
-SESSIONS = StreamSpec("feqa:sessions", maxlen=10_000, group="tracker", policy="oldest trimmed")
+SESSIONS = StreamSpec(
+    "feqa:sessions", maxlen=10_000, policy="oldest trimmed; read fan-out (every worker sees every announcement)"
+)
 EVENTS = StreamSpec("events:{sid}", maxlen=10_000, policy="oldest trimmed")
 FRAMES = StreamSpec(
     "frames:{sid}", maxlen=60, approximate=False, group="tracker", policy="~2 s at 30 fps; newest frame wins"

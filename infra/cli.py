@@ -19,14 +19,14 @@ from infra.stack import Stack
 
 log = logging.getLogger(__name__)
 
-# (module, attribute) of each part's click command or group, registered when the part is built.
-PART_COMMANDS: tuple[tuple[str, str], ...] = (
-    ("phantom.cli", "phantom"),
-    ("ingest.cli", "ingest"),
-    ("tracker.cli", "tracker"),
-    ("trainer.cli", "train"),
-    ("trainer.cli", "evaluate"),
-    ("trainer.cli", "export"),
+# (command name, module, attribute) of each part's click command or group, registered when the part is built.
+PART_COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("phantom", "phantom.cli", "phantom"),
+    ("ingest", "ingest.cli", "cli"),
+    ("tracker", "tracker.cli", "cli"),
+    ("train", "trainer.cli", "train"),
+    ("evaluate", "trainer.cli", "evaluate"),
+    ("export", "trainer.cli", "export"),
 )
 
 
@@ -34,15 +34,15 @@ class _PartsGroup(click.Group):
     """A group that imports a part's commands only when they are asked for (torch stays out of ``feqa up``)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        parts = [attr for module, attr in PART_COMMANDS if _available(module)]
+        parts = [name for name, module, _ in PART_COMMANDS if _available(module)]
         return sorted(set(super().list_commands(ctx)) | set(parts))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         found = super().get_command(ctx, cmd_name)
         if found is not None:
             return found
-        for module_name, attr in PART_COMMANDS:
-            if attr == cmd_name and _available(module_name):
+        for name, module_name, attr in PART_COMMANDS:
+            if name == cmd_name and _available(module_name):
                 command = getattr(importlib.import_module(module_name), attr, None)
                 if isinstance(command, click.Command):
                     return command

@@ -1,0 +1,176 @@
+"""The tracker worker on a real Redis: phantom sessions end to end, windows, and every bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from common.bus import Bus
+from common.framecodec import encode_frame
+from common.messages import Crop, DeadLetter, Event, Frame, Obs, SessionAnnounce, Window
+from common.streams import COACH, CROPS, DEADLETTER, EVENTS, FRAMES, OBS, SESSIONS, WINDOWS
+from phantom.face import Phantom
+from phantom.spec import PatientSpec
+from tracker.insightface_landmarker import InsightfaceLandmarker
+from tracker.landmarkers import LandmarkerChoice
+from tracker.phantom_landmarker import PhantomLandmarker
+from tracker.settings import TrackerSettings
+from tracker.testing.onnx_models import write_model_pack
+from tracker.worker import LEASE, TrackerWorker
+
+pytestmark = pytest.mark.integration
+SPEC = PatientSpec(seed=4, protocol="pfed5", severity=1.0)
+
+
+@pytest.fixture(scope="module")
+def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_model_pack(tmp_path_factory.mktemp("buffalo_l"))
+
+
+def _worker(bus: Bus, pack: Path, **kw: object) -> TrackerWorker:
+    settings = TrackerSettings(model_dir=pack, det_size=160, block_ms=10, lease_ttl_ms=1000, **kw)  # type: ignore[arg-type]
+    choice = LandmarkerChoice("auto", InsightfaceLandmarker.from_settings(settings), PhantomLandmarker())
+    return TrackerWorker(settings, bus, choice)
+
+
+async def _start(bus: Bus, sid: str, info: dict[str, str | int | float] | None) -> None:
+    if info is not None:
+        await bus.set_session(sid, info)
+    await bus.publish(SESSIONS, SessionAnnounce(sid=sid, state="started", protocol="pfed5", ts=time.time()))
+
+
+async def _end(bus: Bus, sid: str) -> None:
+    await bus.publish(SESSIONS, SessionAnnounce(sid=sid, state="ended", protocol="pfed5", ts=time.time()))
+
+
+def _frame(sid: str, seq: int, rgb: np.ndarray) -> Frame:
+    return Frame(sid=sid, seq=seq, capture_ts=time.time(), width=rgb.shape[1], height=rgb.shape[0],
+                 encoding="rgb24", data=encode_frame(rgb, "rgb24"))  # fmt: skip
+
+
+async def _drive(worker: TrackerWorker, done: Callable[[], Awaitable[bool]], timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await done():
+        if time.monotonic() > deadline:
+            raise AssertionError("the worker did not get there in time")
+        await worker.tick()
+
+
+async def _windows(bus: Bus, sid: str) -> list[Window]:
+    return [d.message for d in await bus.range(WINDOWS.key(), Window) if d.message.sid == sid]
+
+
+async def test_phantom_session_end_to_end(bus: Bus, sid: str, pack: Path) -> None:
+    ph = Phantom(SPEC, 320, 240, 30.0)
+    await _start(bus, sid, {"protocol": "pfed5", "fps": 30, "phantom": SPEC.to_json()})
+    worker = _worker(bus, pack)
+    await bus.publish(EVENTS, Event(sid=sid, type="task_start", ts=time.time(), task="smile", seq=0))
+    for i in range(20):
+        await bus.publish(FRAMES, _frame(sid, i, ph.render(i)))
+    await bus.publish(EVENTS, Event(sid=sid, type="task_end", ts=time.time(), task="smile", seq=19))
+
+    async def all_seen() -> bool:
+        return any(w.reason == "task_end" for w in await _windows(bus, sid))
+
+    await _drive(worker, all_seen)
+    obs = [d.message for d in await bus.range(OBS.key(sid), Obs)]
+    assert [o.seq for o in obs] == list(range(20))
+    for o in obs:
+        assert o.face and o.landmarks is not None
+        np.testing.assert_array_equal(o.landmarks, ph.truth(o.seq).landmarks)
+    crops = [d.message for d in await bus.range(CROPS.key(sid), Crop)]
+    assert len(crops) == 20 and crops[0].image.shape == (224, 224, 3)
+    windows = await _windows(bus, sid)
+    assert [(w.reason, w.last_seq, w.task) for w in windows] == [
+        ("hop", 7, "smile"),
+        ("hop", 15, "smile"),
+        ("task_end", 19, "smile"),
+    ]
+    assert all(w.quality["face_fraction"] == 1.0 for w in windows)
+    await _end(bus, sid)
+    await worker.tick()
+    assert sid not in worker.owned
+
+
+async def test_bad_inputs_become_reasons_or_dead_letters(bus: Bus, sid: str, pack: Path) -> None:
+    unknown = sid + "u"
+    await _start(bus, sid, {"protocol": "pfed5", "fps": 30})  # a camera session: insightface on random weights
+    await _start(bus, unknown, None)  # announced, but no session hash
+    worker = _worker(bus, pack, stale_ms=300)
+    rgb = np.full((97, 161, 3), 90, np.uint8)  # odd size
+    await bus.publish(FRAMES, _frame(sid, 0, rgb))
+    await asyncio.sleep(0.5)  # frame 0 is now stale
+    await worker.tick()  # adopts the sessions
+    fresh = [
+        _frame(sid, 1, rgb),
+        Frame(sid=sid, seq=2, capture_ts=0, width=161, height=97, encoding="rgb24", data=b"\x01\x02"),
+        Frame(sid=sid, seq=3, capture_ts=0, width=64, height=64, encoding="jpeg", data=b"\xff\xd8garbage"),
+        _frame(sid, 4, np.zeros((8, 8, 3), np.uint8)),
+    ]
+    for f in fresh:
+        await bus.publish(FRAMES, f)
+    await bus.publish(FRAMES, _frame("someone_else", 5, rgb), sid=sid)  # wrong session on this stream
+    await bus.publish(FRAMES, Event(sid=sid, type="marker", ts=0), sid=sid)  # not a frame at all
+    await bus.publish(FRAMES, _frame(unknown, 0, rgb))
+
+    async def settled() -> bool:
+        if len(await bus.range(OBS.key(sid), Obs)) < 5 or await bus.pending_count(FRAMES.key(sid), "tracker"):
+            return False
+        letters = await bus.range(DEADLETTER.key(), DeadLetter)
+        return any(d.message.stream == FRAMES.key(unknown) for d in letters)
+
+    await _drive(worker, settled)
+    await worker.tick()
+    reasons = {d.message.seq: d.message.reason for d in await bus.range(OBS.key(sid), Obs)}
+    assert reasons[0] == "stale"
+    assert reasons[1] in ("", "several_faces", "no_face", "tiny_face")  # random weights: whatever they find
+    assert reasons[2] == reasons[3] == "corrupt_frame"
+    assert reasons[4] in ("no_face", "tiny_face", "face_out_of_frame")  # an 8 x 8 frame has no usable face
+    letters = [d.message for d in await bus.range(DEADLETTER.key(), DeadLetter)]
+    mine = [x for x in letters if x.stream == FRAMES.key(sid)]
+    assert any("someone_else" in x.error for x in mine)
+    assert any("frame" in x.error and "event" in x.error for x in mine)
+    original = Frame.decode(DeadLetter.unpack_fields(next(x for x in mine if "someone_else" in x.error).original))
+    assert original.seq == 5  # nothing lost: the entry is kept whole
+    assert any("unknown session" in x.error for x in letters if x.stream == FRAMES.key(unknown))
+    assert await bus.pending_count(FRAMES.key(unknown), "tracker") == 0
+    await _end(bus, sid)
+    await _end(bus, unknown)
+    await worker.tick()
+
+
+async def test_leases_are_exclusive_renewable_and_released(bus: Bus, sid: str) -> None:
+    key = LEASE.key(sid)
+    assert await bus.hold_lease(key, "a", 300)
+    assert not await bus.hold_lease(key, "b", 300)
+    assert await bus.hold_lease(key, "a", 300)  # renewal
+    assert not await bus.release_lease(key, "b")
+    assert await bus.release_lease(key, "a")
+    assert await bus.hold_lease(key, "b", 100)
+    await asyncio.sleep(0.25)
+    assert await bus.hold_lease(key, "a", 100)  # b stopped renewing: the lease expired
+
+
+async def test_coaching_when_no_face_is_seen_for_a_while(bus: Bus, sid: str, pack: Path) -> None:
+    await _start(bus, sid, {"protocol": "pfed5", "fps": 30, "phantom": SPEC.to_json()})
+    worker = _worker(bus, pack)
+    grey = np.full((240, 320, 3), 128, np.uint8)  # no index code: the phantom landmarker finds no face
+    for i in range(24):
+        await bus.publish(FRAMES, _frame(sid, i, grey))
+
+    async def coached() -> bool:
+        return bool(await bus.range(COACH.key(sid), Event))
+
+    await _drive(worker, coached)
+    events = [d.message for d in await bus.range(COACH.key(sid), Event)]
+    assert [(e.type, e.seq) for e in events] == [("coach", 23)]
+    assert "can't see your face" in events[0].text
+    windows = await _windows(bus, sid)
+    assert [w.quality["ok"] for w in windows] == [0.0, 0.0, 0.0]
+    await _end(bus, sid)
+    await worker.tick()

@@ -1,0 +1,87 @@
+"""Phantom frames through the tracker: landmarks equal the ground truth, crops map back, pose follows the truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from common.framecodec import encode_frame
+from common.messages import Frame
+from phantom.face import Phantom
+from phantom.spec import PatientSpec
+from tracker.phantom_landmarker import PhantomLandmarker
+from tracker.pipeline import FrameJob, FramePipeline
+from tracker.refcrop import crop_to_frame, frame_to_crop
+from tracker.settings import TrackerSettings
+
+pytestmark = pytest.mark.unit
+SPEC = PatientSpec(seed=3, protocol="pfed5", severity=2.0)
+
+
+def _frame(ph: Phantom, i: int, encoding: str = "rgb24", rgb: np.ndarray | None = None) -> Frame:
+    img = ph.render(i) if rgb is None else rgb
+    return Frame(sid="p1", seq=i, capture_ts=i / ph.fps, width=img.shape[1], height=img.shape[0], encoding=encoding,
+                 data=encode_frame(img, encoding))  # fmt: skip
+
+
+@pytest.fixture
+def landmarker() -> PhantomLandmarker:
+    lm = PhantomLandmarker()
+    assert lm.open_session("p1", {"phantom": SPEC.to_json(), "fps": "30"}) == ""
+    return lm
+
+
+def test_landmarks_equal_the_truth_and_crops_map_back(landmarker: PhantomLandmarker) -> None:
+    ph = Phantom(SPEC, 320, 240, 30.0)
+    pipe = FramePipeline(TrackerSettings(crop_size=224))
+    indices = list(range(0, ph.n_frames, max(1, ph.n_frames // 25)))
+    results = pipe.process([FrameJob(_frame(ph, i), landmarker) for i in indices])
+    for i, r in zip(indices, results, strict=True):
+        truth = ph.truth(i).landmarks
+        assert r.obs.face, r.obs.reason
+        assert r.obs.landmarks is not None and r.crop is not None and r.obs.landmarks_crop is not None
+        np.testing.assert_array_equal(r.obs.landmarks, truth)
+        cut = r.crop.box.astype(np.int32)
+        # the RGB crop's coordinates map back to frame px exactly
+        np.testing.assert_allclose(crop_to_frame(frame_to_crop(truth, cut, 224), cut, 224), truth, atol=1e-6)
+        # the 256 reference landmarks are the truth, rounded twice as the reference does
+        back = crop_to_frame(r.obs.landmarks_crop, cut, 256)
+        w, h = cut[2] - cut[0], cut[3] - cut[1]
+        inside = np.clip(np.rint(truth), cut[:2], cut[2:] - 1)
+        assert (np.abs(back - inside) <= [0.5 * w / 256 + 1e-6, 0.5 * h / 256 + 1e-6]).all()
+
+
+def test_downscaled_and_jpeg_frames_still_give_the_scaled_truth(landmarker: PhantomLandmarker) -> None:
+    ph = Phantom(SPEC, 320, 240, 30.0)
+    pipe = FramePipeline(TrackerSettings())
+    r = pipe.process([FrameJob(_frame(ph, 40, encoding="jpeg"), landmarker)])[0]
+    assert r.obs.face and r.obs.landmarks is not None
+    np.testing.assert_allclose(r.obs.landmarks, ph.truth(40).landmarks, atol=1e-4)
+
+
+def test_pose_follows_the_phantom_truth(landmarker: PhantomLandmarker) -> None:
+    ph = Phantom(SPEC, 640, 480, 30.0)
+    pipe = FramePipeline(TrackerSettings())
+    indices = list(range(0, ph.n_frames, 9))
+    # landmarks from the tracker, pose from our PnP: compared with the phantom's own head pose
+    results = pipe.process([FrameJob(_frame(ph, i), landmarker) for i in indices[:60]])
+    est = np.array([r.obs.pose for r in results])
+    truth = np.array([ph.truth(i).pose for i in indices[:60]])
+    assert np.abs(est[:, 2] - truth[:, 2]).mean() < 0.5  # roll
+    assert np.abs(est[:, :2] - truth[:, :2]).mean(axis=0).max() < 3.0  # yaw, pitch
+    for k in range(3):
+        assert np.corrcoef(est[:, k], truth[:, k])[0, 1] > 0.6
+
+
+def test_unreadable_index_means_no_face(landmarker: PhantomLandmarker) -> None:
+    ph = Phantom(SPEC, 320, 240, 30.0)
+    rgb = ph.render(5)
+    rgb[-20:] = 128  # the index strip is gone
+    r = FramePipeline(TrackerSettings()).process([FrameJob(_frame(ph, 5, rgb=rgb), landmarker)])[0]
+    assert (r.obs.face, r.obs.reason) == (False, "no_face")
+
+
+def test_sessions_without_a_phantom_are_refused() -> None:
+    lm = PhantomLandmarker()
+    assert lm.open_session("x", {"protocol": "pfed5"}) == "not_phantom"
+    assert lm.open_session("y", {"phantom": "{not json"}) == "bad_phantom_spec"

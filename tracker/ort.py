@@ -1,0 +1,50 @@
+"""ONNX Runtime sessions with the providers chosen by settings, and a loud failure when they are not active."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import onnxruntime as ort
+
+from common.errors import ConfigError, ModelError
+
+log = logging.getLogger(__name__)
+
+
+def open_session(path: Path, providers: Sequence[str], intra_op_threads: int = 0) -> ort.InferenceSession:
+    """Open ``path`` on exactly ``providers``; raise when one is unavailable or silently dropped (no CPU fallback
+    behind the operator's back: a CUDA request that ends up on CPU is an error)."""
+    if not providers:
+        raise ConfigError("no ONNX Runtime providers configured; set FEQA_TRACKER_PROVIDERS")
+    available = set(ort.get_available_providers())
+    missing = [p for p in providers if p not in available]
+    if missing:
+        raise ConfigError(
+            f"ONNX Runtime providers {missing} requested but this onnxruntime build offers {sorted(available)}; "
+            "install onnxruntime-gpu (extra 'gpu') for CUDA or change FEQA_TRACKER_PROVIDERS"
+        )
+    options = ort.SessionOptions()
+    if intra_op_threads:
+        options.intra_op_num_threads = intra_op_threads
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
+    except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt or unsupported graphs
+        raise ModelError(f"cannot load ONNX model {path}: {exc}") from exc
+    active = session.get_providers()
+    dropped = [p for p in providers if p not in active]
+    if dropped:
+        raise ConfigError(
+            f"{path.name}: providers {dropped} were requested but are not active (active: {active}); "
+            "check the CUDA/cuDNN installation instead of running silently on CPU"
+        )
+    log.info("loaded %s on %s", path.name, ",".join(active))
+    return session
+
+
+def batch_is_dynamic(session: ort.InferenceSession) -> bool:
+    """True when the model's first input has a free batch dimension."""
+    dim = session.get_inputs()[0].shape[0]
+    return not isinstance(dim, int) or dim <= 0

@@ -1,0 +1,292 @@
+"""The tracker worker: owns sessions by lease, reads their frames in the ``tracker`` group, publishes observations,
+crops, windows and coaching.
+
+Scale-out and failure policy:
+- Every worker reads the session announcements (fan-out, from the start of the stream) and competes for a lease
+  per live session (``tracker-lease:{sid}``, ``lease_ttl_ms``, renewed every third of it). The holder alone reads
+  that session's frames, so its face track stays in one process; several workers split the sessions between them.
+  A worker that already owns k sessions tries a free one only after it has seen it free for k lease rounds, so the
+  least-loaded worker usually wins it (sessions are not moved once owned: no rebalancing when a worker joins).
+- A worker that dies stops renewing; another takes the lease over after at most ``lease_ttl_ms`` and reclaims the
+  frames the dead one had read but not acked (XAUTOCLAIM after ``reclaim_idle_ms``). Reclaimed or new frames whose
+  entry id is older than ``stale_ms`` are not tracked: they get an ``Obs`` with reason ``stale`` (live video: the
+  newest frame wins; the gap stays visible). Others are tracked normally, so no frame is lost silently.
+- A frame whose ``sid`` is not its stream's session, or a frame of a session without a ``session:{sid}`` hash
+  (unknown session), is dead-lettered. Every other frame becomes an ``Obs``, with a reason when it has no face.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Sequence
+
+from common.bus import Backoff, Bus, Delivery
+from common.logs import session_logger
+from common.messages import DeadLetter, Event, Frame, Message, Obs, SessionAnnounce, Window
+from common.streams import COACH, CROPS, DEADLETTER, EVENTS, FRAMES, OBS, SESSIONS, WINDOWS, StreamSpec
+from tracker.landmarker import Landmarker
+from tracker.landmarkers import LandmarkerChoice
+from tracker.pipeline import FrameJob, FramePipeline
+from tracker.quality import Thresholds
+from tracker.settings import TrackerSettings
+from tracker.windows import SessionWindows
+
+log = logging.getLogger(__name__)
+
+LEASE = StreamSpec("tracker-lease:{sid}", maxlen=0)
+GROUP = FRAMES.group or "tracker"
+
+
+@dataclasses.dataclass
+class _Owned:
+    sid: str
+    info: dict[str, str]
+    landmarker: Landmarker | None
+    reason: str
+    windows: SessionWindows
+    events_cursor: str
+
+
+@dataclasses.dataclass
+class WorkerStats:
+    frames: int = 0
+    faces: int = 0
+    stale: int = 0
+    dead_lettered: int = 0
+    reclaimed: int = 0
+    windows: int = 0
+    coach: int = 0
+    sessions_taken: int = 0
+
+
+class TrackerWorker:
+    """One tracker process's loop; call :meth:`tick` repeatedly or :meth:`run` until stopped."""
+
+    def __init__(self, settings: TrackerSettings, bus: Bus, landmarkers: LandmarkerChoice) -> None:
+        self.s = settings
+        self.bus = bus
+        self.landmarkers = landmarkers
+        self.pipeline = FramePipeline(settings)
+        self.consumer = settings.consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.limits = Thresholds.from_settings(settings)
+        self.known: set[str] = set()
+        self.owned: dict[str, _Owned] = {}
+        self.stats = WorkerStats()
+        self._sessions_cursor = "0-0"
+        self._next_lease_s = 0.0
+        self._reclaimed: list[Delivery[Frame]] = []
+        self._free_rounds: dict[str, int] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("tracker worker %s started", self.consumer)
+        try:
+            while not stop.is_set():
+                await self.tick()
+        finally:
+            for sid in list(self.owned):
+                await self._drop(sid, release=True)
+            log.info("tracker worker %s stopped: %s", self.consumer, self.stats)
+
+    async def tick(self) -> int:
+        """One round: control streams, leases, one read of frames; returns how many frames were handled."""
+        await self._poll_control()
+        if time.monotonic() >= self._next_lease_s:
+            self._next_lease_s = time.monotonic() + self.s.lease_ttl_ms / 3000
+            await self._maintain_leases()
+        keys = [FRAMES.key(sid) for sid in self.owned]
+        fresh = await self.bus.consume(keys, GROUP, self.consumer, Frame, count=self.s.read_count,
+                                       block_ms=self.s.block_ms)  # fmt: skip
+        deliveries, self._reclaimed = [*self._reclaimed, *fresh], []
+        if deliveries:
+            await self._handle(deliveries)
+        else:
+            now = time.time()
+            await self._publish_windows([w for o in self.owned.values() for w in o.windows.due(now)])
+        return len(deliveries)
+
+    # ------------------------------------------------------------------------------------------ control
+
+    async def _poll_control(self) -> None:
+        cursors = {SESSIONS.key(): self._sessions_cursor}
+        cursors.update({EVENTS.key(o.sid): o.events_cursor for o in self.owned.values()})
+        windows: list[Window] = []
+        now = time.time()
+        for d in await self.bus.tail(cursors, count=500, block_ms=None):
+            msg = d.message
+            if d.stream == SESSIONS.key():
+                self._sessions_cursor = d.id
+                if isinstance(msg, SessionAnnounce):
+                    await self._on_announce(msg)
+                continue
+            owned = next((o for o in self.owned.values() if EVENTS.key(o.sid) == d.stream), None)
+            if owned is None:
+                continue
+            owned.events_cursor = d.id
+            if isinstance(msg, Event) and msg.sid == owned.sid:
+                windows.extend(owned.windows.on_event(msg, now))
+        await self._publish_windows(windows)
+
+    async def _on_announce(self, msg: SessionAnnounce) -> None:
+        if msg.state == "started":
+            self.known.add(msg.sid)
+            self._next_lease_s = 0.0  # compete for it now
+        elif msg.state == "ended":
+            self.known.discard(msg.sid)
+            self._free_rounds.pop(msg.sid, None)
+            if msg.sid in self.owned:
+                await self._publish_windows(self.owned[msg.sid].windows.flush())
+                await self._drop(msg.sid, release=True)
+
+    async def _maintain_leases(self) -> None:
+        for sid in sorted(self.known | set(self.owned)):
+            if sid not in self.known:
+                await self._drop(sid, release=True)
+                continue
+            if sid not in self.owned:
+                waited = self._free_rounds[sid] = self._free_rounds.get(sid, 0) + 1
+                if waited <= len(self.owned):
+                    continue  # let a less loaded worker take it first
+            held = await self.bus.hold_lease(LEASE.key(sid), self.consumer, self.s.lease_ttl_ms)
+            if held and sid not in self.owned:
+                await self._adopt(sid)
+            elif not held and sid in self.owned:
+                session_logger(log, sid).warning("lease lost to another worker")
+                await self._drop(sid, release=False)
+            if held:
+                got = await self.bus.reclaim(FRAMES.key(sid), GROUP, self.consumer, Frame,
+                                             min_idle_ms=self.s.reclaim_idle_ms, count=self.s.read_count)  # fmt: skip
+                if got:
+                    session_logger(log, sid).info("reclaimed %d pending frames", len(got))
+                    self.stats.reclaimed += len(got)
+                    self._reclaimed.extend(got)
+
+    async def _adopt(self, sid: str) -> None:
+        info = await self.bus.get_session(sid)
+        if info:
+            landmarker, reason = self.landmarkers.for_session(sid, info)
+        else:
+            landmarker, reason = None, "unknown_session"
+        windows = SessionWindows(sid, self.s.hop, self.limits, self.s.coach_after_windows, self.s.coach_repeat_s)
+        # Events up to the session's last observation were handled by whoever tracked it before: replay them for
+        # the task state; later ones (or a task end naming a frame not yet observed) are new and handled now.
+        last = await self.bus.latest(OBS.key(sid), Obs, 1)
+        last_id = _entry_key(last[-1].id) if last else (-1, -1)
+        last_seq = last[-1].message.seq if last else -1
+        windows.last_seq = last_seq
+        past = await self.bus.latest(EVENTS.key(sid), Event, 200)
+        fresh: list[Window] = []
+        for d in past:
+            if _entry_key(d.id) > last_id or d.message.seq > last_seq:
+                fresh.extend(windows.on_event(d.message, time.time()))
+            else:
+                windows.replay(d.message)
+        cursor = past[-1].id if past else "0-0"
+        self.owned[sid] = _Owned(sid, info, landmarker, reason, windows, cursor)
+        await self._publish_windows(fresh)
+        self.stats.sessions_taken += 1
+        name = landmarker.name if landmarker else f"none ({reason})"
+        session_logger(log, sid).info("tracking session with landmarker %s", name)
+
+    async def _drop(self, sid: str, *, release: bool) -> None:
+        self.owned.pop(sid, None)
+        self._free_rounds.pop(sid, None)
+        self.pipeline.forget(sid)
+        self.landmarkers.close(sid)
+        if release:
+            await self.bus.release_lease(LEASE.key(sid), self.consumer)
+
+    # ------------------------------------------------------------------------------------------ frames
+
+    async def _handle(self, deliveries: Sequence[Delivery[Frame]]) -> None:
+        jobs: list[FrameJob] = []
+        done: list[Delivery[Frame]] = []
+        now_ms = time.time() * 1000
+        for d in sorted(deliveries, key=lambda d: (d.stream, d.message.seq)):
+            owned = next((o for o in self.owned.values() if FRAMES.key(o.sid) == d.stream), None)
+            if owned is None:  # lease lost since the read: leave it pending for the new owner to reclaim
+                continue
+            f = d.message
+            if f.sid != owned.sid:
+                await self._dead_letter(d, f"frame of session {f.sid!r} on the stream of session {owned.sid!r}")
+                continue
+            if not owned.info:
+                await self._dead_letter(d, f"unknown session {owned.sid!r}: no session hash")
+                continue
+            done.append(d)
+            if now_ms - _entry_ms(d.id) > self.s.stale_ms:
+                self.stats.stale += 1
+                jobs.append(FrameJob(f, None, "stale"))
+            else:
+                jobs.append(FrameJob(f, owned.landmarker, owned.reason))
+        if jobs:
+            results = await asyncio.to_thread(self.pipeline.process, jobs)
+            now = time.time()
+            windows: list[Window] = []
+            coach: list[Message] = []
+            for r in results:
+                owned_s = self.owned.get(r.obs.sid)
+                if owned_s is not None:
+                    w, c = owned_s.windows.on_sample(r.sample, now)
+                    windows.extend(w)
+                    coach.extend(c)
+            obs: list[Message] = [r.obs for r in results]
+            crops: list[Message] = [r.crop for r in results if r.crop is not None]
+            await self.bus.publish_many(OBS, obs)
+            await self.bus.publish_many(CROPS, crops)
+            await self._publish_windows(windows)
+            await self.bus.publish_many(COACH, coach)
+            self.stats.frames += len(results)
+            self.stats.faces += sum(1 for r in results if r.obs.face)
+            self.stats.coach += len(coach)
+        await self.bus.ack_deliveries(GROUP, done)
+
+    async def _publish_windows(self, windows: Sequence[Window]) -> None:
+        if windows:
+            await self.bus.publish_many(WINDOWS, windows)
+            self.stats.windows += len(windows)
+
+    async def _dead_letter(self, d: Delivery[Frame], error: str) -> None:
+        session_logger(log, d.message.sid).error("dead-lettering frame %s: %s", d.id, error)
+        letter = DeadLetter(stream=d.stream, entry_id=d.id, error=error, consumer=f"{GROUP}/{self.consumer}",
+                            ts=time.time(), original=DeadLetter.pack_fields(d.message.encode()))  # fmt: skip
+        await self.bus.publish(DEADLETTER, letter)
+        await self.bus.ack(d.stream, GROUP, [d.id])
+        self.stats.dead_lettered += 1
+
+
+def _entry_ms(entry_id: str) -> float:
+    return float(entry_id.split("-", 1)[0])
+
+
+def _entry_key(entry_id: str) -> tuple[int, int]:
+    ms, _, n = entry_id.partition("-")
+    return int(ms), int(n or 0)
+
+
+async def serve(settings: TrackerSettings, stop: asyncio.Event | None = None) -> None:
+    """Connect, load the landmarkers and run a worker until ``stop`` is set (or SIGINT/SIGTERM)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+            loop.add_signal_handler(sig, stop.set)
+    landmarkers = LandmarkerChoice.from_settings(settings)
+    backoff = Backoff(budget_s=settings.common.reconnect_budget_s)
+    worker_name = settings.consumer or f"{socket.gethostname()}-{os.getpid()}"
+    bus = await Bus.connect(settings.common.redis_url, name=f"tracker-{worker_name}", backoff=backoff)
+    try:
+        await TrackerWorker(settings, bus, landmarkers).run(stop)
+    finally:
+        await bus.close()
+
+
+def run(settings: TrackerSettings | None = None) -> None:
+    """Run the tracker worker in this process (``python -m tracker``)."""
+    asyncio.run(serve(settings or TrackerSettings()))
