@@ -192,7 +192,9 @@ class Obs(Message):
     frame_w: int
     frame_h: int
     face: bool
-    reason: str  # "" when a face was found, else e.g. "no_face", "tiny_face", "corrupt_frame"
+    # "" for a clean face; else why not (e.g. "no_face", "tiny_face", "corrupt_frame", "stale"), or a caveat that
+    # keeps face=True ("several_faces": the patient is still tracked, others in view are ignored)
+    reason: str
     det_score: float = 0.0
     box: FloatArray | None = None  # [4] x1, y1, x2, y2 in frame px
     landmarks: FloatArray | None = None  # [106, 2] frame px
