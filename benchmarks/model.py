@@ -60,6 +60,15 @@ def main(size: str, quick: bool, json_path: Path | None) -> None:
     reps = 20 if quick else 100
     steps = 3 if quick else 10
     figures: dict[str, float] = {"training_steps_per_s": training_steps_per_s(model, 4, steps)}
+    # The trainer's small/micro configs pin one torch thread; compare with two on the same machine and moment.
+    default_threads = torch.get_num_threads()
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        figures[f"training_steps_per_s_threads{threads}"] = training_steps_per_s(model, 4, steps)
+    torch.set_num_threads(default_threads)
+    figures["threads1_vs_threads2_speed"] = (
+        figures["training_steps_per_s_threads1"] / figures["training_steps_per_s_threads2"]
+    )
     model.eval()
     window = WindowGraph(model)
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from common.errors import FeqaError
+from common.logs import setup_logging
 
 
 @click.group(name="trainer")
@@ -20,11 +21,14 @@ def cli() -> None:
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="override one value")
 @click.option("--run-dir", type=click.Path(path_type=Path), required=True, help="where checkpoints and plots go")
 @click.option("--resume", is_flag=True, help="continue from each expression's last.pt")
-def train(layers: tuple[str, ...], sets: tuple[str, ...], run_dir: Path, resume: bool) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="log every epoch (loss, validation Spearman) to stderr")
+def train(layers: tuple[str, ...], sets: tuple[str, ...], run_dir: Path, resume: bool, verbose: bool) -> None:
     """Train one model per expression; the best epoch is chosen on validation subjects."""
     from trainer.config import resolve
     from trainer.train import train as run_training
 
+    if verbose:
+        setup_logging("INFO")
     try:
         results = run_training(resolve(list(layers), list(sets)), run_dir, resume=resume)
     except FeqaError as exc:
@@ -46,9 +50,12 @@ def evaluate(run_dir: Path, bootstrap: int) -> None:
         raise click.ClickException(str(exc)) from exc
     for expr, m in out["expressions"].items():
         lo, hi = m["spearman_ci"]
-        click.echo(
+        line = (
             f"{expr:>14}: Spearman {m['spearman']:.3f} [{lo:.3f}, {hi:.3f}]  MAE {m['mae']:.3f}  RMSE {m['rmse']:.3f}"
         )
+        if "mae_calibrated" in m:
+            line += f"  (val-calibrated MAE {m['mae_calibrated']:.3f}  RMSE {m['rmse_calibrated']:.3f})"
+        click.echo(line)
     click.echo(f"{'mean':>14}: Spearman {out['mean_spearman']:.3f}")
 
 

@@ -66,3 +66,19 @@ def expression_metrics(
 def mean_spearman(results: list[ExpressionMetrics]) -> float:
     """The papers' headline number: the arithmetic mean of per-expression rho (not Fisher-z)."""
     return float(np.mean([r.spearman for r in results])) if results else 0.0
+
+
+def affine_calibration(pred: npt.ArrayLike, label: npt.ArrayLike) -> tuple[float, float]:
+    """Least-squares ``(scale, offset)`` mapping predictions onto labels (fitted on validation clips, never on test).
+
+    BMC ranks well but does not pin the output to the label scale (with a fixed sigma and small batches the extremes
+    drift outwards and the whole range can sit shifted), so the raw MAE mixes ranking errors with a scale error; the
+    calibrated MAE separates them. Constant predictions get scale 1 and only an offset.
+    """
+    p, y = np.asarray(pred, dtype=np.float64), np.asarray(label, dtype=np.float64)
+    if p.shape != y.shape or p.ndim != 1 or p.size == 0:
+        raise ValueError("pred and label must be non-empty 1-D arrays of equal length")
+    if p.size < 2 or np.ptp(p) == 0:
+        return 1.0, float(y.mean() - p.mean())
+    scale, offset = np.polyfit(p, y, 1)
+    return float(scale), float(offset)

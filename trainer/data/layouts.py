@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -68,11 +69,22 @@ def _index_npy(root: Path) -> tuple[dict[str, Path], dict[str, Path]]:
     return traj, colour
 
 
-def _frames_dir(root: Path, *parts: str) -> Path | None:
-    for candidate in root.rglob(parts[-1]):
-        if candidate.is_dir() and candidate.parts[-len(parts) :] == parts and any(candidate.glob("*.jpg")):
-            return candidate
-    return None
+class _FrameDirs:
+    """Every folder under ``root`` that holds ``*.jpg`` frames, found in one walk and looked up by its last path
+    components (a per-clip ``rglob`` re-walks every frame of the dataset for each clip)."""
+
+    def __init__(self, root: Path) -> None:
+        self._dirs = sorted(Path(d) for d, _, files in os.walk(root) if any(f.endswith(".jpg") for f in files))
+        self._by_tail: dict[int, dict[tuple[str, ...], Path]] = {}
+
+    def find(self, *parts: str) -> Path | None:
+        depth = len(parts)
+        if depth not in self._by_tail:
+            table: dict[tuple[str, ...], Path] = {}
+            for d in self._dirs:
+                table.setdefault(d.parts[-depth:], d)
+            self._by_tail[depth] = table
+        return self._by_tail[depth].get(parts)
 
 
 def _find_csvs(root: Path, names: tuple[str, ...]) -> list[Path]:
@@ -89,6 +101,7 @@ def read_pfed5(root: Path) -> list[ClipRecord]:
     if not csvs:
         raise ConfigError(f"{root}: no PFED5 label file (PFED5_train.csv or train_41.csv) found")
     traj, colour = _index_npy(root)
+    frame_dirs = _FrameDirs(root)
     records: list[ClipRecord] = []
     for path in csvs:
         split = "test" if "test" in path.name else "train"
@@ -96,7 +109,7 @@ def read_pfed5(root: Path) -> list[ClipRecord]:
             ident = row[0].strip()
             video_id, _, subject = ident.rpartition("_")
             name = f"{video_id}-{subject}.npy"
-            frames = _frames_dir(root, subject, video_id)
+            frames = frame_dirs.find(subject, video_id)
             if name not in traj or name not in colour or frames is None:
                 raise ConfigError(f"{path.name}: clip {ident}: missing frames, trajectory or colour file {name}")
             cls = int(float(row[class_col]))
@@ -125,11 +138,12 @@ def read_neuroface(root: Path) -> list[ClipRecord]:
     if not csvs:
         raise ConfigError(f"{root}: no NeuroFace label file split_6tasks_sum.csv found")
     traj, colour = _index_npy(root)
+    frame_dirs = _FrameDirs(root)
     records: list[ClipRecord] = []
     for row in _rows(csvs[0]):
         file, subject, group, task, rep = (c.strip() for c in row[:5])
         name = f"{file}_{rep}.npy"
-        frames = _frames_dir(root, group, task, file, rep)
+        frames = frame_dirs.find(group, task, file, rep)
         if name not in traj or name not in colour or frames is None:
             raise ConfigError(f"{csvs[0].name}: {file} rep {rep}: missing frames, trajectory or colour file {name}")
         records.append(
