@@ -21,14 +21,23 @@ def redis_server() -> Iterator[RedisServer]:
         server.stop()
 
 
-@pytest.fixture
-async def bus(redis_server: RedisServer) -> AsyncIterator[Bus]:
-    """A bus connected to the session's Redis, with a short reconnect budget."""
-    b = await Bus.connect(redis_server.url, name="test", backoff=Backoff(first_s=0.02, cap_s=0.5, budget_s=15))
+TEST_BACKOFF = Backoff(first_s=0.02, cap_s=0.5, budget_s=15)
+
+
+async def open_bus(url: str, name: str = "test") -> AsyncIterator[Bus]:
+    """Body of every bus fixture: connect with a short reconnect budget, close afterwards."""
+    b = await Bus.connect(url, name=name, backoff=TEST_BACKOFF)
     try:
         yield b
     finally:
         await b.close()
+
+
+@pytest.fixture
+async def bus(redis_server: RedisServer) -> AsyncIterator[Bus]:
+    """A bus connected to the session's Redis."""
+    async for b in open_bus(redis_server.url):
+        yield b
 
 
 @pytest.fixture

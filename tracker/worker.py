@@ -18,12 +18,12 @@ Scale-out and failure policy:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Sequence
 
@@ -274,8 +274,8 @@ async def serve(settings: TrackerSettings, stop: asyncio.Event | None = None) ->
     """Connect, load the landmarkers and run a worker until ``stop`` is set (or SIGINT/SIGTERM)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+    if threading.current_thread() is threading.main_thread():  # signal handlers can only live there
+        for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
     landmarkers = LandmarkerChoice.from_settings(settings)
     backoff = Backoff(budget_s=settings.common.reconnect_budget_s)

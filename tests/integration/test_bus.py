@@ -20,6 +20,7 @@ from common.errors import BusUnavailable
 from common.messages import DeadLetter, Event, Obs
 from common.streams import DEADLETTER, EVENTS, OBS, StreamSpec
 from infra.redis_server import RedisServer
+from tests.conftest import open_bus
 
 pytestmark = pytest.mark.integration
 
@@ -45,11 +46,8 @@ def server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
 
 @pytest.fixture
 async def rbus(server: RedisServer) -> AsyncIterator[Bus]:
-    b = await Bus.connect(server.url, name="t", backoff=Backoff(first_s=0.02, cap_s=0.3, budget_s=10))
-    try:
+    async for b in open_bus(server.url):
         yield b
-    finally:
-        await b.close()
 
 
 def _event(sid: str, i: int) -> Event:

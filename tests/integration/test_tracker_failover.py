@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from common.bus import Backoff, Bus
+from common.bus import Bus
 from common.framecodec import encode_frame
 from common.messages import Frame, Obs, SessionAnnounce
 from common.streams import FRAMES, OBS, SESSIONS
 from infra.redis_server import RedisServer
 from phantom.face import Phantom
 from phantom.spec import PatientSpec
+from tests.conftest import open_bus
 from tracker.testing.onnx_models import write_model_pack
 from tracker.worker import LEASE
 
@@ -43,11 +44,8 @@ def own_redis() -> Iterator[RedisServer]:
 
 @pytest.fixture
 async def fbus(own_redis: RedisServer) -> AsyncIterator[Bus]:
-    b = await Bus.connect(own_redis.url, name="test", backoff=Backoff(first_s=0.02, cap_s=0.5, budget_s=15))
-    try:
+    async for b in open_bus(own_redis.url):
         yield b
-    finally:
-        await b.close()
 
 
 def _spawn(name: str, url: str, pack: Path) -> subprocess.Popen[bytes]:
