@@ -185,6 +185,23 @@ def resample_indices(capture_ts: npt.NDArray[np.floating] | list[float], fps: fl
     return out
 
 
+def fill_missing_frames(face: npt.NDArray[np.bool_] | list[bool]) -> IntArray:
+    """For each frame, the index of the frame whose observation stands in for it: itself when it has a face, else the
+    last earlier frame with one (hold, as a live stream can), or the first face frame for a leading gap.
+
+    Used on dataset clips landmarked by the tracker and on live windows alike; a clip with no face raises.
+    """
+    mask = np.asarray(face, dtype=bool)
+    if mask.ndim != 1 or mask.size == 0:
+        raise FeatureError(f"face mask must be a non-empty 1-D array, got shape {list(mask.shape)}")
+    if not mask.any():
+        raise FeatureError("no frame has a face")
+    last = np.where(mask, np.arange(mask.size), -1)
+    held = np.maximum.accumulate(last)
+    out: IntArray = np.where(held < 0, int(np.argmax(mask)), held).astype(np.int64)
+    return out
+
+
 def model_input(trajectory: FloatArray, t_p: int) -> tuple[FloatArray, FloatArray]:
     """A whole [T, 63, 5] clip -> the [t_p, 63, 5] model input and its [t_p] ``index_t``."""
     _check(trajectory, 3, (len(TRAMP_POINTS_106), 5), "trajectory")

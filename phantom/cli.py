@@ -11,7 +11,7 @@ import click
 import cv2
 from tqdm import tqdm
 
-from phantom.dataset import write_neuroface, write_pfed5
+from phantom.dataset import CONTENTS, write_neuroface, write_pfed5
 from phantom.face import Phantom
 from phantom.sheet import contact_sheet, spread_indices
 from phantom.spec import PROTOCOL_TASKS, PatientSpec
@@ -159,6 +159,14 @@ def sheet_cmd(
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--size", type=(int, int), default=(640, 480), show_default=True, help="render size before the 256 crop")
 @click.option("--fps", type=float, default=None, help="default 25 (pfed5) or 50 (neuroface)")
+@click.option(
+    "--contents",
+    type=click.Choice(CONTENTS),
+    default="crops",
+    show_default=True,
+    help="crops: 256 crops + trajectory/colour .npy (the distributed form); videos: full-frame source mp4s only "
+    "(the trainer landmarks them with the tracker); both",
+)
 def dataset_cmd(
     layout: str,
     out: Path,
@@ -168,14 +176,17 @@ def dataset_cmd(
     seed: int,
     size: tuple[int, int],
     fps: float | None,
+    contents: str,
 ) -> None:
     """Write a whole synthetic dataset in the PFED5 or Toronto NeuroFace on-disk layout."""
     try:
         with _bar(None, layout) as bar:
             if layout == "pfed5":
-                write_pfed5(out, subjects, clips_per_task, seed, size[0], size[1], fps or 25.0, progress=bar.update)
+                write_pfed5(out, subjects, clips_per_task, seed, size[0], size[1], fps or 25.0, bar.update, contents)
             else:
-                write_neuroface(out, subjects, reps, seed, size[0], size[1], fps or 50.0, progress=bar.update)
+                write_neuroface(
+                    out, subjects, reps, seed, size[0], size[1], fps or 50.0, progress=bar.update, contents=contents
+                )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     click.echo(f"{layout} dataset at {out}")

@@ -29,11 +29,18 @@ class CroppedFrame:
     colour71: npt.NDArray[np.float32]  # [71, 3] RGB 0-255
 
 
-def face_box(landmarks: npt.NDArray[np.float32]) -> tuple[int, int, int, int]:
-    """Integer (x1, y1, x2, y2) box of a frame's landmarks, raised into the forehead, x1/y1 clamped at 0."""
+def detector_box(landmarks: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+    """The phantom's stand-in for a face detector's box: the landmarks' box with its top raised into the forehead
+    (x1, y1, x2, y2 float). The dataset crops and the tracker's phantom landmarker both use it, so a model trained on
+    a phantom dataset sees the framing the live tracker produces."""
     x1, y1 = float(landmarks[:, 0].min()), float(landmarks[:, 1].min())
     x2, y2 = float(landmarks[:, 0].max()), float(landmarks[:, 1].max())
-    y1 -= FOREHEAD * (y2 - y1)
+    return np.array([x1, y1 - FOREHEAD * (y2 - y1), x2, y2], dtype=np.float32)
+
+
+def face_box(landmarks: npt.NDArray[np.float32]) -> tuple[int, int, int, int]:
+    """Integer (x1, y1, x2, y2) box of a frame's landmarks, raised into the forehead, x1/y1 clamped at 0."""
+    x1, y1, x2, y2 = (float(v) for v in detector_box(landmarks))
     return max(0, round(x1)), max(0, round(y1)), round(x2), round(y2)
 
 

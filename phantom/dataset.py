@@ -6,6 +6,12 @@ random-crop 224 from them), a trajectory ``.npy`` [T, 73, 2] int32 of 256-crop p
 [T, 71, 3] float32 RGB. Labels are the phantom's true severity. One subject keeps one face (``identity_seed``)
 across its clips. ``phantom_clips.csv`` at the root maps every clip to its PatientSpec JSON.
 
+``contents`` chooses what is written: ``"crops"`` (the distributed form above), ``"videos"`` (only the full-frame
+source videos, H.264 mp4 with the phantom's truth sidecar: what a clinic's own recordings look like before any
+landmarking; the trainer turns them into trajectories with the tracker's code) or ``"both"``. Videos go to
+``videos/<subject>/<video_id>.mp4`` (PFED5: one clip per file) and ``videos/<group>/<TASK>/<file>.mp4`` (NeuroFace:
+one file per task holding every repetition; the label file's 1-based ``start``/``end`` columns cut them out).
+
 PFED5 (under ``root``)::
 
     PFED5/PFED5_train.csv, PFED5/PFED5_test.csv   QAFE: 0 id, 1 label, 2 frames, 3 class
@@ -46,6 +52,7 @@ from phantom.crop import crop_frame
 from phantom.face import Phantom
 from phantom.script import Segment
 from phantom.spec import PROTOCOL_TASKS, PatientSpec
+from phantom.video import write_video
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int], None]
@@ -88,6 +95,14 @@ NEUROFACE_FOLDS = {
     3: ["A010", "S008", "S001", "S009", "N017", "N007", "S012", "A006", "A002", "OP01", "S006", "S003"],
 }
 NEUROFACE_GROUPS = {"A": "ALS", "S": "Stroke", "OP": "Stroke", "N": "HC"}
+CONTENTS = ("crops", "videos", "both")
+
+
+def _check_contents(contents: str) -> tuple[bool, bool]:
+    """(write crops + trajectories, write source videos) for a ``contents`` value."""
+    if contents not in CONTENTS:
+        raise ValueError(f"contents must be one of {CONTENTS}, got {contents!r}")
+    return contents != "videos", contents != "crops"
 
 
 def _write_clip(
@@ -136,9 +151,11 @@ def write_pfed5(
     height: int = 480,
     fps: float = 25.0,
     progress: Progress | None = None,
+    contents: str = "crops",
 ) -> Path:
     """Write a PFED5-layout dataset under ``root``; return ``root``."""
     root = Path(root)
+    crops, videos = _check_contents(contents)
     train, test = pfed5_subjects(n_subjects)
     rng = np.random.default_rng([seed, 41])
     tasks = PROTOCOL_TASKS["pfed5"]
@@ -163,14 +180,20 @@ def write_pfed5(
                     phantom = Phantom(spec, width, height, fps)
                     video_id = f"{21 + visit % 5:02d}-{int(subject) * 100 + visit:06d}_{cls}"
                     name = f"{video_id}-{subject}"
-                    n = _write_clip(
-                        phantom,
-                        phantom.schedule[0],
-                        root / "PFED5" / subject / video_id,
-                        root / "landmarks" / subject / f"{name}.npy",
-                        root / "RGB_1x1_fromLK" / subject / f"{name}.npy",
-                        progress,
-                    )
+                    seg = phantom.schedule[0]
+                    n = seg.end - seg.start
+                    if crops:
+                        _write_clip(
+                            phantom,
+                            seg,
+                            root / "PFED5" / subject / video_id,
+                            root / "landmarks" / subject / f"{name}.npy",
+                            root / "RGB_1x1_fromLK" / subject / f"{name}.npy",
+                            progress,
+                        )
+                    if videos:
+                        path = root / "videos" / subject / f"{video_id}.mp4"
+                        write_video(phantom, path, seg.start, seg.end, progress=progress)
                     rows[split].append([f"{video_id}_{subject}", label, n, round(n / fps, 2), cls])
                     manifest.append([f"{video_id}_{subject}", split, spec.to_json()])
     header = ["videoID_subjectID", "label", "frame length"]
@@ -205,9 +228,11 @@ def write_neuroface(
     fps: float = 50.0,
     tasks: tuple[str, ...] = PROTOCOL_TASKS["neuroface"],
     progress: Progress | None = None,
+    contents: str = "crops",
 ) -> Path:
     """Write a Toronto NeuroFace-layout dataset under ``root``; return ``root``."""
     root = Path(root)
+    crops, videos = _check_contents(contents)
     rng = np.random.default_rng([seed, 43])
     master: list[list[object]] = []
     split_rows: list[list[object]] = []
@@ -230,17 +255,21 @@ def write_neuroface(
             upper = task.upper()
             file = f"{subject}_02_NSM_{upper}_color"
             sub = int(np.clip(round(label), 1, 5))
+            rel = Path(group) / upper / file
+            if videos:  # one recording per task, from frame 0 so the label file's start/end index it directly
+                write_video(phantom, root / "videos" / f"{rel}.mp4", 0, phantom.schedule[-1].end, progress=progress)
             for seg in phantom.schedule:
                 rep_id = seg.rep + 1
-                rel = Path(group) / upper / file
-                n = _write_clip(
-                    phantom,
-                    seg,
-                    root / "frames" / rel / str(rep_id),
-                    root / "landmarks" / rel / f"{file}_{rep_id}.npy",
-                    root / "RGB_1x1" / rel / f"{file}_{rep_id}.npy",
-                    progress,
-                )
+                n = seg.end - seg.start
+                if crops:
+                    _write_clip(
+                        phantom,
+                        seg,
+                        root / "frames" / rel / str(rep_id),
+                        root / "landmarks" / rel / f"{file}_{rep_id}.npy",
+                        root / "RGB_1x1" / rel / f"{file}_{rep_id}.npy",
+                        progress,
+                    )
                 start, end = seg.start + 1, seg.end
                 master.append([file, subject, group, upper, rep_id, n, start, end, sub, sub, sub, sub, sub, label])
                 split_rows.append([file, rep_id, n, start, end])

@@ -3,8 +3,9 @@
 A phantom session's ``session:{sid}`` hash carries the patient spec (``phantom``, the PatientSpec JSON) and its
 render size. For each frame the index code drawn by the phantom is read back from the pixels (the Frame's
 ``source_index`` is the fallback), the phantom's truth for that index is computed and scaled to the frame size.
-The "detection" box is the landmark box widened like a face detector's (forehead above the brows, a little on the
-sides), so crops look like the insightface path's. Frames without a readable index have no face.
+The "detection" box is :func:`phantom.crop.detector_box` (the landmark box raised into the forehead, as SCRFD's
+box is), the rule the phantom datasets are cropped with, so live crops frame the face as the training data does.
+Frames without a readable index have no face.
 """
 
 from __future__ import annotations
@@ -16,15 +17,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from common.logs import session_logger
+from phantom.crop import detector_box
 from phantom.face import Phantom
 from phantom.index_code import read_index
 from phantom.spec import PatientSpec
-from tracker.geometry import landmark_box
 from tracker.landmarker import RGB, Detection, FrameInput, Points
 
 log = logging.getLogger(__name__)
 
-_MARGIN = np.array([-0.08, -0.3, 0.08, 0.06], dtype=np.float32)  # box edges beyond the landmarks, x w/h
 
 
 @dataclasses.dataclass
@@ -110,9 +110,7 @@ class PhantomLandmarker:
             if pts is None:
                 out.append([])
                 continue
-            lb = landmark_box(pts)
-            wh = np.array([lb[2] - lb[0], lb[3] - lb[1]] * 2, dtype=np.float32)
-            out.append([Detection(lb + _MARGIN * wh, 1.0)])
+            out.append([Detection(detector_box(pts), 1.0)])
         return out
 
     def landmarks(self, frames: Sequence[FrameInput], boxes: Sequence[Points]) -> list[Points]:

@@ -28,6 +28,7 @@ class DataSection:
     root: str = ""
     expressions: list[str] = dataclasses.field(default_factory=list)  # empty = every expression in the data
     cache_dir: str = ""  # empty = <root>/.feqa-cache
+    landmarks: str = "auto"  # auto | files (distributed trajectories) | video (landmark source videos with the tracker)
     load_size: int = 256
     val_fraction: float = 0.2
     test_fraction: float = 0.25  # only when the layout names no test subjects

@@ -77,10 +77,23 @@ def load_data(cfg: RunConfig) -> dict[str, ExpressionData]:
     missing = [e for e in wanted if e not in present]
     if missing:
         raise ConfigError(f"expressions {missing} not in the data (present: {present})")
+    # one pass over every clip wanted: one progress bar, and landmarked videos batch across expressions
+    result = build_cache([r for r in records if r.expression in wanted], cache_dir, cfg.data.load_size,
+                         cfg.data.landmarks)  # fmt: skip
+    by_id = {c.record.clip_id: c for c in result.clips}
+    if result.skipped:
+        log.warning("%d of %d clips left out (see the warnings above); %d usable", len(result.skipped),
+                    len(result.skipped) + len(result.clips), len(result.clips))  # fmt: skip
     out: dict[str, ExpressionData] = {}
     for expr in wanted:
-        parts = [[r for r in getattr(split, p) if r.expression == expr] for p in ("train", "val", "test")]
-        cached = [build_cache(p, cache_dir, cfg.data.load_size) for p in parts]
+        cached = [
+            [by_id[r.clip_id] for r in getattr(split, p) if r.expression == expr and r.clip_id in by_id]
+            for p in ("train", "val", "test")
+        ]
+        if not cached[0]:
+            raise ConfigError(
+                f"{expr}: no usable training clips ({len(result.skipped)} clips left out, see the warnings)"
+            )
         out[expr] = ExpressionData(expr, *cached)
         log.info("%s: %d train / %d val / %d test clips", expr, *(len(c) for c in cached))
     return out

@@ -97,3 +97,13 @@ def test_common_does_not_import_torch() -> None:
         names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert not any(n.split(".")[0] in ("torch", "trainer", "scorer", "tracker") for n in names)
+
+
+def test_faceless_frames_hold_the_last_face_frame() -> None:
+    np.testing.assert_array_equal(F.fill_missing_frames([False, False, True, False, True, True, False]),
+                                  [2, 2, 2, 2, 4, 5, 5])  # fmt: skip
+    np.testing.assert_array_equal(F.fill_missing_frames(np.ones(4, bool)), [0, 1, 2, 3])
+    with pytest.raises(F.FeatureError, match="no frame has a face"):
+        F.fill_missing_frames([False, False])
+    with pytest.raises(F.FeatureError, match="non-empty 1-D"):
+        F.fill_missing_frames([])

@@ -124,3 +124,26 @@ def test_crop_follows_the_reference_rule() -> None:
     expect = np.round((np.round(lm[33:]) - (x1, y1)) * (256 / (x2 - x1), 256 / (y2 - y1))).astype(np.int32)
     assert np.array_equal(c.points73, expect)
     assert np.array_equal(c.image, cv2.resize(rgb[y1:y2, x1:x2], (256, 256), interpolation=cv2.INTER_LINEAR))
+
+
+def test_videos_only_datasets_hold_source_recordings_and_no_landmarks(tmp_path: Path) -> None:
+    from phantom.video import load_truth, sidecar_path
+
+    root = write_pfed5(tmp_path / "p", n_subjects=2, seed=1, width=160, height=120, fps=6.0, contents="videos")
+    assert not list(root.rglob("*.npy")) and not list(root.rglob("*.jpg"))
+    _, rows = _rows(root / "data" / "train_41.csv")
+    videos = sorted((root / "videos").rglob("*.mp4"))
+    assert len(videos) == 10
+    for row in rows:  # every labelled clip has its recording, as long as the label file says
+        video_id, _, subject = row[0].rpartition("_")
+        truth = load_truth(sidecar_path(root / "videos" / subject / f"{video_id}.mp4"))
+        assert truth.landmarks.shape[0] == int(row[2]) and (truth.width, truth.height) == (160, 120)
+    nf = write_neuroface(tmp_path / "n", n_subjects=1, reps=2, seed=1, width=160, height=120, fps=6.0,
+                         tasks=("open",), contents="videos")  # fmt: skip
+    (video,) = list((nf / "videos").rglob("*.mp4"))
+    assert video.relative_to(nf / "videos").parts == ("HC", "OPEN", "N002_02_NSM_OPEN_color.mp4")
+    _, master = _rows(nf / "NeuroFace" / "split_6tasks_sum.csv")
+    truth = load_truth(sidecar_path(video))
+    assert int(master[-1][7]) == truth.landmarks.shape[0]  # the last repetition ends at the video's last frame
+    with pytest.raises(ValueError, match="contents"):
+        write_pfed5(tmp_path / "x", contents="frames")

@@ -1,16 +1,26 @@
 """On-disk feature cache: each clip's trajectory features and resized frames, computed once.
 
-The trajectory goes through ``common.features`` (the code the live scorer runs); frames are decoded, converted to RGB
-and resized to ``load_size`` (the random crop to the model's size happens per sample). One ``.npz`` per clip under
-``<cache_dir>/<key>/``, where the key hashes the feature version, the load size and the clip's source files, so a
-changed file or rule never reads stale features.
+A clip's features come from one of two sources (``data.landmarks``: ``auto`` picks the first that exists):
+
+* ``files``: the distributed trajectory [T, 73, 2] and colour [T, 71, 3] files through ``common.features`` (the code
+  the live scorer runs), and the distributed 256 crops as frames;
+* ``video``: the source recording landmarked by the tracker's own pipeline (:mod:`trainer.data.landmarking`), its
+  integer crop landmarks and colours through the same ``common.features``, its 256 reference crops as frames.
+
+Frames are resized to ``load_size`` (the random crop to the model's size happens per sample). One ``.npz`` per clip
+under ``cache_dir``, named by a hash of the feature version, the load size, the clip's source files and (for videos)
+the landmarking identity, so a changed file, rule or landmarker never reads stale features. A video clip the tracker
+cannot use (undecodable, too few faces) leaves a ``.skip.json`` beside it with the reason, so it is reported, not
+recomputed, on the next run.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -20,9 +30,12 @@ from tqdm import tqdm
 
 from common import features
 from common.errors import ConfigError
+from trainer.data.landmarking import LandmarkedClip, VideoLandmarking
 from trainer.data.layouts import ClipRecord
 
 log = logging.getLogger(__name__)
+
+SOURCES = ("auto", "files", "video")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,12 +50,60 @@ class CachedClip:
             return data["trajectory"], data["frames"]
 
 
-def _key(record: ClipRecord, load_size: int) -> str:
+@dataclasses.dataclass(frozen=True)
+class SkippedClip:
+    clip_id: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheResult:
+    """The usable clips in input order, and the ones left out with why."""
+
+    clips: list[CachedClip]
+    skipped: list[SkippedClip]
+    computed: int = 0  # clips whose features were computed by this call (the rest came from the cache)
+
+
+def source_of(record: ClipRecord, mode: str) -> str:
+    """Where a clip's features come from under ``data.landmarks = mode``: "files" or "video"."""
+    if mode not in SOURCES:
+        raise ConfigError(f"data.landmarks must be one of {SOURCES}, got {mode!r}")
+    if mode == "files" or (mode == "auto" and record.has_files):
+        if not record.has_files:
+            raise ConfigError(
+                f"clip {record.clip_id}: data.landmarks = 'files' but its frames, trajectory or colour file is "
+                "missing; use 'auto' (or 'video') to landmark its source video instead"
+            )
+        return "files"
+    if record.video is None:
+        raise ConfigError(f"clip {record.clip_id}: data.landmarks = 'video' but the dataset has no source video for it")
+    return "video"
+
+
+def _stat(path: Path) -> str:
+    st = path.stat()
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _key(record: ClipRecord, load_size: int, landmarking: str = "") -> str:
     h = hashlib.sha256(f"v{features.FEATURE_VERSION}/{load_size}/{record.clip_id}".encode())
-    for path in (record.trajectory, record.colour, record.frames_dir):
-        st = path.stat()
-        h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode())
+    if landmarking:
+        if record.video is None:
+            raise ConfigError(f"clip {record.clip_id} has no source video")
+        h.update(f"video:{_stat(record.video)}:{record.video_start}:{record.video_end}:{landmarking}".encode())
+    else:
+        for path in (record.trajectory, record.colour, record.frames_dir):
+            if path is None:
+                raise ConfigError(f"clip {record.clip_id}: missing trajectory, colour or frames")
+            h.update(_stat(path).encode())
     return h.hexdigest()[:20]
+
+
+def _resize(rgb: npt.NDArray[np.uint8], load_size: int) -> npt.NDArray[np.uint8]:
+    if rgb.shape[0] == load_size and rgb.shape[1] == load_size:
+        return rgb
+    return np.asarray(cv2.resize(rgb, (load_size, load_size), interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
 
 def _read_frames(frames_dir: Path, load_size: int) -> npt.NDArray[np.uint8]:
@@ -52,12 +113,15 @@ def _read_frames(frames_dir: Path, load_size: int) -> npt.NDArray[np.uint8]:
         img = cv2.imread(str(f), cv2.IMREAD_COLOR)
         if img is None:
             raise ConfigError(f"cannot decode frame {f}")
-        out[i] = cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), (load_size, load_size), interpolation=cv2.INTER_AREA)
+        out[i] = _resize(np.asarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), dtype=np.uint8), load_size)
     return out
 
 
 def preprocess(record: ClipRecord, load_size: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
-    """One clip's features; raises :class:`ConfigError` naming the clip when its files disagree."""
+    """One clip's features from its distributed files; raises :class:`ConfigError` naming the clip when they
+    disagree."""
+    if record.trajectory is None or record.colour is None or record.frames_dir is None:
+        raise ConfigError(f"clip {record.clip_id}: missing trajectory, colour or frames")
     try:
         traj = features.trajectory_from_files(np.load(record.trajectory), np.load(record.colour))
     except features.FeatureError as exc:
@@ -70,19 +134,90 @@ def preprocess(record: ClipRecord, load_size: int) -> tuple[npt.NDArray[np.float
     return traj, frames
 
 
-def build_cache(records: list[ClipRecord], cache_dir: Path, load_size: int) -> list[CachedClip]:
-    """Preprocess every record not cached yet (with a progress bar) and return the cached clips in order."""
-    out: list[CachedClip] = []
-    todo = 0
-    for record in tqdm(records, desc="features", unit="clip", leave=False):
-        path = Path(cache_dir) / f"{_key(record, load_size)}.npz"
+def features_from_landmarks(
+    clip: LandmarkedClip, load_size: int
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
+    """A landmarked video clip's features: gaps filled, then the same ``common.features`` rule as the files."""
+    landmarks, colours, crops = clip.filled()
+    traj = features.trajectory_features(landmarks, colours)
+    frames = np.stack([_resize(c, load_size) for c in crops])
+    return traj, frames
+
+
+def _write(path: Path, **arrays: npt.NDArray[np.generic]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]
+    tmp.replace(path)
+
+
+def _skip_path(path: Path) -> Path:
+    return path.with_suffix(".skip.json")
+
+
+def build_cache(
+    records: list[ClipRecord],
+    cache_dir: Path,
+    load_size: int,
+    mode: str = "auto",
+    landmarking: Callable[[], VideoLandmarking] | None = None,
+) -> CacheResult:
+    """Preprocess every record not cached yet (with progress bars) and return the cached clips in order.
+
+    ``landmarking`` builds the video landmarker, only when some clip needs one (it loads models)."""
+    cache_dir = Path(cache_dir)
+    slots: list[CachedClip | None] = [None] * len(records)
+    skipped: dict[int, SkippedClip] = {}
+    videos: list[int] = []
+    computed = 0
+    for i, record in enumerate(tqdm(records, desc="features", unit="clip", leave=False)):
+        if source_of(record, mode) == "video":
+            videos.append(i)
+            continue
+        path = cache_dir / f"{_key(record, load_size)}.npz"
         if not path.is_file():
             traj, frames = preprocess(record, load_size)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.npz")
-            np.savez(tmp, trajectory=traj, frames=frames)
-            tmp.replace(path)
-            todo += 1
-        out.append(CachedClip(record, path))
-    log.info("feature cache %s: %d clips, %d computed now", cache_dir, len(out), todo)
-    return out
+            _write(path, trajectory=traj, frames=frames)
+            computed += 1
+        slots[i] = CachedClip(record, path)
+    if videos:
+        lm = (landmarking or VideoLandmarking.from_environment)()
+        ident = lm.identity()
+        paths = {i: cache_dir / f"{_key(records[i], load_size, ident)}.npz" for i in videos}
+        todo: list[int] = []
+        for i in videos:
+            if paths[i].is_file():
+                slots[i] = CachedClip(records[i], paths[i])
+            elif _skip_path(paths[i]).is_file():
+                skipped[i] = SkippedClip(records[i].clip_id, json.loads(_skip_path(paths[i]).read_text())["reason"])
+            else:
+                todo.append(i)
+        if todo:
+            index = {id(records[i]): i for i in todo}
+            total = sum(max(records[i].n_frames, 1) for i in todo)
+            with tqdm(total=total, desc="landmarking videos", unit="frame", leave=False) as bar:
+                for outcome in lm.run([records[i] for i in todo], bar.update):
+                    i = index[id(outcome.record)]
+                    if outcome.config_problem:
+                        raise ConfigError(outcome.error)
+                    if outcome.clip is None:
+                        skipped[i] = SkippedClip(outcome.record.clip_id, outcome.error)
+                        _skip_path(paths[i]).parent.mkdir(parents=True, exist_ok=True)
+                        _skip_path(paths[i]).write_text(json.dumps({"clip": outcome.record.clip_id,
+                                                                    "reason": outcome.error}))  # fmt: skip
+                        continue
+                    n = outcome.clip.face.size
+                    if n != outcome.record.n_frames:
+                        log.info("clip %s: label file says %d frames, the video range has %d; using the video",
+                                 outcome.record.clip_id, outcome.record.n_frames, n)  # fmt: skip
+                    traj, frames = features_from_landmarks(outcome.clip, load_size)
+                    _write(paths[i], trajectory=traj, frames=frames, face=outcome.clip.face)
+                    slots[i] = CachedClip(outcome.record, paths[i])
+                    computed += 1
+    out = [c for c in slots if c is not None]
+    left = [skipped[i] for i in sorted(skipped)]
+    for s in left:
+        log.warning("clip %s left out: %s", s.clip_id, s.reason)
+    log.info("feature cache %s: %d clips, %d computed now, %d left out", cache_dir, len(out), computed, len(left))
+    return CacheResult(out, left, computed)
+

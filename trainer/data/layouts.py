@@ -4,6 +4,12 @@ Both produce :class:`ClipRecord` lists: one expression trial per record, with it
 names differ between copies of the data, so files are found by their documented relative names under ``root``:
 frames in ``<subject>/<video_id>/*.jpg`` (PFED5) or ``<group>/<task>/<file>/<rep>/*.jpg`` (NeuroFace), trajectories
 ``<video_id>-<subject>.npy`` ([T, 73, 2]) and colours with the same name ([T, 71, 3]) in another folder.
+
+A copy may instead (or as well) hold the full-frame source recordings: ``<subject>/<video_id>.<ext>`` (PFED5, one
+clip per file) or ``<group>/<task>/<file>.<ext>`` (NeuroFace, one file per task; the label file's 1-based inclusive
+``start``/``end`` columns cut each repetition out), ``<ext>`` one of :data:`VIDEO_SUFFIXES`. A clip needs either
+its three distributed parts (frames, trajectory, colour) or a source video; ``trainer.data.landmarking`` turns a
+video into the same features with the tracker's code.
 """
 
 from __future__ import annotations
@@ -39,10 +45,18 @@ class ClipRecord:
     expression: str
     label: float
     n_frames: int
-    frames_dir: Path
-    trajectory: Path
-    colour: Path
+    frames_dir: Path | None
+    trajectory: Path | None
+    colour: Path | None
     split: str  # "train" / "test" as the label file says, or "" when the layout has none
+    video: Path | None = None  # full-frame source recording, when the copy has one
+    video_start: int = 0  # first frame of the clip in ``video`` (0-based)
+    video_end: int = -1  # one past its last frame; -1 = the end of the video
+
+    @property
+    def has_files(self) -> bool:
+        """Whether the distributed frames, trajectory and colour files are all there."""
+        return self.frames_dir is not None and self.trajectory is not None and self.colour is not None
 
 
 def _rows(path: Path) -> list[list[str]]:
@@ -69,22 +83,42 @@ def _index_npy(root: Path) -> tuple[dict[str, Path], dict[str, Path]]:
     return traj, colour
 
 
-class _FrameDirs:
-    """Every folder under ``root`` that holds ``*.jpg`` frames, found in one walk and looked up by its last path
-    components (a per-clip ``rglob`` re-walks every frame of the dataset for each clip)."""
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
-    def __init__(self, root: Path) -> None:
-        self._dirs = sorted(Path(d) for d, _, files in os.walk(root) if any(f.endswith(".jpg") for f in files))
+
+class _TailIndex:
+    """Paths looked up by their last name components (one table per depth, built on first use)."""
+
+    def __init__(self, named: list[tuple[tuple[str, ...], Path]]) -> None:
+        self._named = sorted(named, key=lambda item: item[1])
         self._by_tail: dict[int, dict[tuple[str, ...], Path]] = {}
 
     def find(self, *parts: str) -> Path | None:
         depth = len(parts)
         if depth not in self._by_tail:
             table: dict[tuple[str, ...], Path] = {}
-            for d in self._dirs:
-                table.setdefault(d.parts[-depth:], d)
+            for names, path in self._named:
+                table.setdefault(names[-depth:], path)
             self._by_tail[depth] = table
         return self._by_tail[depth].get(parts)
+
+
+class _DatasetFiles:
+    """One walk of ``root`` (a per-clip ``rglob`` would re-walk every frame of the dataset for each clip): folders
+    holding ``*.jpg`` frames, found by their last folder names, and video files, found by their folders and stem."""
+
+    def __init__(self, root: Path) -> None:
+        frame_dirs: list[tuple[tuple[str, ...], Path]] = []
+        videos: list[tuple[tuple[str, ...], Path]] = []
+        for d, _, files in os.walk(root):
+            folder = Path(d)
+            if any(f.endswith(".jpg") for f in files):
+                frame_dirs.append((folder.parts, folder))
+            for f in files:
+                if Path(f).suffix.lower() in VIDEO_SUFFIXES:
+                    videos.append(((*folder.parts, Path(f).stem), folder / f))
+        self.frames = _TailIndex(frame_dirs)
+        self.videos = _TailIndex(videos)
 
 
 def _find_csvs(root: Path, names: tuple[str, ...]) -> list[Path]:
@@ -101,7 +135,7 @@ def read_pfed5(root: Path) -> list[ClipRecord]:
     if not csvs:
         raise ConfigError(f"{root}: no PFED5 label file (PFED5_train.csv or train_41.csv) found")
     traj, colour = _index_npy(root)
-    frame_dirs = _FrameDirs(root)
+    found = _DatasetFiles(root)
     records: list[ClipRecord] = []
     for path in csvs:
         split = "test" if "test" in path.name else "train"
@@ -109,9 +143,14 @@ def read_pfed5(root: Path) -> list[ClipRecord]:
             ident = row[0].strip()
             video_id, _, subject = ident.rpartition("_")
             name = f"{video_id}-{subject}.npy"
-            frames = frame_dirs.find(subject, video_id)
-            if name not in traj or name not in colour or frames is None:
-                raise ConfigError(f"{path.name}: clip {ident}: missing frames, trajectory or colour file {name}")
+            frames = found.frames.find(subject, video_id)
+            video = found.videos.find(subject, video_id)
+            complete = name in traj and name in colour and frames is not None
+            if not complete and video is None:
+                raise ConfigError(
+                    f"{path.name}: clip {ident}: neither frames + trajectory + colour file {name} nor a source video "
+                    f"{subject}/{video_id}.mp4 (or {', '.join(VIDEO_SUFFIXES[1:])}) under {root}"
+                )
             cls = int(float(row[class_col]))
             records.append(
                 ClipRecord(
@@ -121,9 +160,10 @@ def read_pfed5(root: Path) -> list[ClipRecord]:
                     label=float(row[1]),
                     n_frames=int(float(row[2])),
                     frames_dir=frames,
-                    trajectory=traj[name],
-                    colour=colour[name],
+                    trajectory=traj.get(name),
+                    colour=colour.get(name),
                     split=split,
+                    video=video,
                 )
             )
     log.info("PFED5 at %s: %d clips, %d subjects", root, len(records), len({r.subject for r in records}))
@@ -138,14 +178,30 @@ def read_neuroface(root: Path) -> list[ClipRecord]:
     if not csvs:
         raise ConfigError(f"{root}: no NeuroFace label file split_6tasks_sum.csv found")
     traj, colour = _index_npy(root)
-    frame_dirs = _FrameDirs(root)
+    found = _DatasetFiles(root)
     records: list[ClipRecord] = []
     for row in _rows(csvs[0]):
         file, subject, group, task, rep = (c.strip() for c in row[:5])
         name = f"{file}_{rep}.npy"
-        frames = frame_dirs.find(group, task, file, rep)
-        if name not in traj or name not in colour or frames is None:
-            raise ConfigError(f"{csvs[0].name}: {file} rep {rep}: missing frames, trajectory or colour file {name}")
+        frames = found.frames.find(group, task, file, rep)
+        video = found.videos.find(group, task, file)
+        complete = name in traj and name in colour and frames is not None
+        if not complete and video is None:
+            raise ConfigError(
+                f"{csvs[0].name}: {file} rep {rep}: neither frames + trajectory + colour file {name} nor a source "
+                f"video {group}/{task}/{file}.mp4 (or {', '.join(VIDEO_SUFFIXES[1:])}) under {root}"
+            )
+        start = end = -1
+        if video is not None:
+            try:
+                start, end = int(float(row[6])), int(float(row[7]))
+            except (ValueError, IndexError):
+                start = end = -1
+            if not 1 <= start <= end:
+                raise ConfigError(
+                    f"{csvs[0].name}: {file} rep {rep}: start/end columns (7th and 8th) must be 1-based frame numbers "
+                    f"with start <= end to cut the repetition out of {video.name}; got {row[6:8]}"
+                )
         records.append(
             ClipRecord(
                 clip_id=f"{file}_{rep}",
@@ -154,9 +210,12 @@ def read_neuroface(root: Path) -> list[ClipRecord]:
                 label=float(row[13]),
                 n_frames=int(float(row[5])),
                 frames_dir=frames,
-                trajectory=traj[name],
-                colour=colour[name],
+                trajectory=traj.get(name),
+                colour=colour.get(name),
                 split="",
+                video=video,
+                video_start=max(start - 1, 0),
+                video_end=end,
             )
         )
     log.info("NeuroFace at %s: %d clips, %d subjects", root, len(records), len({r.subject for r in records}))

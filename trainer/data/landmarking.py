@@ -1,0 +1,244 @@
+"""Dataset videos -> observations with the live tracker's own code -> the arrays the feature cache is built from.
+
+A clip that comes as a full-frame source recording (no distributed trajectory files) is decoded with PyAV and fed,
+frame by frame, through :class:`tracker.pipeline.FramePipeline`, the code the tracker service runs on live
+sessions: the same landmarker choice (``FEQA_TRACKER_*`` settings: insightface SCRFD + 2d106det, or the phantom's
+truth for phantom videos), face choice and tracking, the reference crop-to-256 rule, integer crop landmarks and
+colours at the landmarks. Several clips run at once as separate "sessions", so a batched landmarker sees one batch
+per tick, as in the service.
+
+Frames where the tracker finds no face are filled from the nearest frame that has one
+(:func:`common.features.fill_missing_frames`, the rule the scorer applies to live windows); a clip whose face
+fraction is below the tracker's ``min_face_fraction`` (the live window rule) is refused, with the reasons counted.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import itertools
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import av
+import numpy as np
+import numpy.typing as npt
+
+from common import features
+from common.errors import ConfigError
+from common.messages import Frame
+from phantom.video import load_truth, sidecar_path
+from tracker.landmarker import Landmarker
+from tracker.landmarkers import LandmarkerChoice
+from tracker.pipeline import FrameJob, FramePipeline
+from tracker.refcrop import REF_SIZE
+from tracker.settings import TrackerSettings
+from trainer.data.layouts import ClipRecord
+
+log = logging.getLogger(__name__)
+
+LANDMARKING_VERSION = 1
+"""Bumped whenever this module changes what it produces; part of every cache key built from videos."""
+
+Progress = Callable[[int], None]
+_IDENTITY_FIELDS = ("landmarker", "det_size", "det_thresh", "nms_thresh", "detect_every", "keep_iou", "drift_iou",
+                    "min_face_px", "min_face_fraction")  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LandmarkedClip:
+    """One clip observed by the tracker: per frame 106 integer landmarks in the 256 crop, colours, the crop."""
+
+    landmarks: npt.NDArray[np.float32]  # [T, 106, 2], NaN where no face
+    colours: npt.NDArray[np.uint8]  # [T, 106, 3]
+    crops: npt.NDArray[np.uint8]  # [T, 256, 256, 3] RGB, zeros where no face
+    face: npt.NDArray[np.bool_]  # [T]
+    reasons: dict[str, int]  # why frames had no face, counted
+
+    @property
+    def face_fraction(self) -> float:
+        return float(self.face.mean()) if self.face.size else 0.0
+
+    def filled(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+        """(landmarks, colours, crops) with faceless frames taken from the nearest frame with a face."""
+        idx = features.fill_missing_frames(self.face)
+        return self.landmarks[idx], self.colours[idx], self.crops[idx]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Outcome:
+    """What landmarking made of one clip: the observations, or the reason it was refused."""
+
+    record: ClipRecord
+    clip: LandmarkedClip | None
+    error: str = ""
+    config_problem: bool = False  # the setup, not this clip, is at fault (no landmarker): stop, don't skip
+
+
+def session_info(video: Path) -> dict[str, str]:
+    """What the tracker's session hash would say about this recording: a phantom's spec when the video carries a
+    phantom truth sidecar (so the phantom landmarker can serve it), nothing otherwise."""
+    side = sidecar_path(video)
+    if not side.is_file():
+        return {}
+    try:
+        truth = load_truth(side)
+    except (ValueError, OSError) as exc:
+        log.warning("%s: unreadable phantom sidecar, landmarking it as a real recording: %s", video.name, exc)
+        return {}
+    return {"phantom": truth.spec_json, "fps": str(truth.fps), "width": str(truth.width), "height": str(truth.height)}
+
+
+def _frames(record: ClipRecord) -> Iterator[tuple[float, npt.NDArray[np.uint8]]]:
+    """(time s, RGB frame) of the clip's frames ``[video_start, video_end)``; raises ``av.FFmpegError`` on bad data."""
+    if record.video is None:
+        raise ConfigError(f"clip {record.clip_id} has no source video")
+    with av.open(str(record.video)) as container:
+        if not container.streams.video:
+            raise ConfigError(f"{record.video.name} has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        stop = record.video_end if record.video_end >= 0 else None
+        for i, frame in enumerate(container.decode(stream)):
+            if stop is not None and i >= stop:
+                return
+            if i >= record.video_start:
+                rgb = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
+                yield (float(frame.time) if frame.time is not None else float(i)), rgb
+
+
+class _Running:
+    """One clip being landmarked: its decoder and what the tracker said so far."""
+
+    def __init__(self, record: ClipRecord, sid: str, landmarker: Landmarker) -> None:
+        self.record = record
+        self.sid = sid
+        self.landmarker = landmarker
+        self.frames = _frames(record)
+        self.seq = 0
+        self.landmarks: list[npt.NDArray[np.float32]] = []
+        self.colours: list[npt.NDArray[np.uint8]] = []
+        self.crops: list[npt.NDArray[np.uint8]] = []
+        self.face: list[bool] = []
+        self.reasons: collections.Counter[str] = collections.Counter()
+
+    def result(self) -> LandmarkedClip:
+        return LandmarkedClip(
+            landmarks=np.stack(self.landmarks).astype(np.float32),
+            colours=np.stack(self.colours),
+            crops=np.stack(self.crops),
+            face=np.array(self.face, dtype=bool),
+            reasons=dict(self.reasons),
+        )
+
+
+class VideoLandmarking:
+    """Landmarks dataset videos with the tracker's pipeline; built from (and identified by) tracker settings."""
+
+    def __init__(self, settings: TrackerSettings, clips_at_once: int = 8) -> None:
+        self.settings = settings.model_copy(update={"crop_size": REF_SIZE})
+        self.clips_at_once = max(1, clips_at_once)
+        self._choice: LandmarkerChoice | None = None
+        self._ids = itertools.count()
+
+    @classmethod
+    def from_environment(cls) -> VideoLandmarking:
+        """The landmarking the tracker service would do, from the ``FEQA_TRACKER_*`` settings."""
+        return cls(TrackerSettings())
+
+    def identity(self) -> str:
+        """A string that changes whenever the landmarks this object produces could change."""
+        s = self.settings
+        parts = [f"v{LANDMARKING_VERSION}", *(f"{k}={getattr(s, k)}" for k in _IDENTITY_FIELDS)]
+        if s.landmarker != "phantom":
+            for name in (s.det_model, s.landmark_model):
+                path = Path(s.model_dir) / name
+                parts.append(f"{name}:{path.stat().st_size}:{path.stat().st_mtime_ns}" if path.is_file() else name)
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+    @property
+    def choice(self) -> LandmarkerChoice:
+        if self._choice is None:
+            self._choice = LandmarkerChoice.from_settings(self.settings)
+        return self._choice
+
+    def _open(self, record: ClipRecord) -> _Running | Outcome:
+        if record.video is None:
+            return Outcome(record, None, "no source video")
+        sid = f"dataset-{next(self._ids)}"
+        landmarker, reason = self.choice.for_session(sid, session_info(record.video))
+        if landmarker is None:
+            hint = (
+                "put the insightface buffalo_l pack (det_10g.onnx, 2d106det.onnx) in FEQA_TRACKER_MODEL_DIR "
+                f"(now {self.settings.model_dir}); `feqa tracker check-models` tells what is missing"
+            )
+            return Outcome(record, None, f"no landmarker can serve {record.video.name} ({reason}): {hint}", True)
+        return _Running(record, sid, landmarker)
+
+    def _close(self, run: _Running, pipeline: FramePipeline, error: str = "") -> Outcome:
+        pipeline.forget(run.sid)
+        self.choice.close(run.sid)
+        if error:
+            return Outcome(run.record, None, error)
+        if not run.face:
+            return Outcome(run.record, None, f"{run.record.video}: no frames in the clip's range")
+        clip = run.result()
+        if not clip.face.any() or clip.face_fraction < self.settings.min_face_fraction:
+            why = ", ".join(f"{k} {v}" for k, v in sorted(clip.reasons.items()))
+            return Outcome(
+                run.record,
+                None,
+                f"a face in only {clip.face_fraction:.0%} of {clip.face.size} frames "
+                f"(need {self.settings.min_face_fraction:.0%}; {why})",
+            )
+        return Outcome(run.record, clip)
+
+    def run(self, records: Sequence[ClipRecord], progress: Progress | None = None) -> Iterator[Outcome]:
+        """Landmark ``records`` (``clips_at_once`` at a time); yields one outcome per record as each finishes."""
+        pipeline = FramePipeline(self.settings)
+        queue = collections.deque(records)
+        active: list[_Running] = []
+        while queue or active:
+            while queue and len(active) < self.clips_at_once:
+                opened = self._open(queue.popleft())
+                if isinstance(opened, Outcome):
+                    yield opened
+                else:
+                    active.append(opened)
+            jobs: list[FrameJob] = []
+            ticking: list[_Running] = []
+            for run in list(active):
+                try:
+                    item = next(run.frames, None)
+                except (av.FFmpegError, OSError, ConfigError) as exc:
+                    active.remove(run)
+                    yield self._close(run, pipeline, f"{run.record.video}: cannot decode: {exc}")
+                    continue
+                if item is None:
+                    active.remove(run)
+                    yield self._close(run, pipeline)
+                    continue
+                ts, rgb = item
+                h, w = rgb.shape[:2]
+                frame = Frame(sid=run.sid, seq=run.seq, capture_ts=ts, width=w, height=h, encoding="rgb24",
+                              data=rgb.tobytes())  # fmt: skip
+                run.seq += 1
+                jobs.append(FrameJob(frame, run.landmarker))
+                ticking.append(run)
+            for run, res in zip(ticking, pipeline.process(jobs), strict=True):
+                obs = res.obs
+                if obs.face and obs.landmarks_crop is not None and obs.colours is not None and res.crop is not None:
+                    run.landmarks.append(obs.landmarks_crop)
+                    run.colours.append(obs.colours)
+                    run.crops.append(res.crop.image)
+                    run.face.append(True)
+                else:
+                    run.landmarks.append(np.full((features.NUM_POINTS_106, 2), np.nan, np.float32))
+                    run.colours.append(np.zeros((features.NUM_POINTS_106, 3), np.uint8))
+                    run.crops.append(np.zeros((REF_SIZE, REF_SIZE, 3), np.uint8))
+                    run.face.append(False)
+                    run.reasons[obs.reason or "no_face"] += 1
+            if progress is not None and jobs:
+                progress(len(jobs))
