@@ -26,7 +26,6 @@ from tracker.landmarker import RGB, Detection, FrameInput, Points
 log = logging.getLogger(__name__)
 
 
-
 @dataclasses.dataclass
 class _Session:
     spec: PatientSpec
