@@ -10,6 +10,7 @@ ONNX Runtime CPU ms at batch 1).
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +20,11 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+# run as a script, this folder is sys.path[0] and its modules would hide the packages of the same name
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from common.manifest import Calibration
 from trainer.bmc import bmc_loss
 from trainer.export import WindowGraph, example_inputs, export_graph
 from trainer.models.trampformer import SIZES, TrampFormer
@@ -70,10 +76,11 @@ def main(size: str, quick: bool, json_path: Path | None) -> None:
         figures["training_steps_per_s_threads1"] / figures["training_steps_per_s_threads2"]
     )
     model.eval()
-    window = WindowGraph(model)
+    identity = Calibration.identity(0.0, 4.0)  # the calibration's clamp is part of every exported window graph
+    window = WindowGraph(model, identity).eval()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "window.onnx"
-        export_graph(window, example_inputs(model, 2)["window"], "score", path)
+        export_graph(window, example_inputs(model, 2)["window"], ["score", "raw"], path)
         one = example_inputs(model, 1)["window"]
         feeds = {k: v.numpy() for k, v in one.items()}
         with torch.no_grad():
@@ -82,7 +89,7 @@ def main(size: str, quick: bool, json_path: Path | None) -> None:
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         figures["ort_cpu_ms_per_window"] = _time(lambda: sess.run(None, feeds), reps)
         with torch.no_grad():
-            ref = window(*one.values()).numpy()
+            ref = window(*one.values())[0].numpy()
         figures["ort_max_abs_diff"] = float(np.abs(sess.run(None, feeds)[0] - ref).max())
         if "CUDAExecutionProvider" in ort.get_available_providers():
             cuda = ort.InferenceSession(str(path), providers=["CUDAExecutionProvider"])
@@ -90,7 +97,7 @@ def main(size: str, quick: bool, json_path: Path | None) -> None:
                 raise click.ClickException("CUDA execution provider fell back to CPU")
             figures["ort_cuda_ms_per_window"] = _time(lambda: cuda.run(None, feeds), reps)
         if torch.cuda.is_available():
-            gpu_window = WindowGraph(model.cuda())
+            gpu_window = WindowGraph(model.cuda(), identity)
             gpu_in = [v.cuda() for v in one.values()]
 
             def run_gpu() -> None:

@@ -2,20 +2,92 @@
 
 Written by the trainer's export next to the ONNX graphs, read by the scorer. A scorer refuses a manifest whose
 schema or feature version it does not know (:meth:`Manifest.check_compatible`).
+
+:class:`Calibration` is the affine map (fitted on validation clips, then clamped to the label scale) that turns the
+regressor's raw output into the score a clinician sees. The exported graphs already apply it (their ``score``
+output); the manifest carries it so a scorer can report it and apply it to ``raw`` itself. Manifests written before
+it existed parse to the identity over the label scale (``fitted_on == "none"``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from common.errors import ModelError
 from common.features import FEATURE_VERSION
 
 MANIFEST_SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
+CALIBRATION_SOURCES = ("validation", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """``score = clip(scale * raw + offset, clamp_min, clamp_max)``; ``n`` clips it was fitted on.
+
+    ``fitted_on`` is ``"validation"`` for a fitted map and ``"none"`` for the identity (nothing to fit on, or a fit that
+    was refused); the clamp to the label scale applies either way. The scale must be positive: a calibration may
+    stretch and shift scores but never reverse their order.
+    """
+
+    scale: float
+    offset: float
+    clamp_min: float
+    clamp_max: float
+    fitted_on: str = "none"
+    n: int = 0
+
+    def __post_init__(self) -> None:
+        values = (self.scale, self.offset, self.clamp_min, self.clamp_max)
+        if not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
+            raise ModelError(f"calibration values must be finite numbers, got {values}")
+        if not self.scale > 0:
+            raise ModelError(f"calibration scale must be positive (order-preserving), got {self.scale}")
+        if not self.clamp_min < self.clamp_max:
+            raise ModelError(f"calibration clamp [{self.clamp_min}, {self.clamp_max}] is empty")
+        if self.fitted_on not in CALIBRATION_SOURCES:
+            raise ModelError(f"calibration fitted_on must be one of {CALIBRATION_SOURCES}, got {self.fitted_on!r}")
+        if not isinstance(self.n, int) or self.n < 0:
+            raise ModelError(f"calibration n must be a non-negative integer, got {self.n!r}")
+
+    @classmethod
+    def identity(cls, lo: float, hi: float) -> Calibration:
+        """No stretch or shift, only the clamp to the label scale ``[lo, hi]``."""
+        return cls(scale=1.0, offset=0.0, clamp_min=float(lo), clamp_max=float(hi), fitted_on="none", n=0)
+
+    def apply(self, raw: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Calibrated, clamped scores for raw regressor outputs (any shape)."""
+        x = np.asarray(raw, dtype=np.float64)
+        return np.clip(self.scale * x + self.offset, self.clamp_min, self.clamp_max)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Calibration:
+        """Read the six fields; other keys (a checkpoint's validation figures) are ignored."""
+        try:
+            return cls(
+                scale=float(d["scale"]),
+                offset=float(d["offset"]),
+                clamp_min=float(d["clamp_min"]),
+                clamp_max=float(d["clamp_max"]),
+                fitted_on=str(d["fitted_on"]),
+                n=int(d["n"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"calibration is malformed: {exc!r}") from exc
+
+
+# Stands for "the identity over this manifest's label scale" until __post_init__ replaces it (compared by identity).
+_LABEL_SCALE_IDENTITY = Calibration.identity(0.0, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +135,11 @@ class Manifest:
     code_version: str = ""
     model_config: dict[str, Any] = dataclasses.field(default_factory=dict)
     created: str = ""
+    calibration: Calibration = _LABEL_SCALE_IDENTITY
+
+    def __post_init__(self) -> None:
+        if self.calibration is _LABEL_SCALE_IDENTITY:
+            object.__setattr__(self, "calibration", Calibration.identity(self.label_min, self.label_max))
 
     def check_compatible(self) -> None:
         """Raise :class:`ModelError` when this code cannot interpret the artifact."""
@@ -96,6 +173,8 @@ class Manifest:
             }
             for key in ("rgb_mean", "rgb_std"):
                 raw[key] = tuple(raw[key])
+            if "calibration" in raw:  # absent in manifests written before it existed: identity over the label scale
+                raw["calibration"] = Calibration.from_dict(raw["calibration"])
             return cls(graphs=graphs, **raw)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"manifest is malformed: {exc}") from exc

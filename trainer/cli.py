@@ -41,7 +41,11 @@ def train(layers: tuple[str, ...], sets: tuple[str, ...], run_dir: Path, resume:
 @click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--bootstrap", default=1000, show_default=True, help="bootstrap resamples for the confidence intervals")
 def evaluate(run_dir: Path, bootstrap: int) -> None:
-    """Test-set metrics and plots for a finished run."""
+    """Test-set metrics and plots for a finished run, raw and calibrated.
+
+    Calibrated figures use each checkpoint's validation-fitted calibration; a checkpoint without one (saved before
+    calibrations existed) gets one fitted on its validation clips and saved into best.pt.
+    """
     from trainer.evaluate import evaluate as run_eval
 
     try:
@@ -50,12 +54,16 @@ def evaluate(run_dir: Path, bootstrap: int) -> None:
         raise click.ClickException(str(exc)) from exc
     for expr, m in out["expressions"].items():
         lo, hi = m["spearman_ci"]
-        line = (
-            f"{expr:>14}: Spearman {m['spearman']:.3f} [{lo:.3f}, {hi:.3f}]  MAE {m['mae']:.3f}  RMSE {m['rmse']:.3f}"
+        c = m["calibration"]
+        click.echo(
+            f"{expr:>14}: raw        Spearman {m['spearman']:.3f} [{lo:.3f}, {hi:.3f}]  MAE {m['mae']:.3f}  "
+            f"RMSE {m['rmse']:.3f}"
         )
-        if "mae_calibrated" in m:
-            line += f"  (val-calibrated MAE {m['mae_calibrated']:.3f}  RMSE {m['rmse_calibrated']:.3f})"
-        click.echo(line)
+        click.echo(
+            f"{'':>14}  calibrated Spearman {m['spearman_calibrated']:.3f}  MAE {m['mae_calibrated']:.3f}  "
+            f"RMSE {m['rmse_calibrated']:.3f}  (scale {c['scale']:.3f}, offset {c['offset']:.3f}, "
+            f"fitted on {c['fitted_on']}, {c['n']} clips)"
+        )
     click.echo(f"{'mean':>14}: Spearman {out['mean_spearman']:.3f}")
 
 
@@ -65,7 +73,14 @@ def evaluate(run_dir: Path, bootstrap: int) -> None:
 @click.option("--name", default="tramp", show_default=True, help="artifact name prefix (<name>_<expression>)")
 @click.option("--version", "version", default="1", show_default=True)
 def export(run_dir: Path, models_dir: Path, name: str, version: str) -> None:
-    """ONNX graphs (frame, window, clip) + manifest.json per expression, parity-checked against torch."""
+    """ONNX graphs (frame, window, clip) + manifest.json per expression, parity-checked against torch.
+
+    The window and clip graphs output ``score`` (calibrated with the checkpoint's calibration, clamped to the label
+    scale) and ``raw``. A checkpoint without a calibration is exported with the identity (clamp only) and a loud
+    warning: run ``feqa evaluate`` on the run first to fit and save one.
+    """
+    from common.manifest import Calibration
+    from trainer.calibration import checkpoint_calibration
     from trainer.config import load_resolved
     from trainer.export import export as run_export
     from trainer.runs import BEST, load_checkpoint
@@ -80,8 +95,19 @@ def export(run_dir: Path, models_dir: Path, name: str, version: str) -> None:
         for expr in experts:
             model, ckpt = load_checkpoint(run_dir / expr / BEST)
             m = metrics.get(expr, {})
-            figures = {k: float(m[k]) for k in ("spearman", "mae", "rmse") if k in m}
+            keys = ("spearman", "mae", "rmse", "spearman_calibrated", "mae_calibrated", "rmse_calibrated")
+            figures = {k: float(m[k]) for k in keys if k in m}
             figures["val_spearman"] = float(ckpt["val_spearman"])
+            label_range = (cfg.data.label_min, cfg.data.label_max)
+            calibration = checkpoint_calibration(ckpt)
+            if calibration is None:
+                calibration = Calibration.identity(*label_range)
+                click.echo(
+                    f"WARNING: {run_dir / expr / BEST} has no score calibration; exporting the identity (scores "
+                    f"only clamped to {label_range}, NOT mapped onto the label scale). Run `feqa evaluate {run_dir}` "
+                    "first to fit one on the validation clips.",
+                    err=True,
+                )
             res = run_export(
                 model,
                 models_dir / f"{name}_{expr}" / version,
@@ -90,11 +116,15 @@ def export(run_dir: Path, models_dir: Path, name: str, version: str) -> None:
                 task=expr,
                 protocol=cfg.data.layout,
                 fps=cfg.data.fps,
-                label_range=(cfg.data.label_min, cfg.data.label_max),
+                label_range=label_range,
                 metrics=figures,
                 data_hash=str(ckpt.get("data_hash", "")),
+                calibration=calibration,
             )
             worst = max(res.max_abs_diff.values())
-            click.echo(f"{expr:>14}: {res.folder} (max abs diff vs torch {worst:.1e})")
+            click.echo(
+                f"{expr:>14}: {res.folder} (max abs diff vs torch {worst:.1e}; calibration scale "
+                f"{calibration.scale:.3f} offset {calibration.offset:.3f}, fitted on {calibration.fitted_on})"
+            )
     except FeqaError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -3,11 +3,20 @@
 Three graphs, all with a dynamic batch axis (exported with batch 2: a batch of 1 would freeze the axis):
 
 * ``frame_encoder.onnx``: frames [N, 3, S, S] -> features [N, D]; run once per arriving frame and cached.
-* ``window.onnx``: cached frame features [B, T_f, D] + trajectory [B, T_p, 63, 5] + index_t [B, T_p] -> score [B].
-* ``model.onnx``: the whole clip, frames [B, T_f, 3, S, S] + trajectory + index_t -> score [B].
+* ``window.onnx``: cached frame features [B, T_f, D] + trajectory [B, T_p, 63, 5] + index_t [B, T_p]
+  -> score [B], raw [B].
+* ``model.onnx``: the whole clip, frames [B, T_f, 3, S, S] + trajectory + index_t -> score [B], raw [B].
 
-The export fails (and leaves no manifest) when any graph differs from torch by more than ``tolerance`` at batch 1
-and batch 3. A TensorRT fp16 engine is built from ``model.onnx`` only when ``import tensorrt`` works.
+``raw`` is the regressor's own output (for research); ``score`` is what a scorer shows:
+``clip(scale * raw + offset, label_min, label_max)`` with the :class:`~common.manifest.Calibration` passed to
+:func:`export` (fitted on validation clips when training finished), computed inside the graph. The same calibration
+is written into ``manifest.json``. Without one, the identity clamped to the label scale is used (``fitted_on ==
+"none"``); ``feqa export`` warns loudly then (a checkpoint from before calibrations existed: run ``feqa evaluate``
+on the run first, which fits and saves one).
+
+The export fails (and leaves no manifest) when any output of any graph differs from torch by more than
+``tolerance`` at batch 1 and batch 3. A TensorRT fp16 engine is built from ``model.onnx`` only when
+``import tensorrt`` works.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import hashlib
 import logging
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +35,7 @@ import torch
 from torch import nn
 
 from common.errors import ModelError
-from common.manifest import GraphSpec, Manifest, TensorSpec
+from common.manifest import Calibration, GraphSpec, Manifest, TensorSpec
 from trainer.data.samples import IMAGENET_MEAN, IMAGENET_STD
 from trainer.models.trampformer import TrampFormer
 
@@ -43,22 +53,44 @@ class FrameGraph(nn.Module):
         return self.model.encode_frames(frames)
 
 
+class CalibratedScore(nn.Module):
+    """``raw -> (score, raw)`` with ``score = clamp(scale * raw + offset, clamp_min, clamp_max)`` (graph constants)."""
+
+    def __init__(self, calibration: Calibration) -> None:
+        super().__init__()
+        self.calibration = calibration
+
+    def forward(self, regressor_output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.calibration
+        score = torch.clamp(regressor_output * c.scale + c.offset, min=c.clamp_min, max=c.clamp_max)
+        return score, regressor_output
+
+
 class WindowGraph(nn.Module):
-    def __init__(self, model: TrampFormer) -> None:
+    def __init__(self, model: TrampFormer, calibration: Calibration) -> None:
         super().__init__()
         self.model = model
+        self.score = CalibratedScore(calibration)
 
-    def forward(self, frame_features: torch.Tensor, trajectory: torch.Tensor, index_t: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_features(frame_features, trajectory, index_t)
+    def forward(
+        self, frame_features: torch.Tensor, trajectory: torch.Tensor, index_t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        out: tuple[torch.Tensor, torch.Tensor] = self.score(
+            self.model.forward_features(frame_features, trajectory, index_t)
+        )
+        return out
 
 
 class ClipGraph(nn.Module):
-    def __init__(self, model: TrampFormer) -> None:
+    def __init__(self, model: TrampFormer, calibration: Calibration) -> None:
         super().__init__()
         self.model = model
+        self.score = CalibratedScore(calibration)
 
-    def forward(self, frames: torch.Tensor, trajectory: torch.Tensor, index_t: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.model(frames, trajectory, index_t)
+    def forward(
+        self, frames: torch.Tensor, trajectory: torch.Tensor, index_t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        out: tuple[torch.Tensor, torch.Tensor] = self.score(self.model(frames, trajectory, index_t))
         return out
 
 
@@ -85,11 +117,19 @@ def example_inputs(model: TrampFormer, batch: int, seed: int = 0) -> dict[str, d
     }
 
 
-_OUTPUTS = {"frame": "features", "window": "score", "clip": "score"}
+_OUTPUTS: dict[str, tuple[str, ...]] = {"frame": ("features",), "window": ("score", "raw"), "clip": ("score", "raw")}
 _FILES = {"frame": "frame_encoder.onnx", "window": "window.onnx", "clip": "model.onnx"}
 
 
-def export_graph(module: nn.Module, inputs: dict[str, torch.Tensor], output: str, path: Path) -> None:
+def _outputs(module: nn.Module, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    """The module's outputs on these inputs (torch, no grad) as a list, whether it returns one tensor or a tuple."""
+    with torch.no_grad():
+        out = module(*inputs.values())
+    return [out] if isinstance(out, torch.Tensor) else list(out)
+
+
+def export_graph(module: nn.Module, inputs: dict[str, torch.Tensor], outputs: Sequence[str], path: Path) -> None:
+    """ONNX export with a dynamic batch axis on every input; ``outputs`` names the module's outputs in order."""
     batch = torch.export.Dim("batch", min=1, max=1024)
     dynamic = {name: {0: batch} for name in inputs}
     torch.onnx.export(
@@ -97,7 +137,7 @@ def export_graph(module: nn.Module, inputs: dict[str, torch.Tensor], output: str
         tuple(inputs.values()),
         str(path),
         input_names=list(inputs),
-        output_names=[output],
+        output_names=[outputs] if isinstance(outputs, str) else list(outputs),
         dynamic_shapes=dynamic,
         dynamo=True,
         external_data=False,
@@ -106,14 +146,16 @@ def export_graph(module: nn.Module, inputs: dict[str, torch.Tensor], output: str
 
 
 def parity(module: nn.Module, path: Path, inputs: dict[str, torch.Tensor]) -> float:
-    """Max abs difference between torch and ONNX Runtime (CPU) on these inputs."""
+    """Max abs difference between torch and ONNX Runtime (CPU) on these inputs, over every output."""
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    with torch.no_grad():
-        ref = module(*inputs.values()).numpy()
-    got = sess.run(None, {k: v.numpy() for k, v in inputs.items()})[0]
-    if got.shape != ref.shape:
-        raise ModelError(f"{path.name}: ONNX output shape {got.shape} != torch {ref.shape}")
-    return float(np.abs(got - ref).max())
+    ref = [t.numpy() for t in _outputs(module, inputs)]
+    got = sess.run(None, {k: v.numpy() for k, v in inputs.items()})
+    if len(got) != len(ref):
+        raise ModelError(f"{path.name}: ONNX has {len(got)} outputs, torch {len(ref)}")
+    for g, r in zip(got, ref, strict=True):
+        if g.shape != r.shape:
+            raise ModelError(f"{path.name}: ONNX output shape {g.shape} != torch {r.shape}")
+    return max(float(np.abs(g - r).max()) for g, r in zip(got, ref, strict=True))
 
 
 def _sha256(path: Path) -> str:
@@ -174,14 +216,24 @@ def export(
     metrics: dict[str, float] | None = None,
     data_hash: str = "",
     tolerance: float = PARITY_TOLERANCE,
+    calibration: Calibration | None = None,
 ) -> ExportResult:
-    """Write the three graphs and the manifest into ``folder`` after checking parity; see the module docstring."""
+    """Write the three graphs and the manifest into ``folder`` after checking parity; see the module docstring.
+
+    ``calibration`` (default: the identity over ``label_range``) must clamp to ``label_range``.
+    """
+    calibration = calibration or Calibration.identity(*label_range)
+    if (calibration.clamp_min, calibration.clamp_max) != tuple(label_range):
+        raise ModelError(
+            f"calibration clamps to [{calibration.clamp_min}, {calibration.clamp_max}] "
+            f"but the label scale is [{label_range[0]}, {label_range[1]}]"
+        )
     model = model.eval().cpu()
     folder.mkdir(parents=True, exist_ok=True)
     modules: dict[str, nn.Module] = {
-        "frame": FrameGraph(model),
-        "window": WindowGraph(model),
-        "clip": ClipGraph(model),
+        "frame": FrameGraph(model).eval(),
+        "window": WindowGraph(model, calibration).eval(),
+        "clip": ClipGraph(model, calibration).eval(),
     }
     trace_inputs = example_inputs(model, 2)
     diffs: dict[str, float] = {}
@@ -195,12 +247,11 @@ def export(
         log.info("exported %s in %.1f s; max abs diff vs torch %.2e", path.name, time.monotonic() - t0, diff)
         if not diff <= tolerance:
             raise ModelError(f"{path.name}: ONNX differs from torch by {diff:.3e} > {tolerance:.0e}")
-        with torch.no_grad():
-            out = module(*trace_inputs[key].values())
+        outs = _outputs(module, trace_inputs[key])
         graphs[key] = GraphSpec(
             file=path.name,
             inputs=tuple(_spec(n, t) for n, t in trace_inputs[key].items()),
-            outputs=(_spec(_OUTPUTS[key], out),),
+            outputs=tuple(_spec(n, t) for n, t in zip(_OUTPUTS[key], outs, strict=True)),
             sha256=_sha256(path),
         )
     cfg = model.cfg
@@ -224,6 +275,7 @@ def export(
         code_version=_code_version(),
         model_config=cfg.to_dict(),
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        calibration=calibration,
     )
     manifest.write(folder)
     return ExportResult(folder, manifest, diffs, build_tensorrt(folder / _FILES["clip"]))

@@ -28,14 +28,22 @@ def loss_curves(history: list[dict[str, float]], path: Path, title: str) -> None
     plt.close(fig)
 
 
-def predicted_vs_true(expression: str, pred: list[float], label: list[float], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(4, 4))
-    ax.scatter(label, pred, s=12, alpha=0.6)
-    lo, hi = min(label + pred), max(label + pred)
-    ax.plot([lo, hi], [lo, hi], color="grey", linewidth=1)
+def predicted_vs_true(
+    expression: str, pred: list[float], label: list[float], path: Path, raw: list[float] | None = None
+) -> None:
+    """Calibrated test scores against the true ones, with the identity line; ``raw`` adds the uncalibrated output."""
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    values = label + pred
+    if raw is not None:
+        ax.scatter(label, raw, s=10, alpha=0.25, facecolors="none", edgecolors="grey", label="raw output")
+        values += raw
+    ax.scatter(label, pred, s=14, alpha=0.7, label="calibrated score")
+    lo, hi = min(values), max(values)
+    ax.plot([lo, hi], [lo, hi], color="black", linewidth=1, label="identity")
     ax.set_xlabel("true score")
-    ax.set_ylabel("predicted score")
-    ax.set_title(expression)
+    ax.set_ylabel("predicted score (calibrated on validation)")
+    ax.set_title(f"{expression}: calibrated test predictions")
+    ax.legend(loc="upper left", fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -1,4 +1,8 @@
-"""The training loop: one TraMP-Former per expression, best epoch chosen on validation subjects (never on test)."""
+"""The training loop: one TraMP-Former per expression, best epoch chosen on validation subjects (never on test).
+
+When an expression finishes, its best checkpoint gets the score calibration fitted on the validation clips
+(:mod:`trainer.calibration`), stored in ``best.pt`` under ``"calibration"``.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +20,23 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from trainer.bmc import bmc_loss
+from trainer.calibration import CHECKPOINT_KEY, CalibrationFit, fit_calibration
 from trainer.config import RunConfig, dump
 from trainer.data.cache import CachedClip
 from trainer.data.samples import ClipSamples
 from trainer.metrics import spearman
 from trainer.models.trampformer import TrampFormer
-from trainer.runs import BEST, LAST, ExpressionData, build_model, load_data, pick_device, sample_spec, seed_everything
+from trainer.runs import (
+    BEST,
+    LAST,
+    ExpressionData,
+    build_model,
+    load_checkpoint,
+    load_data,
+    pick_device,
+    sample_spec,
+    seed_everything,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +74,26 @@ def _save(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)
+
+
+def calibrate_checkpoint(
+    model: TrampFormer,
+    ckpt: dict[str, Any],
+    path: Path,
+    val: list[CachedClip],
+    cfg: RunConfig,
+    device: torch.device,
+) -> CalibrationFit:
+    """Fit the calibration of ``model`` (the weights of ``ckpt``) on the validation clips; rewrite ``path`` with it."""
+    pred = predict(model.to(device), val, cfg, device)
+    fit = fit_calibration(
+        pred,
+        np.array([c.record.label for c in val], dtype=np.float64),
+        (cfg.data.label_min, cfg.data.label_max),
+        what=str(ckpt.get("expression", path.parent.name)),
+    )
+    _save(path, {**ckpt, CHECKPOINT_KEY: fit.to_checkpoint()})
+    return fit
 
 
 def train_expression(cfg: RunConfig, data: ExpressionData, out_dir: Path, resume: bool) -> TrainResult:
@@ -144,6 +179,14 @@ def train_expression(cfg: RunConfig, data: ExpressionData, out_dir: Path, resume
                      epoch + 1)  # fmt: skip
             break
     (out_dir / "history.json").write_text(json.dumps(history, indent=1))
+    if (out_dir / BEST).is_file():
+        best_model, best_ckpt = load_checkpoint(out_dir / BEST)
+        fit = calibrate_checkpoint(best_model, best_ckpt, out_dir / BEST, data.val, cfg, device)
+        c = fit.calibration
+        log.info(
+            "%s: calibration (%s, %d clips) scale %.4f offset %.4f; validation MAE raw %.3f -> calibrated %.3f",
+            *(data.expression, c.fitted_on, c.n, c.scale, c.offset, fit.val_mae_raw, fit.val_mae_calibrated),
+        )
     return TrainResult(data.expression, best_epoch, best_rho, len(history), history)
 
 

@@ -1,17 +1,21 @@
-"""End to end on a phantom PFED5-layout dataset: train (micro config), evaluate, export with parity, CLI."""
+"""End to end on a phantom PFED5-layout dataset: train (micro config), calibrate on validation, evaluate, export with
+parity and the calibrated ``score`` output, CLI."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 import pytest
+import torch
 from click.testing import CliRunner
 
-from common.manifest import Manifest
+from common.manifest import Calibration, Manifest
 from phantom.dataset import write_pfed5
+from trainer.calibration import checkpoint_calibration
 from trainer.cli import cli
 
 pytestmark = pytest.mark.integration
@@ -51,9 +55,32 @@ def test_training_loss_falls_and_config_is_saved(run_dir: Path) -> None:
     assert (run_dir / "smile" / "best.pt").is_file() and (run_dir / "smile" / "last.pt").is_file()
 
 
+def _checkpoint(run_dir: Path) -> dict[str, Any]:
+    ckpt: dict[str, Any] = torch.load(run_dir / "smile" / "best.pt", map_location="cpu", weights_only=False)
+    return ckpt
+
+
+def test_best_checkpoint_holds_a_validation_fitted_calibration(run_dir: Path) -> None:
+    stored = _checkpoint(run_dir)["calibration"]
+    cal = Calibration.from_dict(stored)
+    assert cal.fitted_on == "validation" and cal.scale > 0 and cal.n >= 4
+    assert (cal.clamp_min, cal.clamp_max) == (0.0, 4.0)
+    # BMC's raw output sits off the label scale; the validation-fitted map brings it much closer
+    assert stored["val_mae_calibrated"] < stored["val_mae_raw"]
+
+
 def test_evaluate_held_out_spearman_and_plots(run_dir: Path) -> None:
+    # An old checkpoint without a calibration: evaluate fits one on validation (the same one training fitted) and
+    # saves it back into best.pt.
+    ckpt = _checkpoint(run_dir)
+    fitted = Calibration.from_dict(ckpt.pop("calibration"))
+    torch.save(ckpt, run_dir / "smile" / "best.pt")
     result = CliRunner().invoke(cli, ["evaluate", str(run_dir), "--bootstrap", "200"])
     assert result.exit_code == 0, result.output
+    refitted = checkpoint_calibration(_checkpoint(run_dir))
+    assert refitted is not None and refitted.fitted_on == "validation" and refitted.n == fitted.n
+    assert refitted.scale == pytest.approx(fitted.scale, rel=1e-5)
+    assert refitted.offset == pytest.approx(fitted.offset, abs=1e-5)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     smile = metrics["expressions"]["smile"]
     assert smile["spearman"] > 0.5, smile
@@ -62,26 +89,73 @@ def test_evaluate_held_out_spearman_and_plots(run_dir: Path) -> None:
     assert smile["per_subject_mae"] and smile["rmse"] >= smile["mae"]
     # BMC leaves the raw scores stretched and shifted (raw MAE about 1.8 here); the affine map fitted on validation
     # clips brings the test error under one grade (about 0.4 here).
-    assert len(smile["calibration"]) == 2 and smile["rmse_calibrated"] >= smile["mae_calibrated"]
-    assert smile["mae_calibrated"] < 1.0 and "val-calibrated MAE" in result.output
+    assert Calibration.from_dict(smile["calibration"]) == refitted
+    assert smile["rmse_calibrated"] >= smile["mae_calibrated"]
+    assert smile["mae_calibrated"] < smile["mae"] and smile["mae_calibrated"] < 1.0
+    assert smile["spearman_calibrated"] > 0.5
+    assert "calibrated Spearman" in result.output and "fitted on validation" in result.output
     for png in ("spearman.png", "pred_vs_true_smile.png", "loss_smile.png"):
         assert (run_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_export_parity_and_manifest(run_dir: Path, tmp_path: Path) -> None:
+def _window_inputs(manifest: Manifest, rng: np.random.Generator) -> list[dict[str, np.ndarray]]:
+    """Window-graph inputs that drive the raw output across and beyond the label scale.
+
+    Random frame features and trajectories read as a still face (raw output well below 0 here); trajectories that
+    drift steadily over the window, at gains swept over five decades, read as ever larger movements.
+    """
+    shapes = {s.name: tuple(int(d) for d in s.shape[1:]) for s in manifest.graphs["window"].inputs}
+    batch = 32
+    index_t = np.broadcast_to(np.linspace(-1, 1, shapes["index_t"][0], dtype=np.float32), (batch, *shapes["index_t"]))
+    still = [
+        {
+            "frame_features": (gain * rng.standard_normal((batch, *shapes["frame_features"]))).astype(np.float32),
+            "trajectory": (gain * rng.standard_normal((batch, *shapes["trajectory"]))).astype(np.float32),
+            "index_t": index_t.copy(),
+        }
+        for gain in (1.0, 100.0)
+    ]
+    t_p = shapes["trajectory"][0]
+    drift = np.linspace(0, 1, t_p, dtype=np.float32)[None, :, None, None] * np.ones(shapes["trajectory"], np.float32)
+    gains = np.logspace(-1, 4, batch, dtype=np.float32)[:, None, None, None]
+    moving = {
+        "frame_features": np.zeros((batch, *shapes["frame_features"]), np.float32),
+        "trajectory": (drift * gains).astype(np.float32),
+        "index_t": index_t.copy(),
+    }
+    return [*still, moving]
+
+
+def test_export_parity_calibrated_score_and_manifest(run_dir: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["export", str(run_dir), "--models-dir", str(tmp_path), "--version", "3"])
     assert result.exit_code == 0, result.output
+    assert "WARNING" not in result.output
     folder = tmp_path / "tramp_smile" / "3"
     manifest = Manifest.read(folder)
     manifest.check_compatible()
     assert manifest.task == "smile" and manifest.t_p == 16 and set(manifest.graphs) == {"frame", "window", "clip"}
     assert manifest.fps == FPS
     assert all(manifest.metrics[f"parity_max_abs_{k}"] <= 1e-4 for k in manifest.graphs)
+    assert "mae_calibrated" in manifest.metrics
+    cal = manifest.calibration
+    assert cal == checkpoint_calibration(_checkpoint(run_dir)) and cal.fitted_on == "validation"
+    for graph in ("window", "clip"):
+        assert [o.name for o in manifest.graphs[graph].outputs] == ["score", "raw"]
+        sess = ort.InferenceSession(str(folder / manifest.graphs[graph].file), providers=["CPUExecutionProvider"])
+        assert [o.name for o in sess.get_outputs()] == ["score", "raw"]
+    assert [o.name for o in manifest.graphs["frame"].outputs] == ["features"]
     sess = ort.InferenceSession(str(folder / manifest.graphs["window"].file), providers=["CPUExecutionProvider"])
-    feats = np.zeros((5, manifest.rgb_frames, 16), np.float32)
-    out = sess.run(None, {"frame_features": feats, "trajectory": np.zeros((5, 16, 63, 5), np.float32),
-                          "index_t": np.zeros((5, 16), np.float32)})[0]  # fmt: skip
-    assert out.shape == (5,)  # dynamic batch
+    raws, scores = [], []
+    for feeds in _window_inputs(manifest, np.random.default_rng(7)):
+        score, raw = sess.run(["score", "raw"], feeds)
+        assert score.shape == raw.shape == (32,)  # dynamic batch
+        np.testing.assert_allclose(score, np.clip(cal.scale * raw + cal.offset, 0.0, 4.0), rtol=0, atol=1e-5)
+        raws.append(raw)
+        scores.append(score)
+    raw_all, score_all = np.concatenate(raws), np.concatenate(scores)
+    assert ((raw_all < 0.0) | (raw_all > 4.0)).any()  # the clamp was exercised ...
+    assert ((score_all >= 0.0) & (score_all <= 4.0)).all()  # ... every shown score is on the label scale ...
+    assert ((score_all > 0.1) & (score_all < 3.9)).sum() >= 3  # ... and the affine part was exercised too
 
 
 def test_resume_continues_from_last_epoch(run_dir: Path, dataset: Path) -> None:
