@@ -1,4 +1,4 @@
-"""``feqa train | evaluate | export``: the trainer's click commands (the composition root registers them)."""
+"""``feqa prepare | train | evaluate | export``: the trainer's click commands (the composition root registers them)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,28 @@ def train(layers: tuple[str, ...], sets: tuple[str, ...], run_dir: Path, resume:
         raise click.ClickException(str(exc)) from exc
     for r in results:
         click.echo(f"{r.expression:>14}: best epoch {r.best_epoch}, validation Spearman {r.best_val_spearman:.3f}")
+
+
+@cli.command()
+@click.option("-c", "--config", "layers", multiple=True, help="override layer: a TOML file or a bundled name (small)")
+@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="override one value")
+def prepare(layers: tuple[str, ...], sets: tuple[str, ...]) -> None:
+    """Build the feature cache a training run will read (landmarking source videos with the tracker), and report
+    which clips are ready and which are left out and why. `feqa train` does this itself; run it first to check a
+    dataset, or to landmark once before trying several configs."""
+    from trainer.config import resolve
+    from trainer.runs import load_dataset
+
+    try:
+        data = load_dataset(resolve(list(layers), list(sets)))
+    except FeqaError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for expr, d in data.expressions.items():
+        click.echo(f"{expr:>14}: {len(d.train)} train / {len(d.val)} validation / {len(d.test)} test clips")
+    ready = sum(len(d.train) + len(d.val) + len(d.test) for d in data.expressions.values())
+    click.echo(f"{ready} clips ready ({data.computed} computed now), {len(data.skipped)} left out")
+    for s in data.skipped:
+        click.echo(f"  left out {s.clip_id}: {s.reason}")
 
 
 @cli.command()

@@ -14,7 +14,7 @@ import torch
 
 from common.errors import ConfigError, ModelError
 from trainer.config import RunConfig
-from trainer.data.cache import CachedClip, build_cache
+from trainer.data.cache import CachedClip, SkippedClip, build_cache
 from trainer.data.layouts import read_layout
 from trainer.data.samples import SampleSpec
 from trainer.data.splits import split_by_subject
@@ -58,8 +58,31 @@ def pick_device(name: str) -> torch.device:
     return dev
 
 
+@dataclasses.dataclass(frozen=True)
+class LoadedData:
+    """Every expression's clips, and what building the feature cache did."""
+
+    expressions: dict[str, ExpressionData]
+    skipped: list[SkippedClip]
+    computed: int
+
+    def report(self) -> dict[str, Any]:
+        """What ``data_report.json`` in a run dir holds: clip counts per expression and part, clips left out."""
+        return {
+            "expressions": {
+                e: {"train": len(d.train), "val": len(d.val), "test": len(d.test)} for e, d in self.expressions.items()
+            },
+            "left_out": [{"clip": s.clip_id, "reason": s.reason} for s in self.skipped],
+        }
+
+
 def load_data(cfg: RunConfig) -> dict[str, ExpressionData]:
     """Read the layout, split by subject, cache features; one entry per expression asked for (or present)."""
+    return load_dataset(cfg).expressions
+
+
+def load_dataset(cfg: RunConfig) -> LoadedData:
+    """:func:`load_data` plus the clips left out and how many clips' features were computed now."""
     if not cfg.data.root:
         raise ConfigError("data.root is empty: point it at a PFED5 or NeuroFace layout")
     root = Path(cfg.data.root)
@@ -96,7 +119,7 @@ def load_data(cfg: RunConfig) -> dict[str, ExpressionData]:
             )
         out[expr] = ExpressionData(expr, *cached)
         log.info("%s: %d train / %d val / %d test clips", expr, *(len(c) for c in cached))
-    return out
+    return LoadedData(out, result.skipped, result.computed)
 
 
 def model_config(cfg: RunConfig, expression: str) -> TrampFormerConfig:

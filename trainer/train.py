@@ -32,7 +32,7 @@ from trainer.runs import (
     ExpressionData,
     build_model,
     load_checkpoint,
-    load_data,
+    load_dataset,
     pick_device,
     sample_spec,
     seed_everything,
@@ -191,12 +191,15 @@ def train_expression(cfg: RunConfig, data: ExpressionData, out_dir: Path, resume
 
 
 def train(cfg: RunConfig, run_dir: Path, resume: bool = False) -> list[TrainResult]:
-    """Train every expression of the config into ``run_dir/<expression>/``; saves the resolved config first."""
+    """Train every expression of the config into ``run_dir/<expression>/``; saves the resolved config first and
+    ``data_report.json`` (clips per expression and part, clips left out with why) once the features are ready."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.toml").write_text(dump(cfg))
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    results = [train_expression(cfg, data, run_dir / expr, resume) for expr, data in load_data(cfg).items()]
+    data = load_dataset(cfg)
+    (run_dir / "data_report.json").write_text(json.dumps(data.report(), indent=1))
+    results = [train_expression(cfg, d, run_dir / expr, resume) for expr, d in data.expressions.items()]
     summary = {r.expression: {"best_epoch": r.best_epoch, "val_spearman": r.best_val_spearman} for r in results}
     (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
     return results

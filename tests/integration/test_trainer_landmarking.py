@@ -182,13 +182,23 @@ def test_a_model_trains_from_source_videos_alone(tmp_path: Path, monkeypatch: py
     root = write_pfed5(tmp_path / "videos-only", n_subjects=12, clips_per_task=3, seed=3, width=320, height=240,
                        fps=FPS, contents="videos")  # fmt: skip
     assert not list(root.rglob("*.npy")) and not list(root.rglob("*.jpg"))
+    damaged = sorted((root / "videos").rglob("*_1.mp4"))[0]  # one smile recording cut short in transfer
+    damaged.write_bytes(damaged.read_bytes()[:2000])
     monkeypatch.setenv("FEQA_TRACKER_LANDMARKER", "phantom")
-    run = tmp_path / "run"
-    args = ["train", "-c", "micro", "--run-dir", str(run)]
+    sets: list[str] = []
     for item in (f'data.root="{root}"', 'data.expressions=["smile"]', f"data.fps={FPS}", "optim.epochs=8"):
-        args += ["--set", item]
-    result = CliRunner().invoke(cli, args)
+        sets += ["--set", item]
+    prepared = CliRunner().invoke(cli, ["prepare", "-c", "micro", *sets])
+    assert prepared.exit_code == 0, prepared.output
+    damaged_id = f"{damaged.stem}_{damaged.parent.name}"
+    assert "35 clips ready (35 computed now), 1 left out" in prepared.output
+    assert f"left out {damaged_id}: " in prepared.output and damaged.name in prepared.output
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "-c", "micro", "--run-dir", str(run), *sets])
     assert result.exit_code == 0, result.output
+    report = json.loads((run / "data_report.json").read_text())
+    assert [c["clip"] for c in report["left_out"]] == [damaged_id]
+    assert sum(report["expressions"]["smile"].values()) == 35
     result = CliRunner().invoke(cli, ["evaluate", str(run), "--bootstrap", "50"])
     assert result.exit_code == 0, result.output
     smile = json.loads((run / "metrics.json").read_text())["expressions"]["smile"]
