@@ -10,9 +10,11 @@ ONNX Runtime CPU ms at batch 1).
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -38,6 +40,23 @@ def _time(fn: object, reps: int) -> float:
     for _ in range(reps):
         call()  # type: ignore[operator]
     return (time.perf_counter() - t0) / reps * 1000.0
+
+
+def _time_pair(a: Callable[[], object], b: Callable[[], object], reps: int, rounds: int = 4) -> tuple[float, float]:
+    """Median ms per call of ``a`` and ``b``, timed in alternating blocks (a, b, a, b, ...) so that load from other
+    processes on a shared machine falls on both alike. Each block starts with an untimed call, so neither pays for
+    the other's thread pool winding down (interleaving single calls would)."""
+    ta: list[float] = []
+    tb: list[float] = []
+    per_block = max(2, reps // rounds)
+    for _ in range(rounds):
+        for fn, out in ((a, ta), (b, tb)):
+            fn()
+            for _ in range(per_block):
+                t0 = time.perf_counter()
+                fn()
+                out.append(time.perf_counter() - t0)
+    return statistics.median(ta) * 1000.0, statistics.median(tb) * 1000.0
 
 
 def training_steps_per_s(model: TrampFormer, batch: int, steps: int) -> float:
@@ -83,11 +102,12 @@ def main(size: str, quick: bool, json_path: Path | None) -> None:
         export_graph(window, example_inputs(model, 2)["window"], ["score", "raw"], path)
         one = example_inputs(model, 1)["window"]
         feeds = {k: v.numpy() for k, v in one.items()}
-        with torch.no_grad():
-            figures["torch_eager_ms_per_window"] = _time(lambda: window(*one.values()), reps)
         opts = ort.SessionOptions()
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        figures["ort_cpu_ms_per_window"] = _time(lambda: sess.run(None, feeds), reps)
+        with torch.no_grad():
+            torch_ms, ort_ms = _time_pair(lambda: window(*one.values()), lambda: sess.run(None, feeds), reps)
+        figures["torch_eager_ms_per_window"] = torch_ms
+        figures["ort_cpu_ms_per_window"] = ort_ms
         with torch.no_grad():
             ref = window(*one.values())[0].numpy()
         figures["ort_max_abs_diff"] = float(np.abs(sess.run(None, feeds)[0] - ref).max())
