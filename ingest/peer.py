@@ -24,6 +24,7 @@ from ingest.sessions import SessionStore
 from ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
+_CLOSE_WAIT_S = 5.0  # how long closing waits for this peer's tasks, and then for aiortc
 
 
 class IngestPeer:
@@ -163,11 +164,19 @@ class IngestPeer:
         tasks = [t for t in self._tasks if t is not current]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self.pc.close()
+        # The session's end is recorded before the connection is torn down, and neither waits without bound: a
+        # peer whose transport hangs while closing must not leave the session looking live.
+        _, stuck = await asyncio.wait(tasks, timeout=_CLOSE_WAIT_S) if tasks else (set(), set())
+        if stuck:
+            self._log.warning("%d tasks still running %.0f s after cancel: %s", len(stuck), _CLOSE_WAIT_S,
+                              sorted(t.get_name() for t in stuck))  # fmt: skip
         stats = self.pump.stats.as_dict()
         try:
             await self._store.end(self.sid, self.protocol, self.end_reason, stats)
         finally:
+            try:
+                await asyncio.wait_for(self.pc.close(), timeout=_CLOSE_WAIT_S)
+            except TimeoutError:
+                self._log.warning("peer connection did not close within %.0f s", _CLOSE_WAIT_S)
             self._log.info("peer closed (%s): %s", self.end_reason, stats)
             await self._on_closed(self)

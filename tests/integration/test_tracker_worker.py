@@ -101,10 +101,10 @@ async def test_bad_inputs_become_reasons_or_dead_letters(bus: Bus, sid: str, pac
     unknown = sid + "u"
     await _start(bus, sid, {"protocol": "pfed5", "fps": 30})  # a camera session: insightface on random weights
     await _start(bus, unknown, None)  # announced, but no session hash
-    worker = _worker(bus, pack, stale_ms=300)
+    worker = _worker(bus, pack, stale_ms=1500)
     rgb = np.full((97, 161, 3), 90, np.uint8)  # odd size
     await bus.publish(FRAMES, _frame(sid, 0, rgb))
-    await asyncio.sleep(0.5)  # frame 0 is now stale
+    await asyncio.sleep(1.7)  # frame 0 is now stale; the later frames have 1.5 s to be seen, ample on a loaded box
     await worker.tick()  # adopts the sessions
     fresh = [
         _frame(sid, 1, rgb),
