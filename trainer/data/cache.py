@@ -182,38 +182,7 @@ def build_cache(
         slots[i] = CachedClip(record, path)
     if videos:
         lm = (landmarking or VideoLandmarking.from_environment)()
-        ident = lm.identity()
-        paths = {i: cache_dir / f"{_key(records[i], load_size, ident)}.npz" for i in videos}
-        todo: list[int] = []
-        for i in videos:
-            if paths[i].is_file():
-                slots[i] = CachedClip(records[i], paths[i])
-            elif _skip_path(paths[i]).is_file():
-                skipped[i] = SkippedClip(records[i].clip_id, json.loads(_skip_path(paths[i]).read_text())["reason"])
-            else:
-                todo.append(i)
-        if todo:
-            index = {id(records[i]): i for i in todo}
-            total = sum(max(records[i].n_frames, 1) for i in todo)
-            with tqdm(total=total, desc="landmarking videos", unit="frame", leave=False) as bar:
-                for outcome in lm.run([records[i] for i in todo], bar.update):
-                    i = index[id(outcome.record)]
-                    if outcome.config_problem:
-                        raise ConfigError(outcome.error)
-                    if outcome.clip is None:
-                        skipped[i] = SkippedClip(outcome.record.clip_id, outcome.error)
-                        _skip_path(paths[i]).parent.mkdir(parents=True, exist_ok=True)
-                        _skip_path(paths[i]).write_text(json.dumps({"clip": outcome.record.clip_id,
-                                                                    "reason": outcome.error}))  # fmt: skip
-                        continue
-                    n = outcome.clip.face.size
-                    if n != outcome.record.n_frames:
-                        log.info("clip %s: label file says %d frames, the video range has %d; using the video",
-                                 outcome.record.clip_id, outcome.record.n_frames, n)  # fmt: skip
-                    traj, frames = features_from_landmarks(outcome.clip, load_size)
-                    _write(paths[i], trajectory=traj, frames=frames, face=outcome.clip.face)
-                    slots[i] = CachedClip(outcome.record, paths[i])
-                    computed += 1
+        computed += _cache_videos([(i, records[i]) for i in videos], cache_dir, load_size, lm, slots, skipped)
     out = [c for c in slots if c is not None]
     left = [skipped[i] for i in sorted(skipped)]
     for s in left:
@@ -221,3 +190,48 @@ def build_cache(
     log.info("feature cache %s: %d clips, %d computed now, %d left out", cache_dir, len(out), computed, len(left))
     return CacheResult(out, left, computed)
 
+
+def _cache_videos(
+    items: list[tuple[int, ClipRecord]],
+    cache_dir: Path,
+    load_size: int,
+    lm: VideoLandmarking,
+    slots: list[CachedClip | None],
+    skipped: dict[int, SkippedClip],
+) -> int:
+    """Fill ``slots`` / ``skipped`` at each item's position from the cache or by landmarking; return clips computed."""
+    ident = lm.identity()
+    todo: dict[int, tuple[int, Path]] = {}  # id(record) -> (position, cache file)
+    for i, record in items:
+        path = cache_dir / f"{_key(record, load_size, ident)}.npz"
+        skip = _skip_path(path)
+        if path.is_file():
+            slots[i] = CachedClip(record, path)
+        elif skip.is_file():
+            skipped[i] = SkippedClip(record.clip_id, json.loads(skip.read_text())["reason"])
+        else:
+            todo[id(record)] = (i, path)
+    if not todo:
+        return 0
+    computed = 0
+    pending = [r for _, r in items if id(r) in todo]
+    with tqdm(total=sum(max(r.n_frames, 1) for r in pending), desc="landmarking videos", unit="frame",
+              leave=False) as bar:  # fmt: skip
+        for outcome in lm.run(pending, bar.update):
+            if outcome.config_problem:
+                raise ConfigError(outcome.error)
+            record = outcome.record
+            i, path = todo[id(record)]
+            if outcome.clip is None:
+                skipped[i] = SkippedClip(record.clip_id, outcome.error)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _skip_path(path).write_text(json.dumps({"clip": record.clip_id, "reason": outcome.error}))
+                continue
+            if outcome.clip.face.size != record.n_frames:
+                log.info("clip %s: label file says %d frames, the video range has %d; using the video",
+                         record.clip_id, record.n_frames, outcome.clip.face.size)  # fmt: skip
+            traj, frames = features_from_landmarks(outcome.clip, load_size)
+            _write(path, trajectory=traj, frames=frames, face=outcome.clip.face)
+            slots[i] = CachedClip(record, path)
+            computed += 1
+    return computed
