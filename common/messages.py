@@ -164,6 +164,145 @@ class SessionAnnounce(Message):
     reason: str = ""
 
 
+SESSION_STATES = ("created", "live", "ended")
+
+
+@dataclasses.dataclass(frozen=True)
+class Consent:
+    """What the patient agreed to, each flag on its own; all off unless given.
+
+    - ``live_scoring``: models score the session (without it the face is tracked only to coach the patient, and
+      kinematics flow; no score is made).
+    - ``recording``: the session's video may be kept beyond the live pipeline (off: frames and crops are deleted when
+      they leave the live windows, and at the session's end at the latest).
+    - ``research``: scores, kinematics and ratings may be exported as research or training labels.
+    """
+
+    live_scoring: bool = False
+    recording: bool = False
+    research: bool = False
+
+    FLAGS: ClassVar[tuple[str, ...]] = ("live_scoring", "recording", "research")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Consent:
+        unknown = sorted(set(values) - set(cls.FLAGS))
+        if unknown:
+            raise ValueError(f"unknown consent flags {unknown}; known: {', '.join(cls.FLAGS)}")
+        return cls(**{k: bool(values.get(k, False)) for k in cls.FLAGS})
+
+    def as_dict(self) -> dict[str, bool]:
+        return {k: bool(getattr(self, k)) for k in self.FLAGS}
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionInfo:
+    """The ``session:{sid}`` hash: who, which protocol, what was consented, and where the session stands.
+
+    Only this class reads or writes that hash (through ``common.bus``): :meth:`encode` gives the whole hash,
+    :meth:`changes` a validated partial update (state moves, end), :meth:`decode` refuses a hash of another schema
+    version or with a missing or malformed field. Times are epoch seconds; 0 means "not yet".
+    """
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    sid: str
+    patient_id: str
+    protocol: str
+    consent: Consent
+    state: str  # one of SESSION_STATES
+    source: str  # "webrtc" | "file"
+    fps: float
+    created_ts: float
+    started_ts: float = 0.0
+    ended_ts: float = 0.0
+    end_reason: str = ""
+    clinic: str = ""  # the dashboard's clinic id that owns the patient ("" when created outside the dashboard)
+    phantom: str = ""  # phantom.spec.PatientSpec JSON of a synthetic patient (demo/test deployments only)
+    stats: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.state not in SESSION_STATES:
+            raise ValueError(f"session state must be one of {SESSION_STATES}, got {self.state!r}")
+
+    @property
+    def ended(self) -> bool:
+        return self.state == "ended"
+
+    def encode(self) -> dict[str, str]:
+        """The whole hash as text fields."""
+        out = {"v": str(self.SCHEMA_VERSION)}
+        for f in dataclasses.fields(self):
+            out.update(_info_field(f.name, getattr(self, f.name)))
+        return out
+
+    @classmethod
+    def changes(cls, **values: Any) -> dict[str, str]:
+        """Hash fields for a partial update, e.g. ``SessionInfo.changes(state="ended", ended_ts=t, end_reason=r)``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"SessionInfo has no fields {unknown}")
+        if "state" in values and values["state"] not in SESSION_STATES:
+            raise ValueError(f"session state must be one of {SESSION_STATES}, got {values['state']!r}")
+        out: dict[str, str] = {}
+        for name, value in values.items():
+            out.update(_info_field(name, value))
+        return out
+
+    @classmethod
+    def decode(cls, fields: Mapping[bytes | str, bytes | str]) -> SessionInfo:
+        """Parse a hash read from Redis; :class:`DecodeError` when it is not a session hash of this version."""
+        text = {_as_text(k): _as_text(v) for k, v in fields.items()}
+        if not text:
+            raise DecodeError("no session hash")
+        if text.get("v") != str(cls.SCHEMA_VERSION):
+            raise SchemaVersionError(
+                f"session hash schema version {text.get('v')!r} is not the supported {cls.SCHEMA_VERSION}"
+            )
+        try:
+            consent = Consent(**{k: text[f"consent_{k}"] == "1" for k in Consent.FLAGS})
+            stats = json.loads(text.get("stats", "{}"))
+            if not isinstance(stats, dict):
+                raise ValueError("stats is not an object")
+            return cls(
+                sid=text["sid"],
+                patient_id=text["patient_id"],
+                protocol=text["protocol"],
+                consent=consent,
+                state=text["state"],
+                source=text["source"],
+                fps=float(text["fps"]),
+                created_ts=float(text["created_ts"]),
+                started_ts=float(text.get("started_ts", "0")),
+                ended_ts=float(text.get("ended_ts", "0")),
+                end_reason=text.get("end_reason", ""),
+                clinic=text.get("clinic", ""),
+                phantom=text.get("phantom", ""),
+                stats={str(k): int(v) for k, v in stats.items()},
+            )
+        except KeyError as exc:
+            raise DecodeError(f"session hash lacks field {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise DecodeError(f"session hash is malformed: {exc}") from None
+
+
+def _info_field(name: str, value: Any) -> dict[str, str]:
+    if name == "consent":
+        if not isinstance(value, Consent):
+            raise TypeError("consent must be a Consent")
+        return {f"consent_{k}": "1" if v else "0" for k, v in value.as_dict().items()}
+    if name == "stats":
+        return {"stats": json.dumps({str(k): int(v) for k, v in dict(value).items()}, sort_keys=True)}
+    if isinstance(value, bool):
+        return {name: "1" if value else "0"}
+    return {name: repr(float(value)) if isinstance(value, float) else str(value)}
+
+
+def _as_text(value: bytes | str) -> str:
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Frame(Message):
     """One decoded video frame from ingest. ``encoding`` is one of :data:`common.framecodec.ENCODINGS`."""
@@ -219,17 +358,38 @@ class Crop(Message):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Window(Message):
-    """Tells the scorer a window of a session is ready: every hop, and at each task end."""
+    """Tells the scorer a window of a session is ready: every ``hop`` observations, and once at each task end.
+
+    The window is the frames ``first_seq`` .. ``last_seq`` (inclusive) of ``obs:{sid}`` / ``crops:{sid}``: for a hop,
+    the newest T_p observations of the active task (never reaching before ``task_start_seq``); for a task end, the
+    whole task clip from ``task_start_seq`` to the task's last frame. ``quality`` summarises every frame in that span
+    (the quality gate's aggregates, see tracker/quality.py) and ``failed`` names the gate checks it failed (empty:
+    it may be scored). ``task`` is "" when no task is active (kinematics only).
+    """
 
     KIND: ClassVar[str] = "window"
-    SCHEMA_VERSION: ClassVar[int] = 1
+    SCHEMA_VERSION: ClassVar[int] = 2
     sid: str
-    last_seq: int
+    protocol: str
     task: str
+    rep: int
     reason: str  # "hop" | "task_end"
+    first_seq: int
+    last_seq: int
     task_start_seq: int
     created_ts: float
-    quality: dict[str, float] = dataclasses.field(default_factory=dict)  # the tracker's window quality gate
+    quality: dict[str, float] = dataclasses.field(default_factory=dict)
+    failed: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "failed", tuple(str(f) for f in self.failed))
+        if self.reason not in ("hop", "task_end"):
+            raise ValueError(f"window reason must be 'hop' or 'task_end', got {self.reason!r}")
+
+    @property
+    def ok(self) -> bool:
+        """Whether the window passed the quality gate."""
+        return not self.failed
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -250,21 +410,67 @@ class Event(Message):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Score(Message):
-    """A continuous (window) or task score, or the reason it was withheld, with kinematics and quality."""
+    """A continuous (``kind="window"``) or task (``kind="task"``) score, or why it was withheld.
+
+    ``score`` is the calibrated value on the protocol's scale (``scale_min`` .. ``scale_max``, clamped) and ``raw`` the
+    model's own output before calibration; both are None when withheld. ``withheld`` is "" for a score, else the
+    reason: ``quality:<check>[,<check>]`` (the window failed the gate), ``no_consent`` (no live-scoring consent),
+    ``no_model`` (no artifact for this protocol and task), ``no_task`` (no task active), ``model_error``,
+    ``short_window``, ``session_gone``. Kinematics (common/kinematics.py names) are filled for every window, scored
+    or not. ``capture_ts`` is the sender's capture time of the window's last frame (for frame-to-score latency).
+    """
 
     KIND: ClassVar[str] = "score"
-    SCHEMA_VERSION: ClassVar[int] = 1
+    SCHEMA_VERSION: ClassVar[int] = 2
     sid: str
     ts: float
-    seq: int
-    task: str
     kind: str  # "window" | "task"
+    protocol: str
+    task: str
+    rep: int
+    first_seq: int
+    last_seq: int
+    capture_ts: float
     score: float | None
-    model: str
+    raw: float | None
+    scale: str  # common.protocols.Scale.name
+    scale_min: float
+    scale_max: float
+    model: str  # "" when no model made it; else e.g. "trampformer:pfed5/smile"
     version: str
     withheld: str = ""
     kinematics: dict[str, float] = dataclasses.field(default_factory=dict)
     quality: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("window", "task"):
+            raise ValueError(f"score kind must be 'window' or 'task', got {self.kind!r}")
+        if (self.score is None) != bool(self.withheld):
+            raise ValueError("a score has a value or a withheld reason, never both or neither")
+
+    @property
+    def key(self) -> str:
+        """Idempotency key: one task score per (session, task, repetition, task clip end)."""
+        return f"{self.sid}:{self.kind}:{self.task}:{self.rep}:{self.last_seq}"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Health(Message):
+    """A service instance's counters (drops, lag, latency per stage), published every few seconds.
+
+    ``counters`` are cumulative counts since the instance started (frames_in, frames_dropped, windows_stale ...);
+    ``gauges`` are current values (lag_ms, latency_p50_ms, latency_p99_ms, sessions ...). Names are the service's own
+    and documented in its worker module.
+    """
+
+    KIND: ClassVar[str] = "health"
+    SCHEMA_VERSION: ClassVar[int] = 1
+    service: str  # "ingest" | "tracker" | "scorer" | "dashboard"
+    instance: str
+    ts: float
+    started_ts: float
+    counters: dict[str, float] = dataclasses.field(default_factory=dict)
+    gauges: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -45,7 +45,12 @@ FRAMES = StreamSpec(
 )
 OBS = StreamSpec("obs:{sid}", maxlen=512, policy=">= 256 frames kept")
 CROPS = StreamSpec("crops:{sid}", maxlen=160, approximate=False, policy=">= 80 crops kept")
-WINDOWS = StreamSpec("feqa:windows", maxlen=1_000, group="scorer", policy="short; stale windows dropped")
+WINDOWS = StreamSpec(
+    "windows:{sid}",
+    maxlen=200,
+    group="scorer",
+    policy="per session, read only by the scorer holding the session's lease; stale windows dropped and counted",
+)
 SCORES = StreamSpec("scores:{sid}", maxlen=12_000, policy="~1 h of scores")
 COACH = StreamSpec("coach:{sid}", maxlen=100, policy="latest coaching messages for the patient page")
 DEADLETTER = StreamSpec("feqa:deadletter", maxlen=10_000, policy="undecodable entries kept for inspection")

@@ -27,8 +27,12 @@ class _TaskEnd:
 class SessionWindows:
     """Window and coaching state of one session."""
 
-    def __init__(self, sid: str, hop: int, limits: Thresholds, coach_after: int, coach_repeat_s: float) -> None:
+    def __init__(
+        self, sid: str, hop: int, limits: Thresholds, coach_after: int, coach_repeat_s: float, protocol: str = ""
+    ) -> None:
         self.sid = sid
+        self.protocol = protocol
+        self.rep = 0
         self.hop = hop
         self.limits = limits
         self.coach_after = coach_after
@@ -53,6 +57,7 @@ class SessionWindows:
         """A new session event; returns windows that are due now."""
         if event.type == "task_start":
             self.task, self.task_start_seq = event.task, event.seq if event.seq >= 0 else self.last_seq + 1
+            self.rep = event.rep
         elif event.type == "task_end":
             task = event.task or self.task
             self._ends.append(_TaskEnd(task, self.task_start_seq, event.seq, now + TASK_END_WAIT_S))
@@ -98,8 +103,10 @@ class SessionWindows:
         self, reason: str, task: str, start: int, quality: dict[str, float], now: float, end_seq: int = -1
     ) -> Window:
         last = end_seq if 0 <= end_seq <= self.last_seq else self.last_seq  # a task window ends at its task's end
-        return Window(sid=self.sid, last_seq=last, task=task, reason=reason, task_start_seq=start,
-                      created_ts=now, quality=quality)  # fmt: skip
+        first = max(start, self.samples[0].seq if self.samples else last) if reason == "hop" else max(start, 0)
+        return Window(sid=self.sid, protocol=self.protocol, task=task, rep=self.rep, reason=reason, first_seq=first,
+                      last_seq=last, task_start_seq=start, created_ts=now, quality=quality,
+                      failed=tuple(problems(quality, self.limits)))  # fmt: skip
 
     def _coach(self, quality: dict[str, float], now: float) -> Event | None:
         found = problems(quality, self.limits)

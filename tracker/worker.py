@@ -30,7 +30,8 @@ from collections.abc import Sequence
 from common.bus import Backoff, Bus, Delivery
 from common.logs import session_logger
 from common.messages import DeadLetter, Event, Frame, Message, Obs, SessionAnnounce, Window
-from common.streams import COACH, CROPS, DEADLETTER, EVENTS, FRAMES, OBS, SESSIONS, WINDOWS, StreamSpec
+from common.ownership import SessionOwnership
+from common.streams import COACH, CROPS, DEADLETTER, EVENTS, FRAMES, OBS, SESSIONS, WINDOWS
 from tracker.landmarker import Landmarker
 from tracker.landmarkers import LandmarkerChoice
 from tracker.pipeline import FrameJob, FramePipeline
@@ -40,7 +41,6 @@ from tracker.windows import SessionWindows
 
 log = logging.getLogger(__name__)
 
-LEASE = StreamSpec("tracker-lease:{sid}", maxlen=0)
 GROUP = FRAMES.group or "tracker"
 
 
@@ -76,13 +76,12 @@ class TrackerWorker:
         self.pipeline = FramePipeline(settings)
         self.consumer = settings.consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.limits = Thresholds.from_settings(settings)
-        self.known: set[str] = set()
+        self.ownership = SessionOwnership(bus, "tracker", self.consumer, settings.lease_ttl_ms)
         self.owned: dict[str, _Owned] = {}
         self.stats = WorkerStats()
         self._sessions_cursor = "0-0"
         self._next_lease_s = 0.0
         self._reclaimed: list[Delivery[Frame]] = []
-        self._free_rounds: dict[str, int] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("tracker worker %s started", self.consumer)
@@ -98,7 +97,7 @@ class TrackerWorker:
         """One round: control streams, leases, one read of frames; returns how many frames were handled."""
         await self._poll_control()
         if time.monotonic() >= self._next_lease_s:
-            self._next_lease_s = time.monotonic() + self.s.lease_ttl_ms / 3000
+            self._next_lease_s = time.monotonic() + self.ownership.renew_every_s
             await self._maintain_leases()
         keys = [FRAMES.key(sid) for sid in self.owned]
         fresh = await self.bus.consume(keys, GROUP, self.consumer, Frame, count=self.s.read_count,
@@ -135,37 +134,28 @@ class TrackerWorker:
 
     async def _on_announce(self, msg: SessionAnnounce) -> None:
         if msg.state == "started":
-            self.known.add(msg.sid)
+            self.ownership.started(msg.sid)
             self._next_lease_s = 0.0  # compete for it now
         elif msg.state == "ended":
-            self.known.discard(msg.sid)
-            self._free_rounds.pop(msg.sid, None)
+            self.ownership.ended(msg.sid)
             if msg.sid in self.owned:
                 await self._publish_windows(self.owned[msg.sid].windows.flush())
                 await self._drop(msg.sid, release=True)
 
     async def _maintain_leases(self) -> None:
-        for sid in sorted(self.known | set(self.owned)):
-            if sid not in self.known:
-                await self._drop(sid, release=True)
-                continue
-            if sid not in self.owned:
-                waited = self._free_rounds[sid] = self._free_rounds.get(sid, 0) + 1
-                if waited <= len(self.owned):
-                    continue  # let a less loaded worker take it first
-            held = await self.bus.hold_lease(LEASE.key(sid), self.consumer, self.s.lease_ttl_ms)
-            if held and sid not in self.owned:
-                await self._adopt(sid)
-            elif not held and sid in self.owned:
-                session_logger(log, sid).warning("lease lost to another worker")
+        change = await self.ownership.maintain()
+        for sid in change.lost:
+            if sid in self.owned:
                 await self._drop(sid, release=False)
-            if held:
-                got = await self.bus.reclaim(FRAMES.key(sid), GROUP, self.consumer, Frame,
-                                             min_idle_ms=self.s.reclaim_idle_ms, count=self.s.read_count)  # fmt: skip
-                if got:
-                    session_logger(log, sid).info("reclaimed %d pending frames", len(got))
-                    self.stats.reclaimed += len(got)
-                    self._reclaimed.extend(got)
+        for sid in change.gained:
+            await self._adopt(sid)
+        for sid in (*change.gained, *change.renewed):
+            got = await self.bus.reclaim(FRAMES.key(sid), GROUP, self.consumer, Frame,
+                                         min_idle_ms=self.s.reclaim_idle_ms, count=self.s.read_count)  # fmt: skip
+            if got:
+                session_logger(log, sid).info("reclaimed %d pending frames", len(got))
+                self.stats.reclaimed += len(got)
+                self._reclaimed.extend(got)
 
     async def _adopt(self, sid: str) -> None:
         info = await self.bus.get_session(sid)
@@ -173,7 +163,8 @@ class TrackerWorker:
             landmarker, reason = self.landmarkers.for_session(sid, info)
         else:
             landmarker, reason = None, "unknown_session"
-        windows = SessionWindows(sid, self.s.hop, self.limits, self.s.coach_after_windows, self.s.coach_repeat_s)
+        windows = SessionWindows(sid, self.s.hop, self.limits, self.s.coach_after_windows, self.s.coach_repeat_s,
+                                 protocol=info.get("protocol", ""))  # fmt: skip
         # Events up to the session's last observation were handled by whoever tracked it before: replay them for
         # the task state; later ones (or a task end naming a frame not yet observed) are new and handled now.
         last = await self.bus.latest(OBS.key(sid), Obs, 1)
@@ -196,11 +187,10 @@ class TrackerWorker:
 
     async def _drop(self, sid: str, *, release: bool) -> None:
         self.owned.pop(sid, None)
-        self._free_rounds.pop(sid, None)
         self.pipeline.forget(sid)
         self.landmarkers.close(sid)
         if release:
-            await self.bus.release_lease(LEASE.key(sid), self.consumer)
+            await self.ownership.release(sid)
 
     # ------------------------------------------------------------------------------------------ frames
 

@@ -18,13 +18,15 @@ import redis.asyncio as aioredis
 from common.bus import Bus
 from common.framecodec import encode_frame
 from common.messages import Frame, Obs, SessionAnnounce
+from common.ownership import lease_spec
 from common.streams import FRAMES, OBS, SESSIONS
 from infra.redis_server import RedisServer
 from phantom.face import Phantom
 from phantom.spec import PatientSpec
 from tests.conftest import open_bus
 from tracker.testing.onnx_models import write_model_pack
-from tracker.worker import LEASE
+
+LEASE = lease_spec("tracker")
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 ROOT = Path(__file__).resolve().parents[2]

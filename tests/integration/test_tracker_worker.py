@@ -13,6 +13,7 @@ import pytest
 from common.bus import Bus
 from common.framecodec import encode_frame
 from common.messages import Crop, DeadLetter, Event, Frame, Obs, SessionAnnounce, Window
+from common.ownership import lease_spec
 from common.streams import COACH, CROPS, DEADLETTER, EVENTS, FRAMES, OBS, SESSIONS, WINDOWS
 from phantom.face import Phantom
 from phantom.spec import PatientSpec
@@ -21,7 +22,9 @@ from tracker.landmarkers import LandmarkerChoice
 from tracker.phantom_landmarker import PhantomLandmarker
 from tracker.settings import TrackerSettings
 from tracker.testing.onnx_models import write_model_pack
-from tracker.worker import LEASE, TrackerWorker
+from tracker.worker import TrackerWorker
+
+LEASE = lease_spec("tracker")
 
 pytestmark = pytest.mark.integration
 SPEC = PatientSpec(seed=4, protocol="pfed5", severity=1.0)
@@ -62,7 +65,7 @@ async def _drive(worker: TrackerWorker, done: Callable[[], Awaitable[bool]], tim
 
 
 async def _windows(bus: Bus, sid: str) -> list[Window]:
-    return [d.message for d in await bus.range(WINDOWS.key(), Window) if d.message.sid == sid]
+    return [d.message for d in await bus.range(WINDOWS.key(sid), Window)]
 
 
 async def test_phantom_session_end_to_end(bus: Bus, sid: str, pack: Path) -> None:

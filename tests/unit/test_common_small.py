@@ -20,7 +20,7 @@ pytestmark = pytest.mark.unit
 def test_per_session_keys_carry_a_hash_tag() -> None:
     assert FRAMES.key("abc") == "frames:{abc}"
     assert session_key("abc") == "session:{abc}"
-    assert WINDOWS.key() == "feqa:windows"
+    assert WINDOWS.key("abc") == "windows:{abc}"
     with pytest.raises(ValueError, match="needs a session id"):
         FRAMES.key()
     with pytest.raises(ValueError, match="not allowed"):

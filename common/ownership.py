@@ -1,0 +1,102 @@
+"""Session ownership for stateful consumers (tracker, scorer): one worker of a role holds a session at a time.
+
+Each role (``tracker``, ``scorer``) has a lease per live session, ``<role>-lease:{sid}``, taken with SET NX PX and
+renewed by its holder every third of ``ttl_ms``. The holder alone reads that session's per-session streams in the
+role's consumer group, so the session's state (a face track, a per-frame feature cache) lives in one process.
+
+- Sessions are learned from the ``feqa:sessions`` announcements (the caller feeds them in with :meth:`started` and
+  :meth:`ended`).
+- Load spreading: a worker that owns k sessions tries a free one only after it has seen it free for k rounds, so
+  the least-loaded worker usually wins it. Owned sessions are not moved while their owner lives.
+- A dead worker stops renewing; after at most ``ttl_ms`` another worker's :meth:`maintain` takes the lease and
+  reports the session as gained, so the caller rebuilds its state and reclaims the pending entries (XAUTOCLAIM).
+- A worker that finds its lease held by someone else (it stalled past the ttl) reports the session as lost and
+  must drop its state without acking more of that session's entries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from common.bus import Bus
+from common.logs import session_logger
+from common.streams import StreamSpec
+
+log = logging.getLogger(__name__)
+
+
+def lease_spec(role: str) -> StreamSpec:
+    """The lease key template of a role (a plain string key per session; ``maxlen`` unused)."""
+    return StreamSpec(f"{role}-lease:{{sid}}", maxlen=0, policy="SET PX; renewed by its holder")
+
+
+@dataclasses.dataclass(frozen=True)
+class OwnershipChange:
+    gained: tuple[str, ...] = ()
+    lost: tuple[str, ...] = ()  # taken by another worker, or ended: drop the state
+    renewed: tuple[str, ...] = ()  # still held (reclaim their pending entries)
+
+
+class SessionOwnership:
+    """The sessions one worker of ``role`` holds. Call :meth:`maintain` every ``ttl_ms / 3``."""
+
+    def __init__(self, bus: Bus, role: str, owner: str, ttl_ms: int) -> None:
+        self.bus = bus
+        self.role = role
+        self.owner = owner
+        self.ttl_ms = ttl_ms
+        self.spec = lease_spec(role)
+        self.known: set[str] = set()
+        self.owned: set[str] = set()
+        self._free_rounds: dict[str, int] = {}
+
+    @property
+    def renew_every_s(self) -> float:
+        return self.ttl_ms / 3000
+
+    def started(self, sid: str) -> None:
+        """A session was announced as started (or found live)."""
+        self.known.add(sid)
+
+    def ended(self, sid: str) -> None:
+        """A session was announced as ended: :meth:`maintain` releases it if held."""
+        self.known.discard(sid)
+        self._free_rounds.pop(sid, None)
+
+    async def maintain(self) -> OwnershipChange:
+        """Renew held leases, release ended sessions, and compete for free ones."""
+        gained: list[str] = []
+        lost: list[str] = []
+        renewed: list[str] = []
+        for sid in sorted(self.known | self.owned):
+            if sid not in self.known:
+                await self.release(sid)
+                lost.append(sid)
+                continue
+            if sid not in self.owned:
+                waited = self._free_rounds[sid] = self._free_rounds.get(sid, 0) + 1
+                if waited <= len(self.owned):
+                    continue  # let a less loaded worker take it first
+            held = await self.bus.hold_lease(self.spec.key(sid), self.owner, self.ttl_ms)
+            if held and sid not in self.owned:
+                self.owned.add(sid)
+                self._free_rounds.pop(sid, None)
+                gained.append(sid)
+            elif held:
+                renewed.append(sid)
+            elif sid in self.owned:
+                session_logger(log, sid).warning("%s lease lost to another worker", self.role)
+                self.owned.discard(sid)
+                lost.append(sid)
+        return OwnershipChange(tuple(gained), tuple(lost), tuple(renewed))
+
+    async def release(self, sid: str) -> None:
+        """Give a session's lease back (it ended, or this worker stops)."""
+        self.owned.discard(sid)
+        self._free_rounds.pop(sid, None)
+        await self.bus.release_lease(self.spec.key(sid), self.owner)
+
+    async def release_all(self) -> None:
+        for sid in sorted(self.owned):
+            await self.release(sid)
