@@ -128,6 +128,7 @@ class Manifest:
     label_min: float
     label_max: float
     landmark_layout: str = "insightface106"
+    landmarker: str = ""  # identity of the landmarker the training observations came from ("" = not recorded)
     feature_version: int = FEATURE_VERSION
     schema_version: int = MANIFEST_SCHEMA_VERSION
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)

@@ -364,7 +364,9 @@ class Window(Message):
     the newest T_p observations of the active task (never reaching before ``task_start_seq``); for a task end, the
     whole task clip from ``task_start_seq`` to the task's last frame. ``quality`` summarises every frame in that span
     (the quality gate's aggregates, see tracker/quality.py) and ``failed`` names the gate checks it failed (empty:
-    it may be scored). ``task`` is "" when no task is active (kinematics only).
+    it may be scored). ``task`` is "" when no task is active (kinematics only). ``landmarker`` is the identity of the
+    landmarker that made the observations (e.g. ``mediapipe-facemesh/t1``): a scorer only applies a model trained on
+    observations of the same landmarker.
     """
 
     KIND: ClassVar[str] = "window"
@@ -378,6 +380,7 @@ class Window(Message):
     last_seq: int
     task_start_seq: int
     created_ts: float
+    landmarker: str
     quality: dict[str, float] = dataclasses.field(default_factory=dict)
     failed: tuple[str, ...] = ()
 

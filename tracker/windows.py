@@ -28,10 +28,18 @@ class SessionWindows:
     """Window and coaching state of one session."""
 
     def __init__(
-        self, sid: str, hop: int, limits: Thresholds, coach_after: int, coach_repeat_s: float, protocol: str = ""
+        self,
+        sid: str,
+        hop: int,
+        limits: Thresholds,
+        coach_after: int,
+        coach_repeat_s: float,
+        protocol: str = "",
+        landmarker: str = "",
     ) -> None:
         self.sid = sid
         self.protocol = protocol
+        self.landmarker = landmarker
         self.rep = 0
         self.hop = hop
         self.limits = limits
@@ -105,7 +113,7 @@ class SessionWindows:
         last = end_seq if 0 <= end_seq <= self.last_seq else self.last_seq  # a task window ends at its task's end
         first = max(start, self.samples[0].seq if self.samples else last) if reason == "hop" else max(start, 0)
         return Window(sid=self.sid, protocol=self.protocol, task=task, rep=self.rep, reason=reason, first_seq=first,
-                      last_seq=last, task_start_seq=start, created_ts=now, quality=quality,
+                      last_seq=last, task_start_seq=start, created_ts=now, landmarker=self.landmarker, quality=quality,
                       failed=tuple(problems(quality, self.limits)))  # fmt: skip
 
     def _coach(self, quality: dict[str, float], now: float) -> Event | None:

@@ -164,7 +164,8 @@ class TrackerWorker:
         else:
             landmarker, reason = None, "unknown_session"
         windows = SessionWindows(sid, self.s.hop, self.limits, self.s.coach_after_windows, self.s.coach_repeat_s,
-                                 protocol=info.get("protocol", ""))  # fmt: skip
+                                 protocol=info.get("protocol", ""),
+                                 landmarker=landmarker.name if landmarker else "")  # fmt: skip
         # Events up to the session's last observation were handled by whoever tracked it before: replay them for
         # the task state; later ones (or a task end naming a frame not yet observed) are new and handled now.
         last = await self.bus.latest(OBS.key(sid), Obs, 1)

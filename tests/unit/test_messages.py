@@ -65,6 +65,7 @@ SAMPLES: list[Message] = [
         last_seq=64,
         task_start_seq=0,
         created_ts=11.0,
+        landmarker="mediapipe-facemesh/t1",
         quality={"face_fraction": 1.0},
         failed=("turned",),
     ),
