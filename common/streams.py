@@ -53,9 +53,25 @@ WINDOWS = StreamSpec(
 )
 SCORES = StreamSpec("scores:{sid}", maxlen=12_000, policy="~1 h of scores")
 COACH = StreamSpec("coach:{sid}", maxlen=100, policy="latest coaching messages for the patient page")
+HEALTH = StreamSpec(
+    "feqa:health",
+    maxlen=2_000,
+    policy="each service instance publishes a Health entry every few seconds; readers keep the latest per instance",
+)
 DEADLETTER = StreamSpec("feqa:deadletter", maxlen=10_000, policy="undecodable entries kept for inspection")
 
-ALL_STREAMS: tuple[StreamSpec, ...] = (SESSIONS, EVENTS, FRAMES, OBS, CROPS, WINDOWS, SCORES, COACH, DEADLETTER)
+ALL_STREAMS: tuple[StreamSpec, ...] = (
+    SESSIONS,
+    EVENTS,
+    FRAMES,
+    OBS,
+    CROPS,
+    WINDOWS,
+    SCORES,
+    COACH,
+    HEALTH,
+    DEADLETTER,
+)
 
 
 def session_key(sid: str) -> str:
