@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import redis.asyncio as aioredis
 
+from common.backlog import pending_count
 from common.bus import Bus
 from common.framecodec import encode_frame
 from common.leases import Leases
@@ -125,7 +126,7 @@ async def test_bad_inputs_become_reasons_or_dead_letters(bus: Bus, sid: str, pac
     assert await bus.publish(FRAMES, _frame(unknown, 1, rgb), sid=unknown + "x") is None  # never started: refused
 
     async def settled() -> bool:
-        if len(await bus.range(OBS, sid)) < 5 or await bus.pending_count(FRAMES, sid):
+        if len(await bus.range(OBS, sid)) < 5 or await pending_count(bus, FRAMES, sid):
             return False
         letters = await bus.range(DEADLETTER)
         return any(d.message.stream == FRAMES.key(unknown) for d in letters)
@@ -144,7 +145,7 @@ async def test_bad_inputs_become_reasons_or_dead_letters(bus: Bus, sid: str, pac
     original = Frame.decode(DeadLetter.unpack_fields(next(x for x in mine if "someone_else" in x.error).original))
     assert original.seq == 5  # nothing lost: the entry is kept whole
     assert any("unknown session" in x.error for x in letters if x.stream == FRAMES.key(unknown))
-    assert await bus.pending_count(FRAMES, unknown) == 0
+    assert await pending_count(bus, FRAMES, unknown) == 0
     await _end(bus, sid)
     await _end(bus, unknown)
     await worker.tick()
