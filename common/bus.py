@@ -211,6 +211,11 @@ class Bus:
         self.stats.consumed += len(out)
         return out
 
+    def forget(self, spec: StreamSpec[Any], sid: str | None) -> None:
+        """Drop what this bus remembers of a session's stream (its group was made): the session is gone."""
+        if spec.group:
+            self._groups.discard((spec.key(sid), spec.group))
+
     async def _readable(self, spec: StreamSpec[Any], sids: Sequence[str | None]) -> dict[str, str | None]:
         """The sessions' stream keys that have the spec's group (made where allowed); gone ones are left out."""
         out: dict[str, str | None] = {}
