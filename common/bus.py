@@ -195,10 +195,11 @@ class Bus:
                 try:
                     return await r.xreadgroup(group, consumer, dict.fromkeys(keys, ">"), count=count, block=block_ms)
                 except ResponseError as exc:
-                    if "NOGROUP" not in str(exc) or attempt:
+                    if not any(m in str(exc) for m in ("NOGROUP", "UNBLOCKED")) or attempt:
                         raise
-                # A group vanished: its session's stream was deleted at the end, or Redis restarted without
-                # persistence. Recreate what may be recreated and read the rest.
+                # A group vanished: its session's stream was deleted at the end (Redis 7 also unblocks a read
+                # waiting on it with UNBLOCKED), or Redis restarted without persistence. Recreate what may be
+                # recreated and read the rest.
                 log.warning("consumer group %s missing on %s; recreating it", group, ",".join(keys))
                 self._groups.difference_update((k, group) for k in keys)
                 keys = await self._readable(spec, list(keys.values()))

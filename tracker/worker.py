@@ -18,6 +18,9 @@ Scale-out and failure policy:
   reply was lost stores a frame twice; a frame the previous owner observed but did not ack is reclaimed). A frame
   whose seq is among the newest ``DEDUPE_SEQS`` handled (seeded from ``obs:{sid}`` on takeover) is acked and
   counted as ``duplicates``, never observed twice.
+- Sessions whose ingest died are ended here too: every ``sweep_every_s`` the worker ends live sessions whose
+  ``ingest-lease:{sid}`` expired (common.liveness.sweep, reason ``ingest_lost``), which deletes their frames and
+  crops; any tracker or ingest may do it, the first end wins.
 - Each owned session carries its :class:`~common.messages.SessionInfo` (protocol, phantom spec, consent): a
   session without live-scoring consent is tracked like any other (observations, crops, windows for kinematics,
   coaching); the scorer reads the same SessionInfo and scores it only when ``SessionInfo.may_score``.
@@ -39,6 +42,7 @@ from typing import Any
 from common.bus import Bus, Delivery
 from common.dedupe import RecentKeys
 from common.errors import DecodeError
+from common.liveness import sweep
 from common.logs import session_logger
 from common.messages import Crop, Event, Frame, Message, Obs, SessionAnnounce, SessionInfo, Window
 from common.ownership import SessionOwnership
@@ -78,6 +82,7 @@ class WorkerStats:
     windows: int = 0
     coach: int = 0
     crops_refused: int = 0
+    swept: int = 0
     sessions_taken: int = 0
 
 
@@ -98,6 +103,7 @@ class TrackerWorker:
         self.stats = WorkerStats()
         self._sessions_cursor = "0-0"
         self._next_lease_s = 0.0
+        self._next_sweep_s = 0.0
         self._reclaimed: list[Delivery[Frame]] = []
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -116,6 +122,9 @@ class TrackerWorker:
         if time.monotonic() >= self._next_lease_s:
             self._next_lease_s = time.monotonic() + self.ownership.renew_every_s
             await self._maintain_leases()
+        if time.monotonic() >= self._next_sweep_s:
+            self._next_sweep_s = time.monotonic() + self.s.sweep_every_s
+            self.stats.swept += len(await sweep(self.store))
         fresh = await self.bus.consume(FRAMES, list(self.owned), self.consumer, count=self.s.read_count,
                                        block_ms=self.s.block_ms)  # fmt: skip
         deliveries, self._reclaimed = [*self._reclaimed, *fresh], []
