@@ -195,10 +195,11 @@ class Bus:
                 try:
                     return await r.xreadgroup(group, consumer, dict.fromkeys(keys, ">"), count=count, block=block_ms)
                 except ResponseError as exc:
-                    if "NOGROUP" not in str(exc) or attempt:
+                    if not any(m in str(exc) for m in ("NOGROUP", "UNBLOCKED")) or attempt:
                         raise
-                # A group vanished: its session's stream was deleted at the end, or Redis restarted without
-                # persistence. Recreate what may be recreated and read the rest.
+                # A group vanished: its session's stream was deleted at the end (Redis 7 also unblocks a read
+                # waiting on it with UNBLOCKED), or Redis restarted without persistence. Recreate what may be
+                # recreated and read the rest.
                 log.warning("consumer group %s missing on %s; recreating it", group, ",".join(keys))
                 self._groups.difference_update((k, group) for k in keys)
                 keys = await self._readable(spec, list(keys.values()))
@@ -210,6 +211,11 @@ class Bus:
         out = await self._decode(spec, keys, raw, "dead_letter", consumer)
         self.stats.consumed += len(out)
         return out
+
+    def forget(self, spec: StreamSpec[Any], sid: str | None) -> None:
+        """Drop what this bus remembers of a session's stream (its group was made): the session is gone."""
+        if spec.group:
+            self._groups.discard((spec.key(sid), spec.group))
 
     async def _readable(self, spec: StreamSpec[Any], sids: Sequence[str | None]) -> dict[str, str | None]:
         """The sessions' stream keys that have the spec's group (made where allowed); gone ones are left out."""

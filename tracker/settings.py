@@ -41,6 +41,9 @@ class TrackerSettings(ServiceSettings):
     # outputs
     crop_size: int = Field(224, ge=16, description="side of the aligned RGB crop published on crops:{sid}")
     hop: int = Field(8, ge=1, description="a window event every this many observations")
+    window_frames: int = Field(128, ge=2, description="T_p: frames a hop window names (models.md)")
+    rest_window_frames: int = Field(64, ge=2, description="T_p of tasks the protocol marks rest")
+    window_samples: int = Field(1800, ge=16, description="per-frame quality samples kept per session (bounded)")
 
     # quality gate and coaching
     min_det_score: float = Field(0.6, ge=0, le=1)
@@ -60,3 +63,4 @@ class TrackerSettings(ServiceSettings):
     lease_ttl_ms: int = Field(3000, ge=100, description="a session's owner must renew within this")
     reclaim_idle_ms: int = Field(1000, ge=0, description="pending frames idle this long are reclaimed on takeover")
     stale_ms: int = Field(2000, ge=0, description="frames older than this (by entry id) are skipped as stale")
+    sweep_every_s: float = Field(2.0, gt=0, description="how often to end sessions whose ingest died")

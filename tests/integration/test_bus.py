@@ -18,10 +18,11 @@ import redis
 from common.backlog import pending_count
 from common.bus import Backoff, Bus, Delivery
 from common.errors import BusUnavailable
-from common.messages import DeadLetter, Event, Obs
-from common.streams import DEADLETTER, EVENTS, StreamSpec
+from common.messages import DeadLetter, Event, Frame, Obs
+from common.session_store import SessionStore
+from common.streams import DEADLETTER, EVENTS, FRAMES, StreamSpec
 from infra.redis_server import RedisServer
-from tests.conftest import open_bus
+from tests.conftest import live_session, open_bus
 
 pytestmark = pytest.mark.integration
 
@@ -234,3 +235,14 @@ async def test_unreachable_redis_raises_after_bounded_budget() -> None:
     srv = RedisServer()  # never started: nothing listens on its port
     with pytest.raises(BusUnavailable, match="unreachable"):
         await Bus.connect(srv.url, backoff=Backoff(first_s=0.02, cap_s=0.05, budget_s=0.3))
+
+
+async def test_a_session_stream_ends_under_a_blocked_read_and_is_never_recreated(rbus: Bus, sid: str) -> None:
+    await live_session(rbus, sid)
+    reader = asyncio.ensure_future(rbus.consume(FRAMES, [sid], "c", block_ms=2000))
+    await asyncio.sleep(0.2)  # the read is blocked on frames:{sid}
+    assert await SessionStore(rbus).end(sid, "completed")
+    assert await asyncio.wait_for(reader, 5) == []  # Redis 7 unblocks it with UNBLOCKED, 6.2 lets it time out
+    frame = Frame(sid=sid, seq=0, capture_ts=0.0, width=2, height=2, encoding="rgb24", data=b"\x00" * 12)
+    assert await rbus.publish(FRAMES, frame) is None and rbus.stats.refused == 1
+    assert await rbus.length(FRAMES, sid) == 0 and await rbus.consume(FRAMES, [sid], "c", block_ms=10) == []

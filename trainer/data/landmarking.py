@@ -27,13 +27,13 @@ import numpy as np
 import numpy.typing as npt
 
 from common import features
+from common.crop import REF_SIZE
 from common.errors import ConfigError
 from common.messages import Consent, Frame, SessionInfo
 from phantom.video import load_truth, sidecar_path
 from tracker.landmarker import Landmarker
 from tracker.landmarkers import LandmarkerChoice
 from tracker.pipeline import FrameJob, FramePipeline
-from tracker.refcrop import REF_SIZE
 from tracker.settings import TrackerSettings
 from trainer.data.layouts import ClipRecord
 
