@@ -25,12 +25,12 @@ Other keys (:class:`KeySpec`):
 ======================= ======== ================================================ =================================
 key                     type     holds                                            removed by
 ======================= ======== ================================================ =================================
-session:{sid}           hash     :class:`~common.messages.SessionInfo`            session retention (expire)
+session:{sid}           hash     :class:`~common.messages.SessionInfo`            retention; unstarted: link life
 tracker-lease:{sid}     string   owner of the session's tracking                  TTL (renewed by its holder)
 scorer-lease:{sid}      string   owner of the session's scoring                   TTL (renewed by its holder)
 ingest-lease:{sid}      string   the ingest serving the session (liveness)        TTL; missing while live = ended
 feqa:live               set      sids of live sessions (the sweepers' list)       removed when the session ends
-feqa:join:<digest>      hash     a join link: sha256 of the token -> sid, expiry  TTL = link lifetime; single use
+feqa:join:<digest>      hash     a join link: sha256 of the token -> sid, expiry  TTL; one session (resumable)
 pagekey:{sid}           string   sha256 of the patient page's session key         deleted at session end
 ======================= ======== ================================================ =================================
 

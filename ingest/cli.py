@@ -65,7 +65,7 @@ def ingest_video(video: Path, protocol: str, task: str, patient_id: str, pace: s
     try:
         if task:
             get_protocol(protocol).task(task)
-        info = probe(video)
+        info = probe(video, settings.min_upload_frames)
         consent = Consent(live_scoring=live_scoring)
         mode: Pace = "fast" if pace == "fast" else "native"
         result = asyncio.run(_ingest(settings, video, protocol, task, patient_id, mode, consent))
