@@ -9,11 +9,12 @@ digits, ``_`` and ``-``, at most 64), the caller's address for rate limits, and 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi import Path as PathParam
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from common.messages import Consent as ConsentFlags
 from common.protocols import get_protocol
@@ -26,8 +27,19 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 SID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-PATIENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+PATIENT_ID_RULE = "letters, digits, '.', '_' and '-' only, starting with a letter or digit, at most 64"
+_PATIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 Sid = Annotated[str, PathParam(pattern=SID_PATTERN, description="session id")]
+
+
+def check_patient_id(value: str) -> str:
+    """A pseudonymous patient reference, or ValueError with the rule (never the value)."""
+    if not _PATIENT_ID.fullmatch(value):
+        raise ValueError(f"a patient id has {PATIENT_ID_RULE}")
+    return value
+
+
+PatientId = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(check_patient_id)]
 
 
 def get_state(request: Request) -> IngestState:
@@ -79,8 +91,7 @@ class Consent(BaseModel):
 class CreateSession(BaseModel):
     model_config = {"extra": "forbid"}
 
-    patient_id: str = Field(min_length=1, max_length=64, pattern=PATIENT_ID_PATTERN,
-                            description="pseudonymous patient reference: letters, digits, '.', '_', '-'")  # fmt: skip
+    patient_id: PatientId
     protocol: str = Field(max_length=32)
     consent: Consent = Field(default_factory=Consent)
     phantom: str = Field("", max_length=4096, description="phantom.spec.PatientSpec JSON (demo/test deployments)")

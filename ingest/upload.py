@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from common.messages import Consent
 from common.protocols import get_protocol
-from ingest.api import PATIENT_ID_PATTERN, State, admit_new_session, client_of, require_service_key
+from ingest.api import PatientId, State, admit_new_session, client_of, require_service_key
 from ingest.errors import clip
 from ingest.multipart import read_upload
 from ingest.recorded import VideoFileError, ingest_file, probe
@@ -35,7 +35,7 @@ class UploadFields(BaseModel):
 
     protocol: str = Field(max_length=32)
     task: str = Field("", max_length=64)
-    patient_id: str = Field("upload", min_length=1, max_length=64, pattern=PATIENT_ID_PATTERN)
+    patient_id: PatientId = "upload"
     pace: Literal["native", "fast"] = "fast"
     live_scoring: bool = True
     research: bool = False
