@@ -34,9 +34,9 @@ ECHO_CHARS = 40
 
 
 def clip(text: object, limit: int = ECHO_CHARS) -> str:
-    """``text`` as it may appear in an error: at most ``limit`` characters, then an ellipsis."""
+    """``text`` as it may appear in an error: at most ``limit`` characters (the last three an ellipsis when cut)."""
     s = str(text)
-    return s if len(s) <= limit else s[:limit] + "..."
+    return s if len(s) <= limit else s[: max(0, limit - 3)] + "..."
 
 
 def _json(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:

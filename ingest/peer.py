@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 import av
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import sdp as aiortc_sdp
 from aiortc.mediastreams import MediaStreamError
 
 from common.bus import Bus
@@ -69,6 +70,10 @@ class IngestPeer:
     async def answer(self, offer_sdp: str) -> str:
         """Apply the browser's offer and return our answer (host candidates per the settings); :meth:`start` then
         runs the peer. Any way aiortc refuses the offer is an :class:`OfferError`."""
+        try:  # aiortc's parser fails on bad input in many ways (StopIteration, ValueError, IndexError ...)
+            aiortc_sdp.SessionDescription.parse(offer_sdp)
+        except Exception as exc:
+            raise OfferError(f"malformed SDP offer ({type(exc).__name__}: {str(exc)[:60]})") from exc
         try:
             with offered_host_addresses(self._settings.ice_host_addresses):
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))

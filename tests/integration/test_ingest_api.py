@@ -184,6 +184,33 @@ async def test_bad_offers_are_refused_and_free_everything(redis_server: RedisSer
     assert (info.state, info.end_reason) == ("ended", "hangup")
 
 
+async def test_inputs_that_once_gave_a_500_get_a_clear_4xx(redis_server: RedisServer) -> None:
+    """A truncated offer, offers with codecs aiortc does not know, and session ids Redis keys refuse."""
+    async with client(redis_server.url) as (http, _app):
+        good = await offer_sdp()
+        for cut in (0.3, 0.5, 0.7, 0.9, 0.97):
+            sid, key, _ = await joined(http)
+            cut_offer = {"sdp": good[: int(len(good) * cut)], "type": "offer"}
+            r = await http.post(f"/api/sessions/{sid}/offer", json=cut_offer, headers={"X-Session-Key": key})
+            assert 400 <= r.status_code < 500, (cut, r.text)
+        for codec in ("VP8", "H264", "rtx"):
+            sid, key, _ = await joined(http)
+            odd = good.replace(codec, "XYZ9")
+            r = await http.post(f"/api/sessions/{sid}/offer", json={"sdp": odd, "type": "offer"},
+                                headers={"X-Session-Key": key})  # fmt: skip
+            assert r.status_code in (200, 400), (codec, r.text)  # answered with the codecs left, or refused
+        sid, key, _ = await joined(http)
+        none_left = good
+        for codec in ("VP8", "H264"):
+            none_left = none_left.replace(codec, "XYZ9")
+        r = await http.post(f"/api/sessions/{sid}/offer", json={"sdp": none_left, "type": "offer"},
+                            headers={"X-Session-Key": key})  # fmt: skip
+        assert r.status_code == 400 and "cannot be used" in r.json()["detail"], r.text
+        for bad in ("a:b", "{x}", "x}", "%7B", "s" * 65):
+            r = await http.get(f"/api/sessions/{bad}")
+            assert r.status_code in (404, 422), (bad, r.text)
+
+
 async def test_connect_timeout_when_no_media_arrives(redis_server: RedisServer, bus: Bus) -> None:
     async with client(redis_server.url, connect_timeout_s=0.5) as (http, app):
         sid, key, _ = await joined(http)
