@@ -119,6 +119,8 @@ class Stack:
             for child in self.children:
                 if child.url:
                     self._wait_port(child)
+                else:
+                    self._wait_alive(child)
             runinfo.write(data, self.run_info(env))
         except BaseException:
             self.stop()
@@ -160,6 +162,22 @@ class Stack:
             f"{child.spec.name} did not listen on port {port} within {self.settings.start_timeout_s} s; the end of "
             f"{child.log_path}:\n{child.log_tail()}"
         )
+
+    def _wait_alive(self, child: Child) -> None:
+        """A worker is up once it has written to its log (services log when their settings and models are loaded);
+        a worker that stays silent gets a warning after the start timeout, not an error."""
+        deadline = time.monotonic() + self.settings.start_timeout_s
+        while time.monotonic() < deadline:
+            if child.proc.poll() is not None:
+                raise ConfigError(
+                    f"{child.spec.name} exited with {child.proc.returncode} while starting; the end of "
+                    f"{child.log_path}:\n{child.log_tail()}"
+                )
+            if child.log_path.stat().st_size > 0:
+                return
+            time.sleep(0.1)
+        log.warning("%s has not said it started within %.0f s; see %s", child.spec.name,
+                    self.settings.start_timeout_s, child.log_path)  # fmt: skip
 
     def request_stop(self, reason: str) -> None:
         if not self._stop.is_set():
