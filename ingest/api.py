@@ -192,6 +192,26 @@ async def end(
     return {"state": info.get("state", "unknown"), "reason": info.get("end_reason", "")}
 
 
+class StopRequest(BaseModel):
+    reason: Literal["clinician"] = "clinician"
+
+
+@router.post("/api/sessions/{sid}/stop", dependencies=[Depends(require_api_key)])
+async def stop(sid: str, body: StopRequest, state: State) -> dict[str, str]:
+    """A clinician ends the session (service credential): hang up its peer, or end it if nobody joined yet."""
+    peer = state.registry.get(sid)
+    if peer is not None:
+        await peer.close(body.reason)
+        return {"state": "ended", "reason": peer.end_reason or body.reason}
+    info = await state.bus.get_session(sid)
+    if not info:
+        raise HTTPException(404, f"no session {sid}")
+    if info.get("state") != "ended":
+        await state.store.end(sid, info.get("protocol", ""), body.reason)
+        return {"state": "ended", "reason": body.reason}
+    return {"state": "ended", "reason": info.get("end_reason", "")}
+
+
 @router.websocket("/api/sessions/{sid}/coach")
 async def coach(websocket: WebSocket, sid: str, key: str = "") -> None:
     state: IngestState = websocket.app.state.ingest
