@@ -53,7 +53,8 @@ def create_app(settings: DashboardSettings, bus: Bus | None = None, *, backgroun
         await asyncio.to_thread(db.migrate)
         own_bus = bus is None
         active = bus or await Bus.connect(settings.common.redis_url, name="dashboard")
-        hub = Hub(active, replay_max=settings.replay_max)
+        # read no more per round than half a client queue holds, so a client that keeps up never overflows
+        hub = Hub(active, replay_max=settings.replay_max, count=max(1, min(500, settings.ws_queue // 2)))
         consumer = ScoreConsumer(
             active,
             db,

@@ -93,7 +93,7 @@ def latest_ratings(db: DbSession, session_ids: Sequence[int]) -> dict[tuple[int,
         .where(Rating.session_id.in_(session_ids))
         .order_by(Rating.created_ts, Rating.id)
     )
-    for rating, username in db.execute(query).tuples():
+    for rating, username in db.execute(query).all():
         out[(rating.session_id, rating.task, rating.rep)] = (rating, username)
     return out
 

@@ -83,7 +83,7 @@ def list_patients(caller: ApiCaller, state: State, q: str = Query("", max_length
                 select(Session.patient_id, func.max(Session.created_ts))
                 .where(Session.clinic_id == clinic)
                 .group_by(Session.patient_id)
-            ).tuples()
+            ).all()
         )
         audit.record(db, caller, "view_patient_list", "clinic", clinic, detail=f"{len(rows)} patients; q={q!r}")
         return [{**patient_json(p), "last_session_ts": last.get(p.id)} for p in rows]
@@ -127,7 +127,7 @@ def get_patient(patient_id: int, caller: ApiCaller, state: State) -> dict[str, A
                     select(TaskScore.protocol, TaskScore.task)
                     .join(Session, TaskScore.session_id == Session.id)
                     .where(Session.patient_id == patient.id)
-                ).tuples()
+                ).all()
             }
         )
         audit.record(db, caller, "view_patient", "patient", patient.id)
@@ -146,7 +146,7 @@ def _task_history(
         .join(TaskScore, TaskScore.session_id == Session.id)
         .where(Session.patient_id == patient.id, TaskScore.protocol == protocol, TaskScore.task == task)
         .order_by(Session.created_ts)
-    ).tuples()
+    ).all()
     by_session: dict[int, tuple[float, list[float | None]]] = {}
     for sess_id, ts, score in rows:
         by_session.setdefault(sess_id, (ts, []))[1].append(score)

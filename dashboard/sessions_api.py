@@ -104,7 +104,7 @@ def list_sessions(
             query = query.where(Session.state != "ended")
         elif which == "past":
             query = query.where(Session.state == "ended")
-        rows = [{**session_json(s), "patient_name": name} for s, name in db.execute(query).tuples()]
+        rows = [{**session_json(s), "patient_name": name} for s, name in db.execute(query).all()]
         audit.record(db, caller, "view_session_list", "clinic", caller.clinic_id or "", detail=which)
         return rows
 
@@ -120,7 +120,7 @@ def session_detail(state: State, caller: Any, session_id: int, action: str = "vi
             .join(User, Rating.user_id == User.id)
             .where(Rating.session_id == row.id)
             .order_by(Rating.created_ts)
-        ).tuples()
+        ).all()
         audit.record(db, caller, action, "session", row.id)
         join = row.join_url if row.state == "created" and row.join_expires_ts > time.time() else ""
         return {
@@ -278,7 +278,7 @@ async def console(caller: ApiCaller, state: State) -> list[dict[str, Any]]:
                 .join(Patient, Session.patient_id == Patient.id)
                 .where(Session.clinic_id == (caller.clinic_id or -1), Session.state != "ended")
                 .order_by(Session.created_ts)
-            ).tuples()
+            ).all()
             out = [{**session_json(s), "patient_name": name} for s, name in rows]
             audit.record(db, caller, "view_console", "clinic", caller.clinic_id or "", detail=f"{len(out)} sessions")
             return out

@@ -125,3 +125,49 @@ async def publish_scores(bus: Bus, scores: list[Score]) -> list[str]:
     from common.streams import SCORES
 
     return await bus.publish_many(SCORES, scores)
+
+
+@contextlib.asynccontextmanager
+async def serve(app: FastAPI, port: int) -> AsyncIterator[str]:
+    """``app`` on a real uvicorn server on 127.0.0.1 (in this event loop)."""
+    import asyncio
+
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, ws="websockets-sansio", lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.ensure_future(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def login_cookie(base_url: str, username: str, password: str = PASSWORD) -> str:
+    """Log in over real HTTP; return the ``Cookie`` header value (read from Set-Cookie: the cookie is Secure)."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=20) as http:
+        page = await http.get("/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        pre = re.search(r"feqa_login_csrf=([^;]+)", page.headers["set-cookie"])
+        assert token is not None and pre is not None
+        res = await http.post(
+            "/login",
+            data={"username": username, "password": password, "csrf_token": token.group(1)},
+            headers={"Cookie": f"feqa_login_csrf={pre.group(1)}"},
+        )
+        found = re.search(r"feqa_session=([^;]+)", res.headers.get("set-cookie", ""))
+        assert res.status_code == 303 and found is not None, res.headers
+        return f"feqa_session={found.group(1)}"
