@@ -54,6 +54,8 @@ async def live_socket(websocket: WebSocket) -> None:
     await websocket.accept()
     client = Client(state.settings.ws_queue, name=caller.username)
     state.hub.add(client)
+    if state.health.latest:  # the page shows the pipeline's health at once, not after the next round
+        client.put(Item("", "", json.dumps({"t": "health", "d": state.health.table()}, default=str)))
     sender = asyncio.ensure_future(pump(client, websocket.send_text, state.hub))
     checker = asyncio.ensure_future(_recheck(websocket, state, token, ip, agent))
     try:

@@ -51,7 +51,8 @@ def score_plot(
 ) -> io.BytesIO:
     """Continuous scores (line), task scores (dots) and clinician ratings (crosses) over session time."""
     fig, ax = plt.subplots(figsize=(7.5, 2.8))
-    live = [(w.ts, w.score) for w in windows if w.kind == "window" and w.score is not None]
+    # withheld windows are gaps in the line, not joined over
+    live = [(w.ts, math.nan if w.score is None else w.score) for w in windows if w.kind == "window"]
     t0 = min([w.ts for w in windows] + [s["ts"] for s in task_scores] + [math.inf])
     t0 = 0.0 if not math.isfinite(t0) else t0
     if live:
@@ -110,7 +111,7 @@ def kinematics_plot(task_scores: Sequence[dict[str, Any]]) -> io.BytesIO | None:
     for ax, (title, values) in zip(axes[0], panels, strict=True):
         names = sorted(values)
         tasks = sorted({t for v in values.values() for t in v})
-        width = 0.8 / max(1, len(names))
+        width = min(0.3, 0.8 / max(1, len(names)))
         for i, name in enumerate(names):
             ax.bar(
                 [j + i * width for j in range(len(tasks))], [values[name].get(t, 0.0) for t in tasks], width, label=name
@@ -197,6 +198,12 @@ def session_pdf(detail: dict[str, Any], windows: Sequence[Score]) -> bytes:
     else:
         pdf.set_font("helvetica", "I", 9)
         pdf.cell(0, 6, "No task was scored in this session.", new_x="LMARGIN", new_y="NEXT")
+    notes = [r for r in latest.values() if r["note"]]
+    if notes:
+        pdf.set_font("helvetica", size=8)
+        for r in notes:
+            line = f"{r['task']} #{r['rep'] + 1}, {r['by']} ({_when(r['ts'])}): {r['note']}"
+            pdf.multi_cell(0, 4.5, _text(line), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)
 
     pdf.set_font("helvetica", "B", 11)
