@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from common.bus import Bus  # noqa: E402
-from common.messages import Score  # noqa: E402
+from common.messages import Consent, Score, SessionInfo  # noqa: E402
+from common.session_store import SessionStore  # noqa: E402
 from common.streams import SCORES  # noqa: E402
 from infra.redis_server import RedisServer, free_port  # noqa: E402
 
@@ -71,7 +72,7 @@ def serve_reference(port: int, redis_url: str) -> None:
     import uvicorn
     from fastapi import FastAPI
 
-    from dashboard.hub import encode_entry
+    from dashboard.hub import encode_entry, sid_of
 
     app = FastAPI()
     subscribers: dict[str, list[WebSocket]] = {}
@@ -84,7 +85,7 @@ def serve_reference(port: int, redis_url: str) -> None:
             if not cursors:
                 await asyncio.sleep(0.05)
                 continue
-            for d in await bus.tail(dict(cursors), count=500, block_ms=200):
+            for d in await bus.tail({(SCORES, sid_of(k)): c for k, c in cursors.items()}, count=500, block_ms=200):
                 cursors[d.stream] = d.id
                 text = '{"t":"batch","items":[' + encode_entry(d.stream, d.id, d.message) + "]}"
                 for ws in list(subscribers.get(d.stream, [])):
@@ -281,9 +282,6 @@ async def round_(
     duration: float,
     stalled: bool,
 ) -> dict[str, float]:
-    cleaner = await Bus.connect(redis_url, name="bench-clean")
-    await cleaner.delete(*(SCORES.key(s) for s in sids))  # each round starts with empty streams (no replay)
-    await cleaner.close()
     port = free_port()
     args = ["--serve", kind, "--port", str(port), "--redis", redis_url, "--db", db_url]
     print(f"round {kind}{' with a stalled client' if stalled else ''} ...", flush=True)
@@ -334,20 +332,46 @@ async def round_(
     }
 
 
+async def start_sessions(redis_url: str, sids: list[str]) -> None:
+    """Live sessions in Redis as the ingest makes them (their streams exist from the start)."""
+    bus = await Bus.connect(redis_url, name="bench-sessions")
+    store = SessionStore(bus)
+    for sid in sids:
+        await store.create(
+            SessionInfo(
+                sid=sid,
+                patient_id="pt-" + sid,
+                protocol="pfed5",
+                consent=Consent(True),
+                state="created",
+                source="webrtc",
+                fps=30.0,
+                created_ts=time.time(),
+            )
+        )
+        await store.start(sid, "pfed5")
+    await bus.close()
+
+
 async def main(args: argparse.Namespace) -> dict[str, float]:
-    sids = [f"bench{i}" for i in range(args.sessions)]
+    rounds = ("ours", "reference", "ours_stalled", "reference_stalled")
+    sids = {r: [f"b{r[:3]}{'s' if 'stalled' in r else ''}{i}" for i in range(args.sessions)] for r in rounds}
     duration = 4.0 if args.quick else 12.0
     with RedisServer() as redis, tempfile.TemporaryDirectory(prefix="feqa-bench-") as tmp:
         db_url = f"sqlite:///{Path(tmp) / 'dash.sqlite'}"
-        ids = prepare_db(db_url, sids)
+        ids = prepare_db(db_url, [s for r in rounds for s in sids[r]])
+        await start_sessions(redis.url, [s for r in rounds for s in sids[r]])  # fresh streams per round: no replay
         results: dict[str, dict[str, float]] = {}
         for kind in ("ours", "reference"):
-            results[kind] = await round_(kind, redis.url, db_url, sids, ids, args.clients, args.rate, duration, False)
+            results[kind] = await round_(
+                kind, redis.url, db_url, sids[kind], ids, args.clients, args.rate, duration, False
+            )
         # a burst of ~7 MB per client outgrows a stalled client's socket buffers within seconds
         burst_rate, burst_s, burst_clients = 125.0, 3.0, 10
         for kind in ("ours", "reference"):
-            results[kind + "_stalled"] = await round_(
-                kind, redis.url, db_url, sids, ids, burst_clients, burst_rate, burst_s, True
+            name = kind + "_stalled"
+            results[name] = await round_(
+                kind, redis.url, db_url, sids[name], ids, burst_clients, burst_rate, burst_s, True
             )
     print(
         f"\nwebsocket fan-out: {args.clients} clients x {args.sessions} sessions at {args.rate:g} scores/s each, "

@@ -28,7 +28,7 @@ from dashboard.tables import Session
 
 log = logging.getLogger(__name__)
 
-GROUP = "dashboard"
+GROUP = SCORES.group  # "dashboard"
 
 
 @dataclasses.dataclass
@@ -65,11 +65,12 @@ class ScoreConsumer:
         self._sessions_cursor = "0-0"
         self._last_reclaim = 0.0
 
-    def _keys(self) -> list[str]:
+    def _sids(self) -> list[str]:
         cutoff = time.time() - self.drain_after_end_s
         with self.db.session() as db:
-            sids = db.scalars(select(Session.sid).where((Session.state != "ended") | (Session.ended_ts >= cutoff)))
-            return [SCORES.key(sid) for sid in sids]
+            return list(
+                db.scalars(select(Session.sid).where((Session.state != "ended") | (Session.ended_ts >= cutoff)))
+            )
 
     async def run(self) -> None:
         """Consume until cancelled; Redis outages are waited out, database errors logged and retried."""
@@ -90,22 +91,22 @@ class ScoreConsumer:
     async def step(self) -> int:
         """One round: announcements, stale pending entries, then new entries. Returns entries handled."""
         await self._follow_sessions()
-        keys = await asyncio.to_thread(self._keys)
-        self.stats.streams = len(keys)
+        sids = await asyncio.to_thread(self._sids)
+        self.stats.streams = len(sids)
         handled = 0
-        if keys and time.monotonic() - self._last_reclaim > max(self.reclaim_idle_ms / 1000, 1.0):
+        if sids and time.monotonic() - self._last_reclaim > max(self.reclaim_idle_ms / 1000, 1.0):
             self._last_reclaim = time.monotonic()
-            for key in keys:
-                got = await self.bus.reclaim(key, GROUP, self.consumer, Score, min_idle_ms=self.reclaim_idle_ms)
+            for sid in sids:
+                got = await self.bus.reclaim(SCORES, sid, self.consumer, min_idle_ms=self.reclaim_idle_ms)
                 if got:
                     self.stats.reclaimed += len(got)
                     handled += await self._store(got)
-        if not keys:
+        if not sids:
             await asyncio.sleep(self.block_ms / 1000)
             return handled
-        for start in range(0, len(keys), 256):
-            chunk = keys[start : start + 256]
-            got = await self.bus.consume(chunk, GROUP, self.consumer, Score, count=self.batch, block_ms=self.block_ms)
+        for start in range(0, len(sids), 256):
+            chunk: list[str | None] = list(sids[start : start + 256])
+            got = await self.bus.consume(SCORES, chunk, self.consumer, count=self.batch, block_ms=self.block_ms)
             handled += await self._store(got)
         return handled
 
@@ -122,7 +123,7 @@ class ScoreConsumer:
         self.stats.entries += len(pairs)
         self.stats.task_scores += written
         self.stats.duplicates += tasks - written
-        await self.bus.ack_deliveries(GROUP, got)
+        await self.bus.ack(got)
         return len(got)
 
     def _write(self, pairs: list[tuple[str, Score]]) -> tuple[int, int]:
@@ -130,7 +131,7 @@ class ScoreConsumer:
             return write_task_scores(db, pairs)
 
     async def _follow_sessions(self) -> None:
-        got = await self.bus.tail({SESSIONS.key(): self._sessions_cursor}, count=500, block_ms=None)
+        got = await self.bus.tail({(SESSIONS, None): self._sessions_cursor}, count=500, block_ms=None)
         if not got:
             return
         self._sessions_cursor = got[-1].id

@@ -59,7 +59,7 @@ class HealthBoard:
         return rows
 
     async def refresh(self) -> None:
-        for delivery in await self.bus.latest(HEALTH.key(), Health, self.read_count):
+        for delivery in await self.bus.latest(HEALTH, None, self.read_count):
             h = delivery.message
             key = (h.service, h.instance)
             if key not in self.latest or h.ts >= self.latest[key].ts:

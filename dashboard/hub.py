@@ -23,18 +23,18 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from common.bus import Bus, Delivery
-from common.messages import Event, Message, Score
+from common.messages import Message
 from common.streams import COACH, EVENTS, SCORES, StreamSpec
 
 log = logging.getLogger(__name__)
 
-# what a live view follows per session: (name in the client protocol, stream, message type, entries replayed fresh)
-FEEDS: tuple[tuple[str, StreamSpec, type[Message], int], ...] = (
-    ("score", SCORES, Score, 2000),
-    ("event", EVENTS, Event, 200),
-    ("coach", COACH, Event, 5),
+# what a live view follows per session: (name in the client protocol, stream, entries replayed to a fresh watch)
+FEEDS: tuple[tuple[str, StreamSpec[Any], int], ...] = (
+    ("score", SCORES, 2000),
+    ("event", EVENTS, 200),
+    ("coach", COACH, 5),
 )
-_FEED_OF_PREFIX = {spec.template.split("{")[0]: name for name, spec, _, _ in FEEDS}
+_FEED_OF_PREFIX = {spec.template.split("{")[0]: name for name, spec, _ in FEEDS}
 
 
 def id_tuple(entry_id: str) -> tuple[int, int]:
@@ -151,6 +151,7 @@ class Hub:
         self.block_ms = block_ms
         self.count = count
         self._cursors: dict[str, str] = {}
+        self._streams: dict[str, tuple[StreamSpec[Any], str | None]] = {}
         self._watchers: dict[str, set[Client]] = collections.defaultdict(set)
         self._clients: set[Client] = set()
         self._changed = asyncio.Event()
@@ -176,14 +177,15 @@ class Hub:
     async def watch(self, client: Client, sid: str, after: dict[str, str] | None = None) -> None:
         """Start sending ``sid``'s feeds to ``client``: what it missed since ``after`` (fresh history when a feed has
         no cursor), then live entries."""
-        keys = [spec.key(sid) for _, spec, _, _ in FEEDS]
+        keys = [spec.key(sid) for _, spec, _ in FEEDS]
         for key in keys:
             client.hold(key)
         try:
-            for (_name, _spec, cls, _), key in zip(FEEDS, keys, strict=True):
+            for (_name, spec, _), key in zip(FEEDS, keys, strict=True):
                 if key not in self._cursors:
-                    newest = await self.bus.latest(key, cls, 1)
+                    newest = await self.bus.latest(spec, sid, 1)
                     self._cursors[key] = newest[-1].id if newest else "0-0"
+                    self._streams[key] = (spec, sid)
                 self._watchers[key].add(client)
             client.watching.add(sid)
             self._changed.set()
@@ -194,7 +196,7 @@ class Hub:
 
     def unwatch(self, client: Client, sid: str) -> None:
         client.watching.discard(sid)
-        for _name, spec, _cls, _ in FEEDS:
+        for _name, spec, _ in FEEDS:
             key = spec.key(sid)
             watchers = self._watchers.get(key)
             if watchers is None:
@@ -204,21 +206,22 @@ class Hub:
             if not watchers:
                 del self._watchers[key]
                 self._cursors.pop(key, None)
+                self._streams.pop(key, None)
 
     async def replay(self, client: Client, sid: str, after: dict[str, str]) -> None:
-        for name, spec, cls, fresh_n in FEEDS:
+        for name, spec, fresh_n in FEEDS:
             key = spec.key(sid)
             cursor = after.get(name)
             gap = False
             if cursor:
                 id_tuple(cursor)  # refuse a malformed cursor before Redis sees it
-                got = await self.bus.range(key, cls, "(" + cursor, "+", count=self.replay_max + 1)
+                got = await self.bus.range(spec, sid, "(" + cursor, "+", count=self.replay_max + 1)
                 if len(got) > self.replay_max:
-                    got = await self.bus.latest(key, cls, self.replay_max)
+                    got = await self.bus.latest(spec, sid, self.replay_max)
                     gap = True
                 client.cursors[key] = max(client.cursors.get(key, (0, 0)), id_tuple(cursor))
             else:
-                got = await self.bus.latest(key, cls, min(fresh_n, self.replay_max))
+                got = await self.bus.latest(spec, sid, min(fresh_n, self.replay_max))
             items = [Item(key, d.id, encode_entry(key, d.id, d.message)) for d in got]
             if gap:
                 note = {"t": "gap", "sid": sid, "feed": name, "note": "older entries than the replay limit skipped"}
@@ -240,7 +243,8 @@ class Hub:
                 self._changed.clear()
                 await self._changed.wait()
                 continue
-            deliveries = await self.bus.tail(dict(self._cursors), count=self.count, block_ms=self.block_ms)
+            cursors = {self._streams[key]: cursor for key, cursor in self._cursors.items()}
+            deliveries = await self.bus.tail(cursors, count=self.count, block_ms=self.block_ms)
             self.dispatch(deliveries)
 
     def dispatch(self, deliveries: Iterable[Delivery[Message]]) -> None:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from common.messages import Consent, Score
+from common.messages import Consent
 from common.protocols import get_protocol
 from common.streams import SCORES
 from dashboard import audit, exports, report
@@ -262,7 +262,7 @@ def labels_csv(session_id: int, caller: ApiCaller, state: State) -> Response:
 async def report_pdf(session_id: int, caller: ApiCaller, state: State) -> Response:
     detail = await run_in_threadpool(session_detail, state, caller, session_id, "export_pdf")
     sid = detail["session"]["sid"]
-    windows = [d.message for d in await state.bus.latest(SCORES.key(sid), Score, 12_000)]
+    windows = [d.message for d in await state.bus.latest(SCORES, sid, 12_000)]
     pdf = await run_in_threadpool(report.session_pdf, detail, windows)
     return _attachment(pdf, "application/pdf", f"feqa-session-{session_id}.pdf")
 
@@ -286,7 +286,7 @@ async def console(caller: ApiCaller, state: State) -> list[dict[str, Any]]:
     sessions = await run_in_threadpool(live)
     now = time.time()
     for item in sessions:
-        newest = await state.bus.latest(SCORES.key(item["sid"]), Score, 1)
+        newest = await state.bus.latest(SCORES, item["sid"], 1)
         last = newest[-1].message if newest else None
         item["last"] = (
             {

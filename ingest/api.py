@@ -223,13 +223,13 @@ async def stop(sid: str, body: StopRequest, state: State) -> dict[str, str]:
     if peer is not None:
         await peer.close(body.reason)
         return {"state": "ended", "reason": peer.end_reason or body.reason}
-    info = await state.bus.get_session(sid)
-    if not info:
+    info = await state.store.get(sid)
+    if info is None:
         raise HTTPException(404, f"no session {sid}")
-    if info.get("state") != "ended":
-        await state.store.end(sid, info.get("protocol", ""), body.reason)
-        return {"state": "ended", "reason": body.reason}
-    return {"state": "ended", "reason": info.get("end_reason", "")}
+    if not info.ended:  # not joined yet, or served by another ingest
+        await state.sessions.store.end(sid, body.reason)
+        info = await state.store.require(sid)
+    return {"state": info.state, "reason": info.end_reason}
 
 
 @router.websocket("/api/sessions/{sid}/coach")

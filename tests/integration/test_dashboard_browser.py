@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from common.bus import Bus
+from common.liveness import IngestLiveness
 from common.messages import Event
+from common.session_store import SessionStore
 from common.settings import CommonSettings
 from common.streams import EVENTS
 from infra.redis_server import RedisServer
@@ -107,7 +109,9 @@ async def test_clinician_runs_a_session_in_chromium(redis_server: RedisServer, t
                 from dashboard.tables import Session
 
                 sid = s.get(Session, session_id).sid  # type: ignore[union-attr]
-            # the pipeline: a task starts, continuous scores flow, the task's score arrives
+            # the patient joins (as the ingest records it), a task starts, scores flow, the task's score arrives
+            await IngestLiveness(bus, "test-ingest", 120_000).claim(sid)
+            await SessionStore(bus).start(sid, "pfed5")
             await bus.publish(EVENTS, Event(sid=sid, type="task_start", ts=time.time(), protocol="pfed5", task="smile"))
             t0 = time.time()
             for i in range(40):
@@ -168,4 +172,4 @@ async def test_clinician_runs_a_session_in_chromium(redis_server: RedisServer, t
     image.save(png)
     _keep(png)
     # the page has drawn plots, not only text: many distinct colours
-    assert len(set(image.convert("RGB").getdata())) > 50
+    assert len(image.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 50

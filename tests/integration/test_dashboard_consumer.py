@@ -11,12 +11,13 @@ import pytest
 from sqlalchemy import func, select
 
 from common.bus import Bus
-from common.messages import Score, SessionAnnounce
-from common.streams import SCORES, SESSIONS
-from dashboard.consumer import GROUP, ScoreConsumer
+from common.session_store import SessionStore
+from common.streams import SCORES
+from dashboard.consumer import ScoreConsumer
 from dashboard.db import Database
 from dashboard.tables import Kinematic, Patient, Session, TaskScore
 from infra.redis_server import RedisServer
+from tests.conftest import live_session
 from tests.dashboard_kit import make_accounts, publish_scores, running, score, settings_for, sqlite_url
 
 pytestmark = pytest.mark.integration
@@ -59,6 +60,7 @@ async def test_task_scores_are_stored_once(redis_server: RedisServer, tmp_path: 
     ids = make_accounts(url)
     db = Database(url)
     _session(db, ids.clinic_a, sid)
+    await live_session(bus, sid)
     consumer = ScoreConsumer(bus, db, "c1", block_ms=50)
     tasks = [score(sid, kind="task", task=t, rep=0, last_seq=100 + i) for i, t in enumerate(("smile", "frown"))]
     withheld = score(sid, kind="task", task="rest", last_seq=90, value=None)
@@ -74,7 +76,7 @@ async def test_task_scores_are_stored_once(redis_server: RedisServer, tmp_path: 
     assert rows["rest"].score is None and rows["rest"].withheld == "quality:face_fraction"
     assert rows["smile"].score == pytest.approx(1.5) and rows["smile"].model == "trampformer:pfed5/smile"
     assert {k.name for k in kin} == {"rom_mouth", "asym_mouth", "blink_rate"}
-    assert await bus.pending_count(SCORES.key(sid), GROUP) == 0
+    assert await bus.pending_count(SCORES, sid) == 0
 
 
 async def test_a_dead_consumers_pending_scores_are_taken_over(
@@ -84,17 +86,18 @@ async def test_a_dead_consumers_pending_scores_are_taken_over(
     ids = make_accounts(url)
     db = Database(url)
     _session(db, ids.clinic_a, sid)
+    await live_session(bus, sid)
     await publish_scores(bus, [score(sid, kind="task", task="smile", last_seq=200)])
     # a dashboard read the entry and died before storing and acking it
-    got = await bus.consume([SCORES.key(sid)], GROUP, "dead", Score, count=10, block_ms=100)
-    assert len(got) == 1 and await bus.pending_count(SCORES.key(sid), GROUP) == 1
+    got = await bus.consume(SCORES, [sid], "dead", count=10, block_ms=100)
+    assert len(got) == 1 and await bus.pending_count(SCORES, sid) == 1
     survivor = ScoreConsumer(bus, db, "alive", reclaim_idle_ms=200, block_ms=50)
     await survivor.step()
     assert _count(db) == 0  # not idle long enough yet: a live consumer's entry is left alone
     await asyncio.sleep(1.1)
     await survivor.step()
     assert _count(db) == 1 and survivor.stats.reclaimed == 1
-    assert await bus.pending_count(SCORES.key(sid), GROUP) == 0
+    assert await bus.pending_count(SCORES, sid) == 0
 
 
 async def test_scores_published_while_the_dashboard_is_down_are_stored_at_start(
@@ -105,15 +108,14 @@ async def test_scores_published_while_the_dashboard_is_down_are_stored_at_start(
     db = Database(url)
     _session(db, ids.clinic_a, sid, state="created")
     settings = settings_for(redis_server.url, url)
-    async with running(settings):  # up once (the group exists), then down
+    async with running(settings):  # up once, then down
         await asyncio.sleep(0.3)
+    # while it is down the session starts, its task scores arrive and it ends (all announced on feqa:sessions)
+    await live_session(bus, sid)
     await publish_scores(
         bus, [score(sid, kind="task", task=t, last_seq=300 + i) for i, t in enumerate(("smile", "frown"))]
     )
-    await bus.publish(SESSIONS, SessionAnnounce(sid=sid, state="started", protocol="pfed5", ts=time.time()))
-    await bus.publish(
-        SESSIONS, SessionAnnounce(sid=sid, state="ended", protocol="pfed5", ts=time.time(), reason="completed")
-    )
+    assert await SessionStore(bus).end(sid, "completed")
     assert _count(db) == 0
     async with running(settings) as (_app, state):  # no page open: the consumer alone stores them
         deadline = time.monotonic() + 15

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -95,26 +96,26 @@ async def test_longitudinal_flags_a_worsening_patient(redis_server: RedisServer,
 
 
 async def test_health_board_keeps_the_latest_per_instance(redis_server: RedisServer, bus: Bus) -> None:
-    await bus.delete(HEALTH.key())
     now = time.time()
+    t1, i1, d1 = (f"{name}-{uuid.uuid4().hex[:6]}" for name in ("t1", "i1", "d1"))
     for ts, lag in ((now - 1, 5.0), (now, 7.0)):
         await bus.publish(
             HEALTH,
             Health(
                 service="tracker",
-                instance="t1",
+                instance=t1,
                 ts=ts,
                 started_ts=now - 10,
                 counters={"frames_dropped": 3},
                 gauges={"lag_ms": lag},
             ),
         )
-    await bus.publish(HEALTH, Health(service="ingest", instance="i1", ts=now - 60, started_ts=now - 100))
+    await bus.publish(HEALTH, Health(service="ingest", instance=i1, ts=now - 60, started_ts=now - 100))
     hub = Hub(bus)
-    board = HealthBoard(bus, hub, instance="d1", interval_s=1.0, own=lambda: ({"ws_dropped": 2.0}, {"ws_clients": 1.0}))
+    board = HealthBoard(bus, hub, instance=d1, interval_s=1.0, own=lambda: ({"ws_dropped": 2.0}, {"ws_clients": 1.0}))
     await board.publish_own()
     await board.refresh()
     table = {(r["service"], r["instance"]): r for r in board.table()}
-    assert table[("tracker", "t1")]["gauges"]["lag_ms"] == 7.0 and not table[("tracker", "t1")]["stale"]
-    assert table[("ingest", "i1")]["stale"]  # silent for a minute
-    assert table[("dashboard", "d1")]["counters"]["ws_dropped"] == 2.0
+    assert table[("tracker", t1)]["gauges"]["lag_ms"] == 7.0 and not table[("tracker", t1)]["stale"]
+    assert table[("ingest", i1)]["stale"]  # silent for a minute
+    assert table[("dashboard", d1)]["counters"]["ws_dropped"] == 2.0

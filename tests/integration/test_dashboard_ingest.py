@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from common.bus import Bus
+from common.messages import Consent
+from common.session_store import SessionStore
 from common.settings import CommonSettings
 from infra.redis_server import RedisServer
 from ingest.settings import IngestSettings
@@ -23,6 +25,7 @@ KEY = "service-key-for-tests-0123456789"
 async def test_start_show_and_end_a_session(redis_server: RedisServer, tmp_path: Path, bus: Bus) -> None:
     url = sqlite_url(tmp_path)
     make_accounts(url)
+    store = SessionStore(bus)
     key_file = tmp_path / "ingest.key"
     key_file.write_text(KEY + "\n")
     ingest = IngestSettings(
@@ -48,10 +51,10 @@ async def test_start_show_and_end_a_session(redis_server: RedisServer, tmp_path:
             assert res.status_code == 201, res.text
             created = res.json()
             assert created["join_url"].startswith(ingest_url + "/join/") and created["state"] == "created"
-            info = await bus.get_session(created["sid"])
+            info = await store.require(created["sid"])
             # the pipeline sees the pseudonymous ref, never the name
-            assert info["patient_id"] == patient["ref"] and info["protocol"] == "palsy"
-            assert info["consent_recording"] == "0"
+            assert info.patient_id == patient["ref"] and info.protocol == "palsy"
+            assert info.consent == Consent(live_scoring=True, recording=False, research=True)
             qr = await http.get(f"/api/sessions/{created['id']}/qr.svg")
             assert qr.status_code == 200 and qr.text.lstrip().startswith("<svg")
             detail = (await http.get(f"/api/sessions/{created['id']}")).json()
@@ -62,9 +65,9 @@ async def test_start_show_and_end_a_session(redis_server: RedisServer, tmp_path:
             ended = await http.post(f"/api/sessions/{created['id']}/end", json={})
             assert ended.status_code == 200 and ended.json()["state"] == "ended"
             deadline = time.monotonic() + 10
-            while (await bus.get_session(created["sid"])).get("state") != "ended" and time.monotonic() < deadline:
+            while not (await store.require(created["sid"])).ended and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-            assert (await bus.get_session(created["sid"]))["end_reason"] == "clinician"
+            assert (await store.require(created["sid"])).end_reason == "clinician"
             assert (await http.get(f"/api/sessions/{created['id']}/qr.svg")).status_code == 410
             assert (await http.get("/api/sessions?which=past")).json()[0]["id"] == created["id"]
             assert state.ingest.base_url == ingest_url

@@ -21,6 +21,7 @@ from common.bus import Bus
 from dashboard.db import Database
 from dashboard.tables import Patient, Session
 from infra.redis_server import RedisServer
+from tests.conftest import live_session
 from tests.dashboard_kit import (
     free_port,
     login_cookie,
@@ -143,6 +144,7 @@ async def test_slow_client_loses_oldest_and_never_blocks_others(
     url = sqlite_url(tmp_path)
     ids = make_accounts(url)
     session_id = _session(url, ids.clinic_a, sid)
+    await live_session(bus, sid)
     settings = settings_for(redis_server.url, url, ws_queue=64)
     async with running(settings, background=False) as (app, state), serve(app, free_port()) as base:
         cookie = await login_cookie(base, "alice")
@@ -185,6 +187,7 @@ async def test_reconnect_resumes_from_the_last_id(
     url = sqlite_url(tmp_path)
     ids = make_accounts(url)
     session_id = _session(url, ids.clinic_a, sid)
+    await live_session(bus, sid)
     async with (
         running(settings_for(redis_server.url, url), background=False) as (app, _state),
         serve(app, free_port()) as base,
@@ -218,11 +221,12 @@ async def test_reconnect_resumes_from_the_last_id(
 
 
 async def test_socket_refuses_foreign_origin_other_clinic_and_logged_out(
-    redis_server: RedisServer, tmp_path: Path, sid: str
+    redis_server: RedisServer, tmp_path: Path, bus: Bus, sid: str
 ) -> None:
     url = sqlite_url(tmp_path)
     ids = make_accounts(url)
     session_id = _session(url, ids.clinic_a, sid)
+    await live_session(bus, sid)
     async with (
         running(settings_for(redis_server.url, url), background=False) as (app, _state),
         serve(app, free_port()) as base,
