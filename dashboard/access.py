@@ -125,11 +125,22 @@ AdminCaller = Annotated[Caller, Depends(require_admin)]
 AdminViewer = Annotated[Caller, Depends(admin_viewer)]
 
 
+class Denied(HTTPException):
+    """A record the caller may not see (or that does not exist): answered 404, and written to the audit log as a
+    refused access attempt by the app's handler (the request's own transaction is rolled back)."""
+
+    def __init__(self, caller: Caller, target_type: str, target_id: int) -> None:
+        super().__init__(404, f"no {target_type} {target_id}")
+        self.caller = caller
+        self.target_type = target_type
+        self.target_id = target_id
+
+
 def patient_for(db: DbSession, caller: Caller, patient_id: int) -> Patient:
     """The patient if it belongs to the caller's clinic; 404 otherwise (also for another clinic's patient)."""
     patient = db.get(Patient, patient_id)
     if patient is None or caller.clinic_id is None or patient.clinic_id != caller.clinic_id:
-        raise HTTPException(404, f"no patient {patient_id}")
+        raise Denied(caller, "patient", patient_id)
     return patient
 
 
@@ -137,5 +148,5 @@ def session_for(db: DbSession, caller: Caller, session_id: int) -> Session:
     """The session if its patient belongs to the caller's clinic; 404 otherwise."""
     row = db.get(Session, session_id)
     if row is None or caller.clinic_id is None or row.clinic_id != caller.clinic_id:
-        raise HTTPException(404, f"no session {session_id}")
+        raise Denied(caller, "session", session_id)
     return row
