@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
 from common.bus import Backoff, Bus
 from infra.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +47,17 @@ async def bus(redis_server: RedisServer) -> AsyncIterator[Bus]:
 def sid() -> str:
     """A fresh session id, so tests sharing one Redis never see each other's keys."""
     return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture(scope="session")
+def mediapipe_dir() -> Path:
+    """The MediaPipe face models fetched by ``infra/setup.sh`` (``feqa tracker fetch-models``) into models/mediapipe.
+
+    The default landmarker needs them, so a checkout without them fails here with what to run, instead of skipping."""
+    from tracker.mediapipe.convert import CONVERTER_VERSION
+    from tracker.mediapipe.models import is_complete
+
+    directory = ROOT / "models" / "mediapipe"
+    if not is_complete(directory, CONVERTER_VERSION):
+        pytest.fail(f"MediaPipe face models missing or stale in {directory}: run `feqa tracker fetch-models`")
+    return directory

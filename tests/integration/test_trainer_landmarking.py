@@ -156,10 +156,17 @@ def test_no_landmarker_for_a_real_recording_is_a_clear_error(pfed5: Path, tmp_pa
     src = read_pfed5(pfed5)[0]
     assert src.video is not None
     video = tmp_path / "patient.mp4"
-    shutil.copy(src.video, video)  # no phantom sidecar: a real recording, which needs insightface
-    lm = VideoLandmarking(TrackerSettings(landmarker="auto", model_dir=tmp_path / "no-pack"))
+    shutil.copy(src.video, video)  # no phantom sidecar: a real recording, which needs a real landmarker
+    record = _record("patient", video, src.n_frames)
+    lm = VideoLandmarking(TrackerSettings(landmarker="insightface", model_dir=tmp_path / "no-pack"))
     with pytest.raises(ConfigError, match=r"buffalo_l.*FEQA_TRACKER_MODEL_DIR"):
-        build_cache([_record("patient", video, src.n_frames)], tmp_path / "cache", LOAD, "video", lambda: lm)
+        build_cache([record], tmp_path / "cache", LOAD, "video", lambda: lm)
+    lm = VideoLandmarking(TrackerSettings(mediapipe_dir=tmp_path / "no-models"))  # the default landmarker
+    with pytest.raises(ModelError, match=r"feqa tracker fetch-models"):
+        build_cache([record], tmp_path / "cache", LOAD, "video", lambda: lm)
+    oracle = VideoLandmarking(TrackerSettings(landmarker="phantom"))  # the oracle serves phantom videos only
+    with pytest.raises(ConfigError, match=r"phantom videos only"):
+        build_cache([record], tmp_path / "cache", LOAD, "video", lambda: oracle)
 
 
 def test_neuroface_repetitions_are_cut_from_the_task_video(tmp_path: Path) -> None:
@@ -215,7 +222,7 @@ def test_real_recordings_go_through_the_insightface_adapter(pfed5: Path, tmp_pat
     assert src.video is not None
     video = tmp_path / "patient.mp4"
     shutil.copy(src.video, video)
-    settings = TrackerSettings(landmarker="auto", model_dir=pack, det_size=320, min_face_fraction=0.0)
+    settings = TrackerSettings(landmarker="insightface", model_dir=pack, det_size=320, min_face_fraction=0.0)
 
     def insightface() -> VideoLandmarking:
         return VideoLandmarking(settings)
