@@ -179,7 +179,12 @@ def fetch_models(directory: Path, wheel: Path | None = None, parity: str = "auto
         old = tmp_path / "old"
         if directory.exists():
             directory.rename(old)
-        staging.rename(directory)
+        try:
+            staging.rename(directory)
+        except OSError:
+            if old.exists():
+                old.rename(directory)  # put the previous directory back
+            raise
         shutil.rmtree(old, ignore_errors=True)
     say(f"MediaPipe face models ready in {directory}")
     return FetchReport(directory, False, results)
