@@ -38,6 +38,13 @@ class OneEuro:
     def reset(self) -> None:
         self._x = self._dx = None
 
+    def state(self) -> tuple[F64 | None, F64 | None, float]:
+        """A snapshot for :meth:`restore` (the arrays are never modified in place, so no copy is needed)."""
+        return self._x, self._dx, self._t
+
+    def restore(self, state: tuple[F64 | None, F64 | None, float]) -> None:
+        self._x, self._dx, self._t = state
+
     def __call__(self, points: F32, t: float, scale: float) -> F32:
         """Filtered ``points`` (any shape, px) at time ``t`` s; ``scale`` px per unit (the inter-ocular distance)."""
         x = np.asarray(points, dtype=np.float64)

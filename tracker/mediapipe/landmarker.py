@@ -22,7 +22,6 @@ only applies models trained on the same identity.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Mapping, Sequence
 
@@ -44,6 +43,7 @@ from tracker.mediapipe.table import Table, default_table
 from tracker.settings import TrackerSettings
 
 F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
 _EYE_RINGS = (
     [33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7],
     [362, 398, 384, 385, 386, 387, 388, 466, 263, 249, 390, 373, 374, 380, 381, 382],
@@ -69,7 +69,7 @@ class _Session:
     found_seq: int = -1
     found: list[_Found] = dataclasses.field(default_factory=list)
     filt_seq: int = -1
-    filt_before: OneEuro | None = None  # filter state before frame ``filt_seq`` (a redo of that frame restarts there)
+    filt_before: tuple[F64 | None, F64 | None, float] | None = None  # filter state before frame ``filt_seq``
 
     def lose(self) -> None:
         self.vertices = self.out_box = None
@@ -258,9 +258,9 @@ class MediapipeLandmarker:
         if not self.s.smooth:
             return pts
         if f.seq == sess.filt_seq and sess.filt_before is not None:
-            sess.filt = copy.deepcopy(sess.filt_before)  # the same frame again (the tracker's redo): start over
+            sess.filt.restore(sess.filt_before)  # the same frame again (the tracker's redo): start over
         else:
-            sess.filt_seq, sess.filt_before = f.seq, copy.deepcopy(sess.filt)
+            sess.filt_seq, sess.filt_before = f.seq, sess.filt.state()
         t = f.capture_ts if f.capture_ts > 0 else f.seq / sess.fps
         iod = float(np.linalg.norm(pts[RIGHT_EYE_CENTRE] - pts[LEFT_EYE_CENTRE]))
         return sess.filt(pts, t, iod)

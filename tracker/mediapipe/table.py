@@ -60,7 +60,7 @@ class Table:
 
     def apply(self, sources: F32) -> F32:
         """[..., 470, 2] mesh vertices + iris centres -> [..., 106, 2]."""
-        return np.asarray(np.einsum("pv,...vc->...pc", self.matrix, sources), dtype=np.float32)
+        return np.asarray(np.matmul(self.matrix, np.asarray(sources, dtype=np.float32)), dtype=np.float32)
 
 
 def parse(doc: Any, source: str = "table") -> Table:
