@@ -42,10 +42,10 @@ from scipy.stats import spearmanr
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from common.features import POINTS_PER_REGION, REGIONS, TRAMP_POINTS_106
-from common.messages import Frame
+from common.messages import Consent, Frame, SessionInfo
 from phantom.face import Phantom
 from phantom.spec import PatientSpec
 from tracker.landmarker import Detection, FrameInput, Points
@@ -78,7 +78,7 @@ class _Timed:
     def __init__(self, inner: MediapipeLandmarker) -> None:
         self.inner, self.name, self.cpu_s = inner, inner.name, 0.0
 
-    def open_session(self, sid: str, info: Mapping[str, str]) -> str:
+    def open_session(self, sid: str, info: SessionInfo | None) -> str:
         return self.inner.open_session(sid, info)
 
     def close_session(self, sid: str) -> None:
@@ -100,7 +100,8 @@ class _Timed:
 def _track(lm: MediapipeLandmarker | _Timed, settings: TrackerSettings, sid: str, payloads: list[bytes], fps: float,
            size: tuple[int, int] = (W, H)) -> F64:  # fmt: skip
     pipe = FramePipeline(settings)
-    lm.open_session(sid, {"fps": str(fps)})
+    lm.open_session(sid, SessionInfo(sid=sid, patient_id="bench", protocol="pfed5", consent=Consent(), state="live",
+                                     source="file", fps=fps, created_ts=0.0))  # fmt: skip
     out = []
     for i, data in enumerate(payloads):
         f = Frame(sid=sid, seq=i, capture_ts=i / fps, width=size[0], height=size[1], encoding="rgb24", data=data)

@@ -13,8 +13,8 @@ A real landmarker whose models are missing fails loudly at start (the error says
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 
+from common.messages import SessionInfo
 from tracker.landmarker import Landmarker
 from tracker.settings import TrackerSettings
 
@@ -47,10 +47,10 @@ class LandmarkerChoice:
 
         return cls("mediapipe", MediapipeLandmarker.from_settings(settings))
 
-    def for_session(self, sid: str, info: Mapping[str, str]) -> tuple[Landmarker | None, str]:
+    def for_session(self, sid: str, info: SessionInfo) -> tuple[Landmarker | None, str]:
         """The landmarker for a session and "", or None and why none can serve it."""
         candidates: list[Landmarker] = []
-        if self.mode == "phantom" and self.phantom is not None and info.get("phantom"):
+        if self.mode == "phantom" and self.phantom is not None and info.phantom:
             candidates.append(self.phantom)
         if self.real is not None:
             candidates.append(self.real)

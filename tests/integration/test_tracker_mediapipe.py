@@ -11,10 +11,12 @@ import pytest
 
 from common.bus import Bus
 from common.framecodec import encode_frame
-from common.messages import Event, Frame, Obs, SessionAnnounce, Window
-from common.streams import EVENTS, FRAMES, OBS, SESSIONS, WINDOWS
+from common.messages import Event, Frame, Obs, Window
+from common.session_store import SessionStore
+from common.streams import EVENTS, FRAMES, OBS, WINDOWS
 from phantom.face import Phantom
 from phantom.spec import PatientSpec
+from tests.conftest import live_session
 from tracker.landmarkers import LandmarkerChoice
 from tracker.settings import TrackerSettings
 from tracker.worker import TrackerWorker
@@ -28,8 +30,7 @@ async def test_default_tracker_runs_mediapipe_on_a_phantom_session(bus: Bus, sid
     assert settings.landmarker == "mediapipe"  # the default, for phantom sessions too
     worker = TrackerWorker(settings, bus, LandmarkerChoice.from_settings(settings))
     ph = Phantom(SPEC, 640, 480, 30.0)
-    await bus.set_session(sid, {"protocol": "pfed5", "fps": 30, "phantom": SPEC.to_json()})
-    await bus.publish(SESSIONS, SessionAnnounce(sid=sid, state="started", protocol="pfed5", ts=time.time()))
+    await live_session(bus, sid, phantom=SPEC.to_json())
     await bus.publish(EVENTS, Event(sid=sid, type="task_start", ts=time.time(), task="smile", seq=0))
     n = 16
     for i in range(n):
@@ -42,9 +43,9 @@ async def test_default_tracker_runs_mediapipe_on_a_phantom_session(bus: Bus, sid
     while not any(w.reason == "task_end" for w in windows):
         assert time.monotonic() < deadline, "the worker did not finish the task in time"
         await worker.tick()
-        windows = [d.message for d in await bus.range(WINDOWS.key(sid), Window)]
+        windows = [d.message for d in await bus.range(WINDOWS, sid)]
     assert {w.landmarker for w in windows} == {"mediapipe-facemesh/t1"}
-    obs = [d.message for d in await bus.range(OBS.key(sid), Obs)]
+    obs: list[Obs] = [d.message for d in await bus.range(OBS, sid)]
     assert [o.seq for o in obs] == list(range(n)) and all(o.face for o in obs)
     exact = 0
     for o in obs:
@@ -54,5 +55,5 @@ async def test_default_tracker_runs_mediapipe_on_a_phantom_session(bus: Bus, sid
         iod = float(np.linalg.norm(truth[92] - truth[38]))
         assert float(np.linalg.norm(o.landmarks[33:] - truth[33:], axis=1).mean()) / iod < 0.1
     assert exact == 0  # measured by the real landmarker, never copied from the phantom's truth
-    await bus.publish(SESSIONS, SessionAnnounce(sid=sid, state="ended", protocol="pfed5", ts=time.time()))
+    await SessionStore(bus).end(sid, "completed")
     await worker.tick()

@@ -21,7 +21,7 @@ import pytest
 import skimage.data
 
 from common.errors import ConfigError
-from common.messages import Frame
+from common.messages import Consent, Frame, SessionInfo
 from phantom.face import Phantom
 from phantom.layout import idx
 from phantom.spec import PatientSpec
@@ -76,6 +76,11 @@ def landmarker(settings: TrackerSettings) -> MediapipeLandmarker:
     return MediapipeLandmarker.from_settings(settings)
 
 
+def _info(sid: str, phantom: str = "") -> SessionInfo:
+    return SessionInfo(sid=sid, patient_id="p", protocol="pfed5", consent=Consent(), state="live", source="webrtc",
+                       fps=30.0, created_ts=0.0, phantom=phantom)  # fmt: skip
+
+
 def _frame(sid: str, seq: int, rgb: RGB) -> Frame:
     return Frame(sid=sid, seq=seq, capture_ts=1000.0 + seq / 30, width=rgb.shape[1], height=rgb.shape[0],
                  encoding="rgb24", data=np.ascontiguousarray(rgb).tobytes())  # fmt: skip
@@ -83,13 +88,13 @@ def _frame(sid: str, seq: int, rgb: RGB) -> Frame:
 
 def _run(lm: MediapipeLandmarker, settings: TrackerSettings, sid: str, frames: list[RGB]) -> Iterator[FrameResult]:
     pipe = FramePipeline(settings)
-    lm.open_session(sid, {"fps": "30"})
+    lm.open_session(sid, _info(sid))
     for seq, rgb in enumerate(frames):
         yield pipe.process([FrameJob(_frame(sid, seq, rgb), lm)])[0]
 
 
 def _single(lm: MediapipeLandmarker, sid: str, rgb: RGB) -> npt.NDArray[np.float32]:
-    lm.open_session(sid, {})
+    lm.open_session(sid, _info(sid))
     f = FrameInput(sid, 0, rgb)
     (dets,) = lm.detect([f])
     assert len(dets) == 1 and dets[0].score > 0.8, [d.score for d in dets]
@@ -199,7 +204,7 @@ def test_the_filter_halves_idle_jitter(landmarker: MediapipeLandmarker, settings
 def test_phantom_sessions_get_the_real_landmarker_by_default(settings: TrackerSettings) -> None:
     choice = LandmarkerChoice.from_settings(settings)
     spec = PatientSpec(seed=3, protocol="pfed5", severity=1.0)
-    lm, reason = choice.for_session("ph", {"phantom": spec.to_json(), "fps": "30"})
+    lm, reason = choice.for_session("ph", _info("ph", phantom=spec.to_json()))
     assert reason == "" and isinstance(lm, MediapipeLandmarker) and lm.name == "mediapipe-facemesh/t1"
     phantom = Phantom(spec, 640, 480, 30.0)
     pipe = FramePipeline(settings)
@@ -244,7 +249,7 @@ def test_a_batch_of_sessions_runs_in_one_call_per_model(landmarker: MediapipeLan
     rgb = _portrait("astronaut")
     frames = [FrameInput(f"b{i}", 0, np.ascontiguousarray(np.roll(rgb, 8 * i, axis=1))) for i in range(3)]
     for f in frames:
-        lm.open_session(f.sid, {})
+        lm.open_session(f.sid, _info(f.sid))
     dets = lm.detect(frames)
     pts = lm.landmarks(frames, [d[0].box for d in dets])
     assert [r.calls for r in runners] == [[3], [3], [6]]  # detector, mesh (in detect), iris: both eyes of 3 faces

@@ -23,11 +23,12 @@ only applies models trained on the same identity.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 
+from common.messages import SessionInfo
 from phantom.crop import detector_box
 from phantom.layout import LEFT_EYE_CENTRE, RIGHT_EYE_CENTRE
 from tracker.geometry import box_iou, choose_face, landmark_box
@@ -115,13 +116,10 @@ class MediapipeLandmarker:
 
     # ------------------------------------------------------------------------------------------ sessions
 
-    def open_session(self, sid: str, info: Mapping[str, str]) -> str:
-        try:
-            fps = float(info.get("fps") or 30.0)
-        except ValueError:
-            fps = 30.0
-        filt = OneEuro(self.s.smooth_min_cutoff_hz, self.s.smooth_beta)
-        self._sessions[sid] = _Session(fps if fps > 0 else 30.0, filt)
+    def open_session(self, sid: str, info: SessionInfo | None) -> str:
+        """Start a session's track (``info`` gives its fps, the filter's clock when frames carry no capture time)."""
+        fps = info.fps if info is not None and info.fps > 0 else 30.0
+        self._sessions[sid] = _Session(fps, OneEuro(self.s.smooth_min_cutoff_hz, self.s.smooth_beta))
         return ""
 
     def close_session(self, sid: str) -> None:
@@ -129,7 +127,7 @@ class MediapipeLandmarker:
 
     def _session(self, sid: str) -> _Session:
         if sid not in self._sessions:
-            self.open_session(sid, {})
+            self.open_session(sid, None)
         return self._sessions[sid]
 
     # ------------------------------------------------------------------------------------------ detect
