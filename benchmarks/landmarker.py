@@ -138,7 +138,7 @@ def peak_motion(points: F64) -> float:
 def accuracy(lm: MediapipeLandmarker, settings: TrackerSettings, quick: bool) -> tuple[dict[str, float], list[str]]:
     severities = (0.0, 2.0, 4.0) if quick else (0.0, 1.0, 2.0, 3.0, 4.0)
     identities = (9101,) if quick else (9101, 9102, 9103)
-    fps = 15.0
+    fps = 10.0 if quick else 15.0
     err63, err_debiased, face, region_err, contour_err = [], [], [], {r: [] for r in REGIONS}, []
     peaks: dict[str, list[tuple[float, float, float]]] = {t: [] for t in TASKS}  # (severity, truth, measured)
     point_bias = np.zeros((106, 2))
@@ -211,7 +211,7 @@ def _landmarker(kind: str, settings: TrackerSettings) -> MediapipeLandmarker:
 
 
 def speed(settings: TrackerSettings, quick: bool) -> tuple[dict[str, float], list[str]]:
-    n, rounds = (60, 2) if quick else (200, 3)
+    n, rounds = (40, 2) if quick else (200, 3)
     ph = Phantom(PatientSpec(seed=9201, protocol="pfed5", severity=1.0), W, H, 30.0)
     payloads = [np.ascontiguousarray(ph.render(i)).tobytes() for i in range(n)]
     lms = {k: _landmarker(k, settings) for k in ("ort", "litert")}
