@@ -104,6 +104,13 @@ class StreamSpec(Generic[M]):
         return "{sid}" in self.template
 
     @property
+    def consumer_group(self) -> str:
+        """The group name (streams read in a group have one)."""
+        if self.group is None:
+            raise ValueError(f"stream {self.template} has no consumer group")
+        return self.group
+
+    @property
     def session_bound(self) -> bool:
         """Created at the session's start and written only while it exists (never recreated by a write)."""
         return self.retention != "none"

@@ -46,7 +46,7 @@ class DashboardSettings(BaseSettings):
     max_watch: int = Field(16, ge=1, description="sessions one websocket may watch at once")
 
     # score consumer and health
-    instance: str = Field(default_factory=socket.gethostname, description="consumer name in the scores group")
+    instance: str = Field("", description="consumer name in the scores group; empty: this host's name")
     reclaim_idle_ms: int = Field(15_000, ge=0, description="pending scores idle this long are taken over")
     drain_after_end_s: float = Field(3600.0, ge=0, description="scores of an ended session are still read this long")
     health_interval_s: float = Field(2.0, gt=0, description="how often health is read and published")
@@ -56,6 +56,8 @@ class DashboardSettings(BaseSettings):
     def _one_key_source(self) -> DashboardSettings:
         if self.ingest_api_key is not None and self.ingest_api_key_file is not None:
             raise ValueError("set FEQA_DASHBOARD_INGEST_API_KEY or FEQA_DASHBOARD_INGEST_API_KEY_FILE, not both")
+        if not self.instance:
+            object.__setattr__(self, "instance", socket.gethostname())
         return self
 
     def ingest_key(self) -> str | None:

@@ -1,5 +1,8 @@
 """The embedded stack: a real Redis plus every service that exists, as child processes of one launcher.
 
+Its working directory (``.feqa/`` by default, git-ignored) is created 0700; its Redis keeps no snapshot on disk
+(infra.redis_server), so no patient frame is ever written there.
+
 Each service runs as ``python -m <service>`` with ``FEQA_REDIS_URL`` pointing at the launcher's Redis. The
 launcher prints the URLs, watches the children, and on Ctrl-C / SIGTERM (or when a child dies) stops them all by
 their PIDs: SIGTERM, then SIGKILL after a grace period, and Redis last.
@@ -71,12 +74,10 @@ class Stack:
 
     def start(self) -> None:
         data = self.settings.data_dir.resolve()
-        data.mkdir(parents=True, exist_ok=True)
+        data.mkdir(parents=True, exist_ok=True, mode=0o700)
+        data.chmod(0o700)  # logs and the Redis log: for this user only
         self.redis = RedisServer(
-            port=self.settings.redis_port or None,
-            data_dir=data / "redis",
-            binary=self.settings.redis_server,
-            persist=True,
+            port=self.settings.redis_port or None, data_dir=data / "redis", binary=self.settings.redis_server
         ).start()
         env = dict(
             os.environ,
@@ -88,7 +89,7 @@ class Stack:
         )
         env.update(self._dashboard_env(data, env))
         logs = data / "logs"
-        logs.mkdir(exist_ok=True)
+        logs.mkdir(exist_ok=True, mode=0o700)
         try:
             for spec in self.services:
                 self._spawn(spec, env, logs)

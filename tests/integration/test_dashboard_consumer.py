@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from common.backlog import pending_count
 from common.bus import Bus
 from common.session_store import SessionStore
 from common.streams import SCORES
@@ -76,7 +77,7 @@ async def test_task_scores_are_stored_once(redis_server: RedisServer, tmp_path: 
     assert rows["rest"].score is None and rows["rest"].withheld == "quality:face_fraction"
     assert rows["smile"].score == pytest.approx(1.5) and rows["smile"].model == "trampformer:pfed5/smile"
     assert {k.name for k in kin} == {"rom_mouth", "asym_mouth", "blink_rate"}
-    assert await bus.pending_count(SCORES, sid) == 0
+    assert await pending_count(bus, SCORES, sid) == 0
 
 
 async def test_a_dead_consumers_pending_scores_are_taken_over(
@@ -90,14 +91,14 @@ async def test_a_dead_consumers_pending_scores_are_taken_over(
     await publish_scores(bus, [score(sid, kind="task", task="smile", last_seq=200)])
     # a dashboard read the entry and died before storing and acking it
     got = await bus.consume(SCORES, [sid], "dead", count=10, block_ms=100)
-    assert len(got) == 1 and await bus.pending_count(SCORES, sid) == 1
+    assert len(got) == 1 and await pending_count(bus, SCORES, sid) == 1
     survivor = ScoreConsumer(bus, db, "alive", reclaim_idle_ms=200, block_ms=50)
     await survivor.step()
     assert _count(db) == 0  # not idle long enough yet: a live consumer's entry is left alone
     await asyncio.sleep(1.1)
     await survivor.step()
     assert _count(db) == 1 and survivor.stats.reclaimed == 1
-    assert await bus.pending_count(SCORES, sid) == 0
+    assert await pending_count(bus, SCORES, sid) == 0
 
 
 async def test_scores_published_while_the_dashboard_is_down_are_stored_at_start(
