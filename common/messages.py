@@ -327,10 +327,15 @@ def _as_text(value: bytes | str) -> str:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Frame(Message):
-    """One decoded video frame from ingest. ``encoding`` is one of :data:`common.framecodec.ENCODINGS`."""
+    """One decoded video frame from ingest. ``encoding`` is one of :data:`common.framecodec.ENCODINGS`.
+
+    ``capture_ts`` is when the sender captured it, on the ingest's wall clock (a live frame: from the sender's RTP
+    timestamps, see ingest/clock.py; a file: the file's own frame times), and is what speeds and resampling use;
+    ``arrival_ts`` is when the ingest received it (0 for frames that were not received live, e.g. dataset clips).
+    """
 
     KIND: ClassVar[str] = "frame"
-    SCHEMA_VERSION: ClassVar[int] = 1
+    SCHEMA_VERSION: ClassVar[int] = 2
     sid: str
     seq: int
     capture_ts: float
@@ -339,6 +344,7 @@ class Frame(Message):
     encoding: str
     data: bytes
     source_index: int = -1  # phantom frame index read from the pixels, -1 when unknown
+    arrival_ts: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

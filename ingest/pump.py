@@ -52,7 +52,7 @@ class FramePump:
         self._gate = FpsGate(max_fps)
         self._on_first = on_first_frame
         self._on_refused = on_refused
-        self._slot: tuple[av.VideoFrame, float] | None = None
+        self._slot: tuple[av.VideoFrame, float, float] | None = None
         self._ready = asyncio.Event()
         self._last_ts = 0.0
         self.next_seq = 0
@@ -69,16 +69,17 @@ class FramePump:
         """Sequence number of the newest published frame (-1 before the first)."""
         return self.next_seq - 1
 
-    def offer(self, frame: av.VideoFrame, capture_ts: float | None = None) -> None:
-        """Hand over a decoded frame; never blocks."""
-        ts = time.time() if capture_ts is None else capture_ts
+    def offer(self, frame: av.VideoFrame, capture_ts: float | None = None, arrival_ts: float | None = None) -> None:
+        """Hand over a decoded frame (its capture time and arrival time, default now); never blocks."""
+        arrival = time.time() if arrival_ts is None else arrival_ts
+        ts = arrival if capture_ts is None else capture_ts
         self.stats.received += 1
         if not self._gate.admit(ts):
             self.stats.dropped_fps = self._gate.dropped
             return
         if self._slot is not None:
             self.stats.dropped_busy += 1
-        self._slot = (frame, ts)
+        self._slot = (frame, ts, arrival)
         self._ready.set()
 
     async def run(self) -> None:
@@ -88,11 +89,11 @@ class FramePump:
             self._ready.clear()
             if self._slot is None:
                 continue
-            frame, ts = self._slot
+            frame, ts, arrival = self._slot
             self._slot = None
-            await self.publish(frame, ts)
+            await self.publish(frame, ts, arrival)
 
-    async def publish(self, frame: av.VideoFrame, capture_ts: float) -> int | None:
+    async def publish(self, frame: av.VideoFrame, capture_ts: float, arrival_ts: float | None = None) -> int | None:
         """Shape (in a worker thread) and publish one frame now; return its seq (None: refused, session ended)."""
         shaped = await asyncio.to_thread(self._shaper.shape, frame)
         ts = max(capture_ts, self._last_ts + 1e-6)  # capture times strictly rise even if the clock steps back
@@ -107,6 +108,7 @@ class FramePump:
             encoding=self._shaper.encoding,
             data=shaped.data,
             source_index=-1,
+            arrival_ts=time.time() if arrival_ts is None else arrival_ts,
         )
         if await self._bus.publish(FRAMES, message) is None:
             self.stats.refused += 1
