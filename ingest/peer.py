@@ -20,7 +20,7 @@ from common.logs import session_logger
 from ingest.clock import SenderClock, watch_sender_reports
 from ingest.framing import FrameShaper
 from ingest.ice import offered_host_addresses, rtc_configuration
-from ingest.pump import FramePump
+from ingest.pump import FramePump, IngestCounters
 from ingest.sdp import OfferError
 from ingest.sessions import IngestSessions
 from ingest.settings import IngestSettings
@@ -40,6 +40,7 @@ class IngestPeer:
         bus: Bus,
         sessions: IngestSessions,
         on_closed: Callable[[IngestPeer], Awaitable[None]],
+        counters: IngestCounters | None = None,
     ) -> None:
         self.sid = sid
         self.protocol = protocol
@@ -51,7 +52,7 @@ class IngestPeer:
         self.pc = RTCPeerConnection(rtc_configuration(settings.ice_servers, settings.turn_username, credential))
         shaper = FrameShaper(settings.max_width, settings.encoding, settings.jpeg_quality)
         self.pump = FramePump(bus, sid, shaper, settings.max_fps, on_first_frame=self._record_size,
-                              on_refused=lambda: self.request_close("ended_elsewhere"))  # fmt: skip
+                              on_refused=lambda: self.request_close("ended_elsewhere"), counters=counters)  # fmt: skip
         self.clock = SenderClock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = time.monotonic()

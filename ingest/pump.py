@@ -6,6 +6,7 @@ by a sweeper or another ingest) is counted and reported once through ``on_refuse
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import time
@@ -34,6 +35,14 @@ class PumpStats:
         return dataclasses.asdict(self)
 
 
+@dataclasses.dataclass
+class IngestCounters:
+    """One ingest process's frame figures across all its sessions, for its Health entries."""
+
+    totals: PumpStats = dataclasses.field(default_factory=PumpStats)
+    latencies_ms: collections.deque[float] = dataclasses.field(default_factory=lambda: collections.deque(maxlen=600))
+
+
 class FramePump:
     """One session's frame publisher: :meth:`offer` from the receive loop, :meth:`run` as a task."""
 
@@ -45,6 +54,7 @@ class FramePump:
         max_fps: float,
         on_first_frame: Callable[[int, int], Awaitable[None]] | None = None,
         on_refused: Callable[[], None] | None = None,
+        counters: IngestCounters | None = None,
     ) -> None:
         self._bus = bus
         self.sid = sid
@@ -57,7 +67,13 @@ class FramePump:
         self._last_ts = 0.0
         self.next_seq = 0
         self.stats = PumpStats()
+        self.counters = counters  # the process's figures across every session (health)
         self._log = session_logger(log, sid)
+
+    def _count(self, name: str) -> None:
+        for stats in (self.stats, self.counters.totals if self.counters else None):
+            if stats is not None:
+                setattr(stats, name, getattr(stats, name) + 1)
 
     @property
     def waiting(self) -> bool:
@@ -73,12 +89,12 @@ class FramePump:
         """Hand over a decoded frame (its capture time and arrival time, default now); never blocks."""
         arrival = time.time() if arrival_ts is None else arrival_ts
         ts = arrival if capture_ts is None else capture_ts
-        self.stats.received += 1
+        self._count("received")
         if not self._gate.admit(ts):
-            self.stats.dropped_fps = self._gate.dropped
+            self._count("dropped_fps")
             return
         if self._slot is not None:
-            self.stats.dropped_busy += 1
+            self._count("dropped_busy")
         self._slot = (frame, ts, arrival)
         self._ready.set()
 
@@ -111,14 +127,16 @@ class FramePump:
             arrival_ts=time.time() if arrival_ts is None else arrival_ts,
         )
         if await self._bus.publish(FRAMES, message) is None:
-            self.stats.refused += 1
+            self._count("refused")
             if self.stats.refused == 1:
                 self._log.warning("frames refused: the session was ended elsewhere")
                 if self._on_refused is not None:
                     self._on_refused()
             return None
         self.next_seq += 1
-        self.stats.published += 1
+        self._count("published")
+        if self.counters is not None:  # capture -> in Redis, for the health gauges
+            self.counters.latencies_ms.append((time.time() - ts) * 1000)
         if seq == 0:
             self._log.info("first frame %dx%d (%s)", shaped.width, shaped.height, self._shaper.encoding)
             if self._on_first is not None:
