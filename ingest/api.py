@@ -217,6 +217,26 @@ async def end(
     return {"state": info.state, "reason": info.end_reason}
 
 
+class StopRequest(BaseModel):
+    reason: Literal["clinician"] = "clinician"
+
+
+@router.post("/api/sessions/{sid}/stop", dependencies=[Depends(require_api_key)])
+async def stop(sid: str, body: StopRequest, state: State) -> dict[str, str]:
+    """A clinician ends the session (service credential): hang up its peer, or end it if nobody joined yet."""
+    peer = state.registry.get(sid)
+    if peer is not None:
+        await peer.close(body.reason)
+        return {"state": "ended", "reason": peer.end_reason or body.reason}
+    info = await state.store.get(sid)
+    if info is None:
+        raise HTTPException(404, f"no session {sid}")
+    if not info.ended:  # not joined yet, or served by another ingest
+        await state.sessions.store.end(sid, body.reason)
+        info = await state.store.require(sid)
+    return {"state": info.state, "reason": info.end_reason}
+
+
 @router.websocket("/api/sessions/{sid}/coach")
 async def coach(websocket: WebSocket, sid: str, key: str = "") -> None:
     state: IngestState = websocket.app.state.ingest

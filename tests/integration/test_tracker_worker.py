@@ -49,7 +49,7 @@ def fixed_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _worker(bus: Bus, pack: Path, **kw: object) -> TrackerWorker:
     settings = TrackerSettings(model_dir=pack, det_size=160, block_ms=10, lease_ttl_ms=1000, **kw)  # type: ignore[arg-type]
-    choice = LandmarkerChoice("auto", InsightfaceLandmarker.from_settings(settings), PhantomLandmarker())
+    choice = LandmarkerChoice("phantom", InsightfaceLandmarker.from_settings(settings), PhantomLandmarker())
     return TrackerWorker(settings, bus, choice)
 
 
