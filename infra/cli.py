@@ -21,10 +21,10 @@ import click
 
 from common.errors import FeqaError
 from common.logs import setup_logging
-from infra import credentials, preflight, runinfo
+from infra import credentials, runinfo
 from infra import settings_doc as settings_tables
 from infra.settings import StackSettings
-from infra.stack import SERVICES, Stack
+from infra.stack import Stack
 from infra.watch import watch_session
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ PART_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("phantom", "phantom.cli", "phantom"),
     ("ingest", "ingest.cli", "cli"),
     ("tracker", "tracker.cli", "cli"),
+    ("dashboard", "dashboard.cli", "cli"),
     ("prepare", "trainer.cli", "prepare"),
     ("train", "trainer.cli", "train"),
     ("evaluate", "trainer.cli", "evaluate"),
@@ -104,10 +105,11 @@ def up() -> None:
     elif key is not None:
         click.echo(f"  {'service key':<24} in {key.path} (show it with: feqa key show)")
     click.echo(f"  {'logs':<24} {stack.data / 'logs'}/")
-    names = [s.name for s in SERVICES]
-    for advice in preflight.warnings(settings, [s.name for s in stack.services], names):
+    for advice in stack.advice:
         click.echo(f"  warning: {advice}", err=False)
     click.echo("  first session: feqa ingest new-session --protocol pfed5 --patient-id demo-1 (see the README)")
+    if any(s.name == "dashboard" for s in stack.services):
+        click.echo("  first login? run: feqa dashboard create-clinic NAME, then create-admin or create-clinician")
     click.echo("feqa is up; press Ctrl-C to stop", err=False)
     code = 0
     try:

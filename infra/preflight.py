@@ -18,9 +18,10 @@ class Advice:
     part: str
     problem: str
     advice: str
+    skip: bool = False  # the part would only fail at start: it is not started
 
     def __str__(self) -> str:
-        return f"{self.part}: {self.problem}; {self.advice}"
+        return f"{self.part}: {self.problem}{' (not started)' if self.skip else ''}; {self.advice}"
 
 
 def port_free(host: str, port: int) -> bool:
@@ -57,7 +58,7 @@ def check_ports(settings: StackSettings, services: list[str]) -> None:
 
 
 def warnings(settings: StackSettings, built: list[str], all_services: list[str]) -> list[Advice]:
-    """What is not built or not configured, each with what to do about it."""
+    """What is not built or not configured, each with what to do about it (``skip``: do not start that part)."""
     out: list[Advice] = []
     for name in all_services:
         if name not in built:
@@ -85,8 +86,19 @@ def _tracker_models() -> list[Advice]:
 
     ts = TrackerSettings()
     if ts.landmarker == "phantom":
-        advice = "real faces get no landmarks; unset FEQA_TRACKER_LANDMARKER for a real landmarker"
+        advice = "camera faces get no landmarks; unset FEQA_TRACKER_LANDMARKER for the real landmarker"
         return [Advice("tracker", "runs the phantom's ground truth (a test oracle)", advice)]
+    if ts.landmarker == "mediapipe":
+        from common.errors import ModelError
+        from tracker.mediapipe.models import DETECTOR, IRIS, MESH, verified_path
+
+        try:
+            for spec in (DETECTOR, MESH, *((IRIS,) if ts.iris else ())):
+                verified_path(ts.mediapipe_dir, spec)
+        except ModelError as exc:
+            advice = "run: feqa tracker fetch-models (infra/setup.sh does), then feqa up again"
+            return [Advice("tracker", f"its face models are not ready ({exc})".split(";")[0] + ")", advice, True)]
+        return []
     model_dir = Path(ts.model_dir)
     missing = [name for name in (ts.det_model, ts.landmark_model) if not (model_dir / name).is_file()]
     if not missing:
@@ -94,9 +106,10 @@ def _tracker_models() -> list[Advice]:
     return [
         Advice(
             "tracker",
-            f"no face landmark models in {model_dir}/ ({', '.join(missing)} missing), so camera faces get no landmarks",
-            "feqa does not download them (licensed for non-commercial research only): copy the insightface "
-            "buffalo_l pack there if you may use it, then check with feqa tracker check-models",
+            f"the insightface pack is not in {model_dir}/ ({', '.join(missing)} missing)",
+            "feqa never downloads it (non-commercial licence): copy the buffalo_l pack there if you may use it, or "
+            "unset FEQA_TRACKER_LANDMARKER for MediaPipe; check with feqa tracker check-models",
+            True,
         )
     ]
 

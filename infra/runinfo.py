@@ -29,14 +29,12 @@ class RunInfo:
     urls: dict[str, str]
 
     def env(self) -> dict[str, str]:
-        """What a ``feqa`` command needs to reach this stack."""
-        return {
-            "FEQA_REDIS_URL": self.redis_url,
-            "FEQA_INGEST_HOST": self.ingest_host,
-            "FEQA_INGEST_PORT": str(self.ingest_port),
-            "FEQA_INGEST_API_KEY_FILE": self.key_file,
-            "FEQA_DASHBOARD_INGEST_API_KEY_FILE": self.key_file,
-        }
+        """What a ``feqa`` command needs to reach this stack (the key file only when the stack uses one)."""
+        out = {"FEQA_REDIS_URL": self.redis_url, "FEQA_INGEST_HOST": self.ingest_host,
+               "FEQA_INGEST_PORT": str(self.ingest_port)}  # fmt: skip
+        if self.key_file:
+            out.update(FEQA_INGEST_API_KEY_FILE=self.key_file, FEQA_DASHBOARD_INGEST_API_KEY_FILE=self.key_file)
+        return out
 
 
 def write(data_dir: Path, info: RunInfo) -> Path:

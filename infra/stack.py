@@ -80,7 +80,11 @@ class Stack:
 
     def __init__(self, settings: StackSettings, services: list[ServiceSpec] | None = None) -> None:
         self.settings = settings
-        self.services = built_services() if services is None else services
+        built = built_services() if services is None else services
+        # what is not built or not configured, with advice; a part that would only fail at its start is left out
+        self.advice = preflight.warnings(settings, [s.name for s in built], [s.name for s in SERVICES])
+        skipped = {a.part for a in self.advice if a.skip}
+        self.services = [s for s in built if s.name not in skipped]
         self.redis: RedisServer | None = None
         self.children: list[Child] = []
         self._stop = threading.Event()
@@ -107,10 +111,7 @@ class Stack:
             FEQA_DASHBOARD_HOST=self.settings.host,
             FEQA_DASHBOARD_PORT=str(self.settings.dashboard_port),
         )
-        if "FEQA_INGEST_API_KEY" not in env:  # the operator's own key wins; else the stored one, for both sides
-            env["FEQA_INGEST_API_KEY_FILE"] = str(self.key.path)
-            if "FEQA_DASHBOARD_INGEST_API_KEY" not in env:
-                env.setdefault("FEQA_DASHBOARD_INGEST_API_KEY_FILE", str(self.key.path))
+        env.update(self._service_env(data, env))
         logs = data / "logs"
         logs.mkdir(exist_ok=True, mode=0o700)
         try:
@@ -125,6 +126,23 @@ class Stack:
         except BaseException:
             self.stop()
             raise
+
+    def _service_env(self, data: Path, env: dict[str, str]) -> dict[str, str]:
+        """The service key the ingest and the dashboard share (the stored key file, infra.credentials; or the
+        operator's own FEQA_INGEST_API_KEY, which then goes to both), and the dashboard's ingest URL and database
+        in the data folder."""
+        out = {"FEQA_DASHBOARD_INGEST_URL": f"http://{self.settings.host}:{self.settings.ingest_port}"}
+        if "FEQA_DASHBOARD_DATABASE_URL" not in env:
+            out["FEQA_DASHBOARD_DATABASE_URL"] = f"sqlite:///{data / 'dashboard.sqlite'}"
+        dashboard_has_key = "FEQA_DASHBOARD_INGEST_API_KEY" in env or "FEQA_DASHBOARD_INGEST_API_KEY_FILE" in env
+        if "FEQA_INGEST_API_KEY" in env:
+            if not dashboard_has_key:
+                out["FEQA_DASHBOARD_INGEST_API_KEY"] = env["FEQA_INGEST_API_KEY"]
+        elif self.key is not None:
+            out["FEQA_INGEST_API_KEY_FILE"] = str(self.key.path)
+            if not dashboard_has_key:
+                out["FEQA_DASHBOARD_INGEST_API_KEY_FILE"] = str(self.key.path)
+        return out
 
     def run_info(self, env: dict[str, str]) -> runinfo.RunInfo:
         redis_url = self.redis.url if self.redis else ""

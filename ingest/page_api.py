@@ -131,7 +131,7 @@ async def offer(sid: Sid, request: Request, state: State, x_session_key: Session
             await state.registry.remove(p)
 
         peer = IngestPeer(sid, access.protocol, state.settings, state.bus, state.sessions, on_closed=closed,
-                          pump=current.pump if current is not None else None)  # fmt: skip
+                          counters=state.counters, pump=current.pump if current is not None else None)  # fmt: skip
         try:
             answer = await peer.answer(sdp)
             if current is None:

@@ -1,10 +1,12 @@
-"""One patient's WebRTC connection: answer the offer, receive video into the frame pump, end on hangup, ICE
-failure, connect or idle timeout (reason recorded once).
+"""One patient's WebRTC connection: answer the offer, receive video into the frame pump (each frame with its
+capture time from the sender's RTP clock, ingest.clock, and its arrival time), end on hangup, ICE failure, connect
+or idle timeout (reason recorded once).
 
 A connection that closes or fails does not end the session at once: the patient may come back (a reload, a network
 change) within ``resume_grace_s`` and the new connection takes the session over (:meth:`IngestPeer.detach` frees
-the old one without ending anything; the new peer continues the same frame pump, so frame numbers keep rising).
-Only when nobody came back does the session end, with the reason the connection gave (``hangup``, ``ice_failed``).
+the old one without ending anything; the new peer continues the same frame pump, so frame numbers and capture
+times keep rising; the new connection has its own sender clock). Only when nobody came back does the session end,
+with the reason the connection gave (``hangup``, ``ice_failed``).
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from aiortc.mediastreams import MediaStreamError
 
 from common.bus import Bus
 from common.logs import session_logger
+from ingest.clock import SenderClock, watch_sender_reports
 from ingest.framing import FrameShaper
 from ingest.ice import offered_host_addresses, rtc_configuration
-from ingest.pump import FramePump
+from ingest.pump import FramePump, IngestCounters
 from ingest.sdp import OfferError
 from ingest.sessions import IngestSessions
 from ingest.settings import IngestSettings
@@ -44,6 +47,7 @@ class IngestPeer:
         bus: Bus,
         sessions: IngestSessions,
         on_closed: Callable[[IngestPeer], Awaitable[None]],
+        counters: IngestCounters | None = None,
         pump: FramePump | None = None,
     ) -> None:
         self.sid = sid
@@ -56,7 +60,8 @@ class IngestPeer:
         self.pc = RTCPeerConnection(rtc_configuration(settings.ice_servers, settings.turn_username, credential))
         shaper = FrameShaper(settings.max_width, settings.encoding, settings.jpeg_quality, settings.max_height)
         self.pump = pump or FramePump(bus, sid, shaper, settings.max_fps, on_first_frame=self._record_size,
-                                      on_refused=self._refused)  # fmt: skip
+                                      on_refused=self._refused, counters=counters)  # fmt: skip
+        self.clock = SenderClock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = time.monotonic()
         self._last_frame: float | None = None
@@ -102,6 +107,9 @@ class IngestPeer:
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "video":
             self._log.info("video track received")
+            receiver = next((t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track), None)
+            if receiver is not None:
+                watch_sender_reports(receiver, self.clock, time.time)
             self._spawn(self._receive(track), "receive")
         else:
             self._log.info("ignoring %s track", track.kind)
@@ -124,7 +132,8 @@ class IngestPeer:
             if not isinstance(frame, av.VideoFrame):
                 continue
             self._last_frame = time.monotonic()
-            self.pump.offer(frame, time.time())
+            arrival = time.time()
+            self.pump.offer(frame, self.clock.capture_time(frame.pts, arrival), arrival)
 
     async def _discard(self, track: MediaStreamTrack) -> None:
         with contextlib.suppress(MediaStreamError):

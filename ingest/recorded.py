@@ -29,7 +29,7 @@ from common.messages import Consent
 from common.streams import FRAMES
 from ingest.framing import FrameShaper
 from ingest.outcome import NOT_TRACKED, ObsTally
-from ingest.pump import FramePump
+from ingest.pump import FramePump, IngestCounters
 from ingest.sessions import IngestSessions, SessionSpec
 from ingest.settings import IngestSettings
 
@@ -161,6 +161,7 @@ async def ingest_file(
     sid: str | None = None,
     info: VideoInfo | None = None,
     consent: Consent | None = None,
+    counters: IngestCounters | None = None,
 ) -> FileResult:
     """Publish every frame of ``path`` as a session of its own; return how it ended."""
     if info is None:
@@ -172,7 +173,7 @@ async def ingest_file(
     slog = session_logger(log, sid)
     await sessions.start(sid, protocol)
     shaper = FrameShaper(settings.max_width, settings.encoding, settings.jpeg_quality, settings.max_height)
-    pump = FramePump(bus, sid, shaper, max_fps=max(settings.max_fps, info.fps * 1.01))
+    pump = FramePump(bus, sid, shaper, max_fps=max(settings.max_fps, info.fps * 1.01), counters=counters)
     reader = await asyncio.to_thread(_Reader, path, shaper)
     tally = ObsTally(bus, sid)
     tally.start()

@@ -11,11 +11,13 @@ import secrets
 from collections.abc import AsyncIterator
 
 from common.bus import Bus
+from common.health import HealthPublisher, percentiles
 from common.liveness import IngestLiveness
 from common.messages import Event
 from common.session_store import Retention
 from common.streams import EVENTS
 from ingest.auth import ServiceKey
+from ingest.pump import IngestCounters
 from ingest.ratelimit import RateLimiter
 from ingest.registry import PeerRegistry
 from ingest.sessions import IngestSessions
@@ -57,6 +59,18 @@ class IngestState:
         self.service_key = ServiceKey(key, None if key is not None else settings.api_key_file)
         self.limiter = RateLimiter()
         self._offer_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self.counters = IngestCounters()
+        self.health = HealthPublisher(bus, "ingest", self.instance, self.health_sample, settings.health_every_s)
+
+    def health_sample(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Counters: frames received / published / dropped (fps cap, newest-wins) / refused (session ended).
+        Gauges: sessions (live peers and jobs), latency_p50_ms / latency_p99_ms (capture -> in Redis, newest 600)."""
+        t = self.counters.totals
+        counters = {"frames_received": t.received, "frames_published": t.published, "frames_dropped_fps": t.dropped_fps,
+                    "frames_dropped_busy": t.dropped_busy, "frames_refused": t.refused}  # fmt: skip
+        p50, p99 = percentiles(list(self.counters.latencies_ms))
+        return {k: float(v) for k, v in counters.items()}, {"sessions": float(len(self.registry)),
+                                                            "latency_p50_ms": p50, "latency_p99_ms": p99}  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def offer_lock(self, sid: str) -> AsyncIterator[None]:

@@ -73,7 +73,8 @@ async def upload(state: State, request: Request) -> dict[str, Any]:
         async def job() -> None:
             try:
                 await ingest_file(state.bus, state.sessions, s, path, protocol=proto.name, task=fields.task,
-                                  pace=fields.pace, sid=sid, info=info)  # fmt: skip
+                                  pace=fields.pace, sid=sid, info=info, consent=consent,
+                                  counters=state.counters)  # fmt: skip
             finally:
                 await asyncio.to_thread(path.unlink, True)
 

@@ -112,7 +112,7 @@ class FramePipeline:
             return self._no_face(f, "corrupt_frame")
         track = self.tracks.setdefault(f.sid, FaceTrack())
         track.sized(f.width, f.height)
-        return _Pending(job, FrameInput(f.sid, f.seq, rgb, f.source_index), track)
+        return _Pending(job, FrameInput(f.sid, f.seq, rgb, f.source_index, f.capture_ts), track)
 
     def _run_group(self, group: list[_Pending]) -> None:
         lm = group[0].job.landmarker

@@ -3,7 +3,8 @@ environment's feqa), step 3 is a real headless Chromium opening the printed link
 camera, and step 4's watch must report the frames the stack's own tracker observed until the session ended.
 
 Everything runs in a private network namespace with only ``lo`` (tests.browser_kit); the scenario is this file run
-as a script. The protocol is shortened with the ingest's pacing settings, the only change to the stack.
+as a script, from the checkout's root as the README's commands are. The stack's data folder is a temporary one and
+the protocol is shortened with the ingest's pacing settings: the only changes to the stack.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ def test_the_readme_first_session_works(tmp_path: Path) -> None:
     assert f"session {result['sid']} ended (completed)" in watch, watch
     counts = [int(n) for n in re.findall(r"(\d+) frames ", watch)]
     assert sum(counts) >= 30, watch  # the tracker of the stack observed the frames the browser sent
+    if (ROOT / "models" / "mediapipe").is_dir():  # with the default landmarker's models (infra/setup.sh)
+        faces = [int(n) for n in re.findall(r"(\d+) with a face", watch)]
+        assert sum(faces) >= 0.8 * sum(counts), watch  # the real landmarker found the face on the phantom
     assert result["watch_code"] == 0 and result["up_code"] == 0, result
 
 
@@ -61,12 +65,13 @@ def _scenario(out: Path, work: Path) -> None:
     feqa = str(Path(sys.executable).with_name("feqa"))
     steps = [s.replace(".venv/bin/feqa", feqa) for s in walkthrough()]
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEQA_")}
-    env.update(FEQA_STACK_INGEST_PORT=str(free_port()), FEQA_STACK_DASHBOARD_PORT=str(free_port()),
+    env.update(FEQA_STACK_DATA_DIR=str(work / ".feqa"), FEQA_STACK_INGEST_PORT=str(free_port()),
+               FEQA_STACK_DASHBOARD_PORT=str(free_port()),
                FEQA_INGEST_ICE_HOST_ADDRESSES='["127.0.0.1"]', FEQA_INGEST_COUNTDOWN_S="0.3",
                FEQA_INGEST_HOLD_S="1.0", FEQA_INGEST_REPS="1", FEQA_INGEST_REST_S="0.2")  # fmt: skip
     clip = write_clip(work / "camera.y4m", 30)
     result: dict[str, Any] = {}
-    up = subprocess.Popen(steps[0].split(), cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    up = subprocess.Popen(steps[0].split(), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, start_new_session=True)  # fmt: skip
     up_lines: list[str] = []
     try:
@@ -79,7 +84,7 @@ def _scenario(out: Path, work: Path) -> None:
             if "feqa is up" in line:
                 break
         result["up"] = "".join(up_lines)
-        made = subprocess.run(steps[1].split(), cwd=work, env=env, capture_output=True, text=True, timeout=60)
+        made = subprocess.run(steps[1].split(), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
         result["new_session"] = made.stdout + made.stderr
         link = re.search(r"http://\S+/join/\S+", made.stdout)
         sid = re.search(r"feqa watch (\S+)", made.stdout)
@@ -87,7 +92,7 @@ def _scenario(out: Path, work: Path) -> None:
         if link is None or sid is None:
             out.write_text(json.dumps(result))
             return
-        watch = subprocess.Popen(steps[3].replace("SID", sid.group(1)).split(), cwd=work, env=env,
+        watch = subprocess.Popen(steps[3].replace("SID", sid.group(1)).split(), cwd=ROOT, env=env,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
 
         async def browse() -> str:

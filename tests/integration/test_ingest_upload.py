@@ -95,6 +95,9 @@ async def test_uploads_end_with_the_reason_the_caller_sees(redis_server: RedisSe
     async with uploader(redis_server.url, bus, tracker=True) as (http, app):
         ok = await finished(http, app, await http.post("/api/uploads", data=form, files={"file": ("f.webm", face)}))
         none = await finished(http, app, await http.post("/api/uploads", data=form, files={"file": ("d.webm", dark)}))
+        health = await app.state.ingest.health.publish()  # the uploads' frames are in the ingest's health figures
+        assert (health.service, health.counters["frames_published"], health.gauges["sessions"]) == ("ingest", 60, 0)
+        assert health.counters["frames_dropped_busy"] == 0 and health.gauges["latency_p99_ms"] > 0
     assert (ok["state"], ok["end_reason"], ok["source"]) == ("ended", "completed", "file")
     assert ok["stats"]["frames"] == 30 and ok["stats"]["observed"] == 30 and ok["stats"]["faces"] >= 25
     assert ok["consent"] == Consent(live_scoring=True).as_dict() and ok["patient_id"] == "pt-1"

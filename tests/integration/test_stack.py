@@ -27,15 +27,26 @@ ROOT = Path(__file__).resolve().parents[2]
 FEQA = [sys.executable, "-c", "from infra.cli import main; main()"]
 
 
+MEDIAPIPE = ROOT / "models" / "mediapipe"  # made by infra/setup.sh (feqa tracker fetch-models)
+
+
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """A clean environment for feqa commands: no FEQA_* setting from outside, the stack's data under tmp_path."""
+    """A clean environment for feqa commands: no FEQA_* setting from outside, the stack's data under tmp_path, and
+    the checkout's landmark models (the commands run in tmp_path, where the relative default finds none)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("FEQA_")}
-    return dict(base, FEQA_STACK_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT), **extra)
+    return {**base, "FEQA_STACK_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT),
+            "FEQA_TRACKER_MEDIAPIPE_DIR": str(MEDIAPIPE), **extra}  # fmt: skip
 
 
-def _start(tmp_path: Path, ingest_port: int | None = None) -> tuple[subprocess.Popen[str], list[str]]:
+def _started(lines: list[str]) -> list[str]:
+    """The services feqa up says it starts."""
+    head = next(line for line in lines if line.startswith("starting feqa: redis + "))
+    return [name.strip() for name in head.split("+", 1)[1].split(",")]
+
+
+def _start(tmp_path: Path, ingest_port: int | None = None, **extra: str) -> tuple[subprocess.Popen[str], list[str]]:
     env = _env(tmp_path, FEQA_STACK_INGEST_PORT=str(ingest_port or free_port()),
-               FEQA_STACK_DASHBOARD_PORT=str(free_port()))  # fmt: skip
+               FEQA_STACK_DASHBOARD_PORT=str(free_port()), **extra)  # fmt: skip
     proc = subprocess.Popen(
         [*FEQA, "up"],
         stdout=subprocess.PIPE,
@@ -102,9 +113,11 @@ def test_up_starts_and_stops_cleanly(tmp_path: Path, sig: signal.Signals) -> Non
     on_disk = sorted(str(p.relative_to(data)) for p in data.rglob("*") if p.is_file())
     assert not [p for p in on_disk if p.endswith((".rdb", ".aof")) or "appendonly" in p], on_disk  # ... never on disk
     assert not (data / "stack.json").exists()  # the stack is gone: other commands must not look for it
-    for spec in built_services():
-        log = data / "logs" / f"{spec.name}.log"
-        assert log.stat().st_size > 0, f"{spec.name} wrote nothing to {log}"
+    started = _started(lines)
+    assert "ingest" in started and started == [s.name for s in built_services() if s.name in started]
+    for name in started:
+        log = data / "logs" / f"{name}.log"
+        assert log.stat().st_size > 0, f"{name} wrote nothing to {log}"
 
 
 def test_second_start_keeps_the_key_and_commands_find_the_stack(tmp_path: Path) -> None:
@@ -139,6 +152,21 @@ def test_second_start_keeps_the_key_and_commands_find_the_stack(tmp_path: Path) 
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
+
+
+def test_a_part_without_its_models_is_a_warning_with_advice_not_a_crash(tmp_path: Path) -> None:
+    empty = tmp_path / "no-models"
+    empty.mkdir()
+    proc, lines = _start(tmp_path, FEQA_TRACKER_MEDIAPIPE_DIR=str(empty))
+    try:
+        assert "tracker" not in _started(lines) and "ingest" in _started(lines)
+        warning = next(line for line in lines if "warning: tracker" in line)
+        assert "not started" in warning and "feqa tracker fetch-models" in warning, warning
+        assert not any("ERROR" in line for line in lines), lines
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
 
 
 def test_a_busy_port_stops_feqa_up_with_a_clear_message(tmp_path: Path) -> None:
