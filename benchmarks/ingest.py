@@ -6,9 +6,14 @@ colour conversion in one pass) and the plain reference path (rgb24 frames, as ai
 every frame to a packed RGB array). Glass-to-Redis latency: the time the phantom track hands frame ``i`` to the
 sender, to the Redis entry id time of the frame whose embedded index code reads ``i``.
 
+Every limit of the edge is on, as deployed: the service key, the Host check, the body caps, security headers and
+the rate limiters on each call (session creation and joins allow 120 a minute here, so one benchmark client may
+open 16 sessions at once). The fuzz round then throws the generated bad input of tests/fuzz_kit.py at an ingest on
+loopback (no 5xx allowed) and reports how many cases a second it answers.
+
     python benchmarks/ingest.py [--quick] [--json PATH]
 
-JSON keys: cpu_per_stream_pct (ours, 4 peers), latency_p99_ms (ours, 1 peer), and per-run figures.
+JSON keys: cpu_per_stream_pct (ours, 4 peers), latency_p99_ms (ours, 1 peer), fuzz_cases_per_s, and per-run figures.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ from phantom.face import Phantom
 from phantom.index_code import read_index
 from phantom.spec import PatientSpec
 from phantom.track import PhantomTrack
+from tests.conftest import SERVICE_HEADERS, SERVICE_KEY
+from tests.fuzz_kit import Fuzzer, client, fuzz, fuzz_settings, ingest_in_thread, offer_template
 
 FPS = 25
 
@@ -87,6 +94,9 @@ async def _start_server(redis_url: str, encoding: str) -> tuple[subprocess.Popen
         "FEQA_INGEST_ENCODING": encoding,
         "FEQA_INGEST_ICE_HOST_ADDRESSES": '["127.0.0.1"]',
         "FEQA_INGEST_IDLE_TIMEOUT_S": "30",
+        "FEQA_INGEST_API_KEY": SERVICE_KEY,
+        "FEQA_INGEST_RATE_SESSIONS_PER_MIN": "120",
+        "FEQA_INGEST_RATE_JOINS_PER_MIN": "120",
         "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
     }
     proc = subprocess.Popen(
@@ -143,7 +153,7 @@ async def run_case(redis: RedisServer, encoding: str, peers: int, warm_s: float,
     bus = await Bus.connect(redis.url, name="bench-ingest")
     pcs: list[RTCPeerConnection] = []
     try:
-        async with httpx.AsyncClient(base_url=url, timeout=20) as http:
+        async with httpx.AsyncClient(base_url=url, timeout=20, headers=SERVICE_HEADERS) as http:
             sent = [dict[int, float]() for _ in range(peers)]
             sids = []
             for i in range(peers):
@@ -176,6 +186,19 @@ async def run_case(redis: RedisServer, encoding: str, peers: int, warm_s: float,
     }
 
 
+def fuzz_round(redis: RedisServer, cases: int) -> dict[str, float]:
+    """The fuzz test's cases against an ingest on loopback (in a thread, real sockets); raises on any 5xx."""
+    template = offer_template()
+    with ingest_in_thread(fuzz_settings(redis.url, _port())) as (url, _app), client(url) as http:
+        fuzzer = Fuzzer(http, template)
+        t0 = time.monotonic()
+        fuzz(fuzzer, cases)
+        took = time.monotonic() - t0
+    four = sum(n for code, n in fuzzer.statuses.items() if 400 <= code < 500)
+    return {"fuzz_cases": fuzzer.count, "fuzz_seconds": took, "fuzz_cases_per_s": fuzzer.count / took,
+            "fuzz_4xx": four}  # fmt: skip
+
+
 async def main(quick: bool) -> dict[str, Any]:
     counts = (1, 4) if quick else (1, 4, 16)
     warm, measure = (2.0, 4.0) if quick else (3.0, 10.0)
@@ -197,6 +220,12 @@ async def main(quick: bool) -> dict[str, Any]:
             ratio = row["ours"]["cpu_per_stream_pct"] / max(1e-9, row["reference"]["cpu_per_stream_pct"])
             results[f"cpu_ratio_ours_vs_reference_{n}peers"] = ratio
             print(f"{n:>5} {'ratio':>9} cpu/stream ours/reference = {ratio:.2f}")
+        fuzzed = await asyncio.to_thread(fuzz_round, redis, 150 if quick else 600)  # its own event loops
+        results.update(fuzzed)
+        print(
+            f"fuzz: {fuzzed['fuzz_cases']} cases in {fuzzed['fuzz_seconds']:.1f} s = "
+            f"{fuzzed['fuzz_cases_per_s']:.1f} cases/s, {fuzzed['fuzz_4xx']} answered 4xx, 0 with 5xx"
+        )
     results["cpu_per_stream_pct"] = results["ours_4peers_cpu_per_stream_pct"]
     results["latency_p99_ms"] = results["ours_1peers_latency_p99_ms"]
     results["latency_p50_ms"] = results["ours_1peers_latency_p50_ms"]
