@@ -48,6 +48,7 @@ def fixed_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _worker(bus: Bus, pack: Path, **kw: object) -> TrackerWorker:
+    kw.setdefault("stale_ms", 60_000)  # frames arrive in bursts here: only the staleness test wants them skipped
     settings = TrackerSettings(model_dir=pack, det_size=160, block_ms=10, lease_ttl_ms=1000, **kw)  # type: ignore[arg-type]
     choice = LandmarkerChoice("phantom", InsightfaceLandmarker.from_settings(settings), PhantomLandmarker())
     return TrackerWorker(settings, bus, choice)
