@@ -47,6 +47,10 @@ ingest lost) ``common.session_store`` deletes ``frames`` and ``crops`` at once (
 an ended session can be stored again), gives ``obs`` the observation retention (``obs``) and the others the
 session retention (``session``), after which Redis expires them.
 
+Memory: the embedded Redis (infra.redis_server) has a budget (``maxmemory``) with the ``noeviction`` policy, so
+no key in use is ever evicted; the streams' bounds keep each live session's memory fixed, the ingest refuses new
+sessions (503) while Redis is near the budget, and a session nobody starts expires with its join link.
+
 Windows reach the scorer that owns the session: each session has its own ``windows:{sid}``, read in group
 ``scorer`` only by the holder of ``scorer-lease:{sid}`` (``common.ownership``); a new holder reclaims what the
 previous one left pending, so a session's per-frame feature cache lives on one worker.
