@@ -41,7 +41,7 @@ from av import VideoFrame
 
 from common.bus import Bus
 from common.framecodec import decode_frame
-from common.messages import Frame
+from common.messages import Frame, SessionInfo
 from common.session_store import SessionStore
 from common.streams import FRAMES, StreamSpec
 from infra.redis_server import RedisServer
@@ -147,6 +147,16 @@ async def _latencies(bus: Bus, sids: list[str], sent: list[dict[int, float]], st
                 out.append((int(d.id.split("-")[0]) / 1000 - t_sent) * 1000)
 
 
+async def _ended(store: SessionStore, sid: str) -> SessionInfo:
+    """The session's hash once it has ended (its counters are final then)."""
+    deadline = time.monotonic() + 10
+    while not (info := await store.require(sid)).ended:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"session {sid} did not end within 10 s of its stop")
+        await asyncio.sleep(0.1)
+    return info
+
+
 async def run_case(redis: RedisServer, encoding: str, peers: int, warm_s: float, measure_s: float) -> dict[str, float]:
     proc, url = await _start_server(redis.url, encoding)
     phantom = Phantom(PatientSpec(seed=7, protocol="pfed5", severity=1.0), 640, 480, FPS)
@@ -165,16 +175,19 @@ async def run_case(redis: RedisServer, encoding: str, peers: int, warm_s: float,
             cpu0, t0 = _cpu_seconds(proc.pid), time.monotonic()
             await _latencies(bus, sids, sent, time.time() + measure_s, lat)
             cpu = (_cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0)
+            for sid in sids:  # a clinician ends each session, so its stats are written now, not after the resume grace
+                (await http.post(f"/api/sessions/{sid}/stop", json={})).raise_for_status()
             for pc in pcs:
                 await pc.close()
-            await asyncio.sleep(0.5)
-            infos = [await SessionStore(bus).require(s) for s in sids]
+            infos = [await _ended(SessionStore(bus), s) for s in sids]
     finally:
         proc.terminate()
         proc.wait(10)
         await bus.close()
     frames = sum(i.stats.get("published", 0) for i in infos)
     drops = sum(i.stats.get("dropped_busy", 0) for i in infos)
+    if not frames or not lat:  # a figure about frames nobody published would measure nothing
+        raise RuntimeError(f"{encoding} x{peers}: {frames} frames published, {len(lat)} latencies measured")
     lat.sort()
     return {
         "cpu_pct": cpu * 100,

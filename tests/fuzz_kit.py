@@ -164,7 +164,9 @@ def upload_case(draw: st.DrawFn) -> tuple[dict[str, str], bytes]:
     tail = f"--{boundary}--\r\n".encode() if draw(st.booleans()) else b""
     body = b"".join(parts) + tail + draw(st.binary(max_size=50))
     headers = {"Content-Type": ctype} if ctype else {}
-    printable = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=20)
+    # any visible key with inner spaces: a value with a space at either end cannot be sent (HTTP strips it; h11
+    # refuses it on the client side), so it would test the client, not the ingest
+    printable = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=20).map(str.strip)
     headers["X-Api-Key"] = SERVICE_KEY if draw(st.booleans()) else draw(printable)
     return headers, body
 
