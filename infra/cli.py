@@ -24,6 +24,7 @@ PART_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("phantom", "phantom.cli", "phantom"),
     ("ingest", "ingest.cli", "cli"),
     ("tracker", "tracker.cli", "cli"),
+    ("scorer", "scorer.cli", "cli"),
     ("prepare", "trainer.cli", "prepare"),
     ("train", "trainer.cli", "train"),
     ("evaluate", "trainer.cli", "evaluate"),

@@ -3,8 +3,9 @@
 Steps, per frame: round the detector box to integers and clamp x1, y1 at 0 (x2, y2 are cut at the frame edge as
 array slicing does); the crop is the tight box, no margin, not square; landmarks are rounded in frame px, shifted by
 (x1, y1), clamped into the crop, scaled by 256 / w and 256 / h independently and rounded again; the crop image is
-resized to 256 x 256 bilinearly. The RGB crop for the scorer is that 256 image resized to ``crop_size`` (as the
-reference test transform does), so both crops map to frame px with the same box: x = x1 + u * w / size.
+resized to 256 x 256 bilinearly. The RGB crop for the scorer is that 256 image resized to ``crop_size`` by the
+shared resize rule (as the reference test transform resizes), so both crops map to frame px with the same box:
+x = x1 + u * w / size.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from common.model_input import resize_rgb
 from tracker.landmarker import RGB, Points
 
 REF_SIZE = 256
@@ -70,10 +72,9 @@ def reference_crop(rgb: RGB, box: Points, landmarks: Points) -> RefCrop | None:
 
 
 def rgb_crop(ref: RefCrop, size: int) -> RGB:
-    """The scorer's RGB crop: the 256 reference crop resized to ``size`` (itself when size is 256)."""
-    if size == REF_SIZE:
-        return ref.image
-    return np.asarray(cv2.resize(ref.image, (size, size)), dtype=np.uint8)
+    """The scorer's RGB crop: the 256 reference crop resized to ``size`` by the one resize rule the trainer and the
+    scorer also use (:func:`common.model_input.resize_rgb`; itself when size is 256)."""
+    return resize_rgb(ref.image, size)
 
 
 def crop_to_frame(points: npt.ArrayLike, box: I32, size: int) -> npt.NDArray[np.float64]:
