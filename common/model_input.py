@@ -11,6 +11,9 @@ Both sides run these steps, in this order:
    first chosen frame).
 4. **Length** (:func:`sample`): :func:`common.features.standardise_length` gives the trajectory rows and
    ``index_t``; :func:`common.features.rgb_frame_indices` the RGB rows (uniform over the clip outside training).
+   The live continuous score (a hop window: the active task's clip so far) takes the *newest* ``rgb_frames``
+   frames instead (``rgb="latest"``: consecutive, as training samples them), so consecutive windows share most
+   frames and their features come from the scorer's cache; a task score uses the uniform rule above.
 5. **RGB** (:func:`rgb_input`): each chosen crop is resized to the model's side by :func:`resize_rgb`, the one
    resize rule (OpenCV area interpolation, straight from the crop the tracker cut; the tracker's own RGB crop uses
    the same function), then scaled to [0, 1] and normalised with the model's mean and std, channels first.
@@ -172,12 +175,28 @@ class Sampling:
     rgb_idx: IntArray  # [rgb_frames] into the prepared frames
 
 
-def sample(n_frames: int, spec: InputSpec, *, train: bool = False, rng: np.random.Generator | None = None) -> Sampling:
+RGB_RULES = ("uniform", "latest")
+
+
+def sample(
+    n_frames: int,
+    spec: InputSpec,
+    *,
+    train: bool = False,
+    rng: np.random.Generator | None = None,
+    rgb: str = "uniform",
+) -> Sampling:
     """The paper's clip rules on a prepared clip of ``n_frames`` frames (loop short clips, keep the latter T_p of
-    long ones; RGB frames uniform over the clip, or consecutive from a random start when training)."""
+    long ones; RGB frames uniform over the clip, or consecutive from a random start when training). ``rgb="latest"``
+    takes the newest ``rgb_frames`` consecutive frames instead (looped like the others when the clip is shorter)."""
+    if rgb not in RGB_RULES:
+        raise FeatureError(f"rgb rule must be one of {RGB_RULES}, got {rgb!r}")
     std = features.standardise_length(n_frames, spec.t_p)
-    rgb = features.rgb_frame_indices(n_frames, spec.rgb_frames, train=train, rng=rng)
-    return Sampling(traj_idx=std.indices, index_t=std.index_t, rgb_idx=rgb)
+    if rgb == "latest" and n_frames > spec.rgb_frames:
+        idx = np.arange(n_frames - spec.rgb_frames, n_frames, dtype=np.int64)
+    else:
+        idx = features.rgb_frame_indices(n_frames, spec.rgb_frames, train=train, rng=rng)
+    return Sampling(traj_idx=std.indices, index_t=std.index_t, rgb_idx=idx)
 
 
 def resize_rgb(image: npt.NDArray[np.uint8], size: int) -> ByteArray:
@@ -214,6 +233,7 @@ class ModelInput:
 
     trajectory: FloatArray  # [t_p, 63, 5]
     index_t: FloatArray  # [t_p]
+    traj_rows: IntArray  # [t_p] rows of the observed clip the trajectory frames come from
     rgb_rows: IntArray  # [rgb_frames] rows of the observed clip whose crops the RGB stream sees
     frames: FloatArray | None  # [rgb_frames, 3, S, S], when crops were given
     filled: int = 0
@@ -222,16 +242,19 @@ class ModelInput:
 CropSource = Callable[[IntArray], Sequence[npt.NDArray[np.uint8]]]
 
 
-def model_input(clip: ObservedClip, spec: InputSpec, crops: CropSource | None = None) -> ModelInput:
+def model_input(
+    clip: ObservedClip, spec: InputSpec, crops: CropSource | None = None, *, rgb: str = "uniform"
+) -> ModelInput:
     """Steps 1-5 on one clip. ``crops`` maps observed-clip rows to their crops; without it only the rows are given
-    (a scorer with per-frame features cached looks them up by row instead)."""
+    (a scorer with per-frame features cached looks them up by row instead). ``rgb`` picks the RGB rule of step 4."""
     prepared = prepare_clip(clip, spec.fps)
-    s = sample(prepared.n_frames, spec)
+    s = sample(prepared.n_frames, spec, rgb=rgb)
     rgb_rows = prepared.rows[s.rgb_idx]
     frames = rgb_input(crops(rgb_rows), spec) if crops is not None else None
     return ModelInput(
         trajectory=np.ascontiguousarray(prepared.trajectory[s.traj_idx]),
         index_t=s.index_t,
+        traj_rows=prepared.rows[s.traj_idx],
         rgb_rows=rgb_rows,
         frames=frames,
         filled=prepared.filled,

@@ -2,15 +2,21 @@
 model run through the frame-feature cache and the micro-batcher.
 
 **Spans.** A task-end window covers its whole task clip, ``first_seq .. last_seq`` (the tracker sets them from the
-task's start and end). A hop window is the newest stretch of the active task ending at ``last_seq``: as long as the
-model's trajectory window (``(T_p - 1) / fps`` seconds by capture time), never before the task's start; the tracker
-does not know the model, so its ``first_seq`` for a hop is only where its quality summary starts. Without a model
-(or a task) a hop's kinematics cover the last ``hop_window_s`` seconds.
+task's start and end). A hop window covers the active task's clip so far, from the task's start to ``last_seq``
+(the tracker does not know the model, so its ``first_seq`` for a hop only says where its quality summary starts).
 
 **Model input.** The span's observations go through :func:`common.model_input.model_input`, the function the
-trainer's datasets use, so a task score sees exactly what the model was trained and evaluated on (loop-padded short
-clips, the latter T_p frames of long ones, RGB frames uniform over the clip). The RGB frames' spatial features come
-from the per-frame cache; frames not cached yet run through the frame graph (batched across sessions) first.
+trainer's datasets use, so a task score sees exactly what the model was trained and evaluated on (frames at the
+model's fps by capture time, loop-padded short clips, the latter T_p frames of long ones, RGB frames uniform over the
+clip). A hop window is the same clip rule applied to the task so far (so at the task's end the continuous score
+converges on the task score), except that its RGB frames are the newest ``rgb_frames`` ones: consecutive windows then
+share all but a hop's worth, and the frame-rate grid is anchored at the task's first frame, so they pick the same
+frames. The RGB frames' spatial features come from the per-frame cache; frames not cached yet run through the frame
+graph (batched across sessions) first.
+
+**Kinematics** cover the task clip for a task-end window, and for a hop the part the model's trajectory sees
+(the last ``(T_p - 1) / fps`` seconds), or the last ``hop_window_s`` seconds when no model (or no task) sets one;
+``Score.first_seq`` is the first frame of that part.
 
 **Withheld**, first reason that applies: ``session_gone`` (the session hash is gone), ``no_task``,
 ``no_consent`` (the session hash does not grant live scoring, or cannot be read), ``no_model``,
@@ -86,19 +92,21 @@ class WindowScorer:
         self.batcher = batcher
         self.stats = stats
 
-    def span(self, state: SessionState, w: Window, model: LoadedModel | None) -> list[Obs]:
+    def span(self, state: SessionState, w: Window) -> list[Obs]:
+        """The observations the model input is built from (see the module docstring)."""
         if w.reason == "task_end":
             return state.span(max(w.first_seq, 0), w.last_seq)
-        start = w.task_start_seq if w.task and w.task_start_seq >= 0 else 0
-        span = state.span(start, w.last_seq)
-        if not span:
+        if w.task and w.task_start_seq >= 0:
+            return state.span(w.task_start_seq, w.last_seq)
+        return _tail(state.span(0, w.last_seq), self.s.hop_window_s)
+
+    def kinematics_span(self, w: Window, model: LoadedModel | None, span: list[Obs]) -> list[Obs]:
+        if w.reason == "task_end":
             return span
         if model is not None and w.task:
-            seconds = (model.manifest.t_p - 1) / model.manifest.fps + 0.5 / model.manifest.fps
-        else:
-            seconds = self.s.hop_window_s
-        t_end = span[-1].capture_ts
-        return [o for o in span if o.capture_ts >= t_end - seconds]
+            m = model.manifest
+            return _tail(span, (m.t_p - 1) / m.fps + 0.5 / m.fps)
+        return _tail(span, self.s.hop_window_s)
 
     def _make(self, state: SessionState, w: Window, model: LoadedModel | None, span: list[Obs],
               value: tuple[float, float] | None, reason: str, kin: dict[str, float],
@@ -128,8 +136,9 @@ class WindowScorer:
         t0 = time.monotonic()
         protocol = w.protocol or (state.info.protocol if state.info else "")
         model = self.registry.get(protocol, w.task) if w.task else None
-        span = self.span(state, w, model)
-        kin = window_kinematics(span)
+        span = self.span(state, w)
+        seen = self.kinematics_span(w, model, span)
+        kin = window_kinematics(seen)
         quality = dict(w.quality)
         value: tuple[float, float] | None = None
         reason = ""
@@ -137,7 +146,7 @@ class WindowScorer:
             value = await self._value(state, w, model, span, quality)
         except Withheld as why:
             reason = why.reason
-        score = self._make(state, w, model, span, value, reason, kin, quality)
+        score = self._make(state, w, model, seen, value, reason, kin, quality)
         kind = score.kind
         if reason:
             self.stats.withheld(reason)
@@ -177,7 +186,7 @@ class WindowScorer:
             raise Withheld("quality:gap")
         clip = observed_clip(span)
         try:
-            mi = model_input(clip, model.model.spec)
+            mi = model_input(clip, model.model.spec, rgb="uniform" if w.reason == "task_end" else "latest")
         except FeqaError as exc:
             state.log.warning("window %s..%s: no model input: %s", w.first_seq, w.last_seq, exc)
             raise Withheld("short_window") from exc
@@ -248,6 +257,14 @@ class WindowScorer:
             state.warn_once(f"crop:{side}:{size}", "face crops are %d px; %s wants %d px, so each crop is resized a "
                             "second time and differs slightly from training: set FEQA_TRACKER_CROP_SIZE to 256 or %d",
                             side, model.name, size, size)  # fmt: skip
+
+
+def _tail(span: list[Obs], seconds: float) -> list[Obs]:
+    """The observations of the last ``seconds`` of ``span`` (by capture time)."""
+    if not span:
+        return span
+    t_end = span[-1].capture_ts
+    return [o for o in span if o.capture_ts >= t_end - seconds]
 
 
 def _nearest(seq: int, candidates: list[int]) -> int | None:
