@@ -283,9 +283,10 @@ class Bus:
                 if keys:
                     return await r.xreadgroup(group, consumer, dict.fromkeys(keys, ">"), count=count, block=block_ms)
             except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
+                if not any(m in str(exc) for m in ("NOGROUP", "UNBLOCKED")):
                     raise
-                # A group (or its stream) vanished: a session's stream deleted at its end, or Redis restarted
+                # A group (or its stream) vanished (UNBLOCKED: deleted while this read waited on it): a session's
+                # stream deleted at its end, or Redis restarted
                 # without persistence. Recreate what may be recreated and read the rest.
                 log.warning("consumer group %s missing on %s; recreating it", group, ",".join(keys))
                 for key, s in list(keys.items()):

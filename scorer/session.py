@@ -19,7 +19,8 @@ import numpy.typing as npt
 from common.bus import Bus
 from common.errors import DecodeError
 from common.logs import session_logger
-from common.messages import Crop, Obs, SessionInfo
+from common.messages import Obs, SessionInfo
+from common.session_store import SessionStore
 from common.streams import CROPS, OBS
 from scorer.frame_cache import FrameFeatures
 
@@ -52,6 +53,7 @@ class SessionState:
         self.obs_cursor = "0-0"
         self.crops_cursor = "0-0"
         self.ended_at: float | None = None
+        self.synced_at = 0.0
         self.last_window_at = time.monotonic()
         self.warned: set[str] = set()
 
@@ -60,28 +62,25 @@ class SessionState:
             self.warned.add(key)
             self.log.warning(text, *args)
 
-    async def refresh_info(self, bus: Bus, force: bool = False) -> None:
+    async def refresh_info(self, store: SessionStore, force: bool = False) -> None:
         """Re-read ``session:{sid}`` at most every few seconds (consent may change while a session runs)."""
         now = time.monotonic()
         if not force and now - self.info_read_at < INFO_REFRESH_S:
             return
         self.info_read_at = now
-        found = await bus.get_session(self.sid)
-        raw: dict[str | bytes, str | bytes] = {k: v for k, v in found.items()}
-        if not raw:
-            self.info, self.info_problem = None, "no session hash"
-            return
         try:
-            self.info, self.info_problem = SessionInfo.decode(raw), ""
+            info = await store.get(self.sid)
         except DecodeError as exc:
             self.info, self.info_problem = None, str(exc)
             self.warn_once("info", "session hash unreadable (%s): scores are withheld as no_consent", exc)
+            return
+        self.info, self.info_problem = info, "" if info is not None else "no session hash"
 
     async def sync(self, bus: Bus) -> ReadCounts:
         """Read the observations and crops published since the last call."""
         counts = ReadCounts()
         while True:
-            got = await bus.range(OBS.key(self.sid), Obs, start=f"({self.obs_cursor}", count=READ_CHUNK)
+            got = await bus.range(OBS, self.sid, start=f"({self.obs_cursor}", count=READ_CHUNK)
             for d in got:
                 if d.message.sid == self.sid:
                     self.obs[d.message.seq] = d.message
@@ -91,7 +90,7 @@ class SessionState:
             if len(got) < READ_CHUNK:
                 break
         while True:
-            crops = await bus.range(CROPS.key(self.sid), Crop, start=f"({self.crops_cursor}", count=READ_CHUNK)
+            crops = await bus.range(CROPS, self.sid, start=f"({self.crops_cursor}", count=READ_CHUNK)
             for c in crops:
                 if c.message.sid == self.sid:
                     self.crops[c.message.seq] = c.message.image
@@ -102,6 +101,7 @@ class SessionState:
             if len(crops) < READ_CHUNK:
                 break
         self._bound()
+        self.synced_at = time.monotonic()
         return counts
 
     def _bound(self) -> None:

@@ -27,12 +27,14 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
-from common.bus import Backoff, Bus, Delivery
+from common.bus import Bus, Delivery
 from common.logs import session_logger
-from common.messages import DeadLetter, Score, SessionAnnounce, Window
+from common.messages import Score, SessionAnnounce, Window
 from common.ownership import SessionOwnership
-from common.streams import DEADLETTER, HEALTH, SCORES, SESSIONS, WINDOWS
+from common.session_store import SessionStore
+from common.streams import HEALTH, SCORES, SESSIONS, WINDOWS, StreamSpec
 from scorer.batching import MicroBatcher
 from scorer.health import ScorerStats
 from scorer.registry import ModelRegistry
@@ -43,6 +45,7 @@ from scorer.settings import ScorerSettings
 log = logging.getLogger(__name__)
 
 GROUP = WINDOWS.group or "scorer"
+SYNC_EVERY_S = 0.25
 
 
 class ScorerWorker:
@@ -54,6 +57,7 @@ class ScorerWorker:
         self.consumer = settings.consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.registry = registry or ModelRegistry(settings.common.models_dir, settings.backend_choice())
         self.ownership = SessionOwnership(bus, "scorer", self.consumer, settings.lease_ttl_ms)
+        self.store = SessionStore(bus)
         self.sessions: dict[str, SessionState] = {}
         self.stats = ScorerStats()
         self.batcher = MicroBatcher(settings.max_batch, settings.max_wait_ms / 1000)
@@ -87,12 +91,12 @@ class ScorerWorker:
         if now >= self._next_scan_s and (self._scan is None or self._scan.done()):
             self._next_scan_s = now + self.s.models_poll_s
             self._scan = asyncio.create_task(asyncio.to_thread(self.registry.scan))
-        keys = [WINDOWS.key(sid) for sid in self.sessions]
-        fresh = await self.bus.consume(keys, GROUP, self.consumer, Window, count=self.s.read_count,
+        fresh = await self.bus.consume(WINDOWS, list(self.sessions), self.consumer, count=self.s.read_count,
                                        block_ms=self.s.block_ms)  # fmt: skip
         deliveries, self._reclaimed = [*self._reclaimed, *fresh], []
         if deliveries:
             await self._handle(deliveries)
+        await self._sync_idle()
         await self._finish_ended()
         if time.monotonic() >= self._next_health_s:
             self._next_health_s = time.monotonic() + self.s.health_every_s
@@ -106,7 +110,8 @@ class ScorerWorker:
     # ------------------------------------------------------------------------------------------ sessions
 
     async def _poll_control(self) -> None:
-        for d in await self.bus.tail({SESSIONS.key(): self._sessions_cursor}, count=500, block_ms=None):
+        cursors: dict[tuple[StreamSpec[Any], str | None], str] = {(SESSIONS, None): self._sessions_cursor}
+        for d in await self.bus.tail(cursors, count=500, block_ms=None):
             self._sessions_cursor = d.id
             msg = d.message
             if not isinstance(msg, SessionAnnounce):
@@ -122,7 +127,7 @@ class ScorerWorker:
         if state is not None:
             state.ended_at = state.ended_at or time.monotonic()
             return
-        backlog = await self.bus.group_backlog(WINDOWS.key(sid), GROUP)
+        backlog = await self.bus.group_backlog(WINDOWS, sid)
         if backlog:
             session_logger(log, sid).info("ended with %d windows unscored: taking it to drain them", backlog)
             self.ownership.started(sid)
@@ -137,8 +142,8 @@ class ScorerWorker:
         for sid in change.gained:
             await self._adopt(sid)
         for sid in (*change.gained, *change.renewed):
-            got = await self.bus.reclaim(WINDOWS.key(sid), GROUP, self.consumer, Window,
-                                         min_idle_ms=self.s.reclaim_idle_ms, count=self.s.read_count)  # fmt: skip
+            got = await self.bus.reclaim(WINDOWS, sid, self.consumer, min_idle_ms=self.s.reclaim_idle_ms,
+                                         count=self.s.read_count)  # fmt: skip
             if got:
                 session_logger(log, sid).info("reclaimed %d pending windows", len(got))
                 self.stats.count("windows_reclaimed", len(got))
@@ -146,7 +151,7 @@ class ScorerWorker:
 
     async def _adopt(self, sid: str) -> None:
         state = SessionState(sid, self.s.obs_keep, self.s.crops_keep, self.s.features_keep)
-        await state.refresh_info(self.bus, force=True)
+        await state.refresh_info(self.store, force=True)
         read = await state.sync(self.bus)
         if state.info is not None and state.info.ended:
             state.ended_at = time.monotonic()
@@ -168,7 +173,7 @@ class ScorerWorker:
                 continue
             if now - max(state.ended_at, state.last_window_at) < self.s.end_grace_s:
                 continue
-            backlog = await self.bus.group_backlog(WINDOWS.key(sid), GROUP)
+            backlog = await self.bus.group_backlog(WINDOWS, sid)
             if backlog:
                 continue
             state.log.info("session ended and its windows are scored; releasing it")
@@ -183,7 +188,7 @@ class ScorerWorker:
         by_session: dict[str, list[Delivery[Window]]] = {}
         done: list[Delivery[Window]] = []
         for d in deliveries:
-            sid = next((s for s in self.sessions if WINDOWS.key(s) == d.stream), None)
+            sid = d.sid if d.sid in self.sessions else None
             if sid is None:  # lease lost since the read: leave it pending for the new owner to reclaim
                 continue
             if d.message.sid != sid:
@@ -208,7 +213,7 @@ class ScorerWorker:
             state = self.sessions[sid]
             state.last_window_at = time.monotonic()
             if any(s is state for s, _ in jobs):
-                await state.refresh_info(self.bus)
+                await state.refresh_info(self.store)
                 await state.sync(self.bus)
         results = await asyncio.gather(*(self._score_one(state, d.message) for state, d in jobs))
         scores = [r for r in results if r is not None]
@@ -219,7 +224,7 @@ class ScorerWorker:
             if r is not None:
                 done.append(d)
                 self.stats.latency(1000 * (now - d.message.created_ts))
-        await self.bus.ack_deliveries(GROUP, done)
+        await self.bus.ack(done)
         self._evict(jobs)
 
     async def _score_one(self, state: SessionState, w: Window) -> Score | None:
@@ -246,12 +251,16 @@ class ScorerWorker:
                 owned.forget_before(w.task_start_seq)
 
     async def _dead_letter(self, d: Delivery[Window], error: str) -> None:
-        session_logger(log, d.message.sid).error("dead-lettering window %s: %s", d.id, error)
-        letter = DeadLetter(stream=d.stream, entry_id=d.id, error=error, consumer=f"{GROUP}/{self.consumer}",
-                            ts=time.time(), original=DeadLetter.pack_fields(d.message.encode()))  # fmt: skip
-        await self.bus.publish(DEADLETTER, letter)
-        await self.bus.ack(d.stream, GROUP, [d.id])
+        await self.bus.dead_letter(d, WINDOWS, error, self.consumer)
         self.stats.count("dead_lettered")
+
+    async def _sync_idle(self) -> None:
+        """Read new observations and crops of sessions with no window lately: a session's crops are deleted when it
+        ends, and its last task-end window may come after that."""
+        now = time.monotonic()
+        for state in list(self.sessions.values()):
+            if state.ended_at is None and now - state.synced_at >= SYNC_EVERY_S:
+                await state.sync(self.bus)
 
     async def publish_health(self) -> None:
         gauges = {"sessions": float(len(self.sessions)), "models": float(len(self.registry.serving))}
@@ -274,9 +283,8 @@ async def serve(settings: ScorerSettings, stop: asyncio.Event | None = None) -> 
     if threading.current_thread() is threading.main_thread():  # signal handlers can only live there
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-    backoff = Backoff(budget_s=settings.common.reconnect_budget_s)
     name = settings.consumer or f"{socket.gethostname()}-{os.getpid()}"
-    bus = await Bus.connect(settings.common.redis_url, name=f"scorer-{name}", backoff=backoff)
+    bus = await Bus.from_settings(settings.common, name=f"scorer-{name}")
     try:
         await ScorerWorker(settings, bus).run(stop)
     finally:

@@ -14,16 +14,17 @@ import av
 import numpy as np
 
 from common.bus import Bus
-from common.messages import Consent, Score, SessionInfo, Window
+from common.messages import Consent, Score, Window
 from common.settings import CommonSettings
 from common.streams import FRAMES, SCORES, WINDOWS
 from ingest.framing import FrameShaper
 from ingest.pump import FramePump
-from ingest.sessions import SessionStore
+from ingest.sessions import IngestSessions, SessionSpec
 from phantom.face import Phantom
 from phantom.spec import PatientSpec
 from scorer.settings import ScorerSettings
 from scorer.worker import ScorerWorker
+from tests.conftest import ingest_sessions
 from tracker.landmarkers import LandmarkerChoice
 from tracker.phantom_landmarker import PhantomLandmarker
 from tracker.settings import TrackerSettings
@@ -50,19 +51,14 @@ def tracker_worker(bus: Bus, **kw: object) -> TrackerWorker:
 
 
 async def open_session(
-    bus: Bus, sid: str, spec: PatientSpec, fps: float, *, live_scoring: bool = True, hash_ok: bool = True
-) -> SessionStore:
-    """Write the session hash (SessionInfo) and announce the session as ingest does."""
-    info = SessionInfo(sid=sid, patient_id=f"p-{sid}", protocol=spec.protocol,
-                       consent=Consent(live_scoring=live_scoring), state="created", source="webrtc", fps=fps,
-                       created_ts=time.time(), phantom=spec.to_json())  # fmt: skip
-    fields = info.encode()
-    if not hash_ok:
-        fields.pop("v")  # a hash of an older writer: unreadable as a SessionInfo
-    await bus.set_session(sid, fields)
-    store = SessionStore(bus, 600)
-    await store.start(sid, spec.protocol)
-    return store
+    bus: Bus, sid: str, spec: PatientSpec, fps: float, *, live_scoring: bool = True
+) -> IngestSessions:
+    """Create and start the session as the ingest does (hash, streams, ingest lease, announcement)."""
+    sessions = ingest_sessions(bus)
+    consent = Consent(live_scoring=live_scoring)
+    await sessions.create(SessionSpec(f"p-{sid}", spec.protocol, consent, fps, phantom=spec.to_json()), sid=sid)
+    await sessions.start(sid, spec.protocol)
+    return sessions
 
 
 class PhantomStream:
@@ -78,8 +74,7 @@ class PhantomStream:
     async def publish(self, index: int, backlog: int = 12) -> int:
         """Publish frame ``index`` once the tracker has fewer than ``backlog`` frames unread (as fast file ingest
         does), so the bounded frames stream never drops one."""
-        key = FRAMES.key(self.pump.sid)
-        while (await self.pump_bus.group_backlog(key, "tracker") or 0) >= backlog:
+        while (await self.pump_bus.group_backlog(FRAMES, self.pump.sid) or 0) >= backlog:
             await asyncio.sleep(0.005)
         rgb = np.ascontiguousarray(self.phantom.render(index))
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
@@ -110,11 +105,11 @@ async def running(*workers: TrackerWorker | ScorerWorker) -> AsyncIterator[None]
 
 
 async def scores(bus: Bus, sid: str) -> list[Score]:
-    return [d.message for d in await bus.range(SCORES.key(sid), Score)]
+    return [d.message for d in await bus.range(SCORES, sid)]
 
 
 async def windows(bus: Bus, sid: str) -> list[Window]:
-    return [d.message for d in await bus.range(WINDOWS.key(sid), Window)]
+    return [d.message for d in await bus.range(WINDOWS, sid)]
 
 
 async def wait_for(cond: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from common.bus import Bus
-from common.messages import Health
 from common.streams import HEALTH
 from infra.redis_server import RedisServer
 from phantom.spec import PatientSpec
@@ -53,7 +52,7 @@ async def _perform(bus: Bus, sid: str, spec: PatientSpec, *, end: bool = True) -
 
     await wait_for(last_task_window, 30, "the tracker's last task-end window")
     if end:
-        await store.end(sid, spec.protocol, "completed")
+        await store.end(sid, "completed")
     return reps
 
 
@@ -95,7 +94,7 @@ async def test_every_task_gets_a_score_or_a_reason_with_kinematics(
     assert hops and all(h.score is not None and h.version == "1" for h in hops)
     assert all(h.last_seq - h.first_seq + 1 <= 16 for h in hops)  # kinematics of the model's 16-frame window
     assert [s.key for s in got if s.kind == "task"] == [f"{sid}:task:{t}:{r}:{last}" for t, r, _, last in reps]
-    health = [d.message for d in await bus.range(HEALTH.key(), Health) if d.message.instance == "s1"]
+    health = [d.message for d in await bus.range(HEALTH) if d.message.instance == "s1"]
     last_health = health[-1]
     assert last_health.service == "scorer" and last_health.counters["task_scores"] >= 1
     assert last_health.counters["withheld_no_model"] >= 1 and last_health.counters["frames_computed"] >= 8
@@ -137,7 +136,7 @@ async def test_a_new_version_is_served_without_restart_and_a_corrupt_one_is_refu
         await wait_for(lambda: _refused(scorer, bad), 30, "version 3 to be refused")
         await perform(2)
         await wait_for(lambda: _has(task_versions, 3), 60, "the third task score")
-        await store.end(sid, "pfed5", "completed")
+        await store.end(sid, "completed")
     assert await task_versions() == ["1", "2", "2"]
     (refusal,) = [r for r in scorer.registry.refused if r.folder == bad]
     assert "sha256" in refusal.reason
