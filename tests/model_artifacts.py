@@ -6,6 +6,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import hashlib
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -47,14 +48,15 @@ def export_artifact(
     return folder
 
 
-def copy_artifact(src: Path, models: Path, *, version: str, protocol: str = "pfed5", task: str = "smile") -> Path:
-    """A copy of an exported artifact as another version (its manifest says so); the manifest is written last."""
-    dst = models / protocol / task / version
+def copy_artifact(src: Path, models: Path, *, version: str, task: str = "smile") -> Path:
+    """A copy of an exported pfed5 artifact as another version (of another task: same weights); the manifest, which
+    says so, is written last."""
+    dst = models / "pfed5" / task / version
     dst.mkdir(parents=True, exist_ok=True)
     for f in src.iterdir():
         if f.name != "manifest.json":
             shutil.copy2(f, dst / f.name)
-    dataclasses.replace(Manifest.read(src), version=version).write(dst)
+    dataclasses.replace(Manifest.read(src), version=version, task=task).write(dst)
     return dst
 
 
@@ -67,18 +69,34 @@ def shared_random_artifact(size: str = "micro", seed: int = 0, t_p: int | None =
     :func:`copy_artifact` rather than changing it."""
     key = (size, seed, t_p, repr(fps))
     if key not in _EXPORTED:
-        if not _TMP:
-            _TMP.append(Path(tempfile.mkdtemp(prefix="feqa-artifacts-")))
-            atexit.register(shutil.rmtree, _TMP[0], True)
-        root = _TMP[0] / f"{size}-{seed}-{t_p}-{fps}"
+        keep = os.environ.get("FEQA_TEST_ARTIFACT_CACHE")  # a developer's speed-up across runs; CI leaves it unset
+        if keep:
+            root = Path(keep) / f"{_code_hash()}-{size}-{seed}-{t_p}-{fps}"
+            done = root / "pfed5" / "smile" / "1"
+            if (done / "manifest.json").is_file():
+                _EXPORTED[key] = done
+                return done
+        else:
+            if not _TMP:
+                _TMP.append(Path(tempfile.mkdtemp(prefix="feqa-artifacts-")))
+                atexit.register(shutil.rmtree, _TMP[0], True)
+            root = _TMP[0] / f"{size}-{seed}-{t_p}-{fps}"
         _EXPORTED[key] = export_artifact(root, random_model(size, t_p, seed), fps=fps)
     return _EXPORTED[key]
 
 
-def nan_window_graph(src: Path, models: Path, *, version: str) -> Path:
+def _code_hash() -> str:
+    """Changes whenever the model or export code does (so a kept artifact is never stale)."""
+    h = hashlib.sha256()
+    for path in sorted((Path(__file__).parents[1] / "trainer").rglob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def nan_window_graph(src: Path, models: Path, *, version: str, task: str = "smile") -> Path:
     """A copy of ``src`` whose window graph returns ``sqrt(-sum |trajectory|)``: finite (0) on the all-zero input the
     registry's load check uses, NaN on any real window."""
-    dst = copy_artifact(src, models, version=version)
+    dst = copy_artifact(src, models, version=version, task=task)
     manifest = Manifest.read(dst)
     spec = manifest.graphs["window"]
     shapes = {t.name: ["batch", *t.shape[1:]] for t in spec.inputs}
@@ -93,7 +111,7 @@ def nan_window_graph(src: Path, models: Path, *, version: str) -> Path:
         onnx.helper.make_node("Identity", ["score"], ["raw"]),
     ]
     graph = onnx.helper.make_graph(nodes, "nan_window", inputs, outputs, initializer=[axes])
-    model = onnx.helper.make_model(graph, opset_identifiers=[onnx.helper.make_opsetid("", 18)])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)], ir_version=10)
     path = dst / spec.file
     onnx.save(model, str(path))
     sha = hashlib.sha256(path.read_bytes()).hexdigest()

@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 
 from common.framecodec import encode_frame
-from common.messages import Crop, Frame, Obs
+from common.messages import Consent, Crop, Frame, Obs, SessionInfo
 from phantom.face import Phantom
 from phantom.spec import PatientSpec
 from tracker.landmarkers import LandmarkerChoice
@@ -23,12 +23,15 @@ class Observed:
     crops: list[Crop]
 
 
-def observe(spec: PatientSpec, frames: range, *, fps: float = 25.0, size: tuple[int, int] = (320, 240),
-            crop_size: int = 256, sid: str = "phantom", t0: float = 1_700_000_000.0) -> Observed:  # fmt: skip
-    """Render ``frames`` of the phantom and run them through the tracker pipeline."""
+def observe(spec: PatientSpec, indices: range, *, fps: float = 25.0, size: tuple[int, int] = (320, 240),
+            crop_size: int = 256, sid: str = "phantom", t0: float = 1_700_000_000.0,
+            frames: list[np.ndarray] | None = None) -> Observed:  # fmt: skip
+    """Render the phantom's frames ``indices`` (or take the given decoded ``frames``) and run them through the
+    tracker pipeline."""
     settings = TrackerSettings(landmarker="phantom", crop_size=crop_size)
     choice = LandmarkerChoice("phantom", None, PhantomLandmarker())
-    info = {"phantom": spec.to_json(), "fps": str(fps), "width": str(size[0]), "height": str(size[1])}
+    info = SessionInfo(sid=sid, patient_id="p", protocol=spec.protocol, consent=Consent(), state="live",
+                       source="webrtc", fps=fps, created_ts=t0, phantom=spec.to_json())  # fmt: skip
     landmarker, why = choice.for_session(sid, info)
     if landmarker is None:
         raise RuntimeError(f"phantom landmarker refused the session: {why}")
@@ -36,8 +39,8 @@ def observe(spec: PatientSpec, frames: range, *, fps: float = 25.0, size: tuple[
     pipeline = FramePipeline(settings)
     obs: list[Obs] = []
     crops: list[Crop] = []
-    for i in frames:
-        rgb = ph.render(i)
+    for i in indices:
+        rgb = ph.render(i) if frames is None else frames[i]
         frame = Frame(sid=sid, seq=i, capture_ts=t0 + i / fps, width=size[0], height=size[1], encoding="rgb24",
                       data=encode_frame(np.ascontiguousarray(rgb), "rgb24"))  # fmt: skip
         (result,) = pipeline.process([FrameJob(frame, landmarker)])
