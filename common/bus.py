@@ -286,15 +286,15 @@ class Bus:
                 if not any(m in str(exc) for m in ("NOGROUP", "UNBLOCKED")):
                     raise
                 # A group (or its stream) vanished (UNBLOCKED: deleted while this read waited on it): a session's
-                # stream deleted at its end, or Redis restarted
-                # without persistence. Recreate what may be recreated and read the rest.
+                # stream deleted at its end, or Redis restarted without persistence. Recreate what may be recreated
+                # and read the rest.
                 log.warning("consumer group %s missing on %s; recreating it", group, ",".join(keys))
                 for key, s in list(keys.items()):
                     self._groups.discard((key, group))
                     if not await self.ensure_group(spec, s):
                         del keys[key]
-                if keys:
-                    return await r.xreadgroup(group, consumer, dict.fromkeys(keys, ">"), count=count, block=block_ms)
+                if keys:  # without blocking: another stream deleted meanwhile cannot unblock this read again
+                    return await r.xreadgroup(group, consumer, dict.fromkeys(keys, ">"), count=count, block=None)
             if block_ms:
                 await asyncio.sleep(block_ms / 1000)
             return None
