@@ -14,6 +14,7 @@ import av
 import numpy as np
 
 from common.bus import Bus
+from common.leases import Leases
 from common.messages import Consent, Score, Window
 from common.settings import CommonSettings
 from common.streams import FRAMES, SCORES, WINDOWS
@@ -51,13 +52,20 @@ def tracker_worker(bus: Bus, **kw: object) -> TrackerWorker:
 
 
 async def open_session(
-    bus: Bus, sid: str, spec: PatientSpec, fps: float, *, live_scoring: bool = True
+    bus: Bus, sid: str, spec: PatientSpec, fps: float, *, live_scoring: bool = True, tracked: bool = True
 ) -> IngestSessions:
     """Create and start the session as the ingest does (hash, streams, ingest lease, announcement)."""
     sessions = ingest_sessions(bus)
     consent = Consent(live_scoring=live_scoring)
     await sessions.create(SessionSpec(f"p-{sid}", spec.protocol, consent, fps, phantom=spec.to_json()), sid=sid)
     await sessions.start(sid, spec.protocol)
+    if tracked:  # a patient's first frames reach a tracker that already tracks the session (its lease round)
+        leases = Leases(bus, "tracker")
+
+        async def held() -> bool:
+            return await leases.holder(sid) is not None
+
+        await wait_for(held, 30, f"a tracker to take session {sid}")
     return sessions
 
 

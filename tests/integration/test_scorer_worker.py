@@ -24,6 +24,7 @@ from tests.scorer_harness import (
     wait_for,
     windows,
 )
+from tracker.worker import TrackerWorker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 FPS = 25.0
@@ -109,7 +110,7 @@ async def test_a_new_version_is_served_without_restart_and_a_corrupt_one_is_refu
     copy_artifact(artifact, models, version="1")
     spec = PatientSpec(seed=6, protocol="pfed5", severity=2.0, reps=3, tasks=("smile",))
     scorer = ScorerWorker(scorer_settings(redis_server.url, models, consumer="hot"), bus)
-    store = await open_session(bus, sid, spec, FPS)
+    store = await open_session(bus, sid, spec, FPS, tracked=False)  # the tracker starts below and takes it then
     stream = PhantomStream(bus, sid, spec, FPS)
     segments = stream.phantom.schedule
 
@@ -123,7 +124,9 @@ async def test_a_new_version_is_served_without_restart_and_a_corrupt_one_is_refu
     async def task_versions() -> list[str]:
         return [s.version for s in await scores(bus, sid) if s.kind == "task"]
 
-    async with running(tracker_worker(bus), scorer):
+    tracker = tracker_worker(bus)
+    async with running(tracker, scorer):
+        await wait_for(lambda: _tracked(tracker, sid), 30, "the tracker to take the session")
         await perform(0)
         await wait_for(lambda: _has(task_versions, 1), 60, "the first task score")
         copy_artifact(artifact, models, version="2")  # a new version dropped in while the scorer runs
@@ -142,6 +145,10 @@ async def test_a_new_version_is_served_without_restart_and_a_corrupt_one_is_refu
     assert "sha256" in refusal.reason
     shutil.rmtree(models / "pfed5" / "smile" / "2")
     assert list(scorer.registry.scan()) == ["pfed5/smile"] and scorer.registry.get("pfed5", "smile").version == "1"
+
+
+async def _tracked(tracker: TrackerWorker, sid: str) -> bool:
+    return sid in tracker.owned
 
 
 async def _has(versions: object, n: int) -> bool:
