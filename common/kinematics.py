@@ -107,8 +107,7 @@ def face_frame(landmarks: npt.ArrayLike) -> tuple[FloatArray, npt.NDArray[np.boo
 
 def _spread(points: FloatArray) -> FloatArray:
     """Per point, the 5-95 % spread of its positions over time, as a distance: [T, P, 2] -> [P]."""
-    lo = np.percentile(points, 5, axis=0)
-    hi = np.percentile(points, 95, axis=0)
+    lo, hi = np.percentile(points, [5, 95], axis=0)
     return np.asarray(np.hypot(hi[:, 0] - lo[:, 0], hi[:, 1] - lo[:, 1]), dtype=np.float64)
 
 
@@ -121,12 +120,10 @@ def _smooth(points: FloatArray, ts: FloatArray) -> FloatArray:
     k += (k + 1) % 2  # odd
     if k == 1 or points.shape[0] < k:
         return points
-    kernel = np.ones(k) / k
     pad = k // 2
     padded = np.concatenate([np.repeat(points[:1], pad, 0), points, np.repeat(points[-1:], pad, 0)], axis=0)
-    flat = padded.reshape(padded.shape[0], -1)
-    sm = np.stack([np.convolve(flat[:, j], kernel, mode="valid") for j in range(flat.shape[1])], axis=1)
-    return sm.reshape(points.shape)
+    csum = np.concatenate([np.zeros((1, *points.shape[1:])), np.cumsum(padded, axis=0)], axis=0)
+    return np.asarray((csum[k:] - csum[:-k]) / k, dtype=np.float64)
 
 
 def _lid_gap(points: FloatArray) -> FloatArray:
@@ -165,8 +162,9 @@ def kinematics(landmarks: npt.ArrayLike, capture_ts: npt.ArrayLike) -> dict[str,
     step = np.hypot(*np.moveaxis(np.diff(smooth, axis=0), -1, 0))  # [T-1, 106]
     speed = np.where(dt[:, None] > 0, step / np.where(dt > 0, dt, 1.0)[:, None], np.nan)
     rom: dict[str, float] = {}
+    spread_all = _spread(pts)
     for name, idx in REGIONS.items():
-        spread = np.sort(_spread(pts[:, idx]))[::-1]
+        spread = np.sort(spread_all[list(idx)])[::-1]
         rom[name] = float(np.mean(spread[: max(1, len(idx) // 3)]))
         out[f"rom_{name}"] = rom[name]
         region_speed = np.nanmean(speed[:, idx], axis=1)

@@ -61,7 +61,7 @@ class BackendChoice:
     backend: BackendName = "onnxruntime"
     device: Device = "cpu"
     device_id: int = 0
-    intra_op_threads: int = 0
+    intra_op_threads: int = 1
     engine_cache_dir: Path = Path(".feqa/engines")
     max_batch: int = 32
 
@@ -95,6 +95,8 @@ class OrtBackend:
         if intra_op_threads:
             options.intra_op_num_threads = intra_op_threads
             options.inter_op_num_threads = 1
+        # idle worker threads sleep instead of spinning: a scorer shares its cores with the tracker and others
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         try:
             self._session = ort.InferenceSession(str(path), sess_options=options, providers=providers)

@@ -24,7 +24,9 @@ class ScorerSettings(ServiceSettings):
     backend: Literal["onnxruntime", "tensorrt"] = Field("onnxruntime", description="onnxruntime or tensorrt")
     device: Literal["cpu", "cuda"] = Field("cpu", description="cpu, or cuda (an error when CUDA is missing)")
     device_id: int = Field(0, ge=0, description="GPU index for cuda")
-    intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per graph call; 0 = runtime default")
+    intra_op_threads: int = Field(
+        1, ge=0, description="ONNX Runtime threads per graph call (1 wins on a shared CPU; 0 = one per core)"
+    )
     engine_cache_dir: Path = Field(Path(".feqa/engines"), description="TensorRT engines, keyed by graph, version, GPU")
     models_poll_s: float = Field(2.0, gt=0, description="how often the models directory is checked for new versions")
 
