@@ -14,7 +14,7 @@ frames:{sid}       ingest -> tracker (group)  Frame (seq, capture/arrival time, 
 obs:{sid}          tracker -> scorer, dash    Obs (106 landmarks or why none)         512; expires per obs retention
 crops:{sid}        tracker -> scorer          Crop (aligned RGB face crop)            160 exact
 windows:{sid}      tracker -> scorer (group)  Window (hop / task_end)                 200; read by the lease holder
-scores:{sid}       scorer -> dashboard        Score (window / task)                   12k (~1 h)
+scores:{sid}       scorer -> dashboard (grp)  Score (window / task)                   12k (~1 h)
 coach:{sid}        tracker -> patient page    Event type coach                        100
 feqa:health        every service -> dash      Health (counters, gauges)               2k; latest per instance
 feqa:deadletter    the bus -> people          DeadLetter (entry kept whole + why)     10k
@@ -104,6 +104,13 @@ class StreamSpec(Generic[M]):
         return "{sid}" in self.template
 
     @property
+    def consumer_group(self) -> str:
+        """The group name (streams read in a group have one)."""
+        if self.group is None:
+            raise ValueError(f"stream {self.template} has no consumer group")
+        return self.group
+
+    @property
     def session_bound(self) -> bool:
         """Created at the session's start and written only while it exists (never recreated by a write)."""
         return self.retention != "none"
@@ -178,7 +185,14 @@ WINDOWS = StreamSpec(
     policy="per session, read only by the scorer holding the session's lease; stale windows dropped and counted",
     retention="session",
 )
-SCORES = StreamSpec("scores:{sid}", Score, maxlen=12_000, policy="~1 h of scores", retention="session")
+SCORES = StreamSpec(
+    "scores:{sid}",
+    Score,
+    maxlen=12_000,
+    group="dashboard",
+    policy="~1 h of scores; the dashboard stores task scores from it in group dashboard (ack after commit)",
+    retention="session",
+)
 COACH = StreamSpec(
     "coach:{sid}", Event, maxlen=100, policy="latest coaching messages for the patient page", retention="session"
 )

@@ -60,6 +60,11 @@ class FramePump:
         self._log = session_logger(log, sid)
 
     @property
+    def waiting(self) -> bool:
+        """Whether a frame waits in the slot for the publisher."""
+        return self._slot is not None
+
+    @property
     def last_seq(self) -> int:
         """Sequence number of the newest published frame (-1 before the first)."""
         return self.next_seq - 1

@@ -19,6 +19,7 @@ from typing import Literal
 
 import av
 
+from common.backlog import group_backlog
 from common.bus import Bus
 from common.errors import PermanentError
 from common.logs import session_logger
@@ -189,7 +190,7 @@ async def ingest_file(
 async def _wait_for_tracker(bus: Bus, sid: str, max_backlog: int) -> None:
     """Fast mode: wait while the tracker group has ``max_backlog`` frames unread (no group: nobody to wait for)."""
     while True:
-        backlog = await bus.group_backlog(FRAMES, sid, limit=max_backlog + 1)
+        backlog = await group_backlog(bus, FRAMES, sid, limit=max_backlog + 1)
         if backlog is None or backlog < max_backlog:
             return
         await asyncio.sleep(0.005)

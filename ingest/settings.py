@@ -33,6 +33,9 @@ class IngestSettings(BaseSettings):
 
     # sessions
     token_ttl_s: float = Field(900.0, gt=0, description="how long a patient join link stays valid")
+    page_key_ttl_s: float = Field(
+        12 * 3600.0, gt=0, description="longest a joined page may drive its session (the key dies with the session)"
+    )
     max_sessions: int = Field(64, ge=1, description="concurrent live peers and uploads")
     connect_timeout_s: float = Field(30.0, gt=0, description="time from answer to first frame")
     idle_timeout_s: float = Field(10.0, gt=0, description="no frame for this long ends the session")

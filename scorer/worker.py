@@ -29,6 +29,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from common.backlog import group_backlog
 from common.bus import Bus, Delivery
 from common.logs import session_logger
 from common.messages import Score, SessionAnnounce, Window
@@ -127,7 +128,7 @@ class ScorerWorker:
         if state is not None:
             state.ended_at = state.ended_at or time.monotonic()
             return
-        backlog = await self.bus.group_backlog(WINDOWS, sid)
+        backlog = await group_backlog(self.bus, WINDOWS, sid)
         if backlog:
             session_logger(log, sid).info("ended with %d windows unscored: taking it to drain them", backlog)
             self.ownership.started(sid)
@@ -173,7 +174,7 @@ class ScorerWorker:
                 continue
             if now - max(state.ended_at, state.last_window_at) < self.s.end_grace_s:
                 continue
-            backlog = await self.bus.group_backlog(WINDOWS, sid)
+            backlog = await group_backlog(self.bus, WINDOWS, sid)
             if backlog:
                 continue
             state.log.info("session ended and its windows are scored; releasing it")

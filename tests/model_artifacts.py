@@ -42,9 +42,8 @@ def export_artifact(
     """Export ``model`` with parity checks into ``models/<protocol>/<task>/<version>/`` and return the folder."""
     scale = get_protocol(protocol).scale
     folder = models / protocol / task / version
-    result = export(model, folder, name=f"tramp_{task}", version=version, task=task, protocol=protocol, fps=fps,
-                    label_range=(scale.min, scale.max), calibration=calibration)  # fmt: skip
-    dataclasses.replace(result.manifest, landmarker=landmarker).write(folder)
+    export(model, folder, name=f"tramp_{task}", version=version, task=task, protocol=protocol, fps=fps,
+           label_range=(scale.min, scale.max), calibration=calibration, landmarker=landmarker)  # fmt: skip
     return folder
 
 

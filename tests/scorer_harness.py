@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from common.backlog import group_backlog
 from common.bus import Bus
 from common.leases import Leases
 from common.messages import Consent, Score, Window
@@ -82,7 +83,7 @@ class PhantomStream:
     async def publish(self, index: int, backlog: int = 12) -> int:
         """Publish frame ``index`` once the tracker has fewer than ``backlog`` frames unread (as fast file ingest
         does), so the bounded frames stream never drops one."""
-        while (await self.pump_bus.group_backlog(FRAMES, self.pump.sid) or 0) >= backlog:
+        while (await group_backlog(self.pump_bus, FRAMES, self.pump.sid) or 0) >= backlog:
             await asyncio.sleep(0.005)
         rgb = np.ascontiguousarray(self.phantom.render(index))
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")

@@ -142,6 +142,7 @@ def export(run_dir: Path, models_dir: Path, name: str, version: str) -> None:
                 metrics=figures,
                 data_hash=str(ckpt.get("data_hash", "")),
                 calibration=calibration,
+                landmarker=str(ckpt.get("landmarker", "")),
             )
             worst = max(res.max_abs_diff.values())
             click.echo(

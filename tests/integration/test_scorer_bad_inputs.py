@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.backlog import pending_count
 from common.bus import Bus
 from common.messages import Consent, DeadLetter, Obs, Score, Window
 from common.streams import CROPS, DEADLETTER, OBS, WINDOWS
@@ -148,7 +149,7 @@ async def test_every_bad_input_gets_its_reason_and_good_windows_still_score(
     assert counters["dead_lettered"] == 1 and counters["withheld_model_error"] == 1
     assert counters["withheld_quality"] == 2 and counters["windows_stale"] == 0
     for s in [*sids.values(), gone, wrong]:
-        assert await bus.pending_count(WINDOWS, s) == 0  # every window acked once its score was out
+        assert await pending_count(bus, WINDOWS, s) == 0  # every window acked once its score was out
 
 
 async def test_stale_hops_are_dropped_and_counted_but_task_ends_never(
@@ -170,7 +171,7 @@ async def test_stale_hops_are_dropped_and_counted_but_task_ends_never(
         await wait_for(scored, 60, "the task score")
     got = await scores(bus, sid)
     assert [(s.kind, s.withheld) for s in got] == [("task", "")]
-    assert scorer.stats.counters["windows_stale"] == 2 and await bus.pending_count(WINDOWS, sid) == 0
+    assert scorer.stats.counters["windows_stale"] == 2 and await pending_count(bus, WINDOWS, sid) == 0
 
 
 async def test_superseded_hops_are_dropped_newest_wins(

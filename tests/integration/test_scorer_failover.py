@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from common.backlog import pending_count
 from common.bus import Bus
 from common.leases import Leases
 from common.streams import WINDOWS
@@ -156,7 +157,7 @@ async def test_a_killed_scorers_sessions_are_taken_over_with_no_task_score_lost(
             task_scores = [x for x in await scores(fbus, s) if x.kind == "task"]
             keys = {x.key for x in task_scores}
             assert len(keys) == 2 and all(x.score is not None and x.version == "1" for x in task_scores)
-            assert await fbus.pending_count(WINDOWS, s) == 0
+            assert await pending_count(fbus, WINDOWS, s) == 0
     finally:
         for proc in scorers.values():
             if proc.poll() is None:

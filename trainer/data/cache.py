@@ -13,7 +13,9 @@ the trajectory computed, and each frame's crop resized by the one resize rule tw
 training augmentation (random crop to the model's size per sample) and straight to ``model_size``, the frames an
 evaluation item (and the live scorer) feeds the model. One ``.npz`` per clip under ``cache_dir``, named by a hash
 of the feature and model-input versions, both sizes, the fps, the clip's source files and (for videos) the
-landmarking identity, so a changed file, rule or landmarker never reads stale features. A video clip the tracker
+landmarking identity, so a changed file, rule or landmarker never reads stale features. Each cached video clip
+also names its landmarker (e.g. ``mediapipe-facemesh/t1``), which training records and export writes into the
+manifest. A video clip the tracker
 cannot use (undecodable, too few faces) leaves a ``.skip.json`` beside it with the reason, so it is reported, not
 recomputed, on the next run.
 """
@@ -49,6 +51,7 @@ class CachedClip:
 
     record: ClipRecord
     path: Path
+    landmarker: str = ""  # identity of the landmarker whose observations made the features ("" = dataset files)
 
     def load(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
         """(trajectory, frames at the load size): what training augments."""
@@ -234,13 +237,13 @@ def _cache_videos(
     skipped: dict[int, SkippedClip],
 ) -> int:
     """Fill ``slots`` / ``skipped`` at each item's position from the cache or by landmarking; return clips computed."""
-    ident = lm.identity()
+    ident, name = lm.identity(), lm.landmarker_name
     todo: dict[int, tuple[int, Path]] = {}  # id(record) -> (position, cache file)
     for i, record in items:
         path = cache_dir / f"{_key(record, sizes, ident)}.npz"
         skip = _skip_path(path)
         if path.is_file():
-            slots[i] = CachedClip(record, path)
+            slots[i] = CachedClip(record, path, name)
         elif skip.is_file():
             skipped[i] = SkippedClip(record.clip_id, json.loads(skip.read_text())["reason"])
         else:
@@ -265,6 +268,6 @@ def _cache_videos(
                 log.info("clip %s: label file says %d frames, the video range has %d; using the video",
                          record.clip_id, record.n_frames, outcome.clip.face.size)  # fmt: skip
             _write(path, features_from_landmarks(outcome.clip, sizes))
-            slots[i] = CachedClip(record, path)
+            slots[i] = CachedClip(record, path, name)
             computed += 1
     return computed
