@@ -34,6 +34,7 @@ PART_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("phantom", "phantom.cli", "phantom"),
     ("ingest", "ingest.cli", "cli"),
     ("tracker", "tracker.cli", "cli"),
+    ("scorer", "scorer.cli", "cli"),
     ("dashboard", "dashboard.cli", "cli"),
     ("prepare", "trainer.cli", "prepare"),
     ("train", "trainer.cli", "train"),

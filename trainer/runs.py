@@ -106,8 +106,11 @@ def load_dataset(cfg: RunConfig) -> LoadedData:
     if missing:
         raise ConfigError(f"expressions {missing} not in the data (present: {present})")
     # one pass over every clip wanted: one progress bar, and landmarked videos batch across expressions
+    if not wanted:
+        raise ConfigError(f"no clips in {root}: the layout {cfg.data.layout!r} lists none")
+    model_size = model_config(cfg, wanted[0]).rgb.image_size  # the frame side is the same for every expression
     result = build_cache([r for r in records if r.expression in wanted], cache_dir, cfg.data.load_size,
-                         cfg.data.landmarks)  # fmt: skip
+                         cfg.data.landmarks, model_size=model_size, fps=cfg.data.fps)  # fmt: skip
     by_id = {c.record.clip_id: c for c in result.clips}
     if result.skipped:
         log.warning("%d of %d clips left out (see the warnings above); %d usable", len(result.skipped),
@@ -153,6 +156,7 @@ def sample_spec(cfg: RunConfig, mcfg: TrampFormerConfig, train: bool) -> SampleS
         train=train,
         reverse_p=cfg.train.reverse_p,
         flip_p=cfg.train.flip_p,
+        fps=cfg.data.fps,
     )
 
 

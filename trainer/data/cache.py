@@ -7,9 +7,13 @@ A clip's features come from one of two sources (``data.landmarks``: ``auto`` pic
 * ``video``: the source recording landmarked by the tracker's own pipeline (:mod:`trainer.data.landmarking`), its
   integer crop landmarks and colours through the same ``common.features``, its 256 reference crops as frames.
 
-Frames are resized to ``load_size`` (the random crop to the model's size happens per sample). One ``.npz`` per clip
-under ``cache_dir``, named by a hash of the feature version, the load size, the clip's source files and (for videos)
-the landmarking identity, so a changed file, rule or landmarker never reads stale features. Each cached video clip
+Both sources go through :mod:`common.model_input`, the code the live scorer runs on the same observations: frames
+picked by time at the model's ``fps`` (videos; distributed files are taken to be at that rate already), gaps filled,
+the trajectory computed, and each frame's crop resized by the one resize rule twice over: to ``load_size`` for the
+training augmentation (random crop to the model's size per sample) and straight to ``model_size``, the frames an
+evaluation item (and the live scorer) feeds the model. One ``.npz`` per clip under ``cache_dir``, named by a hash
+of the feature and model-input versions, both sizes, the fps, the clip's source files and (for videos) the
+landmarking identity, so a changed file, rule or landmarker never reads stale features. Each cached video clip
 also names its landmarker (e.g. ``mediapipe-facemesh/t1``), which training records and export writes into the
 manifest. A video clip the tracker
 cannot use (undecodable, too few faces) leaves a ``.skip.json`` beside it with the reason, so it is reported, not
@@ -30,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from common import features
+from common import features, model_input
 from common.errors import ConfigError
 from trainer.data.landmarking import LandmarkedClip, VideoLandmarking
 from trainer.data.layouts import ClipRecord
@@ -42,15 +46,23 @@ SOURCES = ("auto", "files", "video")
 
 @dataclasses.dataclass(frozen=True)
 class CachedClip:
-    """A clip's record and the cache file holding ``trajectory`` [T, 63, 5] and ``frames`` [T, S, S, 3] uint8."""
+    """A clip's record and the cache file holding ``trajectory`` [T, 63, 5], ``frames`` [T, L, L, 3] uint8 at the
+    load size and ``frames_model`` [T, S, S, 3] at the model's side (the same array when the sizes agree)."""
 
     record: ClipRecord
     path: Path
     landmarker: str = ""  # identity of the landmarker whose observations made the features ("" = dataset files)
 
     def load(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
+        """(trajectory, frames at the load size): what training augments."""
         with np.load(self.path) as data:
             return data["trajectory"], data["frames"]
+
+    def load_eval(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
+        """(trajectory, frames at the model's side): what evaluation feeds the model, as the live scorer does."""
+        with np.load(self.path) as data:
+            key = "frames_model" if "frames_model" in data.files else "frames"
+            return data["trajectory"], data[key]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,8 +101,20 @@ def _stat(path: Path) -> str:
     return f"{path}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def _key(record: ClipRecord, load_size: int, landmarking: str = "") -> str:
-    h = hashlib.sha256(f"v{features.FEATURE_VERSION}/{load_size}/{record.clip_id}".encode())
+@dataclasses.dataclass(frozen=True)
+class FrameSizes:
+    """What the cache resizes frames to and the rate videos are resampled at (``None``: as recorded)."""
+
+    load_size: int
+    model_size: int | None = None
+    fps: float | None = None
+
+    def tag(self) -> str:
+        return f"mi{model_input.MODEL_INPUT_VERSION}/{self.load_size}/{self.model_size}/{self.fps}"
+
+
+def _key(record: ClipRecord, sizes: FrameSizes, landmarking: str = "") -> str:
+    h = hashlib.sha256(f"v{features.FEATURE_VERSION}/{sizes.tag()}/{record.clip_id}".encode())
     if landmarking:
         if record.video is None:
             raise ConfigError(f"clip {record.clip_id} has no source video")
@@ -103,51 +127,56 @@ def _key(record: ClipRecord, load_size: int, landmarking: str = "") -> str:
     return h.hexdigest()[:20]
 
 
-def _resize(rgb: npt.NDArray[np.uint8], load_size: int) -> npt.NDArray[np.uint8]:
-    if rgb.shape[0] == load_size and rgb.shape[1] == load_size:
-        return rgb
-    return np.asarray(cv2.resize(rgb, (load_size, load_size), interpolation=cv2.INTER_AREA), dtype=np.uint8)
+Arrays = dict[str, npt.NDArray[np.generic]]
 
 
-def _read_frames(frames_dir: Path, load_size: int) -> npt.NDArray[np.uint8]:
-    files = sorted(frames_dir.glob("*.jpg"))
-    out = np.empty((len(files), load_size, load_size, 3), dtype=np.uint8)
-    for i, f in enumerate(files):
-        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
-        if img is None:
-            raise ConfigError(f"cannot decode frame {f}")
-        out[i] = _resize(np.asarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), dtype=np.uint8), load_size)
+def _frame_arrays(crops: list[npt.NDArray[np.uint8]] | npt.NDArray[np.uint8], sizes: FrameSizes) -> Arrays:
+    """Each crop resized by the one rule to the load size and (when it differs) to the model's side."""
+    out: Arrays = {"frames": np.stack([model_input.resize_rgb(c, sizes.load_size) for c in crops])}
+    if sizes.model_size is not None and sizes.model_size != sizes.load_size:
+        out["frames_model"] = np.stack([model_input.resize_rgb(c, sizes.model_size) for c in crops])
     return out
 
 
-def preprocess(record: ClipRecord, load_size: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
-    """One clip's features from its distributed files; raises :class:`ConfigError` naming the clip when they
-    disagree."""
+def _read_frames(frames_dir: Path) -> list[npt.NDArray[np.uint8]]:
+    out = []
+    for f in sorted(frames_dir.glob("*.jpg")):
+        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        if img is None:
+            raise ConfigError(f"cannot decode frame {f}")
+        out.append(np.asarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), dtype=np.uint8))
+    return out
+
+
+def preprocess(record: ClipRecord, sizes: FrameSizes) -> Arrays:
+    """One clip's cache arrays from its distributed files (taken to be at the model's rate); raises
+    :class:`ConfigError` naming the clip when they disagree."""
     if record.trajectory is None or record.colour is None or record.frames_dir is None:
         raise ConfigError(f"clip {record.clip_id}: missing trajectory, colour or frames")
     try:
         traj = features.trajectory_from_files(np.load(record.trajectory), np.load(record.colour))
     except features.FeatureError as exc:
         raise ConfigError(f"clip {record.clip_id}: {exc}") from exc
-    frames = _read_frames(record.frames_dir, load_size)
-    if frames.shape[0] != traj.shape[0]:
-        raise ConfigError(
-            f"clip {record.clip_id}: {frames.shape[0]} frames on disk but {traj.shape[0]} trajectory frames"
-        )
-    return traj, frames
+    crops = _read_frames(record.frames_dir)
+    if len(crops) != traj.shape[0]:
+        raise ConfigError(f"clip {record.clip_id}: {len(crops)} frames on disk but {traj.shape[0]} trajectory frames")
+    return {"trajectory": traj, **_frame_arrays(crops, sizes)}
 
 
-def features_from_landmarks(
-    clip: LandmarkedClip, load_size: int
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
-    """A landmarked video clip's features: gaps filled, then the same ``common.features`` rule as the files."""
-    landmarks, colours, crops = clip.filled()
-    traj = features.trajectory_features(landmarks, colours)
-    frames = np.stack([_resize(c, load_size) for c in crops])
-    return traj, frames
+def features_from_landmarks(clip: LandmarkedClip, sizes: FrameSizes) -> Arrays:
+    """A landmarked video clip's cache arrays: :func:`common.model_input.prepare_clip` (frames by time at the
+    model's fps, gaps filled, trajectory), then each chosen frame's crop resized by the one rule."""
+    times = clip.times if clip.times is not None else np.arange(clip.face.size, dtype=np.float64)
+    observed = model_input.ObservedClip.build(times, clip.landmarks, clip.colours, clip.face)
+    prepared = model_input.prepare_clip(observed, sizes.fps if clip.times is not None else None)
+    return {
+        "trajectory": prepared.trajectory,
+        "face": prepared.own,
+        **_frame_arrays(clip.crops[prepared.rows], sizes),
+    }
 
 
-def _write(path: Path, **arrays: npt.NDArray[np.generic]) -> None:
+def _write(path: Path, arrays: Arrays) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)  # type: ignore[arg-type]
@@ -164,11 +193,17 @@ def build_cache(
     load_size: int,
     mode: str = "auto",
     landmarking: Callable[[], VideoLandmarking] | None = None,
+    *,
+    model_size: int | None = None,
+    fps: float | None = None,
 ) -> CacheResult:
     """Preprocess every record not cached yet (with progress bars) and return the cached clips in order.
 
-    ``landmarking`` builds the video landmarker, only when some clip needs one (it loads models)."""
+    ``landmarking`` builds the video landmarker, only when some clip needs one (it loads models). ``model_size`` is
+    the model's frame side (evaluation frames are then resized straight from the crops to it, as the live scorer
+    does; without it they come from the load-size frames) and ``fps`` the model's rate videos are resampled to."""
     cache_dir = Path(cache_dir)
+    sizes = FrameSizes(load_size, model_size, fps)
     slots: list[CachedClip | None] = [None] * len(records)
     skipped: dict[int, SkippedClip] = {}
     videos: list[int] = []
@@ -177,15 +212,14 @@ def build_cache(
         if source_of(record, mode) == "video":
             videos.append(i)
             continue
-        path = cache_dir / f"{_key(record, load_size)}.npz"
+        path = cache_dir / f"{_key(record, sizes)}.npz"
         if not path.is_file():
-            traj, frames = preprocess(record, load_size)
-            _write(path, trajectory=traj, frames=frames)
+            _write(path, preprocess(record, sizes))
             computed += 1
         slots[i] = CachedClip(record, path)
     if videos:
         lm = (landmarking or VideoLandmarking.from_environment)()
-        computed += _cache_videos([(i, records[i]) for i in videos], cache_dir, load_size, lm, slots, skipped)
+        computed += _cache_videos([(i, records[i]) for i in videos], cache_dir, sizes, lm, slots, skipped)
     out = [c for c in slots if c is not None]
     left = [skipped[i] for i in sorted(skipped)]
     for s in left:
@@ -197,7 +231,7 @@ def build_cache(
 def _cache_videos(
     items: list[tuple[int, ClipRecord]],
     cache_dir: Path,
-    load_size: int,
+    sizes: FrameSizes,
     lm: VideoLandmarking,
     slots: list[CachedClip | None],
     skipped: dict[int, SkippedClip],
@@ -206,7 +240,7 @@ def _cache_videos(
     ident, name = lm.identity(), lm.landmarker_name
     todo: dict[int, tuple[int, Path]] = {}  # id(record) -> (position, cache file)
     for i, record in items:
-        path = cache_dir / f"{_key(record, load_size, ident)}.npz"
+        path = cache_dir / f"{_key(record, sizes, ident)}.npz"
         skip = _skip_path(path)
         if path.is_file():
             slots[i] = CachedClip(record, path, name)
@@ -233,8 +267,7 @@ def _cache_videos(
             if outcome.clip.face.size != record.n_frames:
                 log.info("clip %s: label file says %d frames, the video range has %d; using the video",
                          record.clip_id, record.n_frames, outcome.clip.face.size)  # fmt: skip
-            traj, frames = features_from_landmarks(outcome.clip, load_size)
-            _write(path, trajectory=traj, frames=frames, face=outcome.clip.face)
+            _write(path, features_from_landmarks(outcome.clip, sizes))
             slots[i] = CachedClip(record, path, name)
             computed += 1
     return computed

@@ -2,8 +2,9 @@
 
 Training: random temporal sampling of the RGB frames (consecutive from a random start), random crop and horizontal
 flip of the frames, random reversal of the trajectory clip (``index_t`` is not reversed, as in the reference).
-Evaluation: RGB frames spread uniformly over the clip, resized to the model size. Trajectories are always loop-padded
-or latter-truncated to T_p (``common.features``).
+Evaluation: exactly what the live scorer feeds the model (:mod:`common.model_input`): RGB frames spread uniformly
+over the clip, at the model's side (resized once from the crop by the one resize rule when the cache was built),
+normalised by the same function. Trajectories are always loop-padded or latter-truncated to T_p.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ import dataclasses
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from common import features
+from common import model_input
 from trainer.data.cache import CachedClip
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -30,12 +30,17 @@ class SampleSpec:
     train: bool
     reverse_p: float = 0.5
     flip_p: float = 0.5
+    fps: float = 25.0
+
+    def input_spec(self) -> model_input.InputSpec:
+        return model_input.InputSpec(t_p=self.t_p, rgb_frames=self.rgb_frames, rgb_size=self.image_size,
+                                     rgb_mean=IMAGENET_MEAN, rgb_std=IMAGENET_STD, fps=self.fps)  # fmt: skip
 
 
 def normalise(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 [..., 3, H, W] -> ImageNet-normalised float."""
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    """uint8 [..., 3, H, W] -> ImageNet-normalised float (the formula of :func:`common.model_input.normalise_rgb`)."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
     return (frames.float() / 255.0 - mean) / std
 
 
@@ -59,22 +64,20 @@ class ClipSamples(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.
         clip = self.clips[i % len(self.clips)]
         spec = self.spec
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        traj, frames = clip.load()
-        model_traj, index_t = features.model_input(traj, spec.t_p)
+        traj, frames = clip.load() if spec.train else clip.load_eval()
+        s = model_input.sample(traj.shape[0], spec.input_spec(), train=spec.train, rng=rng)
+        model_traj = np.ascontiguousarray(traj[s.traj_idx])
         if spec.train and rng.random() < spec.reverse_p:
             model_traj = model_traj[::-1].copy()
-        idx = features.rgb_frame_indices(frames.shape[0], spec.rgb_frames, train=spec.train, rng=rng)
-        rgb = torch.from_numpy(frames[idx]).permute(0, 3, 1, 2)  # [T, 3, L, L]
-        size, load = spec.image_size, rgb.shape[-1]
         if spec.train:
+            rgb = torch.from_numpy(frames[s.rgb_idx]).permute(0, 3, 1, 2)  # [T, 3, L, L]
+            size, load = spec.image_size, rgb.shape[-1]
             y, x = (int(v) for v in rng.integers(0, load - size + 1, size=2))
             rgb = rgb[..., y : y + size, x : x + size]
             if rng.random() < spec.flip_p:
                 rgb = rgb.flip(-1)
             out = normalise(rgb)
         else:
-            out = normalise(rgb)
-            if load != size:
-                out = F.interpolate(out, size=(size, size), mode="bilinear", align_corners=False)
+            out = torch.from_numpy(model_input.rgb_input(frames[s.rgb_idx], spec.input_spec()))
         label = torch.tensor(clip.record.label, dtype=torch.float32)
-        return out.contiguous(), torch.from_numpy(model_traj), torch.from_numpy(index_t), label
+        return out.contiguous(), torch.from_numpy(model_traj), torch.from_numpy(s.index_t), label
