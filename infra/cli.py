@@ -25,6 +25,7 @@ PART_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("ingest", "ingest.cli", "cli"),
     ("tracker", "tracker.cli", "cli"),
     ("dashboard", "dashboard.cli", "cli"),
+    ("fleet", "fleet.cli", "cli"),
     ("prepare", "trainer.cli", "prepare"),
     ("train", "trainer.cli", "train"),
     ("evaluate", "trainer.cli", "evaluate"),

@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings
 
 START = "<!-- settings:start -->"
 END = "<!-- settings:end -->"
-PARTS = ("common", "infra", "ingest", "tracker", "scorer", "dashboard", "trainer", "phantom")
+PARTS = ("common", "infra", "ingest", "tracker", "scorer", "dashboard", "fleet", "trainer", "phantom")
 
 
 def settings_classes() -> list[type[BaseSettings]]:
