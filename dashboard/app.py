@@ -14,6 +14,7 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
 
 from common.bus import Bus
 from common.errors import PermanentError, RetryableError
@@ -43,13 +44,24 @@ SECURITY_HEADERS = {
 }
 
 
+HEALTH_TIMEOUT_S = 2.0
+
+
+async def _ping_database(db: Database) -> None:
+    def ping() -> None:
+        with db.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    await asyncio.to_thread(ping)
+
+
 def create_app(settings: DashboardSettings, bus: Bus | None = None, *, background: bool = True) -> FastAPI:
     """A new app. With ``bus`` given the caller owns it. ``background=False`` leaves the consumer and health board
     off (tests that drive them step by step)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.database_url)
+        db = Database(settings.database_url_with_password())
         await asyncio.to_thread(db.migrate)
         own_bus = bus is None
         active = bus or await Bus.connect(settings.common.redis_url, name="dashboard")
@@ -105,6 +117,21 @@ def create_app(settings: DashboardSettings, bus: Bus | None = None, *, backgroun
             return JSONResponse({"detail": str(exc)}, status_code=code)
 
         return handle
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz(request: Request) -> JSONResponse:
+        """Liveness for container health checks (no login): the database and Redis answer within 2 s."""
+        state: DashboardState = request.app.state.dash
+        checks = {"database": _ping_database(state.db), "redis": state.bus.ping()}
+        out: dict[str, str] = {}
+        for name, check in checks.items():
+            try:
+                await asyncio.wait_for(check, HEALTH_TIMEOUT_S)
+                out[name] = "ok"
+            except Exception as exc:  # every failure is an unhealthy answer, never a 500
+                out[name] = f"failing: {type(exc).__name__}"
+        healthy = all(v == "ok" for v in out.values())
+        return JSONResponse({"ok": healthy, **out}, status_code=200 if healthy else 503)
 
     app.add_exception_handler(NotLoggedIn, not_logged_in)
     app.add_exception_handler(UnknownProtocol, handler(400))  # type: ignore[arg-type]

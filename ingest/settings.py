@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from common.settings import CommonSettings
+from common.settings import CommonSettings, read_secret_file
 
 
 class IngestSettings(BaseSettings):
@@ -22,6 +23,7 @@ class IngestSettings(BaseSettings):
     port: int = Field(8080, ge=0, le=65535)
     public_url: str = Field("", description="base of patient join links; default http://host:port")
     api_key: SecretStr | None = Field(None, description="when set, creating sessions needs header X-Api-Key")
+    api_key_file: Path | None = Field(None, description="file holding the service key (docker secret); read at start")
 
     # ICE: no STUN/TURN unless configured; host addresses offered (aioice never offers 127.0.0.1 by itself)
     ice_servers: list[str] = Field(default_factory=list, description='e.g. ["stun:stun.example.org:3478"]')
@@ -62,6 +64,15 @@ class IngestSettings(BaseSettings):
     hold_s: float | None = Field(None, gt=0, description="override every task's hold time")
     reps: int | None = Field(None, ge=1, description="override every task's repetitions")
     rest_s: float = Field(2.0, ge=0, description="pause between repetitions")
+
+    @model_validator(mode="after")
+    def _key_from_file(self) -> IngestSettings:
+        if self.api_key_file is not None:
+            if self.api_key is not None:
+                raise ValueError("set FEQA_INGEST_API_KEY or FEQA_INGEST_API_KEY_FILE, not both")
+            key = read_secret_file(self.api_key_file, "FEQA_INGEST_API_KEY_FILE")
+            object.__setattr__(self, "api_key", SecretStr(key))
+        return self
 
     def join_base(self) -> str:
         """Base URL of patient links."""
