@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import logging
@@ -13,6 +14,7 @@ from types import FrameType
 import click
 
 from common.logs import setup_logging
+from infra import health as health_checks
 from infra import settings_doc as settings_tables
 from infra.settings import StackSettings
 from infra.stack import Stack
@@ -102,6 +104,21 @@ def settings_doc(write_to: Path | None) -> None:
     else:
         changed = settings_tables.write(write_to)
         click.echo(f"{write_to}: {'updated' if changed else 'already current'}")
+
+
+@feqa.command()
+@click.argument("service", type=click.Choice(health_checks.SERVICES))
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=3.0, show_default=True)
+@click.option("--max-age", "max_age_s", type=click.FloatRange(min=1), default=30.0, show_default=True,
+              help="newest Health entry of this host's worker may be this old (scorer, fleet-bridge)")  # fmt: skip
+def health(service: str, timeout_s: float, max_age_s: float) -> None:
+    """Exit 0 when SERVICE in this container is healthy, else 1 with why (container health checks)."""
+    setup_logging("ERROR", "text")  # the verdict is the output; retries while Redis is down are not
+    problems = asyncio.run(health_checks.check(service, timeout_s=timeout_s, max_age_s=max_age_s))
+    if problems:
+        click.echo(f"{service} unhealthy: " + "; ".join(problems), err=True)
+        sys.exit(1)
+    click.echo(f"{service} healthy")
 
 
 def main() -> None:
