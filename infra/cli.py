@@ -14,6 +14,7 @@ from types import FrameType
 import click
 
 from common.logs import setup_logging
+from infra import compose as compose_files
 from infra import health as health_checks
 from infra import settings_doc as settings_tables
 from infra.settings import StackSettings
@@ -97,13 +98,30 @@ def up() -> None:
 
 @feqa.command("settings-doc")
 @click.option("--write", "write_to", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
-def settings_doc(write_to: Path | None) -> None:
-    """Print the configuration tables (every environment variable), or refresh them in a README."""
-    if write_to is None:
+@click.option("--env", "env_to", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="write the env example (every variable at its default) to this file")  # fmt: skip
+def settings_doc(write_to: Path | None, env_to: Path | None) -> None:
+    """Print the configuration tables (every environment variable), or refresh them in a README / an env example."""
+    if write_to is None and env_to is None:
         click.echo(settings_tables.render(), nl=False)
-    else:
+    if write_to is not None:
         changed = settings_tables.write(write_to)
         click.echo(f"{write_to}: {'updated' if changed else 'already current'}")
+    if env_to is not None:
+        changed = settings_tables.write_env(env_to)
+        click.echo(f"{env_to}: {'updated' if changed else 'already current'}")
+
+
+@feqa.command("compose-secrets")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("secrets"),
+              show_default=True, help="where docker-compose.yml looks for its secret files")  # fmt: skip
+def compose_secrets(directory: Path) -> None:
+    """Create docker compose's secret files (random service key and database password); existing ones are kept."""
+    created, kept = compose_files.make_secrets(directory)
+    for path in created:
+        click.echo(f"created {path} ({compose_files.SECRETS[path.name]})")
+    for path in kept:
+        click.echo(f"kept    {path} (already there; delete it to make a new one)")
 
 
 @feqa.command()
