@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
@@ -133,6 +134,15 @@ def create_app(settings: DashboardSettings, bus: Bus | None = None, *, backgroun
         healthy = all(v == "ok" for v in out.values())
         return JSONResponse({"ok": healthy, **out}, status_code=200 if healthy else 503)
 
+    async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+        """422 with where and why, never the input itself (it may be huge, private, or not even JSON-encodable:
+        a body of ``Infinity`` made FastAPI's own handler fail with a 500)."""
+        errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+        detail = [{"loc": [str(part) for part in e.get("loc", ())], "msg": str(e.get("msg", ""))[:300],
+                   "type": str(e.get("type", ""))} for e in errors[:20]]  # fmt: skip
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(NotLoggedIn, not_logged_in)
     app.add_exception_handler(UnknownProtocol, handler(400))  # type: ignore[arg-type]
     app.add_exception_handler(IngestUnavailable, handler(503))  # type: ignore[arg-type]
