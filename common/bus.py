@@ -1,20 +1,15 @@
 """The asyncio Redis stream bus: the only code in feqa that calls XADD, XREADGROUP, XACK and XAUTOCLAIM.
 
-Every call names a stream by its :class:`~common.streams.StreamSpec` and session id, never by a raw key, and the
-spec's message type decodes what is read.
-
-- ``publish`` appends with the stream's MAXLEN. A session's streams (``StreamSpec.session_bound``) are written
-  with XADD NOMKSTREAM: they exist from the session's start until its end deleted (frames, crops) or retention
-  expired them, and a write to one that is gone is refused (``publish`` returns None, counted as ``refused``), so no
-  write ever recreates a purged stream.
-- ``consume`` reads new entries for the spec's consumer group (created when missing, also after a Redis restart
-  that lost it); ``reclaim`` takes over entries a dead consumer left pending (XAUTOCLAIM; Redis 6.2 answers with
-  2 elements, 7.x with 3: both are handled). ``latest``, ``range`` and ``tail`` read without a group.
-- One decode path with a policy: an entry that does not decode as the spec's message is dead-lettered (copied
-  whole to ``feqa:deadletter`` with the error, then acked) on group reads, and skipped with a log line and a
-  count on plain reads. Consumers dead-letter entries they refuse for their own reasons with :meth:`dead_letter`.
-- Every call is retried within a budget, under connect and read timeouts (common.retry); a retried publish may
-  store an entry twice, so counting consumers de-duplicate (common.dedupe).
+Every call names a stream by its :class:`~common.streams.StreamSpec` and session id (never a raw key); the spec's
+message type decodes what is read. ``publish`` appends with the stream's MAXLEN; a session's streams are written
+with XADD NOMKSTREAM, so a write after the session's end deleted or expired them is refused (None, counted), never
+a purged stream recreated. ``consume`` reads in the spec's consumer group (made when missing), ``reclaim`` takes
+over what a dead consumer left pending (XAUTOCLAIM, 6.2 and 7.x replies), ``latest``/``range``/``tail`` read
+without a group. One decode path with a policy: an undecodable entry is dead-lettered (kept whole on
+``feqa:deadletter`` with the error, then acked) on group reads, skipped with a log line and a count on plain
+reads; consumers refuse entries for their own reasons with :meth:`Bus.dead_letter`. Every call is retried within
+a budget under socket timeouts (common.retry); a retried publish may store an entry twice, so counting consumers
+de-duplicate (common.dedupe).
 """
 
 from __future__ import annotations
@@ -26,8 +21,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
 from common.entries import BusStats as BusStats
@@ -35,9 +28,9 @@ from common.entries import Delivery as Delivery
 from common.entries import Raw, flatten, rows, text
 from common.errors import DecodeError
 from common.messages import DeadLetter, Message
+from common.retry import TRANSIENT, first_attempt_fits, redis_client, with_retry
 from common.retry import Backoff as Backoff
 from common.retry import Timeouts as Timeouts
-from common.retry import with_retry
 from common.settings import CommonSettings
 from common.streams import DEADLETTER, StreamSpec
 
@@ -55,6 +48,7 @@ class Bus:
         self._r = client
         self._backoff = backoff
         self.timeouts = timeouts
+        self._first_fits = first_attempt_fits(backoff, timeouts)
         self.name = name
         self.stats = BusStats()
         self._groups: set[tuple[str, str]] = set()
@@ -65,16 +59,7 @@ class Bus:
     ) -> Bus:
         """Connect to ``url`` and check it answers (within the backoff budget)."""
         t = timeouts or Timeouts()
-        client = aioredis.Redis.from_url(
-            url,
-            decode_responses=False,
-            socket_connect_timeout=t.connect_s,
-            socket_timeout=t.read_s,
-            health_check_interval=0,
-            retry=Retry(NoBackoff(), 0),
-            client_name=name,
-        )
-        bus = cls(client, backoff=backoff or Backoff(), timeouts=t, name=name)
+        bus = cls(redis_client(url, name, t), backoff=backoff or Backoff(), timeouts=t, name=name)
         await bus.ping()
         return bus
 
@@ -97,10 +82,15 @@ class Bus:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    # ------------------------------------------------------------------------------------------ plumbing
-
     async def run(self, what: str, op: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
         """Run ``op(client)`` with retries inside the budget (for the session-state and lease modules)."""
+        if self._first_fits:  # the socket timeouts bound this attempt inside the budget: no timer needed
+            started = time.monotonic()
+            try:
+                return await op(self._r)
+            except TRANSIENT as exc:
+                return await with_retry(what, lambda: op(self._r), self._backoff, self._count_reconnect,
+                                        started=started, failed=exc)  # fmt: skip
         return await with_retry(what, lambda: op(self._r), self._backoff, self._count_reconnect)
 
     def _count_reconnect(self) -> None:
@@ -115,11 +105,19 @@ class Bus:
                 f"a read blocking {block_ms} ms needs a socket read timeout above it (read_s={self.timeouts.read_s})"
             )
 
-    # ------------------------------------------------------------------------------------------ publish
-
     async def publish(self, spec: StreamSpec[M], message: M, sid: str | None = None) -> str | None:
         """Append ``message``; return its id, or None when it is a session's stream and that is gone (ended)."""
-        return (await self.publish_many(spec, [message], sid=sid))[0]
+        key = _key_for(spec, message, sid)
+        fields: dict[Any, Any] = message.encode()
+        entry = await self.run(
+            "publish", lambda r: r.xadd(key, fields, maxlen=spec.maxlen, approximate=spec.approximate,
+                                        nomkstream=spec.session_bound)
+        )  # fmt: skip
+        if entry is None:
+            self.stats.refused += 1
+            return None
+        self.stats.published += 1
+        return text(entry)
 
     async def publish_many(
         self, spec: StreamSpec[M], messages: Sequence[M], sid: str | None = None
@@ -127,16 +125,11 @@ class Bus:
         """Append several messages in one round trip (ids in order; None where refused)."""
         if not messages:
             return []
-        keys = []
-        for m in messages:
-            if not isinstance(m, spec.message):
-                raise TypeError(f"stream {spec.template} carries {spec.message.__name__}, not {type(m).__name__}")
-            keys.append(spec.key(_sid_of(spec, m, sid)) if spec.per_session else spec.key())
+        keys = [_key_for(spec, m, sid) for m in messages]
+        if len(messages) == 1:  # one command: no pipeline machinery
+            return [await self.publish(spec, messages[0], sid)]
 
         async def op(r: aioredis.Redis) -> list[Any]:
-            if len(messages) == 1:  # one command: no pipeline machinery
-                return [await r.xadd(keys[0], dict[Any, Any](messages[0].encode()), maxlen=spec.maxlen,
-                                     approximate=spec.approximate, nomkstream=spec.session_bound)]  # fmt: skip
             pipe = r.pipeline(transaction=False)
             for key, m in zip(keys, messages, strict=True):
                 pipe.xadd(key, dict[Any, Any](m.encode()), maxlen=spec.maxlen, approximate=spec.approximate,
@@ -148,8 +141,6 @@ class Bus:
         self.stats.published += len(ids) - refused
         self.stats.refused += refused
         return [None if i is None else text(i) for i in ids]
-
-    # ------------------------------------------------------------------------------------------ groups
 
     async def ensure_group(self, spec: StreamSpec[Any], sid: str | None = None, start_id: str = "0") -> bool:
         """Create the spec's consumer group unless it exists; False when a session's stream is gone (it ended).
@@ -293,8 +284,6 @@ class Bus:
         self.stats.reclaimed += len(out)
         return out
 
-    # ------------------------------------------------------------------------------------------ reads
-
     async def latest(self, spec: StreamSpec[M], sid: str | None, count: int) -> list[Delivery[M]]:
         """The newest ``count`` entries, oldest first (undecodable ones skipped and counted)."""
         key = spec.key(sid)
@@ -357,8 +346,13 @@ class Bus:
         return out
 
 
-def _sid_of(spec: StreamSpec[Any], message: Message, sid: str | None) -> str:
+def _key_for(spec: StreamSpec[Any], message: Message, sid: str | None) -> str:
+    """The key a message goes to (its own sid unless one is given), after checking the stream carries its type."""
+    if not isinstance(message, spec.message):
+        raise TypeError(f"stream {spec.template} carries {spec.message.__name__}, not {type(message).__name__}")
+    if not spec.per_session:
+        return spec.key()
     found = sid or getattr(message, "sid", None)
     if not found:
         raise ValueError(f"stream {spec.template} needs a session id")
-    return str(found)
+    return spec.key(str(found))

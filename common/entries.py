@@ -14,9 +14,10 @@ M = TypeVar("M", bound=Message)
 Raw = tuple[str, str, dict[bytes, bytes] | None]  # key, entry id, fields (None: trimmed while pending)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class Delivery(Generic[M]):
-    """One decoded entry of stream ``spec`` (session ``sid``) with its Redis id."""
+    """One decoded entry of stream ``spec`` (session ``sid``) with its Redis id. (Not frozen: a frozen dataclass's
+    __init__ costs several times more, and one is made per entry read.)"""
 
     spec: StreamSpec[Any]
     sid: str | None

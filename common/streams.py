@@ -60,6 +60,7 @@ previous one left pending, so a session's per-frame feature cache lives on one w
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Generic, Literal, TypeVar
 
 from common.messages import (
@@ -78,6 +79,11 @@ from common.messages import (
 M = TypeVar("M", bound=Message)
 
 _BAD_ID_CHARS = "{}: \t\r\n"
+
+
+@functools.lru_cache(maxsize=8192)
+def _session_key(template: str, sid: str | None) -> str:
+    return template.replace("{sid}", "{" + _check_sid(sid, template) + "}")
 
 
 def _check_sid(sid: str | None, template: str) -> str:
@@ -122,9 +128,7 @@ class StreamSpec(Generic[M]):
 
     def key(self, sid: str | None = None) -> str:
         """The Redis key; per-session streams need ``sid`` and wrap it in a hash tag."""
-        if self.per_session:
-            return self.template.replace("{sid}", "{" + _check_sid(sid, self.template) + "}")
-        return self.template
+        return _session_key(self.template, sid) if "{sid}" in self.template else self.template
 
 
 @dataclasses.dataclass(frozen=True)

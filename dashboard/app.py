@@ -16,12 +16,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
 
 from common.bus import Bus
 from common.errors import PermanentError, RetryableError
 from common.protocols import UnknownProtocol
-from dashboard import admin_api, auth_routes, live, pages, patients_api, sessions_api
-from dashboard.access import NotLoggedIn
+from dashboard import admin_api, audit, auth_routes, live, pages, patients_api, sessions_api
+from dashboard.access import Denied, NotLoggedIn
 from dashboard.consumer import ScoreConsumer
 from dashboard.db import Database
 from dashboard.health import HealthBoard
@@ -91,9 +92,15 @@ def create_app(settings: DashboardSettings, bus: Bus | None = None, *, backgroun
         finally:
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # shutdown is bounded: a task or a Redis socket that does not let go is logged, never waited on forever
+            _, stuck = await asyncio.wait(tasks, timeout=10)
+            if stuck:
+                log.warning("%d background tasks did not stop within 10 s of shutdown", len(stuck))
             if own_bus:
-                await active.close()
+                try:
+                    await asyncio.wait_for(active.close(), 5)
+                except TimeoutError:
+                    log.warning("closing the Redis connection took longer than 5 s; left to the process exit")
             db.close()
 
     app = FastAPI(title="feqa dashboard", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
@@ -143,7 +150,28 @@ def create_app(settings: DashboardSettings, bus: Bus | None = None, *, backgroun
         return JSONResponse({"detail": detail}, status_code=422)
 
     app.add_exception_handler(RequestValidationError, invalid_request)
+
+    async def denied(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, Denied):
+            state: DashboardState = request.app.state.dash
+
+            def write() -> None:
+                with state.db.session() as db:
+                    audit.record(
+                        db,
+                        exc.caller,
+                        "access_" + request.method.lower(),
+                        exc.target_type,
+                        exc.target_id,
+                        outcome="refused",
+                        detail=request.url.path,
+                    )
+
+            await run_in_threadpool(write)
+        return JSONResponse({"detail": getattr(exc, "detail", "not found")}, status_code=404)
+
     app.add_exception_handler(NotLoggedIn, not_logged_in)
+    app.add_exception_handler(Denied, denied)
     app.add_exception_handler(UnknownProtocol, handler(400))  # type: ignore[arg-type]
     app.add_exception_handler(IngestUnavailable, handler(503))  # type: ignore[arg-type]
     app.add_exception_handler(IngestRefused, handler(502))  # type: ignore[arg-type]

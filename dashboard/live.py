@@ -26,7 +26,7 @@ from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
 from dashboard import audit
-from dashboard.access import resolve_caller, same_origin, session_for
+from dashboard.access import Denied, resolve_caller, same_origin, session_for
 from dashboard.hub import Client, Item, pump
 from dashboard.logins import COOKIE, Caller, LoginRejected
 from dashboard.state import DashboardState
@@ -133,7 +133,12 @@ async def _receive(websocket: WebSocket, state: DashboardState, caller: Caller, 
 
 
 def _authorise(state: DashboardState, caller: Caller, session_id: int) -> str:
-    with state.db.session() as db:
-        row = session_for(db, caller, session_id)
-        audit.record(db, caller, "view_session_live", "session", row.id)
-        return row.sid
+    try:
+        with state.db.session() as db:
+            row = session_for(db, caller, session_id)
+            audit.record(db, caller, "view_session_live", "session", row.id)
+            return row.sid
+    except Denied:
+        with state.db.session() as db:
+            audit.record(db, caller, "view_session_live", "session", session_id, outcome="refused")
+        raise

@@ -14,8 +14,9 @@ score may reach Kafka twice, never zero times; the agents drop repeats by ``Scor
   ``wrong_session``), as is every entry that does not decode as a ``Score`` (the bus's dead-letter path).
 - Each record is keyed by the session's pseudonymous patient ref (``SessionInfo.patient_id``).
 - Health (service ``fleet-bridge``, every ``health_every_s``): counters ``entries``, ``sent``, ``skipped_window``,
-  ``no_session``, ``wrong_session``, ``reclaimed``, ``send_failures``, ``dead_lettered`` (all dead letters of this
-  bridge's bus); gauges ``sessions``, ``batch_ms`` (the last batch's time to Kafka).
+  ``no_session``, ``wrong_session``, ``reclaimed``, ``send_failures``, and the bus's own (``bus_dead_lettered``
+  counts every dead letter: undecodable entries and wrong-session scores); gauges ``sessions``, ``batch_ms`` (the
+  last batch's time to Kafka). Published with :class:`common.health.HealthPublisher`.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from collections.abc import Sequence
 
 from common.bus import Bus, Delivery
 from common.errors import BusUnavailable
+from common.health import HealthPublisher
 from common.logs import session_logger
 from common.messages import Health, Score, SessionAnnounce, SessionInfo
 from common.session_store import SessionStore
-from common.streams import FLEET_SCORES, HEALTH, SESSIONS
+from common.streams import FLEET_SCORES, SESSIONS
 from fleet.producer import Producer
 from fleet.records import score_record
 from fleet.settings import FleetSettings
@@ -51,7 +53,7 @@ class ScoresBridge:
         self.store = SessionStore(bus)
         self.counters: collections.Counter[str] = collections.Counter()
         self.batch_ms = 0.0
-        self.started_ts = time.time()
+        self.publisher = HealthPublisher(bus, "fleet-bridge", consumer, self._sample, settings.health_every_s)
         self._sessions: dict[str, float] = {}  # sid -> end time (0: live)
         self._infos: dict[str, SessionInfo | None] = {}
         self._cursor = "0-0"
@@ -182,13 +184,17 @@ class ScoresBridge:
 
     # ------------------------------------------------------------------------------------------ health
 
+    def _sample(self) -> tuple[dict[str, float], dict[str, float]]:
+        return ({k: float(v) for k, v in self.counters.items()},
+                {"sessions": float(len(self._sessions)), "batch_ms": self.batch_ms})  # fmt: skip
+
     def health(self) -> Health:
-        return Health(service="fleet-bridge", instance=self.consumer, ts=time.time(), started_ts=self.started_ts,
-                      counters={**{k: float(v) for k, v in self.counters.items()},
-                                "dead_lettered": float(self.bus.stats.dead_lettered)},
-                      gauges={"sessions": float(len(self._sessions)), "batch_ms": self.batch_ms})  # fmt: skip
+        return self.publisher.snapshot()
 
     async def _maybe_publish_health(self) -> None:
         if time.monotonic() - self._last_health >= self.settings.health_every_s:
             self._last_health = time.monotonic()
-            await self.bus.publish(HEALTH, self.health())
+            try:
+                await self.publisher.publish()
+            except BusUnavailable as exc:
+                log.error("fleet bridge: health not published: %s", exc)

@@ -6,7 +6,8 @@ service      healthy when
 ============ ==========================================================================================
 ingest       ``GET /healthz`` on the ingest's own port answers 200 (it serves HTTP and has its registry)
 dashboard    ``GET /healthz`` answers 200 (the dashboard's database and Redis answered it within 2 s)
-tracker      its settings load, the configured landmarker's model files are in place, Redis answers
+tracker      its settings load, the configured landmarker's model files are in place, and this host's tracker
+             published a Health entry in the last ``max_age_s``
 scorer       its settings load, Redis answers, and this host's scorer published a Health entry in the last
              ``max_age_s`` (it does every few seconds while its loop runs)
 fleet-bridge its settings load, Redis answers, a Kafka broker accepts a connection, and this host's bridge
@@ -15,8 +16,8 @@ fleet-worker the Faust worker's web server answers on ``FEQA_FLEET_WEB_PORT``
 trainer      torch imports and the models directory is writable (the trainer is a batch job)
 ============ ==========================================================================================
 
-"This host" is the container: Health instances are named ``<host>-<pid>`` by default (``FEQA_SCORER_CONSUMER``,
-``FEQA_FLEET_CONSUMER`` empty). The tracker publishes no Health entry yet, so its check is settings, models, Redis.
+"This host" is the container: Health instances are named ``<host>-<pid>`` by default (``FEQA_TRACKER_CONSUMER``,
+``FEQA_SCORER_CONSUMER``, ``FEQA_FLEET_CONSUMER`` empty).
 """
 
 from __future__ import annotations
@@ -71,16 +72,6 @@ async def _http(host: str, port: int, path: str, timeout_s: float) -> str | None
     return None
 
 
-async def _redis(common: CommonSettings, timeout_s: float) -> str | None:
-    try:
-        bus = await Bus.connect(common.redis_url, name="healthcheck", backoff=Backoff(first_s=0.05, budget_s=timeout_s),
-                                timeouts=Timeouts(timeout_s, timeout_s))  # fmt: skip
-    except FeqaError as exc:
-        return f"Redis does not answer at {common.redis_url}: {exc}"
-    await bus.close()
-    return None
-
-
 async def _fresh_health(common: CommonSettings, service: str, max_age_s: float, timeout_s: float) -> str | None:
     host = socket.gethostname()
     try:
@@ -130,13 +121,13 @@ async def _dashboard(timeout_s: float, _max_age_s: float) -> Problems:
     return problems
 
 
-async def _tracker(timeout_s: float, _max_age_s: float) -> Problems:
+async def _tracker(timeout_s: float, max_age_s: float) -> Problems:
     problems: Problems = []
     s = _settings("tracker.settings", "TrackerSettings", problems)
     if s is None:
         return problems
     problems += await asyncio.to_thread(_tracker_models, s)
-    problems += filter(None, [await _redis(s.common, timeout_s)])
+    problems += filter(None, [await _fresh_health(s.common, "tracker", max_age_s, timeout_s)])
     return problems
 
 

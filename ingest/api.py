@@ -158,7 +158,8 @@ async def offer(
     async def closed(p: IngestPeer) -> None:
         await state.registry.remove(p)
 
-    peer = IngestPeer(sid, access.protocol, state.settings, state.bus, state.sessions, on_closed=closed)
+    peer = IngestPeer(sid, access.protocol, state.settings, state.bus, state.sessions, on_closed=closed,
+                      counters=state.counters)  # fmt: skip
     try:
         answer = await peer.answer(sdp)
     except BaseException:

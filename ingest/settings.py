@@ -44,6 +44,7 @@ class IngestSettings(BaseSettings):
     instance: str = Field("", description="this process's name in ingest leases and health; empty = random")
     lease_ttl_ms: int = Field(5000, ge=300, description="a dead ingest's sessions are ended this long after it died")
     sweep_every_s: float = Field(2.0, gt=0, description="how often to end sessions whose ingest died")
+    health_every_s: float = Field(2.0, gt=0, description="how often this process publishes its Health entry")
     end_drain_s: float = Field(
         2.0, ge=0, description="at a session's end, wait this long at most for the tracker to take its last frames"
     )

@@ -7,8 +7,10 @@ import dataclasses
 import secrets
 
 from common.bus import Bus
+from common.health import HealthPublisher, percentiles
 from common.liveness import IngestLiveness
 from common.session_store import Retention
+from ingest.pump import IngestCounters
 from ingest.registry import PeerRegistry
 from ingest.sessions import IngestSessions
 from ingest.settings import IngestSettings
@@ -35,6 +37,18 @@ class IngestState:
         self.tokens = JoinTokens(bus, settings.token_ttl_s)
         self.page_keys = PageKeys(bus, settings.page_key_ttl_s)
         self.registry = PeerRegistry(settings.max_sessions)
+        self.counters = IngestCounters()
+        self.health = HealthPublisher(bus, "ingest", self.instance, self.health_sample, settings.health_every_s)
+
+    def health_sample(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Counters: frames received / published / dropped (fps cap, newest-wins) / refused (session ended).
+        Gauges: sessions (live peers and jobs), latency_p50_ms / latency_p99_ms (capture -> in Redis, newest 600)."""
+        t = self.counters.totals
+        counters = {"frames_received": t.received, "frames_published": t.published, "frames_dropped_fps": t.dropped_fps,
+                    "frames_dropped_busy": t.dropped_busy, "frames_refused": t.refused}  # fmt: skip
+        p50, p99 = percentiles(list(self.counters.latencies_ms))
+        return {k: float(v) for k, v in counters.items()}, {"sessions": float(len(self.registry)),
+                                                            "latency_p50_ms": p50, "latency_p99_ms": p99}  # fmt: skip
 
     async def join(self, token: str) -> tuple[SessionAccess, str]:
         """Use a join token once; return the session and a fresh page key for its later calls."""

@@ -78,3 +78,4 @@ class TrackerSettings(ServiceSettings):
     reclaim_idle_ms: int = Field(1000, ge=0, description="pending frames idle this long are reclaimed on takeover")
     stale_ms: int = Field(2000, ge=0, description="frames older than this (by entry id) are skipped as stale")
     sweep_every_s: float = Field(2.0, gt=0, description="how often to end sessions whose ingest died")
+    health_every_s: float = Field(2.0, gt=0, description="how often this worker publishes its Health entry")

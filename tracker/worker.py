@@ -21,6 +21,7 @@ Scale-out and failure policy:
 - Sessions whose ingest died are ended here too: every ``sweep_every_s`` the worker ends live sessions whose
   ``ingest-lease:{sid}`` expired (common.liveness.sweep, reason ``ingest_lost``), which deletes their frames and
   crops; any tracker or ingest may do it, the first end wins.
+- Health: every ``health_every_s`` a Health entry on ``feqa:health`` (see :meth:`TrackerWorker.health_sample`).
 - Each owned session carries its :class:`~common.messages.SessionInfo` (protocol, phantom spec, consent): a
   session without live-scoring consent is tracked like any other (observations, crops, windows for kinematics,
   coaching); the scorer reads the same SessionInfo and scores it only when ``SessionInfo.may_score``.
@@ -29,6 +30,7 @@ Scale-out and failure policy:
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import os
@@ -42,6 +44,7 @@ from typing import Any
 from common.bus import Bus, Delivery
 from common.dedupe import RecentKeys
 from common.errors import DecodeError
+from common.health import HealthPublisher, percentiles
 from common.liveness import sweep
 from common.logs import session_logger
 from common.messages import Crop, Event, Frame, Message, Obs, SessionAnnounce, SessionInfo, Window
@@ -104,7 +107,18 @@ class TrackerWorker:
         self._sessions_cursor = "0-0"
         self._next_lease_s = 0.0
         self._next_sweep_s = 0.0
+        self._next_health_s = 0.0
+        self.lag_ms: collections.deque[float] = collections.deque(maxlen=600)
+        self.health = HealthPublisher(bus, "tracker", self.consumer, self.health_sample, settings.health_every_s)
         self._reclaimed: list[Delivery[Frame]] = []
+
+    def health_sample(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Counters: the WorkerStats fields (frames, faces, stale, duplicates, dead_lettered, reclaimed, windows,
+        coach, crops_refused, swept, sessions_taken). Gauges: sessions (owned), lag_p50_ms / lag_p99_ms (capture
+        -> observed, newest 600 frames)."""
+        p50, p99 = percentiles(list(self.lag_ms))
+        counters = {k: float(v) for k, v in dataclasses.asdict(self.stats).items()}
+        return counters, {"sessions": float(len(self.owned)), "lag_p50_ms": p50, "lag_p99_ms": p99}
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("tracker worker %s started", self.consumer)
@@ -125,6 +139,9 @@ class TrackerWorker:
         if time.monotonic() >= self._next_sweep_s:
             self._next_sweep_s = time.monotonic() + self.s.sweep_every_s
             self.stats.swept += len(await sweep(self.store))
+        if time.monotonic() >= self._next_health_s:
+            self._next_health_s = time.monotonic() + self.s.health_every_s
+            await self.health.publish()
         fresh = await self.bus.consume(FRAMES, list(self.owned), self.consumer, count=self.s.read_count,
                                        block_ms=self.s.block_ms)  # fmt: skip
         deliveries, self._reclaimed = [*self._reclaimed, *fresh], []
@@ -271,6 +288,7 @@ class TrackerWorker:
         if jobs:
             results = await asyncio.to_thread(self.pipeline.process, jobs)
             now = time.time()
+            self.lag_ms.extend((now - r.obs.capture_ts) * 1000 for r in results)
             windows: list[Window] = []
             coach: list[Event] = []
             for r in results:

@@ -93,6 +93,7 @@
     if (d.kind === "task") { renderTask(d); return; }
     if (d.task !== activeTask && d.task) { activeTask = d.task; setTask(d.task); plotData[0].length = 0; plotData[1].length = 0; }
     lastScoreTs = Date.now();
+    if (stateBox.textContent === "created") { setState("live"); document.getElementById("join").classList.add("hidden"); }
     plotData[0].push(d.ts); plotData[1].push(d.score);
     if (plotData[0].length > MAX) { plotData[0].shift(); plotData[1].shift(); }
     plot.setData(plotData);

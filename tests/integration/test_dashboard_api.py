@@ -140,6 +140,9 @@ async def test_clinicians_see_only_their_clinic(redis_server: RedisServer, tmp_p
         res = await bob.post(f"/api/patients/{pid}/sessions", json={"protocol": "pfed5"})
         assert res.status_code == 404
         assert (await bob.get("/api/patients")).json() == []
+        with Database(url).session() as s:
+            refused = {(a.target_type, a.target_id) for a in s.query(AuditEntry) if a.outcome == "refused"}
+        assert {("patient", str(pid)), ("session", str(sess))} <= refused  # the attempts are audited too
         assert (await bob.get("/api/sessions")).json() == []
         assert [p["id"] for p in (await alice.get("/api/patients")).json()] == [pid]
         # the same record number may exist in another clinic, never twice in one

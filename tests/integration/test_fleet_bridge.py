@@ -182,7 +182,7 @@ async def test_bad_entries_are_dead_lettered_and_the_bridge_goes_on(fbus: Bus, r
     assert [x.entry_id for x in letters][:3] == bad_ids and len(letters) == 4
     assert "another" not in letters[3].error and "someone-else" in letters[3].error
     assert DeadLetter.unpack_fields(letters[0].original) == junk[0]
-    assert bridge.counters["wrong_session"] == 1 and bridge.health().counters["dead_lettered"] == 4
+    assert bridge.counters["wrong_session"] == 1 and bridge.health().counters["bus_dead_lettered"] == 4
     assert await pending_count(fbus, FLEET_SCORES, sid) == 0
 
 

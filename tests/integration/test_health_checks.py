@@ -93,12 +93,14 @@ async def test_ingest_check(env: pytest.MonkeyPatch, own_redis: RedisServer) -> 
 
 
 async def test_tracker_check(
-    env: pytest.MonkeyPatch, own_redis: RedisServer, mediapipe_dir: Path, tmp_path: Path
+    env: pytest.MonkeyPatch, own_redis: RedisServer, hbus: Bus, mediapipe_dir: Path, tmp_path: Path
 ) -> None:
     env.setenv("FEQA_TRACKER_MEDIAPIPE_DIR", str(mediapipe_dir))
+    assert (await check("tracker"))[0].startswith("no Health entry of tracker from this host")
+    await _health(hbus, "tracker", f"{socket.gethostname()}-42", 1)
     assert await check("tracker") == []
     env.setenv("FEQA_TRACKER_MEDIAPIPE_DIR", str(tmp_path))
-    assert (await check("tracker")) == [
+    assert await check("tracker") == [
         f"MediaPipe face models missing or stale in {tmp_path}: run feqa tracker fetch-models"
     ]
     env.setenv("FEQA_TRACKER_LANDMARKER", "insightface")

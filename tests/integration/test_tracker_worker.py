@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from common.backlog import pending_count
 from common.bus import Bus
 from common.framecodec import encode_frame
+from common.health import latest_health
 from common.leases import Leases
 from common.messages import Consent, Crop, DeadLetter, Event, Frame, SessionAnnounce, Window
 from common.session_store import SessionStore
@@ -105,6 +106,11 @@ async def test_phantom_session_end_to_end(bus: Bus, sid: str, pack: Path) -> Non
         ("task_end", 19, "smile"),
     ]
     assert all(w.quality["face_fraction"] == 1.0 for w in windows)
+    health = await worker.health.publish()
+    assert (health.service, health.counters["frames"], health.counters["windows"]) == ("tracker", 20, 3)
+    assert sid in worker.owned and health.gauges["sessions"] == len(worker.owned)  # other tests' sessions may be live
+    assert 0 < health.gauges["lag_p50_ms"] <= health.gauges["lag_p99_ms"]
+    assert (await latest_health(bus))[("tracker", worker.consumer)].counters["frames"] == 20
     await _end(bus, sid)
     await worker.tick()
     assert sid not in worker.owned
