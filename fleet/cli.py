@@ -15,21 +15,50 @@ import socket
 import sys
 
 import click
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 
 from common.bus import Bus
 from common.errors import FeqaError
 from common.logs import setup_logging
+from common.settings import CommonSettings
 from fleet.settings import FleetSettings
 
 log = logging.getLogger(__name__)
 
 
 def _need_extra() -> None:
-    if importlib.util.find_spec("faust") is None or importlib.util.find_spec("aiokafka") is None:
+    # faust replaces its module object once imported (its __spec__ is then None and find_spec raises)
+    if not all(name in sys.modules or importlib.util.find_spec(name) is not None for name in ("faust", "aiokafka")):
         click.echo(
             "fleet: faust-streaming is not installed; install the fleet extra: pip install 'feqa[fleet]'", err=True
         )
         sys.exit(2)
+
+
+def load_settings(command: str) -> FleetSettings:
+    """The settings, or exit 2 naming each bad environment variable and why."""
+    try:
+        return FleetSettings()
+    except ValidationError as exc:
+        owner: type[BaseSettings] = CommonSettings if exc.title == CommonSettings.__name__ else FleetSettings
+        prefix = str(owner.model_config.get("env_prefix", ""))
+        lines = [f"  {prefix}{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()]
+        click.echo(f"fleet {command}: bad settings; fix these environment variables:\n" + "\n".join(lines), err=True)
+        sys.exit(2)
+
+
+def unreachable_brokers(brokers: list[str], timeout_s: float) -> str | None:
+    """None when a TCP connection to one of ``brokers`` opens within ``timeout_s``, else why none did."""
+    why = []
+    for hostport in brokers:
+        host, _sep, port = hostport.rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=timeout_s).close()
+            return None
+        except OSError as exc:
+            why.append(f"{hostport}: {exc.strerror or type(exc).__name__}")
+    return "; ".join(why)
 
 
 @click.group(name="fleet")
@@ -41,7 +70,7 @@ def cli() -> None:
 def bridge() -> None:
     """Send every session's task scores from Redis to the Kafka scores topic (at least once)."""
     _need_extra()
-    settings = FleetSettings()
+    settings = load_settings("bridge")
     setup_logging(settings.common.log_level, settings.common.log_format)
     try:
         asyncio.run(serve_bridge(settings))
@@ -81,8 +110,13 @@ def worker() -> None:
 
     from fleet.agents import build
 
-    settings = FleetSettings()
+    settings = load_settings("worker")
     setup_logging(settings.common.log_level, settings.common.log_format)
+    why = unreachable_brokers(settings.broker_list(), timeout_s=min(settings.send_timeout_s, 5.0))
+    if why is not None:
+        click.echo(f"fleet worker: no Kafka broker answers ({why}); set FEQA_FLEET_BROKERS or start one "
+                   "(docker compose --profile fleet up kafka)", err=True)  # fmt: skip
+        sys.exit(2)
     fleet = build(settings)
     log.info("fleet worker %s on Kafka %s: %s -> %s, %s", settings.app_id, settings.brokers, settings.scores_topic,
              settings.trends_topic, settings.flags_topic)  # fmt: skip
