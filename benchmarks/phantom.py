@@ -24,7 +24,6 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from phantom.face import Phantom  # noqa: E402
-from phantom.index_code import embed_index  # noqa: E402
 from phantom.render import FaceRenderer  # noqa: E402
 from phantom.spec import PatientSpec  # noqa: E402
 
@@ -39,10 +38,7 @@ def _pin_one_core() -> None:
 
 def _plain_render(ph: Phantom, index: int) -> np.ndarray:
     renderer = FaceRenderer(ph.spec.identity, ph.width, ph.height, ph.spec.seed, noise=ph.noise)
-    pts, unit = ph.project(index)
-    frame = renderer.draw(pts, unit, ((index * 7919) % 31, (index * 104729) % 29))
-    embed_index(frame, index)
-    return frame
+    return ph.render_with(renderer, index)
 
 
 def _fps(fn: object, ph: Phantom, n: int) -> float:

@@ -112,8 +112,9 @@ class FaceRenderer:
         cv2.copyTo(tex[y0:y1, x0:x1], mask, frame[y0:y1, x0:x1])
 
     # -- frame ---------------------------------------------------------------------------------------------
-    def draw(self, pts: Pts, unit_px: float, noise_offset: tuple[int, int]) -> RGB:
-        """One RGB frame from the projected points [N_ALL, 2]; ``unit_px`` is one inter-ocular distance in px."""
+    def draw(self, pts: Pts, unit_px: float) -> RGB:
+        """One RGB frame from the projected points [N_ALL, 2]; ``unit_px`` is one inter-ocular distance in px.
+        Sensor noise is added separately (:meth:`add_noise`), after any overlay."""
         ident = self.ident
         frame = self.background.copy()
         cv2.fillPoly(frame, [_fixed(pts[SHIRT])], ident.shirt, cv2.LINE_8, SHIFT)
@@ -136,12 +137,20 @@ class FaceRenderer:
         if ident.blur and face_roi is not None:
             x0, y0, x1, y1 = face_roi
             cv2.GaussianBlur(frame[y0:y1, x0:x1], (3, 3), 0.6, dst=frame[y0:y1, x0:x1])
+        return frame
+
+    @property
+    def skin_rgb(self) -> tuple[int, int, int]:
+        """The identity's skin colour (for a hand drawn over the face)."""
+        return self.ident.skin
+
+    def add_noise(self, frame: RGB, noise_offset: tuple[int, int]) -> None:
+        """Sensor noise: a window of the precomputed tile at a per-frame offset, in place (last, after overlays)."""
         if self.noise_pos is not None and self.noise_neg is not None:
             ox, oy = noise_offset[0] % NOISE_PAD, noise_offset[1] % NOISE_PAD
             h, w = self.height, self.width
             cv2.add(frame, self.noise_pos[oy : oy + h, ox : ox + w], dst=frame)
             cv2.subtract(frame, self.noise_neg[oy : oy + h, ox : ox + w], dst=frame)
-        return frame
 
     def _eye(self, frame: RGB, pts: Pts, side: str, unit_px: float) -> None:
         outline = pts[_EYES[side]]

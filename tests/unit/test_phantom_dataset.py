@@ -70,7 +70,8 @@ def test_pfed5_layout(tmp_path: Path) -> None:
     assert len(specs) == 10 and {s.protocol for s in specs} == {"pfed5"}
     _, train_rows = _rows(root / "data" / "train_41.csv")
     labels = {r[0]: int(r[1]) for r in train_rows}
-    assert all(labels[r[0]] == s.severity for r, s in zip(manifest, specs, strict=False) if r[0] in labels)
+    # the label is a rater's reading of the face's latent severity (the spec's), so it is near it, not equal
+    assert all(abs(labels[r[0]] - s.severity) < 1.5 for r, s in zip(manifest, specs, strict=True) if r[0] in labels)
 
 
 def test_neuroface_layout(tmp_path: Path) -> None:
