@@ -12,6 +12,7 @@ import math
 import operator
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +23,8 @@ from phantom.index_code import MAX_INDEX, embed_index
 from phantom.layout import N_POINTS, idx
 from phantom.motion import N_MODES, build_motion
 from phantom.overlay import apply_light, draw_glasses, draw_hand
+from phantom.photo import photo_face
+from phantom.photoreal import PhotoRenderer
 from phantom.render import FaceRenderer
 from phantom.script import PHASES, Segment, build_script
 from phantom.spec import PatientSpec
@@ -65,6 +68,20 @@ def _rotation(yaw: float, pitch: float, roll: float) -> npt.NDArray[np.float64]:
     return out
 
 
+class Renderer(Protocol):
+    """Draws a frame from projected points: the cartoon (:class:`FaceRenderer`) or a photo (:class:`PhotoRenderer`)."""
+
+    @property
+    def skin_rgb(self) -> tuple[int, int, int]: ...
+
+    @property
+    def wears_glasses(self) -> bool: ...
+
+    def draw(self, pts: npt.NDArray[np.float64], unit_px: float) -> npt.NDArray[np.uint8]: ...
+
+    def add_noise(self, frame: npt.NDArray[np.uint8], noise_offset: tuple[int, int]) -> None: ...
+
+
 class Phantom:
     """A synthetic patient rendered at ``width`` x ``height`` and ``fps``; deterministic in ``spec``."""
 
@@ -84,7 +101,8 @@ class Phantom:
         if self._script.n_frames > MAX_INDEX + 1:
             raise ValueError(f"clip of {self._script.n_frames} frames exceeds the index code's {MAX_INDEX + 1}")
         self._motion = build_motion(spec, self._script, self.fps)
-        self._neutral = neutral_points(spec.identity)
+        self._photo = photo_face(spec.subject_seed, spec.identity) if spec.appearance == "photo" else None
+        self._neutral = neutral_points(spec.identity) if self._photo is None else self._photo.neutral
         self._basis = control_basis(self._neutral)
         self._tremor_field = self._tremor_site_field()
         self._hand = ClipNuisance.draw(spec.seed).hand if spec.nuisance else None
@@ -120,8 +138,11 @@ class Phantom:
         return list(self._script.segments)
 
     @cached_property
-    def renderer(self) -> FaceRenderer:
-        return FaceRenderer(self.spec.identity, self.width, self.height, self.spec.seed, noise=self.noise)
+    def renderer(self) -> Renderer:
+        ident, seed = self.spec.identity, self.spec.seed
+        if self._photo is not None:
+            return PhotoRenderer(self._photo, ident, self.width, self.height, seed, noise=self.noise)
+        return FaceRenderer(ident, self.width, self.height, seed, noise=self.noise)
 
     @property
     def unit_px(self) -> float:
@@ -179,13 +200,13 @@ class Phantom:
         """RGB uint8 [height, width, 3] of frame ``index`` with the index embedded."""
         return self.render_with(self.renderer, index)
 
-    def render_with(self, renderer: FaceRenderer, index: int) -> npt.NDArray[np.uint8]:
+    def render_with(self, renderer: Renderer, index: int) -> npt.NDArray[np.uint8]:
         """:meth:`render` through a given renderer (benchmarks compare renderers on the same frames)."""
         index = operator.index(index)
         pts, unit = self.project(index)
         offset = ((index * 7919) % 31, (index * 104729) % 29)
         frame = renderer.draw(pts, unit)
-        if self.spec.nuisance and self.spec.traits.glasses:
+        if self.spec.nuisance and self.spec.traits.glasses and not renderer.wears_glasses:
             draw_glasses(frame, pts, unit)
         hand = self._hand
         if hand is not None and self._motion.hand[index] > 0:

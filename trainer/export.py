@@ -215,6 +215,7 @@ def export(
     label_range: tuple[float, float],
     metrics: dict[str, float] | None = None,
     data_hash: str = "",
+    time_index: str = "window",
     tolerance: float = PARITY_TOLERANCE,
     calibration: Calibration | None = None,
 ) -> ExportResult:
@@ -274,6 +275,7 @@ def export(
         data_hash=data_hash,
         code_version=_code_version(),
         model_config=cfg.to_dict(),
+        time_index=time_index,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         calibration=calibration,
     )

@@ -3,7 +3,8 @@
 Training: random temporal sampling of the RGB frames (consecutive from a random start), random crop and horizontal
 flip of the frames, random reversal of the trajectory clip (``index_t`` is not reversed, as in the reference).
 Evaluation: RGB frames spread uniformly over the clip, resized to the model size. Trajectories are always loop-padded
-or latter-truncated to T_p (``common.features``).
+or latter-truncated to T_p, with ``index_t`` by the config's ``model.time_index`` rule (``common.features``: position
+within the window unless official weights need the reference's rule).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class SampleSpec:
     train: bool
     reverse_p: float = 0.5
     flip_p: float = 0.5
+    time_index: str = "window"
 
 
 def normalise(frames: torch.Tensor) -> torch.Tensor:
@@ -60,7 +62,7 @@ class ClipSamples(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.
         spec = self.spec
         rng = np.random.default_rng([self.seed, self.epoch, i])
         traj, frames = clip.load()
-        model_traj, index_t = features.model_input(traj, spec.t_p)
+        model_traj, index_t = features.model_input(traj, spec.t_p, spec.time_index)
         if spec.train and rng.random() < spec.reverse_p:
             model_traj = model_traj[::-1].copy()
         idx = features.rgb_frame_indices(frames.shape[0], spec.rgb_frames, train=spec.train, rng=rng)
