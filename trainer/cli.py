@@ -173,6 +173,7 @@ def export(run_dir: Path, models_dir: Path, name: str, version: str) -> None:
                 data_hash=str(ckpt.get("data_hash", "")),
                 calibration=calibration,
                 time_index=cfg.model.time_index,
+                landmarker=str(ckpt.get("landmarker", "")),
             )
             worst = max(res.max_abs_diff.values())
             click.echo(

@@ -218,10 +218,13 @@ def export(
     time_index: str = "window",
     tolerance: float = PARITY_TOLERANCE,
     calibration: Calibration | None = None,
+    landmarker: str = "",
 ) -> ExportResult:
     """Write the three graphs and the manifest into ``folder`` after checking parity; see the module docstring.
 
-    ``calibration`` (default: the identity over ``label_range``) must clamp to ``label_range``.
+    ``calibration`` (default: the identity over ``label_range``) must clamp to ``label_range``. ``landmarker`` is
+    the identity of the landmarker the training observations came from (recorded in the checkpoint by training);
+    the scorer applies the model only to windows of the same landmarker.
     """
     calibration = calibration or Calibration.identity(*label_range)
     if (calibration.clamp_min, calibration.clamp_max) != tuple(label_range):
@@ -278,6 +281,7 @@ def export(
         time_index=time_index,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         calibration=calibration,
+        landmarker=landmarker,
     )
     manifest.write(folder)
     return ExportResult(folder, manifest, diffs, build_tensorrt(folder / _FILES["clip"]))

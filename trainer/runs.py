@@ -43,6 +43,11 @@ class ExpressionData:
             h.update(b"|")
         return h.hexdigest()[:16]
 
+    def landmarker(self) -> str:
+        """The landmarker identity of every clip ("" for dataset files; several joined by "+" when mixed)."""
+        names = sorted({c.landmarker for part in (self.train, self.val, self.test) for c in part})
+        return "+".join(n or "files" for n in names) if len(names) > 1 else (names[0] if names else "")
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)

@@ -160,7 +160,7 @@ def train_expression(cfg: RunConfig, data: ExpressionData, out_dir: Path, resume
             best_rho, best_epoch = rho, epoch + 1
             _save(out_dir / BEST, {"model": model.state_dict(), "model_config": model.cfg.to_dict(),
                                    "expression": data.expression, "epoch": epoch + 1, "val_spearman": rho,
-                                   "data_hash": data.data_hash()})  # fmt: skip
+                                   "data_hash": data.data_hash(), "landmarker": data.landmarker()})  # fmt: skip
         _save(
             out_dir / LAST,
             {

@@ -9,7 +9,9 @@ A clip's features come from one of two sources (``data.landmarks``: ``auto`` pic
 
 Frames are resized to ``load_size`` (the random crop to the model's size happens per sample). One ``.npz`` per clip
 under ``cache_dir``, named by a hash of the feature version, the load size, the clip's source files and (for videos)
-the landmarking identity, so a changed file, rule or landmarker never reads stale features. A video clip the tracker
+the landmarking identity, so a changed file, rule or landmarker never reads stale features. Each cached video clip
+also names its landmarker (e.g. ``mediapipe-facemesh/t1``), which training records and export writes into the
+manifest. A video clip the tracker
 cannot use (undecodable, too few faces) leaves a ``.skip.json`` beside it with the reason, so it is reported, not
 recomputed, on the next run.
 """
@@ -44,6 +46,7 @@ class CachedClip:
 
     record: ClipRecord
     path: Path
+    landmarker: str = ""  # identity of the landmarker whose observations made the features ("" = dataset files)
 
     def load(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
         with np.load(self.path) as data:
@@ -200,13 +203,13 @@ def _cache_videos(
     skipped: dict[int, SkippedClip],
 ) -> int:
     """Fill ``slots`` / ``skipped`` at each item's position from the cache or by landmarking; return clips computed."""
-    ident = lm.identity()
+    ident, name = lm.identity(), lm.landmarker_name
     todo: dict[int, tuple[int, Path]] = {}  # id(record) -> (position, cache file)
     for i, record in items:
         path = cache_dir / f"{_key(record, load_size, ident)}.npz"
         skip = _skip_path(path)
         if path.is_file():
-            slots[i] = CachedClip(record, path)
+            slots[i] = CachedClip(record, path, name)
         elif skip.is_file():
             skipped[i] = SkippedClip(record.clip_id, json.loads(skip.read_text())["reason"])
         else:
@@ -232,6 +235,6 @@ def _cache_videos(
                          record.clip_id, record.n_frames, outcome.clip.face.size)  # fmt: skip
             traj, frames = features_from_landmarks(outcome.clip, load_size)
             _write(path, trajectory=traj, frames=frames, face=outcome.clip.face)
-            slots[i] = CachedClip(record, path)
+            slots[i] = CachedClip(record, path, name)
             computed += 1
     return computed
