@@ -127,12 +127,17 @@ def write_pfed5(
     progress: Progress | None = None,
     contents: str = "crops",
     cohort: Cohort | None = None,
+    only: tuple[str, ...] = (),
 ) -> Path:
-    """Write a PFED5-layout dataset under ``root``; return ``root``."""
+    """Write a PFED5-layout dataset under ``root``; return ``root``. ``only`` keeps those tasks' clips (all when
+    empty); every kept clip is the one the full plan holds (same subject, severity and seeds)."""
     root = Path(root)
     crops, videos = _check_contents(contents)
-    plan = plan_pfed5(n_subjects, clips_per_task, seed, cohort or Cohort())
     tasks = PROTOCOL_TASKS["pfed5"]
+    unknown = sorted(set(only) - set(tasks))
+    if unknown:
+        raise ValueError(f"unknown PFED5 tasks {unknown}; expected some of {list(tasks)}")
+    plan = [c for c in plan_pfed5(n_subjects, clips_per_task, seed, cohort or Cohort()) if not only or c.task in only]
     rows: dict[str, list[list[object]]] = {"train": [], "test": []}
     manifest: list[list[object]] = []
     for clip in plan:
