@@ -59,21 +59,46 @@ def prepare(layers: tuple[str, ...], sets: tuple[str, ...]) -> None:
         click.echo(f"  left out {s.clip_id}: {s.reason}")
 
 
+def _named_roots(items: tuple[str, ...]) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for item in items:
+        name, sep, root = item.partition("=")
+        if not sep or not name.isidentifier() or not root:
+            raise click.BadParameter(f"expected NAME=ROOT with NAME a plain word, got {item!r}", param_hint="--on")
+        if not Path(root).is_dir():
+            raise click.BadParameter(f"{root} is not a directory", param_hint="--on")
+        out[name] = Path(root)
+    return out
+
+
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--bootstrap", default=1000, show_default=True, help="bootstrap resamples for the confidence intervals")
-def evaluate(run_dir: Path, bootstrap: int) -> None:
-    """Test-set metrics and plots for a finished run, raw and calibrated.
+@click.option(
+    "--on",
+    "extra",
+    multiple=True,
+    metavar="NAME=ROOT",
+    help="also score every clip of another dataset of the run's layout (an acceptance set: held-out identities, "
+    "timing- or amplitude-decoupled); figures go to metrics_NAME.json",
+)
+def evaluate(run_dir: Path, bootstrap: int, extra: tuple[str, ...]) -> None:
+    """Test-set metrics and plots for a finished run, raw and calibrated, beside the trivial baselines.
 
     Calibrated figures use each checkpoint's validation-fitted calibration; a checkpoint without one (saved before
-    calibrations existed) gets one fitted on its validation clips and saved into best.pt.
+    calibrations existed) gets one fitted on its validation clips and saved into best.pt. The baselines (clip length,
+    one distance, a linear fit on motion features) are fitted on the run's training subjects and scored on the same
+    clips as the model.
     """
     from trainer.evaluate import evaluate as run_eval
+    from trainer.report import comparison_lines
 
+    sets = _named_roots(extra)
     try:
-        out = run_eval(run_dir, bootstrap=bootstrap)
+        results = run_eval(run_dir, bootstrap=bootstrap, extra=sets)
     except FeqaError as exc:
         raise click.ClickException(str(exc)) from exc
+    out = results["test"]
     for expr, m in out["expressions"].items():
         lo, hi = m["spearman_ci"]
         c = m["calibration"]
@@ -87,6 +112,11 @@ def evaluate(run_dir: Path, bootstrap: int) -> None:
             f"fitted on {c['fitted_on']}, {c['n']} clips)"
         )
     click.echo(f"{'mean':>14}: Spearman {out['mean_spearman']:.3f}")
+    for name, res in results.items():
+        click.echo("")
+        title = "test subjects" if name == "test" else f"{name} ({sets[name]}, every clip)"
+        for line in comparison_lines(f"model beside the baselines on {title}:", res["expressions"]):
+            click.echo(line)
 
 
 @cli.command()
@@ -142,6 +172,7 @@ def export(run_dir: Path, models_dir: Path, name: str, version: str) -> None:
                 metrics=figures,
                 data_hash=str(ckpt.get("data_hash", "")),
                 calibration=calibration,
+                time_index=cfg.model.time_index,
                 landmarker=str(ckpt.get("landmarker", "")),
             )
             worst = max(res.max_abs_diff.values())

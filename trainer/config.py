@@ -20,6 +20,9 @@ class ModelSection:
     size: str = "paper"  # paper | small | micro (trainer.models.trampformer.SIZES)
     t_p: int = 128
     t_p_rest: int = 64  # the "sit at rest" expression uses a shorter trajectory (paper)
+    # index_t rule (common.features): "window" = position within the window; "reference" = the TraMP code's source
+    # frame numbers, which tell the model the clip's length: only for fine-tuning official weights trained with it
+    time_index: str = "window"
 
 
 @dataclasses.dataclass(frozen=True)

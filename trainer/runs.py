@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from common.errors import ConfigError, ModelError
+from common.features import TIME_INDEX_RULES
 from trainer.config import RunConfig
 from trainer.data.cache import CachedClip, SkippedClip, build_cache
 from trainer.data.layouts import read_layout
@@ -130,6 +131,19 @@ def load_dataset(cfg: RunConfig) -> LoadedData:
     return LoadedData(out, result.skipped, result.computed)
 
 
+def load_eval_set(cfg: RunConfig, root: Path) -> dict[str, list[CachedClip]]:
+    """Every usable clip of another dataset of the run's layout, by expression, all as test clips (an acceptance
+    set: its subjects are not the run's, whatever its own split files say)."""
+    records = read_layout(cfg.data.layout, Path(root))
+    result = build_cache(records, Path(root) / ".feqa-cache", cfg.data.load_size, cfg.data.landmarks)
+    if result.skipped:
+        log.warning("%s: %d clips left out", root, len(result.skipped))
+    out: dict[str, list[CachedClip]] = {}
+    for clip in result.clips:
+        out.setdefault(clip.record.expression, []).append(clip)
+    return out
+
+
 def model_config(cfg: RunConfig, expression: str) -> TrampFormerConfig:
     if cfg.model.size not in SIZES:
         raise ConfigError(f"model.size {cfg.model.size!r} unknown; expected one of {sorted(SIZES)}")
@@ -149,6 +163,8 @@ def build_model(cfg: RunConfig, expression: str) -> TrampFormer:
 def sample_spec(cfg: RunConfig, mcfg: TrampFormerConfig, train: bool) -> SampleSpec:
     if cfg.data.load_size < mcfg.rgb.image_size:
         raise ConfigError(f"data.load_size {cfg.data.load_size} is smaller than the model's {mcfg.rgb.image_size}")
+    if cfg.model.time_index not in TIME_INDEX_RULES:
+        raise ConfigError(f"model.time_index must be one of {TIME_INDEX_RULES}, got {cfg.model.time_index!r}")
     return SampleSpec(
         t_p=mcfg.skate.t_p,
         rgb_frames=mcfg.rgb_frames,
@@ -157,6 +173,7 @@ def sample_spec(cfg: RunConfig, mcfg: TrampFormerConfig, train: bool) -> SampleS
         reverse_p=cfg.train.reverse_p,
         flip_p=cfg.train.flip_p,
         fps=cfg.data.fps,
+        time_index=cfg.model.time_index,
     )
 
 

@@ -21,15 +21,21 @@ from trainer.cli import cli
 pytestmark = pytest.mark.integration
 
 
-# 8 fps keeps every clip (about 25-40 frames) close to the micro model's 16-frame trajectory window, so the window
-# holds the movement itself rather than only the idle tail; 16 subjects give 12 test clips from 4 held-out subjects.
-FPS = 8.0
+# 5 fps keeps every clip (about 14-32 frames) close to the micro model's 16-frame trajectory window, so the window
+# holds the movement itself rather than only the idle tail. The cohort is the fair phantom's own: timing drawn
+# independently of severity (clip length ranks nothing: Spearman -0.04 here) and every nuisance (expressiveness,
+# tremor, blinks, asymmetry, occlusions, lighting, framing, head motion, rater noise). Smile clips only, from 48
+# subjects: 69 train / 36 validation / 39 test clips. (On 16 subjects, 24 training clips, the validation Spearman
+# never rose above chance and a test pass was luck. Until the phantom was made fair this test's Spearman > 0.5 passed
+# on clip length alone.) Measured once: test Spearman 0.60, calibrated MAE 0.77; the distance and kinematics baselines
+# on the same clips get 0.78 / 0.70 and 0.78 / 0.68.
+FPS = 5.0
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("pfed5")
-    return write_pfed5(root, n_subjects=16, clips_per_task=3, seed=3, width=320, height=240, fps=FPS)
+    return write_pfed5(root, n_subjects=48, clips_per_task=3, seed=3, width=320, height=240, fps=FPS, only=("smile",))
 
 
 def _train_args(dataset: Path, run: Path, *sets: str) -> list[str]:
@@ -94,6 +100,17 @@ def test_evaluate_held_out_spearman_and_plots(run_dir: Path) -> None:
     assert smile["mae_calibrated"] < smile["mae"] and smile["mae_calibrated"] < 1.0
     assert smile["spearman_calibrated"] > 0.5
     assert "calibrated Spearman" in result.output and "fitted on validation" in result.output
+    # The trivial baselines sit beside the model on the same test clips: clip length ranks nothing on the fair
+    # phantom, and the model ranks well above it and is closer than the constant. (It does not yet beat the one-
+    # distance and kinematics baselines here: about 0.78 Spearman, MAE 0.70 and 0.68; the README's training section.)
+    assert "model beside the baselines on test subjects" in result.output
+    base = smile["baselines"]
+    assert abs(base["length"]["spearman"]) < 0.3 and base["constant"]["spearman"] == 0.0
+    assert smile["spearman"] > base["length"]["spearman"] + 0.3
+    assert smile["mae_calibrated"] < base["constant"]["mae"]
+    assert smile["mae_vs_best_baseline"] == pytest.approx(
+        smile["mae_calibrated"] / min(b["mae"] for b in base.values()), rel=1e-6
+    )
     for png in ("spearman.png", "pred_vs_true_smile.png", "loss_smile.png"):
         assert (run_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

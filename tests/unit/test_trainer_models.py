@@ -96,3 +96,19 @@ def test_fusion_attention_is_not_degenerate() -> None:
 def test_config_round_trips_through_dict() -> None:
     cfg = trampformer.small()
     assert trampformer.TrampFormerConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_deformation_channels_hold_movement_not_shape_or_head_motion() -> None:
+    torch.manual_seed(0)
+    shape = torch.randn(1, 1, 63, 2) * 40  # a face's own layout, constant over the window
+    head = torch.cumsum(torch.randn(1, 16, 1, 2), dim=1)  # the whole face drifting (nods, framing)
+    still = skateformer.deformation(shape + head + torch.zeros(1, 16, 63, 2))
+    assert still.abs().max() < 1e-4  # neither the shape nor the head motion reaches these channels
+    move = torch.zeros(1, 16, 63, 2)
+    move[0, 8:, 5, 0] = 6.0  # one point travels 6 px halfway through
+    out = skateformer.deformation(shape + head + move)
+    travel = out[0, :, 5, 0]
+    assert travel[8:].mean() - travel[:8].mean() == pytest.approx(6.0 * 62 / 63, abs=1e-4)
+    # the paper's shape keeps the reference's five input channels (official weights load); the small shapes add two
+    assert not skateformer.paper().motion_channels and SkateFormer(skateformer.paper(64)).stem[0].in_channels == 5
+    assert SkateFormer(skateformer.micro()).stem[0].in_channels == 7

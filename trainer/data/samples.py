@@ -4,7 +4,9 @@ Training: random temporal sampling of the RGB frames (consecutive from a random 
 flip of the frames, random reversal of the trajectory clip (``index_t`` is not reversed, as in the reference).
 Evaluation: exactly what the live scorer feeds the model (:mod:`common.model_input`): RGB frames spread uniformly
 over the clip, at the model's side (resized once from the crop by the one resize rule when the cache was built),
-normalised by the same function. Trajectories are always loop-padded or latter-truncated to T_p.
+normalised by the same function. Trajectories are always loop-padded or latter-truncated to T_p, with ``index_t`` by the
+config's ``model.time_index`` rule (``common.features``: position within the window unless official weights need the
+reference's rule).
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ class SampleSpec:
     reverse_p: float = 0.5
     flip_p: float = 0.5
     fps: float = 25.0
+    time_index: str = "window"
 
     def input_spec(self) -> model_input.InputSpec:
         return model_input.InputSpec(t_p=self.t_p, rgb_frames=self.rgb_frames, rgb_size=self.image_size,
-                                     rgb_mean=IMAGENET_MEAN, rgb_std=IMAGENET_STD, fps=self.fps)  # fmt: skip
+                                     rgb_mean=IMAGENET_MEAN, rgb_std=IMAGENET_STD, fps=self.fps,
+                                     time_index=self.time_index)  # fmt: skip
 
 
 def normalise(frames: torch.Tensor) -> torch.Tensor:
