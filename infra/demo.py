@@ -100,6 +100,10 @@ class Demo:
         os.environ["FEQA_MODELS_DIR"] = str(models)
         os.environ["FEQA_TRACKER_LANDMARKER"] = "mediapipe"  # the real landmarker, never the phantom's truth
         os.environ["FEQA_TRACKER_MEDIAPIPE_DIR"] = str(self.opts.mediapipe_dir.resolve())
+        os.environ.setdefault("FEQA_TRACKER_CROP_SIZE", "256")  # the crops the demo models were trained on
+        # The phantom's smooth shading at 320x240 measures 11-20 on the blur gate (variance of the Laplacian of the
+        # crop; 15 by default): the demo lowers it so a still phantom is not withheld as blurry.
+        os.environ.setdefault("FEQA_TRACKER_MIN_SHARPNESS", "5")
         if self.settings.host.startswith("127."):
             os.environ.setdefault("FEQA_INGEST_ICE_HOST_ADDRESSES", f'["{self.settings.host}"]')
         self.stack = Stack(self.settings)
@@ -123,12 +127,13 @@ class Demo:
 
     async def _summary(self, dash: ClinicianClient, session_id: int, spec: PatientSpec, expected: int) -> str:
         """One line per finished session: its task scores as the dashboard stored them (waiting briefly for the
-        last ones, which the scorer writes after the patient hung up)."""
+        last ones, which the scorer writes after the patient hung up, and for the dashboard to record the end)."""
         deadline = asyncio.get_running_loop().time() + self.opts.final_wait_s
         while True:
             detail = await dash.json("GET", f"/api/sessions/{session_id}")
             scores = detail["task_scores"]
-            if len(scores) >= expected or asyncio.get_running_loop().time() > deadline:
+            done = len(scores) >= expected and detail["session"]["state"] == "ended"
+            if done or asyncio.get_running_loop().time() > deadline:
                 break
             await asyncio.sleep(0.5)
         parts = []

@@ -28,8 +28,12 @@ from infra.demo_models import DemoTraining, demo_models_dir, landmarker_identity
 from tests.dashboard_kit import free_port
 
 MEDIAPIPE = Path(__file__).resolve().parents[1] / "models" / "mediapipe"
-# Small but fair: 2 training subjects per severity (plus 1 held out), 4 clips each.
-TRAINING = DemoTraining(tasks=("smile",), per_severity=2, clips=4, epochs=10)
+# Small but fair: 2 training subjects per severity (plus 1 held out), 5 clips each of one length (3.2 s at 10 fps)
+# starting anywhere in the phantom's continuous smiling, so the one model serves both the demo patient (whose task
+# marks follow the phantom's onsets) and the browser patient page (which times the tasks itself, HOLD_S long).
+HOLD_S = 3.2
+TRAINING = DemoTraining(tasks=("smile",), per_severity=2, clips=5, epochs=12, anywhere=True, clip_frames=32,
+                        first_seed=8000)  # fmt: skip
 _ROOT: list[Path] = []
 
 
