@@ -1,4 +1,5 @@
-"""The scorer's counters and latency, published as :class:`common.messages.Health` entries on ``feqa:health``.
+"""The scorer's counters and latency, published as :class:`common.messages.Health` entries on ``feqa:health`` by
+:class:`common.health.HealthPublisher` (which adds the bus's own counters as ``bus_<name>``).
 
 Counters (cumulative since start): ``windows_in`` (read or reclaimed), ``windows_reclaimed``, ``windows_scored``,
 ``task_scores`` (task-end windows with a value), ``withheld_<reason>`` (``quality`` for every gate failure, then
@@ -6,19 +7,19 @@ Counters (cumulative since start): ``windows_in`` (read or reclaimed), ``windows
 ``landmarker_mismatch``), ``windows_stale`` (hop windows older than ``stale_ms``, dropped), ``windows_superseded``
 (hop windows with a newer one of their session in the same read, dropped), ``frames_computed`` / ``frames_reused``
 (frame-graph features computed / taken from the cache), ``rgb_substituted`` (a frame whose crop was gone, replaced
-by the nearest one), ``dead_lettered``, ``sessions_taken``, and ``batch_<graph>_le_<n>`` (graph calls carrying at most
-n rows). Gauges: ``sessions``, ``models``, ``latency_p50_ms`` / ``latency_p99_ms`` (window creation by the tracker to
-its score's publication, over the last 1024 windows), ``batch_<graph>_mean`` (rows per call).
+by the nearest one), ``windows_left_to_new_owner`` (scored while the session's lease went to another worker:
+published, left unacked for it to reclaim), ``dead_lettered``, ``sessions_taken``, ``errors``, and
+``batch_<graph>_le_<n>`` (graph calls carrying at most n rows). Gauges: ``sessions``, ``models``,
+``latency_p50_ms`` / ``latency_p99_ms`` (window creation by the tracker to its score's publication, over the last
+1024 windows), ``batch_<graph>_mean`` (rows per call).
 """
 
 from __future__ import annotations
 
 import collections
-import time
 
 import numpy as np
 
-from common.messages import Health
 from scorer.batching import BatchStats
 
 LATENCY_WINDOW = 1024
@@ -28,7 +29,6 @@ class ScorerStats:
     def __init__(self) -> None:
         self.counters: collections.Counter[str] = collections.Counter()
         self.latency_ms: collections.deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
-        self.started = time.time()
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
@@ -42,7 +42,10 @@ class ScorerStats:
     def percentile(self, q: float) -> float:
         return float(np.percentile(np.asarray(self.latency_ms), q)) if self.latency_ms else 0.0
 
-    def health(self, instance: str, gauges: dict[str, float], batches: dict[str, BatchStats]) -> Health:
+    def sample(
+        self, gauges: dict[str, float], batches: dict[str, BatchStats]
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """(counters, gauges) for one Health entry: these counters, the batch-size buckets and the latency."""
         counters = {k: float(v) for k, v in self.counters.items()}
         out_gauges = dict(gauges)
         for kind, b in batches.items():
@@ -51,5 +54,4 @@ class ScorerStats:
             out_gauges[f"batch_{kind}_mean"] = b.rows / b.calls if b.calls else 0.0
         out_gauges["latency_p50_ms"] = self.percentile(50)
         out_gauges["latency_p99_ms"] = self.percentile(99)
-        return Health(service="scorer", instance=instance, ts=time.time(), started_ts=self.started,
-                      counters=counters, gauges=out_gauges)  # fmt: skip
+        return counters, out_gauges

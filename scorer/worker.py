@@ -15,6 +15,11 @@ Scale-out and failure policy:
 - Hop windows older than ``stale_ms`` (by entry id) are dropped and counted (``windows_stale``), as are hop windows
   with a newer hop of the same session in the same read (``windows_superseded``): live scores are newest-wins.
 - A window whose ``sid`` is not its stream's session is dead-lettered.
+- Leases are renewed while a round of windows is being scored (a slow model, e.g. the paper-size one on a CPU, can
+  take longer than ``lease_ttl_ms`` for a round): the graphs run on a worker thread, so the event loop renews on
+  time. Entries of the round in flight are not reclaimed by their own worker meanwhile; a session lost during the
+  round still gets its scores published (idempotent by ``Score.key``) but its windows are left unacked for the new
+  owner.
 """
 
 from __future__ import annotations
@@ -26,16 +31,17 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from common.backlog import group_backlog
 from common.bus import Bus, Delivery
+from common.health import HealthPublisher
 from common.logs import session_logger
 from common.messages import Score, SessionAnnounce, Window
 from common.ownership import SessionOwnership
 from common.session_store import SessionStore
-from common.streams import HEALTH, SCORES, SESSIONS, WINDOWS, StreamSpec
+from common.streams import SCORES, SESSIONS, WINDOWS, StreamSpec
 from scorer.batching import MicroBatcher
 from scorer.health import ScorerStats
 from scorer.registry import ModelRegistry
@@ -69,6 +75,8 @@ class ScorerWorker:
         self._next_scan_s = 0.0
         self._scan: asyncio.Task[object] | None = None
         self._reclaimed: list[Delivery[Window]] = []
+        self._in_flight: set[str] = set()  # sessions whose windows the current round is scoring
+        self.health = HealthPublisher(bus, "scorer", self.consumer, self.health_sample, settings.health_every_s)
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("scorer worker %s started; models from %s", self.consumer, self.registry.root)
@@ -96,7 +104,7 @@ class ScorerWorker:
                                        block_ms=self.s.block_ms)  # fmt: skip
         deliveries, self._reclaimed = [*self._reclaimed, *fresh], []
         if deliveries:
-            await self._handle(deliveries)
+            await self._keeping_leases(self._handle(deliveries))
         await self._sync_idle()
         await self._finish_ended()
         if time.monotonic() >= self._next_health_s:
@@ -136,6 +144,23 @@ class ScorerWorker:
         else:
             self.ownership.ended(sid)
 
+    async def _keeping_leases(self, work: Awaitable[None]) -> None:
+        """Run a round of scoring, renewing the leases whenever they are due until it is done."""
+        task = asyncio.ensure_future(work)
+        try:
+            while True:
+                wait = max(0.0, self._next_lease_s - time.monotonic())
+                done, _ = await asyncio.wait({task}, timeout=wait)
+                if done:
+                    task.result()
+                    return
+                self._next_lease_s = time.monotonic() + self.ownership.renew_every_s
+                await self._maintain_leases()
+        finally:
+            if not task.done():  # cancelled (the worker stops): take the round down with it
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
     async def _maintain_leases(self) -> None:
         change = await self.ownership.maintain()
         for sid in change.lost:
@@ -143,6 +168,8 @@ class ScorerWorker:
         for sid in change.gained:
             await self._adopt(sid)
         for sid in (*change.gained, *change.renewed):
+            if sid in self._in_flight:  # its pending windows are this round's own, being scored now
+                continue
             got = await self.bus.reclaim(WINDOWS, sid, self.consumer, min_idle_ms=self.s.reclaim_idle_ms,
                                          count=self.s.read_count)  # fmt: skip
             if got:
@@ -164,7 +191,7 @@ class ScorerWorker:
 
     def _drop(self, sid: str) -> None:
         state = self.sessions.pop(sid, None)
-        if state is not None:
+        if state is not None and sid not in self._in_flight:  # a round in flight still reads it; it goes after
             state.clear()
 
     async def _finish_ended(self) -> None:
@@ -216,16 +243,24 @@ class ScorerWorker:
             if any(s is state for s, _ in jobs):
                 await state.refresh_info(self.store)
                 await state.sync(self.bus)
-        results = await asyncio.gather(*(self._score_one(state, d.message) for state, d in jobs))
+        self._in_flight = {state.sid for state, _ in jobs}
+        try:
+            results = await asyncio.gather(*(self._score_one(state, d.message) for state, d in jobs))
+        finally:
+            self._in_flight = set()
         scores = [r for r in results if r is not None]
-        if scores:
+        if scores:  # published even for a session lost meanwhile: a finished score is never thrown away
             await self.bus.publish_many(SCORES, scores)
         now = time.time()
-        for (_, d), r in zip(jobs, results, strict=True):
-            if r is not None:
+        for (state, d), r in zip(jobs, results, strict=True):
+            if r is None:
+                continue
+            self.stats.latency(1000 * (now - d.message.created_ts))
+            if self.sessions.get(state.sid) is state:
                 done.append(d)
-                self.stats.latency(1000 * (now - d.message.created_ts))
-        await self.bus.ack(done)
+            else:  # the lease went during the round: the new owner reclaims and acks it
+                self.stats.count("windows_left_to_new_owner")
+        await self.bus.ack([d for d in done if d.sid in self.sessions])
         self._evict(jobs)
 
     async def _score_one(self, state: SessionState, w: Window) -> Score | None:
@@ -263,9 +298,12 @@ class ScorerWorker:
             if state.ended_at is None and now - state.synced_at >= SYNC_EVERY_S:
                 await state.sync(self.bus)
 
-    async def publish_health(self) -> None:
+    def health_sample(self) -> tuple[dict[str, float], dict[str, float]]:
         gauges = {"sessions": float(len(self.sessions)), "models": float(len(self.registry.serving))}
-        await self.bus.publish(HEALTH, self.stats.health(self.consumer, gauges, dict(self.batcher.stats)))
+        return self.stats.sample(gauges, dict(self.batcher.stats))
+
+    async def publish_health(self) -> None:
+        await self.health.publish()
 
 
 def _entry_ms(entry_id: str) -> float:

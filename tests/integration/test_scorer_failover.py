@@ -1,6 +1,7 @@
 """Two scorer processes share sessions; one is killed (SIGKILL, no release, windows left pending) mid-session. The
 other takes its sessions over within the lease time and no task score is lost: every task-end window of every
-session has a task score (a window scored twice before the crash is de-duplicated by ``Score.key``).
+session has a task score (a window scored twice before the crash is de-duplicated by ``Score.key``). And a worker
+whose scoring round outlasts the lease keeps its session (it renews while the graphs run).
 
 Frames go through ingest's frame pump and the tracker worker (phantom ground-truth landmarker, a test-only oracle)
 in this process; the scorers are ``python -m scorer`` children."""
@@ -8,6 +9,7 @@ in this process; the scorers are ``python -m scorer`` children."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import subprocess
@@ -15,23 +17,40 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy.typing as npt
 import pytest
 
 from common.backlog import pending_count
 from common.bus import Bus
 from common.leases import Leases
-from common.streams import WINDOWS
+from common.messages import Window
+from common.streams import CROPS, OBS, WINDOWS
 from infra.redis_server import RedisServer
 from phantom.spec import PatientSpec
-from tests.conftest import open_bus
-from tests.model_artifacts import copy_artifact, shared_random_artifact
-from tests.scorer_harness import PhantomStream, open_session, running, scores, tracker_worker, wait_for, windows
+from scorer.backends import Backend, BackendChoice, IOSpec
+from scorer.registry import ModelRegistry
+from scorer.worker import ScorerWorker
+from tests.conftest import live_session, open_bus
+from tests.model_artifacts import LANDMARKER, copy_artifact, shared_random_artifact
+from tests.phantom_obs import observe
+from tests.scorer_harness import (
+    PhantomStream,
+    open_session,
+    running,
+    scorer_settings,
+    scores,
+    tracker_worker,
+    wait_for,
+    windows,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 ROOT = Path(__file__).resolve().parents[2]
 FPS = 15.0  # the stream's rate; the model runs at 25 fps (resampled by capture time)
 TTL_MS = 900
+Array = npt.NDArray[Any]
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +190,82 @@ async def test_a_killed_scorers_sessions_are_taken_over_with_no_task_score_lost(
                 except subprocess.TimeoutExpired:
                     proc.kill()
             proc.wait()
+
+
+class _SlowBackend:
+    """A real graph that takes ``delay[0]`` seconds longer per call (a paper-size model on a slow CPU)."""
+
+    def __init__(self, inner: Backend, delay: list[float]) -> None:
+        self.inner = inner
+        self.delay = delay
+
+    @property
+    def description(self) -> str:
+        return f"slow {self.inner.description}"
+
+    @property
+    def inputs(self) -> tuple[IOSpec, ...]:
+        return self.inner.inputs
+
+    @property
+    def outputs(self) -> tuple[IOSpec, ...]:
+        return self.inner.outputs
+
+    def run(self, feeds: dict[str, Array]) -> dict[str, Array]:
+        time.sleep(self.delay[0])  # on the batcher's thread, as a long graph call would be
+        return self.inner.run(feeds)
+
+
+@dataclasses.dataclass(frozen=True)
+class _SlowChoice(BackendChoice):
+    delay: list[float] = dataclasses.field(default_factory=lambda: [0.0])
+
+    def open(self, path: Path) -> Backend:
+        return _SlowBackend(super().open(path), self.delay)
+
+
+async def test_a_round_slower_than_the_lease_keeps_the_session(
+    fbus: Bus, own_redis: RedisServer, tmp_path: Path
+) -> None:
+    """Scoring a round takes over twice the lease time; the worker renews meanwhile, so a rival never takes the
+    session, and every window is scored once and acked."""
+    models = tmp_path / "models"
+    copy_artifact(shared_random_artifact("micro", fps=25.0), models, version="1")
+    sid, ttl_ms, n = "slow0", 600, 30
+    spec = PatientSpec(seed=8, protocol="pfed5", severity=1.0, reps=1, tasks=("smile",))
+    await live_session(fbus, sid, phantom=spec.to_json(), fps=25.0)
+    seen = observe(spec, range(3 * n), fps=25.0, sid=sid)  # a task clip of n frames per round
+    await fbus.publish_many(OBS, seen.obs)
+    await fbus.publish_many(CROPS, seen.crops)
+    choice = _SlowChoice(intra_op_threads=1)
+    settings = {"lease_ttl_ms": ttl_ms, "reclaim_idle_ms": 200, "health_every_s": 60.0}
+    slow = ScorerWorker(scorer_settings(own_redis.url, models, consumer="slow", **settings), fbus,
+                        ModelRegistry(models, choice))  # fmt: skip
+    rival = ScorerWorker(scorer_settings(own_redis.url, models, consumer="rival", **settings), fbus)
+    leases = Leases(fbus, "scorer")
+    holders: list[str | None] = []
+    async with running(slow):
+
+        async def slow_holds() -> bool:
+            return await leases.holder(sid) == "slow"
+
+        await wait_for(slow_holds, 30, "the slow worker to take the session")
+        choice.delay[0] = 2.5 * ttl_ms / 1000
+        async with running(rival):
+            for k in range(3):  # three rounds, each over twice the lease time
+                w = Window(sid=sid, protocol="pfed5", task="smile", rep=k, reason="task_end", first_seq=k * n,
+                           last_seq=k * n + n - 1, task_start_seq=k * n, created_ts=time.time(),
+                           landmarker=LANDMARKER)  # fmt: skip
+                await fbus.publish(WINDOWS, w)
+
+                async def scored(k: int = k) -> bool:
+                    holders.append(await leases.holder(sid))
+                    return len(await scores(fbus, sid)) > k
+
+                await wait_for(scored, 60, f"the score of round {k}")
+    got = await scores(fbus, sid)
+    assert [(s.rep, s.withheld) for s in got] == [(0, ""), (1, ""), (2, "")], [(s.rep, s.withheld) for s in got]
+    assert set(holders) == {"slow"}, holders
+    assert slow.stats.counters["sessions_taken"] == 1 and rival.stats.counters["sessions_taken"] == 0
+    assert slow.stats.counters["windows_reclaimed"] == 0  # its own round in flight was not reclaimed by itself
+    assert await pending_count(fbus, WINDOWS, sid) == 0
