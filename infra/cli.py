@@ -19,7 +19,7 @@ from types import FrameType
 
 import click
 
-from common.errors import FeqaError
+from common.errors import ConfigError, FeqaError
 from common.logs import setup_logging
 from infra import compose as compose_files
 from infra import credentials, runinfo
@@ -121,6 +121,58 @@ def up() -> None:
     finally:
         click.echo(f"stopping feqa ({stack.exit_reason or 'exit'})")
         stack.stop()
+        click.echo("stopped")
+    sys.exit(code)
+
+
+@feqa.command()
+@click.option("--patients", default=2, show_default=True, type=click.IntRange(1, 16), help="phantom patients")
+@click.option("--rounds", default=0, show_default=True, type=click.IntRange(0), help="sessions each; 0: until Ctrl-C")
+@click.option("--reps", default=2, show_default=True, type=click.IntRange(1, 5), help="repetitions of each task")
+@click.option("--tasks", default="", help="train demo models for these pfed5 tasks only (comma-separated)")
+@click.option("--seed", default=1, show_default=True, help="draws the phantom patients")
+@click.option("--models-root", type=click.Path(file_okay=False, path_type=Path), default=Path("models"),
+              show_default=True, help="the demo models are cached in its demo/ folder")  # fmt: skip
+def demo(patients: int, rounds: int, reps: int, tasks: str, seed: int, models_root: Path) -> None:
+    """The stack with phantom patients streaming a pfed5 protocol; prints the dashboard URL and a demo login."""
+    from infra.demo import Demo, DemoOptions, prepare_models
+    from infra.demo_models import DemoTraining
+
+    settings = StackSettings()
+    setup_logging(settings.common.log_level, settings.common.log_format)
+    chosen = tuple(t.strip() for t in tasks.split(",") if t.strip())
+    opts = DemoOptions(patients=patients, rounds=rounds, reps=reps, seed=seed, models_root=models_root,
+                       training=DemoTraining(tasks=chosen))  # fmt: skip
+    try:
+        models = prepare_models(opts, click.echo)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    runner = Demo(opts, settings)
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await runner.run(stop, click.echo)
+
+    click.echo("starting feqa demo: redis, ingest, tracker (MediaPipe), scorer, dashboard")
+    code = 0
+    try:
+        runner.start(models)
+        click.echo(f"  dashboard            {runner.dashboard_url}/")
+        click.echo(f"  login                user {runner.username}  password {runner.password}")
+        click.echo(f"  patient page         {runner.ingest_url}/")
+        click.echo("the password was generated for this run; press Ctrl-C to stop", err=False)
+        asyncio.run(main())
+        if runner.stack is not None and runner.stack.exit_reason:
+            click.echo(f"a service stopped: {runner.stack.exit_reason}", err=True)
+            code = 1
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        click.echo("stopping feqa demo")
+        runner.stop()
         click.echo("stopped")
     sys.exit(code)
 
