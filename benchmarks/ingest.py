@@ -8,8 +8,8 @@ sender, to the Redis entry id time of the frame whose embedded index code reads 
 
 Every limit of the edge is on, as deployed: the service key, the Host check, the body caps, security headers and
 the rate limiters on each call (session creation and joins allow 120 a minute here, so one benchmark client may
-open 16 sessions at once). The fuzz round then throws the generated bad input of tests/fuzz_kit.py at an ingest on
-loopback (no 5xx allowed) and reports how many cases a second it answers.
+open 16 sessions at once). The fuzz round then throws the generated bad input of tests/ingest_fuzz_kit.py at an ingest
+on loopback (no 5xx allowed) and reports how many cases a second it answers.
 
     python benchmarks/ingest.py [--quick] [--json PATH]
 
@@ -51,7 +51,7 @@ from phantom.index_code import read_index
 from phantom.spec import PatientSpec
 from phantom.track import PhantomTrack
 from tests.conftest import SERVICE_HEADERS, SERVICE_KEY
-from tests.fuzz_kit import Fuzzer, client, fuzz, fuzz_settings, ingest_in_thread, offer_template
+from tests.ingest_fuzz_kit import Fuzzer, client, fuzz, fuzz_settings, ingest_in_thread, offer_template
 
 FPS = 25
 

@@ -15,7 +15,7 @@ from common.bus import Bus
 from common.streams import FRAMES
 from infra.redis_server import RedisServer, free_port
 from tests.conftest import SERVICE_HEADERS, TEST_BACKOFF
-from tests.fuzz_kit import Fuzzer, client, fuzz, fuzz_settings, ingest_in_thread, offer_template
+from tests.ingest_fuzz_kit import Fuzzer, client, fuzz, fuzz_settings, ingest_in_thread, offer_template
 from tests.integration.test_ingest_webrtc import PatternTrack, connect_client, create_and_join
 
 pytestmark = pytest.mark.integration
