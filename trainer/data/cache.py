@@ -7,9 +7,12 @@ A clip's features come from one of two sources (``data.landmarks``: ``auto`` pic
 * ``video``: the source recording landmarked by the tracker's own pipeline (:mod:`trainer.data.landmarking`), its
   integer crop landmarks and colours through the same ``common.features``, its 256 reference crops as frames.
 
-Frames are resized to ``load_size`` (the random crop to the model's size happens per sample). One ``.npz`` per clip
-under ``cache_dir``, named by a hash of the feature version, the load size, the clip's source files and (for videos)
-the landmarking identity, so a changed file, rule or landmarker never reads stale features. A video clip the tracker
+Frames are resized to ``load_size`` (the random crop to the model's size happens per sample). Each clip also keeps its
+106 crop landmarks, the name of the landmarker that made them (``ClipRecord.files_landmarker`` for files), and,
+when a model needs them (QAFE-Net), its landmark heatmap images drawn by :mod:`common.heatmaps` from the landmarks and
+the full 256 crops, before any resizing (the code the live scorer runs). One ``.npz`` per clip under ``cache_dir``,
+named by a hash of the cache layout, the feature version, the load size, the heatmap spec, the clip's source files
+and (for videos) the landmarking identity, so a changed file, rule or landmarker never reads stale features. A video clip the tracker
 cannot use (undecodable, too few faces) leaves a ``.skip.json`` beside it with the reason, so it is reported, not
 recomputed, on the next run.
 """
@@ -28,14 +31,19 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from common import features
+from common import features, heatmaps
 from common.errors import ConfigError
+from common.heatmaps import HeatmapSpec
 from trainer.data.landmarking import LandmarkedClip, VideoLandmarking
-from trainer.data.layouts import ClipRecord
+from trainer.data.records import ClipRecord
+
+REF_SIDE = 256  # the reference crop side the landmarks are measured in (models.md §5)
 
 log = logging.getLogger(__name__)
 
 SOURCES = ("auto", "files", "video")
+CACHE_VERSION = 2
+"""Bumped whenever the arrays a cache file holds change (2: landmarks, landmarker, heatmaps)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +56,20 @@ class CachedClip:
     def load(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
         with np.load(self.path) as data:
             return data["trajectory"], data["frames"]
+
+    def heatmaps(self) -> npt.NDArray[np.uint8]:
+        """[T, size, size, 3] heatmap images (only in caches built with a heatmap spec)."""
+        with np.load(self.path) as data:
+            if "heatmaps" not in data:
+                raise ConfigError(f"clip {self.record.clip_id}: its cache file holds no heatmaps")
+            out: npt.NDArray[np.uint8] = data["heatmaps"]
+            return out
+
+    @property
+    def landmarker(self) -> str:
+        """Name of the landmarker the clip's observations came from."""
+        with np.load(self.path) as data:
+            return str(data["landmarker"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,8 +108,10 @@ def _stat(path: Path) -> str:
     return f"{path}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def _key(record: ClipRecord, load_size: int, landmarking: str = "") -> str:
-    h = hashlib.sha256(f"v{features.FEATURE_VERSION}/{load_size}/{record.clip_id}".encode())
+def _key(record: ClipRecord, load_size: int, landmarking: str = "", heatmap: HeatmapSpec | None = None) -> str:
+    h = hashlib.sha256(f"c{CACHE_VERSION}/v{features.FEATURE_VERSION}/{load_size}/{record.clip_id}".encode())
+    if heatmap is not None:
+        h.update(json.dumps(heatmap.to_dict(), sort_keys=True).encode())
     if landmarking:
         if record.video is None:
             raise ConfigError(f"clip {record.clip_id} has no source video")
@@ -106,42 +130,75 @@ def _resize(rgb: npt.NDArray[np.uint8], load_size: int) -> npt.NDArray[np.uint8]
     return np.asarray(cv2.resize(rgb, (load_size, load_size), interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
 
-def _read_frames(frames_dir: Path, load_size: int) -> npt.NDArray[np.uint8]:
+def _read_frames(frames_dir: Path) -> npt.NDArray[np.uint8]:
+    """The clip's frame images, RGB, each brought to the 256 crop side (the landmark files' pixel grid)."""
     files = sorted(frames_dir.glob("*.jpg"))
-    out = np.empty((len(files), load_size, load_size, 3), dtype=np.uint8)
+    out = np.empty((len(files), REF_SIDE, REF_SIDE, 3), dtype=np.uint8)
     for i, f in enumerate(files):
         img = cv2.imread(str(f), cv2.IMREAD_COLOR)
         if img is None:
             raise ConfigError(f"cannot decode frame {f}")
-        out[i] = _resize(np.asarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), dtype=np.uint8), load_size)
+        out[i] = _resize(np.asarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), dtype=np.uint8), REF_SIDE)
     return out
 
 
-def preprocess(record: ClipRecord, load_size: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
-    """One clip's features from its distributed files; raises :class:`ConfigError` naming the clip when they
+@dataclasses.dataclass(frozen=True)
+class ClipArrays:
+    """What one cache file holds."""
+
+    trajectory: npt.NDArray[np.float32]  # [T, 63, 5]
+    frames: npt.NDArray[np.uint8]  # [T, load_size, load_size, 3]
+    landmarks: npt.NDArray[np.float32]  # [T, 106, 2] in 256-crop pixels (NaN where the source has no point)
+    landmarker: str
+    heatmaps: npt.NDArray[np.uint8] | None  # [T, size, size, 3]
+
+    def save(self, path: Path, **extra: npt.NDArray[np.generic]) -> None:
+        arrays: dict[str, npt.NDArray[np.generic]] = {"trajectory": self.trajectory, "frames": self.frames, "landmarks": self.landmarks,
+                  "landmarker": np.array(self.landmarker)}  # fmt: skip
+        if self.heatmaps is not None:
+            arrays["heatmaps"] = self.heatmaps
+        _write(path, **arrays, **extra)
+
+
+def _arrays(
+    traj: npt.NDArray[np.float32],
+    landmarks: npt.NDArray[np.float32],
+    crops: npt.NDArray[np.uint8],
+    landmarker: str,
+    load_size: int,
+    heatmap: HeatmapSpec | None,
+) -> ClipArrays:
+    """Cache arrays from full 256 crops: heatmaps drawn first, then frames resized to ``load_size``."""
+    drawn = None if heatmap is None else heatmaps.heatmap_frames(landmarks, crops, heatmap)
+    frames = np.stack([_resize(c, load_size) for c in crops])
+    return ClipArrays(traj, frames, landmarks.astype(np.float32), landmarker, drawn)
+
+
+def preprocess(record: ClipRecord, load_size: int, heatmap: HeatmapSpec | None = None) -> ClipArrays:
+    """One clip's cache arrays from its distributed files; raises :class:`ConfigError` naming the clip when they
     disagree."""
     if record.trajectory is None or record.colour is None or record.frames_dir is None:
         raise ConfigError(f"clip {record.clip_id}: missing trajectory, colour or frames")
     try:
-        traj = features.trajectory_from_files(np.load(record.trajectory), np.load(record.colour))
+        raw = np.load(record.trajectory)
+        traj = features.trajectory_from_files(raw, np.load(record.colour))
+        landmarks = features.landmarks_106_from_73(raw)
     except features.FeatureError as exc:
         raise ConfigError(f"clip {record.clip_id}: {exc}") from exc
-    frames = _read_frames(record.frames_dir, load_size)
-    if frames.shape[0] != traj.shape[0]:
-        raise ConfigError(
-            f"clip {record.clip_id}: {frames.shape[0]} frames on disk but {traj.shape[0]} trajectory frames"
-        )
-    return traj, frames
+    crops = _read_frames(record.frames_dir)
+    if crops.shape[0] != traj.shape[0]:
+        raise ConfigError(f"clip {record.clip_id}: {crops.shape[0]} frames on disk but {traj.shape[0]} trajectory frames")
+    try:
+        return _arrays(traj, landmarks, crops, record.files_landmarker, load_size, heatmap)
+    except features.FeatureError as exc:
+        raise ConfigError(f"clip {record.clip_id}: {exc}") from exc
 
 
-def features_from_landmarks(
-    clip: LandmarkedClip, load_size: int
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
-    """A landmarked video clip's features: gaps filled, then the same ``common.features`` rule as the files."""
+def features_from_landmarks(clip: LandmarkedClip, load_size: int, heatmap: HeatmapSpec | None = None) -> ClipArrays:
+    """A landmarked video clip's cache arrays: gaps filled, then the same ``common`` rules as the files."""
     landmarks, colours, crops = clip.filled()
     traj = features.trajectory_features(landmarks, colours)
-    frames = np.stack([_resize(c, load_size) for c in crops])
-    return traj, frames
+    return _arrays(traj, landmarks, crops, clip.landmarker, load_size, heatmap)
 
 
 def _write(path: Path, **arrays: npt.NDArray[np.generic]) -> None:
@@ -161,10 +218,12 @@ def build_cache(
     load_size: int,
     mode: str = "auto",
     landmarking: Callable[[], VideoLandmarking] | None = None,
+    heatmap: HeatmapSpec | None = None,
 ) -> CacheResult:
     """Preprocess every record not cached yet (with progress bars) and return the cached clips in order.
 
-    ``landmarking`` builds the video landmarker, only when some clip needs one (it loads models)."""
+    ``landmarking`` builds the video landmarker, only when some clip needs one (it loads models). ``heatmap``: also
+    draw and keep each clip's heatmap images (QAFE-Net)."""
     cache_dir = Path(cache_dir)
     slots: list[CachedClip | None] = [None] * len(records)
     skipped: dict[int, SkippedClip] = {}
@@ -174,15 +233,15 @@ def build_cache(
         if source_of(record, mode) == "video":
             videos.append(i)
             continue
-        path = cache_dir / f"{_key(record, load_size)}.npz"
+        path = cache_dir / f"{_key(record, load_size, heatmap=heatmap)}.npz"
         if not path.is_file():
-            traj, frames = preprocess(record, load_size)
-            _write(path, trajectory=traj, frames=frames)
+            preprocess(record, load_size, heatmap).save(path)
             computed += 1
         slots[i] = CachedClip(record, path)
     if videos:
         lm = (landmarking or VideoLandmarking.from_environment)()
-        computed += _cache_videos([(i, records[i]) for i in videos], cache_dir, load_size, lm, slots, skipped)
+        items = [(i, records[i]) for i in videos]
+        computed += _cache_videos(items, cache_dir, load_size, lm, slots, skipped, heatmap)
     out = [c for c in slots if c is not None]
     left = [skipped[i] for i in sorted(skipped)]
     for s in left:
@@ -198,12 +257,13 @@ def _cache_videos(
     lm: VideoLandmarking,
     slots: list[CachedClip | None],
     skipped: dict[int, SkippedClip],
+    heatmap: HeatmapSpec | None,
 ) -> int:
     """Fill ``slots`` / ``skipped`` at each item's position from the cache or by landmarking; return clips computed."""
     ident = lm.identity()
     todo: dict[int, tuple[int, Path]] = {}  # id(record) -> (position, cache file)
     for i, record in items:
-        path = cache_dir / f"{_key(record, load_size, ident)}.npz"
+        path = cache_dir / f"{_key(record, load_size, ident, heatmap)}.npz"
         skip = _skip_path(path)
         if path.is_file():
             slots[i] = CachedClip(record, path)
@@ -230,8 +290,7 @@ def _cache_videos(
             if outcome.clip.face.size != record.n_frames:
                 log.info("clip %s: label file says %d frames, the video range has %d; using the video",
                          record.clip_id, record.n_frames, outcome.clip.face.size)  # fmt: skip
-            traj, frames = features_from_landmarks(outcome.clip, load_size)
-            _write(path, trajectory=traj, frames=frames, face=outcome.clip.face)
+            features_from_landmarks(outcome.clip, load_size, heatmap).save(path, face=outcome.clip.face)
             slots[i] = CachedClip(record, path)
             computed += 1
     return computed

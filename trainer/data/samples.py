@@ -1,14 +1,22 @@
-"""Torch dataset of model inputs, with the paper's augmentation in training.
+"""Torch dataset of model inputs, with the papers' augmentation in training.
 
-Training: random temporal sampling of the RGB frames (consecutive from a random start), random crop and horizontal
-flip of the frames, random reversal of the trajectory clip (``index_t`` is not reversed, as in the reference).
-Evaluation: RGB frames spread uniformly over the clip, resized to the model size. Trajectories are always loop-padded
-or latter-truncated to T_p (``common.features``).
+Items are dicts of named tensors, the names being the model family's inputs (``frames``, ``trajectory``,
+``index_t``, ``heatmaps``) plus ``label``:
+
+* ``frames`` [T_f, 3, S, S]: training draws T_f consecutive frames from a random start, a random S x S crop of the
+  cached frames and a horizontal flip; evaluation spreads T_f frames uniformly over the clip and resizes them to S.
+  Normalised with the model's own mean/std (:class:`~trainer.models.formerdfer.FormerDFERConfig`).
+* ``trajectory`` [T_p, 63, 5] and ``index_t`` [T_p] (TraMP-Former): loop-padded or latter-truncated to T_p
+  (``common.features``); training reverses the clip at random (``index_t`` is not reversed, as in the reference).
+* ``heatmaps`` [T_f, 3, H, H] (QAFE-Net): the cached heatmap images at the same frame indices as ``frames``; training
+  draws its own random crop and flip (independent of the RGB stream's, as in the reference), evaluation takes the
+  centre crop (``common.heatmaps.model_heatmaps``, the function the scorer calls).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,31 +24,51 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from common import features
+from common.heatmaps import HeatmapSpec, model_heatmaps
 from trainer.data.cache import CachedClip
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+Item = dict[str, torch.Tensor]
 
 
 @dataclasses.dataclass(frozen=True)
 class SampleSpec:
-    t_p: int
+    t_p: int  # 0: the model takes no trajectory
     rgb_frames: int
     image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
     train: bool
+    heatmap: HeatmapSpec | None = None
     reverse_p: float = 0.5
     flip_p: float = 0.5
 
 
-def normalise(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 [..., 3, H, W] -> ImageNet-normalised float."""
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    return (frames.float() / 255.0 - mean) / std
+def sample_spec(mcfg: Any, *, train: bool, reverse_p: float = 0.5, flip_p: float = 0.5) -> SampleSpec:
+    """What one model config needs from each clip (any family's config)."""
+    skate = getattr(mcfg, "skate", None)
+    heatmap = getattr(mcfg, "heatmap", None)
+    return SampleSpec(
+        t_p=int(skate.t_p) if skate is not None else 0,
+        rgb_frames=int(mcfg.rgb_frames),
+        image_size=int(mcfg.rgb.image_size),
+        mean=tuple(mcfg.rgb.mean),
+        std=tuple(mcfg.rgb.std),
+        train=train,
+        heatmap=heatmap if isinstance(heatmap, HeatmapSpec) else None,
+        reverse_p=reverse_p,
+        flip_p=flip_p,
+    )
 
 
-class ClipSamples(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]):
-    """Items are (frames [T_f, 3, S, S], trajectory [T_p, 63, 5], index_t [T_p], label [])."""
+def normalise(frames: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """uint8 [..., 3, H, W] -> (x / 255 - mean) / std per channel."""
+    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    return (frames.float() / 255.0 - m) / s
+
+
+class ClipSamples(Dataset[Item]):
+    """One item per clip (times ``replicate`` in training); see the module docstring."""
 
     def __init__(self, clips: list[CachedClip], spec: SampleSpec, seed: int = 0, replicate: int = 1) -> None:
         self.clips = clips
@@ -55,26 +83,43 @@ class ClipSamples(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> Item:
         clip = self.clips[i % len(self.clips)]
         spec = self.spec
         rng = np.random.default_rng([self.seed, self.epoch, i])
         traj, frames = clip.load()
-        model_traj, index_t = features.model_input(traj, spec.t_p)
-        if spec.train and rng.random() < spec.reverse_p:
-            model_traj = model_traj[::-1].copy()
+        item: Item = {}
+        if spec.t_p:
+            model_traj, index_t = features.model_input(traj, spec.t_p)
+            if spec.train and rng.random() < spec.reverse_p:
+                model_traj = model_traj[::-1].copy()
+            item["trajectory"] = torch.from_numpy(model_traj)
+            item["index_t"] = torch.from_numpy(index_t)
         idx = features.rgb_frame_indices(frames.shape[0], spec.rgb_frames, train=spec.train, rng=rng)
-        rgb = torch.from_numpy(frames[idx]).permute(0, 3, 1, 2)  # [T, 3, L, L]
+        item["frames"] = self._frames(frames[idx], rng)
+        if spec.heatmap is not None:
+            item["heatmaps"] = self._heatmaps(clip.heatmaps()[idx], spec.heatmap, rng)
+        item["label"] = torch.tensor(clip.record.label, dtype=torch.float32)
+        return item
+
+    def _frames(self, frames: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        spec = self.spec
+        rgb = torch.from_numpy(frames).permute(0, 3, 1, 2)  # [T, 3, L, L]
         size, load = spec.image_size, rgb.shape[-1]
         if spec.train:
             y, x = (int(v) for v in rng.integers(0, load - size + 1, size=2))
             rgb = rgb[..., y : y + size, x : x + size]
             if rng.random() < spec.flip_p:
                 rgb = rgb.flip(-1)
-            out = normalise(rgb)
-        else:
-            out = normalise(rgb)
-            if load != size:
-                out = F.interpolate(out, size=(size, size), mode="bilinear", align_corners=False)
-        label = torch.tensor(clip.record.label, dtype=torch.float32)
-        return out.contiguous(), torch.from_numpy(model_traj), torch.from_numpy(index_t), label
+            return normalise(rgb, spec.mean, spec.std).contiguous()
+        out = normalise(rgb, spec.mean, spec.std)
+        if load != size:
+            out = F.interpolate(out, size=(size, size), mode="bilinear", align_corners=False)
+        return out.contiguous()
+
+    def _heatmaps(self, images: np.ndarray, hspec: HeatmapSpec, rng: np.random.Generator) -> torch.Tensor:
+        if not self.spec.train:
+            return torch.from_numpy(model_heatmaps(images, hspec))
+        y, x = (int(v) for v in rng.integers(0, hspec.size - hspec.crop + 1, size=2))
+        out = torch.from_numpy(model_heatmaps(images, hspec, offset=(y, x)))
+        return out.flip(-1).contiguous() if rng.random() < self.spec.flip_p else out
