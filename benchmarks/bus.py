@@ -24,15 +24,15 @@ from common.messages import Frame
 from common.streams import StreamSpec
 from infra.redis_server import RedisServer
 
-SPEC = StreamSpec("bench:{sid}", maxlen=1000, approximate=True, group="bench")
+SPEC = StreamSpec("bench:{sid}", Frame, maxlen=1000, approximate=True, group="bench")
 
 
 async def ours_round_trip(bus: Bus, sid: str, payload: bytes, seq: int) -> float:
     msg = Frame(sid=sid, seq=seq, capture_ts=0.0, width=0, height=0, encoding="raw", data=payload)
     t0 = time.perf_counter()
     await bus.publish(SPEC, msg)
-    got = await bus.consume([SPEC.key(sid)], "bench", "c", Frame, count=1, block_ms=1000)
-    await bus.ack(got[0].stream, "bench", [got[0].id])
+    got = await bus.consume(SPEC, [sid], "c", count=1, block_ms=1000)
+    await bus.ack(got)
     return time.perf_counter() - t0
 
 
@@ -62,7 +62,7 @@ async def run(n: int, rounds: int) -> dict[str, float]:
             payload = os.urandom(size)
             sid = f"b{label}"
             raw_key = f"bench-raw:{{{label}}}"
-            await bus.ensure_group(SPEC.key(sid), "bench", "$")
+            await bus.ensure_group(SPEC, sid, "$")
             await raw.xgroup_create(raw_key, "bench", id="$", mkstream=True)
             times: dict[str, list[float]] = {"ours": [], "raw": []}
             seq = 0

@@ -37,7 +37,8 @@ from av import VideoFrame
 from common.bus import Bus
 from common.framecodec import decode_frame
 from common.messages import Frame
-from common.streams import FRAMES
+from common.session_store import SessionStore
+from common.streams import FRAMES, StreamSpec
 from infra.redis_server import RedisServer
 from ingest.ice import offered_host_addresses, rtc_configuration
 from phantom.face import Phantom
@@ -121,17 +122,17 @@ async def _peer(http: httpx.AsyncClient, phantom: Phantom, sent: dict[int, float
 
 
 async def _latencies(bus: Bus, sids: list[str], sent: list[dict[int, float]], stop: float, out: list[float]) -> None:
-    cursors = {FRAMES.key(s): "$" for s in sids}
-    index_of = {FRAMES.key(s): i for i, s in enumerate(sids)}
+    cursors: dict[tuple[StreamSpec[Any], str | None], str] = {(FRAMES, s): "$" for s in sids}
+    index_of = {s: i for i, s in enumerate(sids)}
     while time.time() < stop:
         for d in await bus.tail(cursors, count=64, block_ms=200):
-            cursors[d.stream] = d.id
+            cursors[(FRAMES, d.sid)] = d.id
             msg = d.message
             if not isinstance(msg, Frame):
                 continue
             rgb = await asyncio.to_thread(decode_frame, msg.data, msg.width, msg.height, msg.encoding)
             n = read_index(rgb)
-            t_sent = sent[index_of[d.stream]].get(n) if n is not None else None
+            t_sent = sent[index_of[d.sid or ""]].get(n) if n is not None else None
             if t_sent is not None:
                 out.append((int(d.id.split("-")[0]) / 1000 - t_sent) * 1000)
 
@@ -157,13 +158,13 @@ async def run_case(redis: RedisServer, encoding: str, peers: int, warm_s: float,
             for pc in pcs:
                 await pc.close()
             await asyncio.sleep(0.5)
-            infos = [await bus.get_session(s) for s in sids]
+            infos = [await SessionStore(bus).require(s) for s in sids]
     finally:
         proc.terminate()
         proc.wait(10)
         await bus.close()
-    frames = sum(int(i.get("stat_published", 0)) for i in infos)
-    drops = sum(int(i.get("stat_dropped_busy", 0)) for i in infos)
+    frames = sum(i.stats.get("published", 0) for i in infos)
+    drops = sum(i.stats.get("dropped_busy", 0) for i in infos)
     lat.sort()
     return {
         "cpu_pct": cpu * 100,

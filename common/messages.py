@@ -220,6 +220,11 @@ class SessionInfo:
     clinic: str = ""  # the dashboard's clinic id that owns the patient ("" when created outside the dashboard)
     phantom: str = ""  # phantom.spec.PatientSpec JSON of a synthetic patient (demo/test deployments only)
     stats: dict[str, int] = dataclasses.field(default_factory=dict)
+    joined_ts: float = 0.0  # the patient agreed on the page and joined
+    width: int = 0  # frame size as published (0 until the first frame)
+    height: int = 0
+    purge_ts: float = 0.0  # set at the end: when the session's keys expire (session retention)
+    obs_purge_ts: float = 0.0  # set at the end: when its observations expire (observation retention)
 
     def __post_init__(self) -> None:
         if self.state not in SESSION_STATES:
@@ -228,6 +233,18 @@ class SessionInfo:
     @property
     def ended(self) -> bool:
         return self.state == "ended"
+
+    @property
+    def may_score(self) -> bool:
+        """Whether models may score this session. Without live-scoring consent it is tracked only to coach the
+        patient, and kinematics flow; every scorer checks this before running a model."""
+        return self.consent.live_scoring
+
+    def as_json(self) -> dict[str, Any]:
+        """Plain JSON for APIs (consent as a nested object)."""
+        out = dataclasses.asdict(self)
+        out["consent"] = self.consent.as_dict()
+        return out
 
     def encode(self) -> dict[str, str]:
         """The whole hash as text fields."""
@@ -280,6 +297,11 @@ class SessionInfo:
                 clinic=text.get("clinic", ""),
                 phantom=text.get("phantom", ""),
                 stats={str(k): int(v) for k, v in stats.items()},
+                joined_ts=float(text.get("joined_ts", "0")),
+                width=int(text.get("width", "0")),
+                height=int(text.get("height", "0")),
+                purge_ts=float(text.get("purge_ts", "0")),
+                obs_purge_ts=float(text.get("obs_purge_ts", "0")),
             )
         except KeyError as exc:
             raise DecodeError(f"session hash lacks field {exc}") from None

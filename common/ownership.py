@@ -12,6 +12,15 @@ role's consumer group, so the session's state (a face track, a per-frame feature
   reports the session as gained, so the caller rebuilds its state and reclaims the pending entries (XAUTOCLAIM).
 - A worker that finds its lease held by someone else (it stalled past the ttl) reports the session as lost and
   must drop its state without acking more of that session's entries.
+
+How a session's work reaches its owner: every per-session stream a role consumes is per session
+(``frames:{sid}`` for the tracker, ``windows:{sid}`` for the scorer, see common.streams) and is read in the role's
+consumer group (``tracker``, ``scorer``) only by the lease holder, which names just its owned sessions in its
+XREADGROUP. Entries the previous holder read but never acked stay pending in the group; the new holder reclaims
+them with XAUTOCLAIM (``Bus.reclaim``) when it gains the session and on every renewal, and de-duplicates by the
+entry's natural key what the previous holder had already finished (frames by seq against the newest observation).
+So a session's state (a face track; the scorer's per-frame feature cache) lives on one worker, and moves, whole,
+when that worker dies.
 """
 
 from __future__ import annotations
@@ -20,15 +29,10 @@ import dataclasses
 import logging
 
 from common.bus import Bus
+from common.leases import Leases
 from common.logs import session_logger
-from common.streams import StreamSpec
 
 log = logging.getLogger(__name__)
-
-
-def lease_spec(role: str) -> StreamSpec:
-    """The lease key template of a role (a plain string key per session; ``maxlen`` unused)."""
-    return StreamSpec(f"{role}-lease:{{sid}}", maxlen=0, policy="SET PX; renewed by its holder")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +50,7 @@ class SessionOwnership:
         self.role = role
         self.owner = owner
         self.ttl_ms = ttl_ms
-        self.spec = lease_spec(role)
+        self.leases = Leases(bus, role)
         self.known: set[str] = set()
         self.owned: set[str] = set()
         self._free_rounds: dict[str, int] = {}
@@ -78,7 +82,7 @@ class SessionOwnership:
                 waited = self._free_rounds[sid] = self._free_rounds.get(sid, 0) + 1
                 if waited <= len(self.owned):
                     continue  # let a less loaded worker take it first
-            held = await self.bus.hold_lease(self.spec.key(sid), self.owner, self.ttl_ms)
+            held = await self.leases.hold(sid, self.owner, self.ttl_ms)
             if held and sid not in self.owned:
                 self.owned.add(sid)
                 self._free_rounds.pop(sid, None)
@@ -95,7 +99,7 @@ class SessionOwnership:
         """Give a session's lease back (it ended, or this worker stops)."""
         self.owned.discard(sid)
         self._free_rounds.pop(sid, None)
-        await self.bus.release_lease(self.spec.key(sid), self.owner)
+        await self.leases.release(sid, self.owner)
 
     async def release_all(self) -> None:
         for sid in sorted(self.owned):

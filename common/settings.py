@@ -25,6 +25,16 @@ class CommonSettings(BaseSettings):
     reconnect_budget_s: float = Field(
         30.0, gt=0, description="seconds a service retries Redis (with backoff) before giving up"
     )
+    redis_connect_timeout_s: float = Field(2.0, gt=0, description="TCP connect timeout to Redis")
+    redis_socket_timeout_s: float = Field(
+        5.0, gt=0, description="wait for each Redis reply; blocking reads must block for less than this"
+    )
+    obs_retention_s: int = Field(
+        3600, ge=0, description="how long observations (landmarks) stay in Redis after a session ends; 0: deleted"
+    )
+    session_retention_s: int = Field(
+        7 * 24 * 3600, ge=0, description="how long a session's hash, events, windows and scores stay after its end"
+    )
 
 
 class ServiceSettings(BaseSettings):

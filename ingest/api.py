@@ -7,15 +7,18 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field
 
+from common.liveness import LeaseTaken
 from common.logs import session_logger
+from common.messages import Consent as ConsentFlags
+from common.protocols import get_protocol
 from ingest.coach import relay_coaching
 from ingest.peer import IngestPeer
-from ingest.protocols import get_protocol
 from ingest.sdp import OfferError, check_offer
 from ingest.sessions import SessionSpec
 from ingest.state import IngestState
@@ -41,10 +44,13 @@ def require_api_key(state: State, x_api_key: Annotated[str | None, Header()] = N
 
 
 class Consent(BaseModel):
+    """What the patient agreed to (common.messages.Consent); live scoring is on unless refused."""
+
+    model_config = {"extra": "forbid"}
+
     live_scoring: bool = True
     recording: bool = False
-    analytics: bool = False
-    training: bool = False
+    research: bool = False
 
 
 class CreateSession(BaseModel):
@@ -71,10 +77,9 @@ class EndRequest(BaseModel):
 @router.post("/api/sessions", status_code=201, dependencies=[Depends(require_api_key)])
 async def create_session(body: CreateSession, state: State) -> dict[str, Any]:
     protocol = get_protocol(body.protocol)
-    spec = SessionSpec(
-        body.patient_id, protocol.name, body.consent.model_dump(), state.settings.max_fps, "webrtc", body.phantom
-    )
-    sid = await state.store.create(spec)
+    consent = ConsentFlags(**body.consent.model_dump())
+    spec = SessionSpec(body.patient_id, protocol.name, consent, state.settings.max_fps, "webrtc", body.phantom)
+    sid = await state.sessions.create(spec)
     token, expires_at = state.tokens.issue(sid)
     state.expect_join(sid, protocol.name, expires_at)
     return {
@@ -86,20 +91,22 @@ async def create_session(body: CreateSession, state: State) -> dict[str, Any]:
 
 
 @router.get("/api/sessions/{sid}", dependencies=[Depends(require_api_key)])
-async def session_info(sid: str, state: State) -> dict[str, str]:
-    info = await state.bus.get_session(sid)
-    if not info:
+async def session_info(sid: str, state: State) -> dict[str, Any]:
+    info = await state.store.get(sid)
+    if info is None:
         raise HTTPException(404, f"no session {sid}")
-    return info
+    return info.as_json()
 
 
 @router.get("/api/join/{token}")
 async def join_info(token: str, state: State) -> dict[str, Any]:
     """What the page shows before consent (does not use the token)."""
     sid = state.tokens.peek(token)
-    info = await state.bus.get_session(sid)
-    protocol = get_protocol(info.get("protocol", ""))
-    return {"protocol": protocol.name, "title": protocol.title, "consent": json.loads(info.get("consent", "{}"))}
+    info = await state.store.get(sid)
+    if info is None or info.ended:
+        raise TokenError("this session is no longer open", 410)
+    protocol = get_protocol(info.protocol)
+    return {"protocol": protocol.name, "title": protocol.title, "consent": info.consent.as_dict()}
 
 
 @router.post("/api/join/{token}")
@@ -107,7 +114,7 @@ async def join(token: str, body: JoinRequest, state: State) -> dict[str, Any]:
     if not body.consent:
         raise HTTPException(400, "the patient must give consent before the session starts")
     access, key = state.join(token)
-    await state.store.update(access.sid, {"patient_consent": 1})
+    await state.sessions.update(access.sid, joined_ts=time.time())
     s = state.settings
     protocol = get_protocol(access.protocol)
     ice: list[dict[str, Any]] = []
@@ -143,7 +150,8 @@ async def offer(
     if not isinstance(body, dict):
         raise OfferError("the offer must be JSON {sdp, type}")
     sdp = check_offer(body.get("sdp"), body.get("type"), limit)
-    if state.registry.get(sid) is not None or state.store.ended(sid):
+    info = await state.store.get(sid)
+    if state.registry.get(sid) is not None or info is None or info.state != "created":
         raise TokenError("this session already has (or had) a connection", 409)
     state.registry.check_capacity()
 
@@ -151,14 +159,21 @@ async def offer(
         await state.registry.remove(p)
         state.forget(p.sid)
 
-    peer = IngestPeer(sid, access.protocol, state.settings, state.bus, state.store, on_closed=closed)
+    peer = IngestPeer(sid, access.protocol, state.settings, state.bus, state.sessions, on_closed=closed)
     try:
         answer = await peer.answer(sdp)
+    except BaseException:
+        await peer.discard()  # the session stays open for a good offer
+        raise
+    try:
+        await state.sessions.start(sid, access.protocol)
+    except LeaseTaken as exc:  # another ingest took this session's offer first
+        await peer.discard()
+        raise TokenError(str(exc), 409) from None
     except BaseException:
         await peer.discard()
         raise
     state.registry.add(peer)
-    await state.store.start(sid, access.protocol)
     session_logger(log, sid).info("answered offer")
     return {"sdp": answer, "type": "answer"}
 
@@ -175,7 +190,7 @@ async def task_event(
     if peer is None:
         raise HTTPException(409, "the session has no live connection")
     seq = peer.pump.last_seq
-    event = await state.store.event(sid, protocol.name, body.type, task=body.task, rep=body.rep, seq=seq)
+    event = await state.sessions.event(sid, protocol.name, body.type, task=body.task, rep=body.rep, seq=seq)
     return {"seq": seq, "ts": event.ts}
 
 
@@ -188,8 +203,13 @@ async def end(
     if peer is not None:
         await peer.close(body.reason)
         return {"state": "ended", "reason": peer.end_reason or body.reason}
-    info = await state.bus.get_session(sid)
-    return {"state": info.get("state", "unknown"), "reason": info.get("end_reason", "")}
+    info = await state.store.get(sid)
+    if info is None:
+        raise HTTPException(404, f"no session {sid}")
+    if info.state == "live":  # served by another ingest: end it here; that ingest's frames are refused from now on
+        await state.sessions.store.end(sid, body.reason)
+        info = await state.store.require(sid)
+    return {"state": info.state, "reason": info.end_reason}
 
 
 @router.websocket("/api/sessions/{sid}/coach")

@@ -1,9 +1,11 @@
-"""The ingest FastAPI app factory: routes, the patient page, error mapping, and the lifespan that owns the bus and
-the peer registry (every peer and job closed on shutdown).
+"""The ingest FastAPI app factory: routes, the patient page, error mapping, and the lifespan that owns the bus,
+the peer registry (every peer and job closed on shutdown) and the background loops: renewing this process's ingest
+leases (a session whose lease was lost is closed here) and sweeping sessions whose ingest died (common.liveness).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -14,8 +16,11 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from common.bus import Bus
+from common.errors import BusUnavailable
+from common.liveness import sweep
+from common.logs import session_logger
+from common.protocols import UnknownProtocol
 from ingest import api, upload
-from ingest.protocols import UnknownProtocol
 from ingest.recorded import VideoFileError
 from ingest.registry import CapacityError
 from ingest.sdp import OfferError
@@ -34,13 +39,17 @@ def create_app(settings: IngestSettings, bus: Bus | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_bus = bus is None
-        active = bus or await Bus.connect(settings.common.redis_url, name="ingest")
+        active = bus or await Bus.from_settings(settings.common, name="ingest")
         state = IngestState(settings, active)
         app.state.ingest = state
-        log.info("ingest ready; patient links at %s/join/<token>", settings.join_base())
+        loops = [asyncio.ensure_future(_keep_leases(state)), asyncio.ensure_future(_sweep(state))]
+        log.info("ingest %s ready; patient links at %s/join/<token>", state.instance, settings.join_base())
         try:
             yield
         finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
             await state.registry.close_all("shutdown")
             if own_bus:
                 await active.close()
@@ -78,3 +87,29 @@ def create_app(settings: IngestSettings, bus: Bus | None = None) -> FastAPI:
     app.add_exception_handler(VideoFileError, handler(422))  # type: ignore[arg-type]
     app.add_exception_handler(CapacityError, handler(503))  # type: ignore[arg-type]
     return app
+
+
+async def _keep_leases(state: IngestState) -> None:
+    """Renew this process's ingest leases; close the peer of a session whose lease was lost (we stalled)."""
+    while True:
+        await asyncio.sleep(state.liveness.renew_every_s)
+        try:
+            lost = await state.liveness.renew()
+        except BusUnavailable as exc:
+            log.error("cannot renew ingest leases: %s", exc)
+            continue
+        for sid in lost:
+            peer = state.registry.get(sid)
+            if peer is not None:
+                session_logger(log, sid).warning("closing: another process may have ended this session")
+                peer.request_close("ingest_lost")
+
+
+async def _sweep(state: IngestState) -> None:
+    """End sessions whose ingest died (any ingest and any tracker sweeps; the first end wins)."""
+    while True:
+        await asyncio.sleep(state.settings.sweep_every_s)
+        try:
+            await sweep(state.store)
+        except BusUnavailable as exc:
+            log.error("cannot sweep sessions: %s", exc)

@@ -5,6 +5,7 @@ streams; ``feqa ingest serve`` runs the service; ``feqa ingest protocols`` lists
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,14 @@ import click
 
 from common.bus import Bus
 from common.errors import FeqaError
+from common.liveness import IngestLiveness
 from common.logs import setup_logging
-from ingest.protocols import PROTOCOLS, get_protocol
+from common.messages import Consent
+from common.protocols import PROTOCOLS, get_protocol
+from common.session_store import Retention
 from ingest.recorded import FileResult, Pace, ingest_file, probe
 from ingest.server import run
-from ingest.sessions import SessionStore
+from ingest.sessions import IngestSessions
 from ingest.settings import IngestSettings
 
 
@@ -52,7 +56,9 @@ def serve(host: str | None, port: int | None) -> None:
 @click.option("--patient-id", default="", help="patient id (default: the file name)")
 @click.option("--pace", type=click.Choice(["native", "fast"]), default="native", show_default=True,
               help="native: real time; fast: as fast as the tracker reads")  # fmt: skip
-def ingest_video(video: Path, protocol: str, task: str, patient_id: str, pace: str) -> None:
+@click.option("--live-scoring/--no-live-scoring", default=True, show_default=True,
+              help="whether the patient consented to scoring by the models")  # fmt: skip
+def ingest_video(video: Path, protocol: str, task: str, patient_id: str, pace: str, live_scoring: bool) -> None:
     """Feed a recorded VIDEO to the streams as a session of its own."""
     settings = IngestSettings()
     setup_logging(settings.common.log_level, settings.common.log_format)
@@ -60,9 +66,9 @@ def ingest_video(video: Path, protocol: str, task: str, patient_id: str, pace: s
         if task:
             get_protocol(protocol).task(task)
         info = probe(video)
-        result = asyncio.run(
-            _ingest(settings, video, protocol, task, patient_id, "fast" if pace == "fast" else "native")
-        )
+        consent = Consent(live_scoring=live_scoring)
+        mode: Pace = "fast" if pace == "fast" else "native"
+        result = asyncio.run(_ingest(settings, video, protocol, task, patient_id, mode, consent))
     except FeqaError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
@@ -73,15 +79,18 @@ def ingest_video(video: Path, protocol: str, task: str, patient_id: str, pace: s
 
 
 async def _ingest(
-    settings: IngestSettings, video: Path, protocol: str, task: str, patient_id: str, pace: Pace
+    settings: IngestSettings, video: Path, protocol: str, task: str, patient_id: str, pace: Pace, consent: Consent
 ) -> FileResult:
-    bus = await Bus.connect(settings.common.redis_url, name="ingest-file")
+    bus = await Bus.from_settings(settings.common, name="ingest-file")
+    liveness = IngestLiveness(bus, settings.instance or f"ingest-file-{os.getpid()}", settings.lease_ttl_ms)
+    renew = asyncio.ensure_future(liveness.run())
     try:
-        store = SessionStore(bus, settings.session_ttl_s)
-        return await ingest_file(
-            bus, store, settings, video, protocol=protocol, task=task, patient_id=patient_id, pace=pace
-        )
+        sessions = IngestSessions(bus, Retention.from_settings(settings.common), liveness, settings.end_drain_s)
+        return await ingest_file(bus, sessions, settings, video, protocol=protocol, task=task,
+                                 patient_id=patient_id, pace=pace, consent=consent)  # fmt: skip
     finally:
+        renew.cancel()
+        await asyncio.gather(renew, return_exceptions=True)
         await bus.close()
 
 
@@ -89,6 +98,7 @@ async def _ingest(
 def protocols() -> None:
     """List the guided protocols and their tasks."""
     for proto in PROTOCOLS.values():
-        click.echo(f"{proto.name}: {proto.title} (scale {proto.scale})")
+        scale = proto.scale
+        click.echo(f"{proto.name}: {proto.title} (scale {scale.label}: {scale.anchors[0]} .. {scale.anchors[-1]})")
         for task in proto.tasks:
             click.echo(f"  {task.name:<20} x{task.reps} {task.hold_s:g} s  {task.prompt}")

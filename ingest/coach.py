@@ -24,14 +24,13 @@ async def relay_coaching(
     block_ms: int = 500,
 ) -> None:
     """Forward new coach events to ``send`` until the peer side closes (``receive`` raises or returns)."""
-    key = COACH.key(sid)
-    latest = await bus.latest(key, Event, 1)
+    latest = await bus.latest(COACH, sid, 1)
     cursor = latest[-1].id if latest else "0-0"
 
     async def forward() -> None:
         nonlocal cursor
         while True:
-            for delivery in await bus.tail({key: cursor}, count=50, block_ms=block_ms):
+            for delivery in await bus.tail({(COACH, sid): cursor}, count=50, block_ms=block_ms):
                 cursor = delivery.id
                 message = delivery.message
                 if isinstance(message, Event) and message.type == "coach":

@@ -20,7 +20,7 @@ from ingest.framing import FrameShaper
 from ingest.ice import offered_host_addresses, rtc_configuration
 from ingest.pump import FramePump
 from ingest.sdp import OfferError
-from ingest.sessions import SessionStore
+from ingest.sessions import IngestSessions
 from ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -36,19 +36,20 @@ class IngestPeer:
         protocol: str,
         settings: IngestSettings,
         bus: Bus,
-        store: SessionStore,
+        sessions: IngestSessions,
         on_closed: Callable[[IngestPeer], Awaitable[None]],
     ) -> None:
         self.sid = sid
         self.protocol = protocol
         self._settings = settings
-        self._store = store
+        self._sessions = sessions
         self._on_closed = on_closed
         self._log = session_logger(log, sid)
         credential = settings.turn_credential.get_secret_value() if settings.turn_credential else None
         self.pc = RTCPeerConnection(rtc_configuration(settings.ice_servers, settings.turn_username, credential))
         shaper = FrameShaper(settings.max_width, settings.encoding, settings.jpeg_quality)
-        self.pump = FramePump(bus, sid, shaper, settings.max_fps, on_first_frame=self._record_size)
+        self.pump = FramePump(bus, sid, shaper, settings.max_fps, on_first_frame=self._record_size,
+                              on_refused=lambda: self.request_close("ended_elsewhere"))  # fmt: skip
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = time.monotonic()
         self._last_frame: float | None = None
@@ -122,7 +123,7 @@ class IngestPeer:
                 return
 
     async def _record_size(self, width: int, height: int) -> None:
-        await self._store.update(self.sid, {"width": width, "height": height})
+        await self._sessions.update(self.sid, width=width, height=height)
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -172,7 +173,7 @@ class IngestPeer:
                               sorted(t.get_name() for t in stuck))  # fmt: skip
         stats = self.pump.stats.as_dict()
         try:
-            await self._store.end(self.sid, self.protocol, self.end_reason, stats)
+            await self._sessions.end(self.sid, self.end_reason, stats)
         finally:
             try:
                 await asyncio.wait_for(self.pc.close(), timeout=_CLOSE_WAIT_S)

@@ -1,5 +1,6 @@
 """The live frame path: newest frame wins. The receiver never waits for Redis; a frame not yet published when a
-newer one arrives is replaced and counted as a drop.
+newer one arrives is replaced and counted as a drop. A frame the bus refuses (the session was ended elsewhere, e.g.
+by a sweeper or another ingest) is counted and reported once through ``on_refused``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class PumpStats:
     published: int = 0
     dropped_fps: int = 0
     dropped_busy: int = 0
+    refused: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
@@ -42,12 +44,14 @@ class FramePump:
         shaper: FrameShaper,
         max_fps: float,
         on_first_frame: Callable[[int, int], Awaitable[None]] | None = None,
+        on_refused: Callable[[], None] | None = None,
     ) -> None:
         self._bus = bus
         self.sid = sid
         self._shaper = shaper
         self._gate = FpsGate(max_fps)
         self._on_first = on_first_frame
+        self._on_refused = on_refused
         self._slot: tuple[av.VideoFrame, float] | None = None
         self._ready = asyncio.Event()
         self._last_ts = 0.0
@@ -83,8 +87,8 @@ class FramePump:
             self._slot = None
             await self.publish(frame, ts)
 
-    async def publish(self, frame: av.VideoFrame, capture_ts: float) -> int:
-        """Shape (in a worker thread) and publish one frame now; return its seq."""
+    async def publish(self, frame: av.VideoFrame, capture_ts: float) -> int | None:
+        """Shape (in a worker thread) and publish one frame now; return its seq (None: refused, session ended)."""
         shaped = await asyncio.to_thread(self._shaper.shape, frame)
         ts = max(capture_ts, self._last_ts + 1e-6)  # capture times strictly rise even if the clock steps back
         self._last_ts = ts
@@ -99,7 +103,13 @@ class FramePump:
             data=shaped.data,
             source_index=-1,
         )
-        await self._bus.publish(FRAMES, message)
+        if await self._bus.publish(FRAMES, message) is None:
+            self.stats.refused += 1
+            if self.stats.refused == 1:
+                self._log.warning("frames refused: the session was ended elsewhere")
+                if self._on_refused is not None:
+                    self._on_refused()
+            return None
         self.next_seq += 1
         self.stats.published += 1
         if seq == 0:

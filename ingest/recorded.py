@@ -22,10 +22,11 @@ import av
 from common.bus import Bus
 from common.errors import PermanentError
 from common.logs import session_logger
+from common.messages import Consent
 from common.streams import FRAMES
 from ingest.framing import FrameShaper
 from ingest.pump import FramePump
-from ingest.sessions import SessionSpec, SessionStore
+from ingest.sessions import IngestSessions, SessionSpec
 from ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ class _Reader:
 
 async def ingest_file(
     bus: Bus,
-    store: SessionStore,
+    sessions: IngestSessions,
     settings: IngestSettings,
     path: Path,
     *,
@@ -134,24 +135,24 @@ async def ingest_file(
     pace: Pace = "native",
     sid: str | None = None,
     info: VideoInfo | None = None,
+    consent: Consent | None = None,
 ) -> FileResult:
     """Publish every frame of ``path`` as a session of its own; return how it ended."""
     if info is None:
         info = await asyncio.to_thread(probe, path)
     if sid is None:
-        spec = SessionSpec(
-            patient_id=patient_id or path.stem, protocol=protocol, consent={}, fps=info.fps, source="file"
-        )
-        sid = await store.create(spec)
+        spec = SessionSpec(patient_id=patient_id or path.stem, protocol=protocol,
+                           consent=consent or Consent(live_scoring=True), fps=info.fps, source="file")  # fmt: skip
+        sid = await sessions.create(spec)
     slog = session_logger(log, sid)
-    await store.start(sid, protocol)
+    await sessions.start(sid, protocol)
     shaper = FrameShaper(settings.max_width, settings.encoding, settings.jpeg_quality)
     pump = FramePump(bus, sid, shaper, max_fps=max(settings.max_fps, info.fps * 1.01))
     reader = await asyncio.to_thread(_Reader, path, shaper)
     reason, error = "completed", ""
     try:
         if task:
-            await store.event(sid, protocol, "task_start", task=task, rep=1, seq=0)
+            await sessions.event(sid, protocol, "task_start", task=task, rep=1, seq=0)
         t0 = time.time()
         wall0 = time.monotonic()
         while True:
@@ -165,8 +166,11 @@ async def ingest_file(
                     await asyncio.sleep(delay)
             else:
                 await _wait_for_tracker(bus, sid, settings.fast_backlog)
-            await pump.publish(frame, t0 + offset)
-        await asyncio.to_thread(reader.check_complete, info.fps)
+            if await pump.publish(frame, t0 + offset) is None:
+                reason = "ended_elsewhere"
+                break
+        if reason == "completed":
+            await asyncio.to_thread(reader.check_complete, info.fps)
     except VideoFileError as exc:
         reason, error = "file_truncated", str(exc)
         slog.warning("%s", exc)
@@ -176,18 +180,16 @@ async def ingest_file(
     finally:
         await asyncio.to_thread(reader.close)
         if task:
-            await store.event(sid, protocol, "task_end", task=task, rep=1, seq=pump.last_seq)
-        await store.end(sid, protocol, reason, {"frames": pump.next_seq})
+            await sessions.event(sid, protocol, "task_end", task=task, rep=1, seq=pump.last_seq)
+        await sessions.end(sid, reason, {"frames": pump.next_seq})
     slog.info("file %s: %d frames published (%s)", path.name, pump.next_seq, reason)
     return FileResult(sid, pump.next_seq, reason, error)
 
 
 async def _wait_for_tracker(bus: Bus, sid: str, max_backlog: int) -> None:
     """Fast mode: wait while the tracker group has ``max_backlog`` frames unread (no group: nobody to wait for)."""
-    key = FRAMES.key(sid)
-    group = FRAMES.group or "tracker"
     while True:
-        backlog = await bus.group_backlog(key, group, limit=max_backlog + 1)
+        backlog = await bus.group_backlog(FRAMES, sid, limit=max_backlog + 1)
         if backlog is None or backlog < max_backlog:
             return
         await asyncio.sleep(0.005)

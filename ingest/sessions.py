@@ -1,21 +1,24 @@
-"""Session lifecycle in Redis: the ``session:{sid}`` hash, the sessions announcements and session events."""
+"""Session lifecycle as the ingest drives it: create from a spec, start under this process's ingest lease, task
+events, end. The hash itself is common.session_store's (always a SessionInfo).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-import json
 import logging
 import secrets
 import time
+from typing import Any
 
 from common.bus import Bus
+from common.liveness import IngestLiveness
 from common.logs import session_logger
-from common.messages import Event, SessionAnnounce
-from common.streams import EVENTS, SESSIONS
+from common.messages import Consent, Event, SessionInfo
+from common.session_store import Retention, SessionStore
+from common.streams import EVENTS, FRAMES
 
 log = logging.getLogger(__name__)
-
-CONSENT_FLAGS = ("live_scoring", "recording", "analytics", "training")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +27,7 @@ class SessionSpec:
 
     patient_id: str
     protocol: str
-    consent: dict[str, bool]
+    consent: Consent
     fps: float
     source: str = "webrtc"  # "webrtc" | "file"
     phantom: str = ""  # phantom.spec.PatientSpec JSON for synthetic patients
@@ -35,64 +38,57 @@ def new_sid() -> str:
     return "s" + secrets.token_hex(8)
 
 
-class SessionStore:
-    """Writes a session's state and announcements. Ending is idempotent: the first reason wins."""
+class IngestSessions:
+    """Creates, starts and ends the sessions this ingest process serves (holding their ingest leases)."""
 
-    def __init__(self, bus: Bus, ttl_s: int) -> None:
-        self._bus = bus
-        self._ttl_s = ttl_s
-        self._ended: set[str] = set()
+    def __init__(self, bus: Bus, retention: Retention, liveness: IngestLiveness, drain_s: float = 2.0) -> None:
+        self.bus = bus
+        self.store = SessionStore(bus, retention)
+        self.liveness = liveness
+        self.drain_s = drain_s
 
     async def create(self, spec: SessionSpec, sid: str | None = None) -> str:
         sid = sid or new_sid()
-        now = time.time()
-        values: dict[str, str | int | float] = {
-            "sid": sid,
-            "patient_id": spec.patient_id,
-            "protocol": spec.protocol,
-            "consent": json.dumps({k: bool(spec.consent.get(k, False)) for k in CONSENT_FLAGS}),
-            "state": "created",
-            "source": spec.source,
-            "fps": spec.fps,
-            "created": now,
-        }
-        for flag in CONSENT_FLAGS:
-            values[f"consent_{flag}"] = int(bool(spec.consent.get(flag, False)))
-        if spec.phantom:
-            values["phantom"] = spec.phantom
-        await self._bus.set_session(sid, values, ttl_s=self._ttl_s)
-        session_logger(log, sid).info("session created for protocol %s (%s)", spec.protocol, spec.source)
+        info = SessionInfo(sid=sid, patient_id=spec.patient_id, protocol=spec.protocol, consent=spec.consent,
+                           state="created", source=spec.source, fps=spec.fps, created_ts=time.time(),
+                           phantom=spec.phantom)  # fmt: skip
+        await self.store.create(info)
         return sid
 
     async def start(self, sid: str, protocol: str) -> None:
-        """The patient joined (or the file opened): state ``live`` and a ``started`` announcement."""
-        await self._bus.set_session(sid, {"state": "live", "started": time.time()})
-        await self._bus.publish(SESSIONS, SessionAnnounce(sid=sid, state="started", protocol=protocol, ts=time.time()))
+        """Hold the session's ingest lease, then make it live (see common.liveness for the order)."""
+        await self.liveness.claim(sid)
+        try:
+            await self.store.start(sid, protocol)
+        except BaseException:
+            await self.liveness.release(sid)
+            raise
 
-    async def update(self, sid: str, values: dict[str, str | int | float]) -> None:
-        await self._bus.set_session(sid, values)
+    async def update(self, sid: str, **changes: Any) -> bool:
+        return await self.store.update(sid, **changes)
 
     async def event(self, sid: str, protocol: str, type_: str, *, task: str = "", rep: int = 0, seq: int = -1) -> Event:
         """Publish a session event (task_start, task_end, marker) to ``events:{sid}``."""
         event = Event(sid=sid, type=type_, ts=time.time(), protocol=protocol, task=task, rep=rep, seq=seq)
-        await self._bus.publish(EVENTS, event)
+        await self.bus.publish(EVENTS, event)
         return event
 
-    def ended(self, sid: str) -> bool:
-        return sid in self._ended
+    async def end(self, sid: str, reason: str, stats: dict[str, int] | None = None) -> bool:
+        """End the session (first reason wins, frames and crops deleted) and give its ingest lease back.
 
-    async def end(self, sid: str, protocol: str, reason: str, stats: dict[str, int] | None = None) -> bool:
-        """Record the end once (state, time, reason, counters), announce it and publish ``session_end``."""
-        if sid in self._ended:
-            return False
-        self._ended.add(sid)
-        now = time.time()
-        values: dict[str, str | int | float] = {"state": "ended", "ended": now, "end_reason": reason}
-        values.update({f"stat_{k}": v for k, v in (stats or {}).items()})
-        await self._bus.set_session(sid, values)
-        await self._bus.publish(
-            SESSIONS, SessionAnnounce(sid=sid, state="ended", protocol=protocol, ts=now, reason=reason)
-        )
-        await self._bus.publish(EVENTS, Event(sid=sid, type="session_end", ts=now, protocol=protocol, text=reason))
-        session_logger(log, sid).info("session ended: %s", reason)
-        return True
+        The end first waits (at most ``drain_s``) until the tracker has taken every published frame, so the last
+        frames of the last task are observed before the frames are deleted."""
+        try:
+            await self._drain(sid)
+            return await self.store.end(sid, reason, stats)
+        finally:
+            await self.liveness.release(sid)
+
+    async def _drain(self, sid: str) -> None:
+        deadline = time.monotonic() + self.drain_s
+        while time.monotonic() < deadline:
+            backlog = await self.bus.group_backlog(FRAMES, sid, limit=FRAMES.maxlen + 1)
+            if not backlog:  # None (nobody reads frames) or 0 (all taken)
+                return
+            await asyncio.sleep(0.01)
+        session_logger(log, sid).warning("ending with frames the tracker did not take within %.1f s", self.drain_s)

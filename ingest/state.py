@@ -1,4 +1,4 @@
-"""Everything one ingest app owns (no module globals): bus, session store, join tokens, peer registry, access keys."""
+"""Everything one ingest app owns (no module globals): bus, sessions, liveness, join tokens, peer registry, keys."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import secrets
 import time
 
 from common.bus import Bus
+from common.liveness import IngestLiveness
+from common.session_store import Retention
 from ingest.registry import PeerRegistry
-from ingest.sessions import SessionStore
+from ingest.sessions import IngestSessions
 from ingest.settings import IngestSettings
 from ingest.tokens import JoinTokens, TokenError
 
@@ -29,7 +31,11 @@ class IngestState:
     def __init__(self, settings: IngestSettings, bus: Bus) -> None:
         self.settings = settings
         self.bus = bus
-        self.store = SessionStore(bus, settings.session_ttl_s)
+        self.instance = settings.instance or f"ingest-{secrets.token_hex(4)}"
+        self.liveness = IngestLiveness(bus, self.instance, settings.lease_ttl_ms)
+        self.sessions = IngestSessions(bus, Retention.from_settings(settings.common), self.liveness,
+                                       settings.end_drain_s)  # fmt: skip
+        self.store = self.sessions.store
         self.tokens = JoinTokens(settings.token_ttl_s)
         self.registry = PeerRegistry(settings.max_sessions)
         self._access: dict[str, SessionAccess] = {}

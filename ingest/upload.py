@@ -12,8 +12,9 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
 
+from common.messages import Consent
+from common.protocols import get_protocol
 from ingest.api import State, require_api_key
-from ingest.protocols import get_protocol
 from ingest.recorded import VideoFileError, ingest_file, probe
 from ingest.sessions import SessionSpec
 
@@ -32,6 +33,8 @@ async def upload(
     task: Annotated[str, Form()] = "",
     patient_id: Annotated[str, Form(max_length=128)] = "",
     pace: Annotated[Literal["native", "fast"], Form()] = "fast",
+    live_scoring: Annotated[bool, Form()] = True,
+    research: Annotated[bool, Form()] = False,
 ) -> dict[str, Any]:
     proto = get_protocol(protocol)
     if task:
@@ -54,14 +57,15 @@ async def upload(
             info = await asyncio.to_thread(probe, path)
         except VideoFileError as exc:
             raise HTTPException(422, str(exc).replace(path.name, file.filename or "the upload")) from None
-        spec = SessionSpec(patient_id or "upload", proto.name, {}, info.fps, source="file")
-        sid = await state.store.create(spec)
+        consent = Consent(live_scoring=live_scoring, recording=False, research=research)
+        spec = SessionSpec(patient_id or "upload", proto.name, consent, info.fps, source="file")
+        sid = await state.sessions.create(spec)
 
         async def job() -> None:
             try:
                 await ingest_file(
                     state.bus,
-                    state.store,
+                    state.sessions,
                     state.settings,
                     path,
                     protocol=proto.name,

@@ -1,10 +1,7 @@
 """What a synthetic patient is: protocol, severity, palsy side, repetitions, and an identity drawn from the seed.
 
-Severity scales (higher is always worse):
-
-- ``pfed5``: MDS-UPDRS 3.2 item, 0 (normal) to 4 (severe).
-- ``neuroface``: Toronto NeuroFace overall Likert score, 1 (normal) to 5 (severe).
-- ``palsy``: palsy grade, 0 normal, 1 low, 2 medium, 3 high (the four FPara grades).
+Severity is a label on the protocol's scale, read from common.protocols (higher is always worse): ``pfed5``
+MDS-UPDRS 3.2, 0-4; ``neuroface`` NeuroFace Likert, 1-5; ``palsy`` the four FPara grades, 0-3.
 
 Fractional values are allowed (a rater mean of 2.5 is a valid NeuroFace label).
 """
@@ -17,12 +14,11 @@ from typing import Any
 
 import numpy as np
 
-PROTOCOL_TASKS: dict[str, tuple[str, ...]] = {
-    "pfed5": ("rest", "smile", "frown", "squeeze_eyes", "clench_teeth"),
-    "neuroface": ("blow", "kiss", "brow", "open", "spread", "bigsmile"),
-    "palsy": ("raise_brows", "close_eyes_gently", "close_eyes_tightly", "scrunch", "smile", "pucker"),
-}
-SEVERITY_RANGE: dict[str, tuple[float, float]] = {"pfed5": (0.0, 4.0), "neuroface": (1.0, 5.0), "palsy": (0.0, 3.0)}
+from common.protocols import PROTOCOL_TASKS as PROTOCOL_TASKS  # re-exported for phantom modules
+from common.protocols import PROTOCOLS
+
+# Severity is a label on the protocol's scale (common.protocols, the one table).
+SEVERITY_RANGE: dict[str, tuple[float, float]] = {name: (p.scale.min, p.scale.max) for name, p in PROTOCOLS.items()}
 
 
 def impairment(protocol: str, severity: float) -> float:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from common.bus import Backoff, Bus
+from common.liveness import IngestLiveness
+from common.messages import Consent, Frame, SessionInfo
+from common.session_store import Retention, SessionStore
+from common.streams import FRAMES
 from infra.redis_server import RedisServer
+from ingest.sessions import IngestSessions
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +51,69 @@ async def bus(redis_server: RedisServer) -> AsyncIterator[Bus]:
 def sid() -> str:
     """A fresh session id, so tests sharing one Redis never see each other's keys."""
     return "t" + uuid.uuid4().hex[:12]
+
+
+async def live_session(
+    bus: Bus,
+    sid: str,
+    *,
+    protocol: str = "pfed5",
+    phantom: str = "",
+    fps: float = 30.0,
+    consent: Consent | None = None,
+    ingest_ttl_ms: int = 120_000,
+) -> SessionInfo:
+    """Create and start a session as an ingest would: hash, ingest lease (held by "test-ingest"), live, announced."""
+    info = SessionInfo(sid=sid, patient_id="p-" + sid, protocol=protocol, consent=consent or Consent(live_scoring=True),
+                       state="created", source="webrtc", fps=fps, created_ts=time.time(), phantom=phantom)  # fmt: skip
+    store = SessionStore(bus)
+    await store.create(info)
+    await IngestLiveness(bus, "test-ingest", ingest_ttl_ms).claim(sid)
+    await store.start(sid, protocol)
+    found = await store.get(sid)
+    if found is None:
+        raise AssertionError(f"session {sid} vanished right after it started")
+    return found
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+def ingest_sessions(bus: Bus, owner: str = "test-ingest", ttl_ms: int = 120_000) -> IngestSessions:
+    """The ingest's session lifecycle with its own liveness (leases renewed only when a test asks)."""
+    return IngestSessions(bus, Retention(), IngestLiveness(bus, owner, ttl_ms))
+
+
+async def session_of(bus: Bus, sid: str) -> SessionInfo:
+    """The session's SessionInfo (fails when it does not exist)."""
+    return await SessionStore(bus).require(sid)
+
+
+class FrameTap:
+    """Reads a session's frames in the tracker's group while it runs, as the tracker would (frames are deleted when
+    the session ends, so tests that count them must read them live)."""
+
+    def __init__(self, bus: Bus, sid: str, delay_s: float = 0.0) -> None:
+        self.bus, self.sid, self.delay_s = bus, sid, delay_s
+        self.frames: list[Frame] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> FrameTap:
+        await self.bus.ensure_group(FRAMES, self.sid)
+        self._task = asyncio.ensure_future(self._run())
+        return self
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self.bus.consume(FRAMES, [self.sid], "tap", count=8, block_ms=50)
+            self.frames.extend(d.message for d in batch)
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+            await self.bus.ack(batch)
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from common.errors import ConfigError
+from common.messages import SessionInfo
 from tracker.landmark106 import Landmark106
 from tracker.landmarker import Detection, FrameInput, Points
 from tracker.ort import open_session
@@ -52,7 +53,7 @@ class InsightfaceLandmarker:
         lmk = Landmark106(open_session(lmk_path, settings.providers, threads), lmk_path)
         return cls(det, lmk)
 
-    def open_session(self, sid: str, info: Mapping[str, str]) -> str:
+    def open_session(self, sid: str, info: SessionInfo) -> str:
         return ""
 
     def close_session(self, sid: str) -> None:

@@ -7,11 +7,13 @@ face choice, tracking, crops, pose and quality.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
+
+from common.messages import SessionInfo
 
 RGB = npt.NDArray[np.uint8]
 Points = npt.NDArray[np.float32]
@@ -41,7 +43,7 @@ class Landmarker(Protocol):
 
     name: str
 
-    def open_session(self, sid: str, info: Mapping[str, str]) -> str:
+    def open_session(self, sid: str, info: SessionInfo) -> str:
         """Get ready for a session (its ``session:{sid}`` hash); return "" or why it cannot serve it."""
         ...
 

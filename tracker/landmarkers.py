@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 
 from common.errors import ConfigError
+from common.messages import SessionInfo
 from tracker.insightface_landmarker import InsightfaceLandmarker
 from tracker.landmarker import Landmarker
 from tracker.phantom_landmarker import PhantomLandmarker
@@ -37,10 +37,10 @@ class LandmarkerChoice:
         phantom = PhantomLandmarker() if settings.landmarker in ("phantom", "auto") else None
         return cls(settings.landmarker, insightface, phantom)
 
-    def for_session(self, sid: str, info: Mapping[str, str]) -> tuple[Landmarker | None, str]:
+    def for_session(self, sid: str, info: SessionInfo) -> tuple[Landmarker | None, str]:
         """The landmarker for a session and "" , or None and why none can serve it."""
         candidates: list[Landmarker] = []
-        if self.phantom is not None and info.get("phantom"):
+        if self.phantom is not None and info.phantom:
             candidates.append(self.phantom)
         if self.insightface is not None and self.mode != "phantom":
             candidates.append(self.insightface)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from common.logs import session_logger
+from common.messages import SessionInfo
 from phantom.crop import detector_box
 from phantom.face import Phantom
 from phantom.index_code import read_index
@@ -35,15 +36,6 @@ class _Session:
     phantoms: dict[tuple[int, int], Phantom] = dataclasses.field(default_factory=dict)
 
 
-def _info_int(info: Mapping[str, str], *names: str) -> int:
-    for name in names:
-        try:
-            return int(float(info[name]))
-        except (KeyError, ValueError):
-            continue
-    return 0
-
-
 class PhantomLandmarker:
     """Serves sessions whose hash names a phantom patient."""
 
@@ -52,8 +44,8 @@ class PhantomLandmarker:
     def __init__(self) -> None:
         self._sessions: dict[str, _Session] = {}
 
-    def open_session(self, sid: str, info: Mapping[str, str]) -> str:
-        text = info.get("phantom")
+    def open_session(self, sid: str, info: SessionInfo) -> str:
+        text = info.phantom
         if not text:
             return "not_phantom"
         try:
@@ -61,10 +53,7 @@ class PhantomLandmarker:
         except Exception as exc:  # the spec comes from another process: any parse failure is a bad session
             session_logger(log, sid).error("phantom spec unreadable: %s", exc)
             return "bad_phantom_spec"
-        width = _info_int(info, "width", "frame_w", "w")
-        height = _info_int(info, "height", "frame_h", "h")
-        fps = float(info.get("fps") or 30.0)
-        self._sessions[sid] = _Session(spec, width, height, fps)
+        self._sessions[sid] = _Session(spec, info.width, info.height, info.fps or 30.0)
         return ""
 
     def close_session(self, sid: str) -> None:

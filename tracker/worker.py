@@ -12,7 +12,15 @@ Scale-out and failure policy:
   entry id is older than ``stale_ms`` are not tracked: they get an ``Obs`` with reason ``stale`` (live video: the
   newest frame wins; the gap stays visible). Others are tracked normally, so no frame is lost silently.
 - A frame whose ``sid`` is not its stream's session, or a frame of a session without a ``session:{sid}`` hash
-  (unknown session), is dead-lettered. Every other frame becomes an ``Obs``, with a reason when it has no face.
+  (unknown session), is dead-lettered (the bus's dead-letter path). Every other frame becomes an ``Obs``, with a
+  reason when it has no face.
+- Exactly one observation per frame: frames are de-duplicated by ``seq`` per session (a publish retried after its
+  reply was lost stores a frame twice; a frame the previous owner observed but did not ack is reclaimed). A frame
+  whose seq is among the newest ``DEDUPE_SEQS`` handled (seeded from ``obs:{sid}`` on takeover) is acked and
+  counted as ``duplicates``, never observed twice.
+- Each owned session carries its :class:`~common.messages.SessionInfo` (protocol, phantom spec, consent): a
+  session without live-scoring consent is tracked like any other (observations, crops, windows for kinematics,
+  coaching); the scorer reads the same SessionInfo and scores it only when ``SessionInfo.may_score``.
 """
 
 from __future__ import annotations
@@ -26,12 +34,16 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
-from common.bus import Backoff, Bus, Delivery
+from common.bus import Bus, Delivery
+from common.dedupe import RecentKeys
+from common.errors import DecodeError
 from common.logs import session_logger
-from common.messages import DeadLetter, Event, Frame, Message, Obs, SessionAnnounce, Window
+from common.messages import Crop, Event, Frame, Obs, SessionAnnounce, SessionInfo, Window
 from common.ownership import SessionOwnership
-from common.streams import COACH, CROPS, DEADLETTER, EVENTS, FRAMES, OBS, SESSIONS, WINDOWS
+from common.session_store import Retention, SessionStore
+from common.streams import COACH, CROPS, EVENTS, FRAMES, OBS, SESSIONS, WINDOWS, StreamSpec
 from tracker.landmarker import Landmarker
 from tracker.landmarkers import LandmarkerChoice
 from tracker.pipeline import FrameJob, FramePipeline
@@ -41,17 +53,18 @@ from tracker.windows import SessionWindows
 
 log = logging.getLogger(__name__)
 
-GROUP = FRAMES.group or "tracker"
+DEDUPE_SEQS = 4 * FRAMES.maxlen  # frame seqs remembered per session (older ones are trimmed from frames:{sid})
 
 
 @dataclasses.dataclass
 class _Owned:
     sid: str
-    info: dict[str, str]
+    info: SessionInfo | None  # None: no session hash (its frames are dead-lettered)
     landmarker: Landmarker | None
     reason: str
     windows: SessionWindows
     events_cursor: str
+    seen: RecentKeys[int] = dataclasses.field(default_factory=lambda: RecentKeys(DEDUPE_SEQS))
 
 
 @dataclasses.dataclass
@@ -59,10 +72,12 @@ class WorkerStats:
     frames: int = 0
     faces: int = 0
     stale: int = 0
+    duplicates: int = 0
     dead_lettered: int = 0
     reclaimed: int = 0
     windows: int = 0
     coach: int = 0
+    crops_refused: int = 0
     sessions_taken: int = 0
 
 
@@ -77,6 +92,7 @@ class TrackerWorker:
         self.consumer = settings.consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.limits = Thresholds.from_settings(settings)
         self.ownership = SessionOwnership(bus, "tracker", self.consumer, settings.lease_ttl_ms)
+        self.store = SessionStore(bus, Retention.from_settings(settings.common))
         self.owned: dict[str, _Owned] = {}
         self.stats = WorkerStats()
         self._sessions_cursor = "0-0"
@@ -99,8 +115,7 @@ class TrackerWorker:
         if time.monotonic() >= self._next_lease_s:
             self._next_lease_s = time.monotonic() + self.ownership.renew_every_s
             await self._maintain_leases()
-        keys = [FRAMES.key(sid) for sid in self.owned]
-        fresh = await self.bus.consume(keys, GROUP, self.consumer, Frame, count=self.s.read_count,
+        fresh = await self.bus.consume(FRAMES, list(self.owned), self.consumer, count=self.s.read_count,
                                        block_ms=self.s.block_ms)  # fmt: skip
         deliveries, self._reclaimed = [*self._reclaimed, *fresh], []
         if deliveries:
@@ -113,18 +128,18 @@ class TrackerWorker:
     # ------------------------------------------------------------------------------------------ control
 
     async def _poll_control(self) -> None:
-        cursors = {SESSIONS.key(): self._sessions_cursor}
-        cursors.update({EVENTS.key(o.sid): o.events_cursor for o in self.owned.values()})
+        cursors: dict[tuple[StreamSpec[Any], str | None], str] = {(SESSIONS, None): self._sessions_cursor}
+        cursors.update({(EVENTS, o.sid): o.events_cursor for o in self.owned.values()})
         windows: list[Window] = []
         now = time.time()
         for d in await self.bus.tail(cursors, count=500, block_ms=None):
             msg = d.message
-            if d.stream == SESSIONS.key():
+            if d.spec is SESSIONS:
                 self._sessions_cursor = d.id
                 if isinstance(msg, SessionAnnounce):
                     await self._on_announce(msg)
                 continue
-            owned = next((o for o in self.owned.values() if EVENTS.key(o.sid) == d.stream), None)
+            owned = self.owned.get(d.sid or "")
             if owned is None:
                 continue
             owned.events_cursor = d.id
@@ -150,29 +165,34 @@ class TrackerWorker:
         for sid in change.gained:
             await self._adopt(sid)
         for sid in (*change.gained, *change.renewed):
-            got = await self.bus.reclaim(FRAMES.key(sid), GROUP, self.consumer, Frame,
-                                         min_idle_ms=self.s.reclaim_idle_ms, count=self.s.read_count)  # fmt: skip
+            got = await self.bus.reclaim(FRAMES, sid, self.consumer, min_idle_ms=self.s.reclaim_idle_ms,
+                                         count=self.s.read_count)  # fmt: skip
             if got:
                 session_logger(log, sid).info("reclaimed %d pending frames", len(got))
                 self.stats.reclaimed += len(got)
                 self._reclaimed.extend(got)
 
     async def _adopt(self, sid: str) -> None:
-        info = await self.bus.get_session(sid)
-        if info:
+        try:
+            info = await self.store.get(sid)
+        except DecodeError as exc:
+            session_logger(log, sid).error("unreadable session hash: %s", exc)
+            info = None
+        if info is not None:
             landmarker, reason = self.landmarkers.for_session(sid, info)
         else:
             landmarker, reason = None, "unknown_session"
         windows = SessionWindows(sid, self.s.hop, self.limits, self.s.coach_after_windows, self.s.coach_repeat_s,
-                                 protocol=info.get("protocol", ""),
+                                 protocol=info.protocol if info else "",
                                  landmarker=landmarker.name if landmarker else "")  # fmt: skip
         # Events up to the session's last observation were handled by whoever tracked it before: replay them for
         # the task state; later ones (or a task end naming a frame not yet observed) are new and handled now.
-        last = await self.bus.latest(OBS.key(sid), Obs, 1)
+        observed = await self.bus.latest(OBS, sid, DEDUPE_SEQS)
+        last = observed[-1:]
         last_id = _entry_key(last[-1].id) if last else (-1, -1)
-        last_seq = last[-1].message.seq if last else -1
+        last_seq = max((d.message.seq for d in observed), default=-1)
         windows.last_seq = last_seq
-        past = await self.bus.latest(EVENTS.key(sid), Event, 200)
+        past = await self.bus.latest(EVENTS, sid, 200)
         fresh: list[Window] = []
         for d in past:
             if _entry_key(d.id) > last_id or d.message.seq > last_seq:
@@ -180,7 +200,8 @@ class TrackerWorker:
             else:
                 windows.replay(d.message)
         cursor = past[-1].id if past else "0-0"
-        self.owned[sid] = _Owned(sid, info, landmarker, reason, windows, cursor)
+        seen = RecentKeys(DEDUPE_SEQS, (d.message.seq for d in observed))
+        self.owned[sid] = _Owned(sid, info, landmarker, reason, windows, cursor, seen)
         await self._publish_windows(fresh)
         self.stats.sessions_taken += 1
         name = landmarker.name if landmarker else f"none ({reason})"
@@ -200,17 +221,20 @@ class TrackerWorker:
         done: list[Delivery[Frame]] = []
         now_ms = time.time() * 1000
         for d in sorted(deliveries, key=lambda d: (d.stream, d.message.seq)):
-            owned = next((o for o in self.owned.values() if FRAMES.key(o.sid) == d.stream), None)
+            owned = self.owned.get(d.sid or "")
             if owned is None:  # lease lost since the read: leave it pending for the new owner to reclaim
                 continue
             f = d.message
             if f.sid != owned.sid:
                 await self._dead_letter(d, f"frame of session {f.sid!r} on the stream of session {owned.sid!r}")
                 continue
-            if not owned.info:
+            if owned.info is None:
                 await self._dead_letter(d, f"unknown session {owned.sid!r}: no session hash")
                 continue
             done.append(d)
+            if not owned.seen.add(f.seq):  # stored twice by a retried publish, or observed before a takeover
+                self.stats.duplicates += 1
+                continue
             if now_ms - _entry_ms(d.id) > self.s.stale_ms:
                 self.stats.stale += 1
                 jobs.append(FrameJob(f, None, "stale"))
@@ -220,23 +244,24 @@ class TrackerWorker:
             results = await asyncio.to_thread(self.pipeline.process, jobs)
             now = time.time()
             windows: list[Window] = []
-            coach: list[Message] = []
+            coach: list[Event] = []
             for r in results:
                 owned_s = self.owned.get(r.obs.sid)
                 if owned_s is not None:
                     w, c = owned_s.windows.on_sample(r.sample, now)
                     windows.extend(w)
                     coach.extend(c)
-            obs: list[Message] = [r.obs for r in results]
-            crops: list[Message] = [r.crop for r in results if r.crop is not None]
+            obs: list[Obs] = [r.obs for r in results]
+            crops: list[Crop] = [r.crop for r in results if r.crop is not None]
             await self.bus.publish_many(OBS, obs)
-            await self.bus.publish_many(CROPS, crops)
+            refused = (await self.bus.publish_many(CROPS, crops)).count(None)
+            self.stats.crops_refused += refused
             await self._publish_windows(windows)
             await self.bus.publish_many(COACH, coach)
             self.stats.frames += len(results)
             self.stats.faces += sum(1 for r in results if r.obs.face)
             self.stats.coach += len(coach)
-        await self.bus.ack_deliveries(GROUP, done)
+        await self.bus.ack(done)
 
     async def _publish_windows(self, windows: Sequence[Window]) -> None:
         if windows:
@@ -244,11 +269,7 @@ class TrackerWorker:
             self.stats.windows += len(windows)
 
     async def _dead_letter(self, d: Delivery[Frame], error: str) -> None:
-        session_logger(log, d.message.sid).error("dead-lettering frame %s: %s", d.id, error)
-        letter = DeadLetter(stream=d.stream, entry_id=d.id, error=error, consumer=f"{GROUP}/{self.consumer}",
-                            ts=time.time(), original=DeadLetter.pack_fields(d.message.encode()))  # fmt: skip
-        await self.bus.publish(DEADLETTER, letter)
-        await self.bus.ack(d.stream, GROUP, [d.id])
+        await self.bus.dead_letter(d, FRAMES, error, self.consumer)
         self.stats.dead_lettered += 1
 
 
@@ -269,9 +290,8 @@ async def serve(settings: TrackerSettings, stop: asyncio.Event | None = None) ->
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
     landmarkers = LandmarkerChoice.from_settings(settings)
-    backoff = Backoff(budget_s=settings.common.reconnect_budget_s)
     worker_name = settings.consumer or f"{socket.gethostname()}-{os.getpid()}"
-    bus = await Bus.connect(settings.common.redis_url, name=f"tracker-{worker_name}", backoff=backoff)
+    bus = await Bus.from_settings(settings.common, name=f"tracker-{worker_name}")
     try:
         await TrackerWorker(settings, bus, landmarkers).run(stop)
     finally:

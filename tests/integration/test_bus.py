@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from common.bus import Backoff, Bus
+from common.bus import Backoff, Bus, Delivery
 from common.errors import BusUnavailable
 from common.messages import DeadLetter, Event, Obs
-from common.streams import DEADLETTER, EVENTS, OBS, StreamSpec
+from common.streams import DEADLETTER, EVENTS, StreamSpec
 from infra.redis_server import RedisServer
 from tests.conftest import open_bus
 
@@ -54,47 +54,61 @@ def _event(sid: str, i: int) -> Event:
     return Event(sid=sid, type="marker", ts=float(i), text=f"m{i}", rep=i)
 
 
+GROUPED = StreamSpec("grouped:{sid}", Event, maxlen=10_000, group="g")
+WORKERS = StreamSpec("workers:{sid}", Event, maxlen=10_000, group="workers")
+
+
 async def test_publish_consume_ack_in_order(rbus: Bus, sid: str) -> None:
-    key = EVENTS.key(sid)
-    ids = [await rbus.publish(EVENTS, _event(sid, i)) for i in range(5)]
-    ids += await rbus.publish_many(EVENTS, [_event(sid, i) for i in range(5, 10)])
-    got = []
+    ids = [await rbus.publish(GROUPED, _event(sid, i)) for i in range(5)]
+    ids += await rbus.publish_many(GROUPED, [_event(sid, i) for i in range(5, 10)])
+    got: list[Delivery[Event]] = []
     while len(got) < 10:
-        got += await rbus.consume([key], "g", "c1", Event, count=4, block_ms=200)
+        got += await rbus.consume(GROUPED, [sid], "c1", count=4, block_ms=200)
     assert [d.message.rep for d in got] == list(range(10))
     assert [d.id for d in got] == ids
-    assert await rbus.pending_count(key, "g") == 10
-    assert await rbus.ack_deliveries("g", got) == 10
-    assert await rbus.pending_count(key, "g") == 0
-    assert await rbus.consume([key], "g", "c1", Event, block_ms=50) == []
+    assert all(d.sid == sid and d.spec is GROUPED for d in got)
+    assert await rbus.pending_count(GROUPED, sid) == 10
+    assert await rbus.ack(got) == 10
+    assert await rbus.pending_count(GROUPED, sid) == 0
+    assert await rbus.consume(GROUPED, [sid], "c1", block_ms=50) == []
 
 
 async def test_consume_many_streams_one_call(rbus: Bus, sid: str) -> None:
-    keys = [EVENTS.key(sid + "a"), EVENTS.key(sid + "b")]
-    await rbus.publish(EVENTS, _event(sid + "a", 1))
-    await rbus.publish(EVENTS, _event(sid + "b", 2))
-    got = await rbus.consume(keys, "g", "c1", Event, block_ms=100)
-    assert sorted((d.stream, d.message.rep) for d in got) == [(keys[0], 1), (keys[1], 2)]
+    await rbus.publish(GROUPED, _event(sid + "a", 1))
+    await rbus.publish(GROUPED, _event(sid + "b", 2))
+    got = await rbus.consume(GROUPED, [sid + "a", sid + "b"], "c1", block_ms=100)
+    assert sorted((d.sid or "", d.message.rep) for d in got) == [(sid + "a", 1), (sid + "b", 2)]
+
+
+async def test_wrong_message_type_and_missing_group_are_refused(rbus: Bus, sid: str) -> None:
+    obs = Obs(sid=sid, seq=1, capture_ts=1.0, frame_w=8, frame_h=8, face=False, reason="no_face")
+    with pytest.raises(TypeError, match="carries Event, not Obs"):
+        await rbus.publish(EVENTS, obs)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="no consumer group"):
+        await rbus.consume(EVENTS, [sid], "c")
+    with pytest.raises(ValueError, match="needs a session id"):
+        await rbus.publish(EVENTS, Event(sid="", type="marker", ts=0.0))
 
 
 async def test_trimming_holds_the_bound(rbus: Bus, sid: str) -> None:
-    approx = StreamSpec("bound-approx:{sid}", maxlen=200)
-    exact = StreamSpec("bound-exact:{sid}", maxlen=50, approximate=False)
+    approx = StreamSpec("bound-approx:{sid}", Event, maxlen=200)
+    exact = StreamSpec("bound-exact:{sid}", Event, maxlen=50, approximate=False)
     for start in range(0, 1000, 100):
         await rbus.publish_many(approx, [_event(sid, i) for i in range(start, start + 100)])
         await rbus.publish_many(exact, [_event(sid, i) for i in range(start, start + 100)])
     # MAXLEN ~ trims whole macro nodes: at most one node (100 entries by default) above the bound.
-    n_approx = await rbus.length(approx.key(sid))
+    n_approx = await rbus.length(approx, sid)
     assert 200 <= n_approx <= 300
-    assert await rbus.length(exact.key(sid)) == 50
-    newest = await rbus.latest(exact.key(sid), Event, 50)
+    assert await rbus.length(exact, sid) == 50
+    newest = await rbus.latest(exact, sid, 50)
     assert [d.message.rep for d in newest] == list(range(950, 1000))
 
 
 async def test_undecodable_entries_are_dead_lettered_and_consumer_goes_on(
     rbus: Bus, server: RedisServer, sid: str
 ) -> None:
-    key = OBS.key(sid)
+    spec = StreamSpec("grouped-obs:{sid}", Obs, maxlen=100, group="g")
+    key = spec.key(sid)
     good = Obs(sid=sid, seq=1, capture_ts=1.0, frame_w=8, frame_h=8, face=False, reason="no_face")
     raw = redis.Redis.from_url(server.url)
     wrong_version = good.encode() | {b"v": b"99"}
@@ -105,11 +119,11 @@ async def test_undecodable_entries_are_dead_lettered_and_consumer_goes_on(
     missing = good.encode()
     del missing[b"m"]
     bad_ids = [raw.xadd(key, f) for f in (wrong_version, truncated, missing, {b"junk": b"1"})]  # type: ignore[arg-type]
-    await rbus.publish(OBS, good)
+    await rbus.publish(spec, good)
     dl_before = raw.xlen(DEADLETTER.key())
-    got = await rbus.consume([key], "g", "c1", Obs, count=10, block_ms=200)
+    got = await rbus.consume(spec, [sid], "c1", count=10, block_ms=200)
     assert [d.message.seq for d in got] == [1]
-    assert await rbus.pending_count(key, "g") == 1  # only the good one waits for its ack
+    assert await rbus.pending_count(spec, sid) == 1  # only the good one waits for its ack
     letters = [DeadLetter.decode(f) for _, f in raw.xrange(DEADLETTER.key())][dl_before:]
     assert [x.entry_id for x in letters] == [i.decode() for i in bad_ids]
     assert "schema version 99" in letters[0].error
@@ -117,6 +131,9 @@ async def test_undecodable_entries_are_dead_lettered_and_consumer_goes_on(
     assert "metadata" in letters[2].error
     assert DeadLetter.unpack_fields(letters[0].original) == wrong_version
     assert rbus.stats.dead_lettered == 4
+    # plain reads skip the same entries (logged and counted), never crash and never dead-letter them again
+    assert [d.message.seq for d in await rbus.range(spec, sid)] == [1]
+    assert rbus.stats.skipped == 4 and rbus.stats.dead_lettered == 4
     raw.close()
 
 
@@ -125,11 +142,13 @@ CONSUMER_SCRIPT = textwrap.dedent(
     import asyncio, sys
     from common.bus import Bus
     from common.messages import Event
+    from common.streams import StreamSpec
+    WORKERS = StreamSpec("workers:{sid}", Event, maxlen=10_000, group="workers")
     async def main():
         bus = await Bus.connect(sys.argv[1])
         got = []
         while len(got) < 5:
-            got += await bus.consume([sys.argv[2]], "workers", "doomed", Event, count=5, block_ms=200)
+            got += await bus.consume(WORKERS, [sys.argv[2]], "doomed", count=5, block_ms=200)
         print("took", len(got), flush=True)
         await asyncio.sleep(60)
     asyncio.run(main())
@@ -138,12 +157,11 @@ CONSUMER_SCRIPT = textwrap.dedent(
 
 
 async def test_killed_consumer_entries_are_reclaimed(rbus: Bus, server: RedisServer, sid: str) -> None:
-    key = EVENTS.key(sid)
-    await rbus.ensure_group(key, "workers")
-    await rbus.publish_many(EVENTS, [_event(sid, i) for i in range(8)])
+    await rbus.ensure_group(WORKERS, sid)
+    await rbus.publish_many(WORKERS, [_event(sid, i) for i in range(8)])
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     proc = subprocess.Popen(
-        [sys.executable, "-c", CONSUMER_SCRIPT, server.url, key], stdout=subprocess.PIPE, env=env, text=True
+        [sys.executable, "-c", CONSUMER_SCRIPT, server.url, sid], stdout=subprocess.PIPE, env=env, text=True
     )
     try:
         line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 20)  # type: ignore[union-attr]
@@ -154,33 +172,32 @@ async def test_killed_consumer_entries_are_reclaimed(rbus: Bus, server: RedisSer
         if proc.stdout:
             proc.stdout.close()
     # The survivor first gets the 3 never-delivered entries, then reclaims the dead one's 5.
-    fresh = await rbus.consume([key], "workers", "survivor", Event, count=10, block_ms=200)
+    fresh = await rbus.consume(WORKERS, [sid], "survivor", count=10, block_ms=200)
     assert [d.message.rep for d in fresh] == [5, 6, 7]
-    await rbus.ack_deliveries("workers", fresh)
-    assert await rbus.reclaim(key, "workers", "survivor", Event, min_idle_ms=60_000) == []  # not idle long enough
+    await rbus.ack(fresh)
+    assert await rbus.reclaim(WORKERS, sid, "survivor", min_idle_ms=60_000) == []  # not idle long enough
     await asyncio.sleep(0.3)
-    taken = await rbus.reclaim(key, "workers", "survivor", Event, min_idle_ms=200)
+    taken = await rbus.reclaim(WORKERS, sid, "survivor", min_idle_ms=200)
     assert [d.message.rep for d in taken] == [0, 1, 2, 3, 4]
-    await rbus.ack_deliveries("workers", taken)
-    assert await rbus.pending_count(key, "workers") == 0
+    await rbus.ack(taken)
+    assert await rbus.pending_count(WORKERS, sid) == 0
 
 
 async def test_reclaim_skips_entries_trimmed_while_pending(rbus: Bus, sid: str) -> None:
-    spec = StreamSpec("trimmed:{sid}", maxlen=3, approximate=False)
-    key = spec.key(sid)
-    await rbus.ensure_group(key, "g")
+    spec = StreamSpec("trimmed:{sid}", Event, maxlen=3, approximate=False, group="g")
+    await rbus.ensure_group(spec, sid)
     await rbus.publish_many(spec, [_event(sid, i) for i in range(3)])
-    await rbus.consume([key], "g", "dead", Event, count=3, block_ms=100)
+    await rbus.consume(spec, [sid], "dead", count=3, block_ms=100)
     await rbus.publish_many(spec, [_event(sid, i) for i in range(3, 6)])  # trims the 3 pending ones
     await asyncio.sleep(0.05)
-    taken = await rbus.reclaim(key, "g", "alive", Event, min_idle_ms=10)
+    taken = await rbus.reclaim(spec, sid, "alive", min_idle_ms=10)
     assert taken == []
+    assert await rbus.pending_count(spec, sid) == 0  # the vanished entries were acked, not left pending
 
 
 async def test_redis_restart_mid_stream(sid: str) -> None:
     srv = RedisServer().start()
     backoff = Backoff(first_s=0.02, cap_s=0.2, budget_s=15)
-    key = EVENTS.key(sid)
     try:
         consumer = await Bus.connect(srv.url, name="consumer", backoff=backoff)
         producer = await Bus.connect(srv.url, name="producer", backoff=backoff)
@@ -188,13 +205,13 @@ async def test_redis_restart_mid_stream(sid: str) -> None:
 
         async def consume_loop() -> None:
             while len(seen) < 10:
-                batch = await consumer.consume([key], "g", "c", Event, count=10, block_ms=100)
+                batch = await consumer.consume(GROUPED, [sid], "c", count=10, block_ms=100)
                 seen.extend(d.message.rep for d in batch)
-                await consumer.ack_deliveries("g", batch)
+                await consumer.ack(batch)
 
         task = asyncio.create_task(consume_loop())
         for i in range(5):
-            await producer.publish(EVENTS, _event(sid, i))
+            await producer.publish(GROUPED, _event(sid, i))
         for _ in range(100):
             if len(seen) == 5:
                 break
@@ -202,7 +219,7 @@ async def test_redis_restart_mid_stream(sid: str) -> None:
         assert seen == [0, 1, 2, 3, 4]
         await asyncio.to_thread(srv.restart)  # data is lost: the stream and its group are gone
         for i in range(5, 10):
-            await producer.publish(EVENTS, _event(sid, i))
+            await producer.publish(GROUPED, _event(sid, i))
         await asyncio.wait_for(task, 15)
         assert seen == list(range(10))
         assert consumer.stats.reconnects >= 1

@@ -13,12 +13,14 @@ from aiortc import RTCPeerConnection
 from fastapi import FastAPI
 
 from common.bus import Bus
+from common.messages import Consent
 from common.settings import CommonSettings
 from infra.redis_server import RedisServer
 from ingest.app import create_app
 from ingest.ice import offered_host_addresses, rtc_configuration
 from ingest.settings import IngestSettings
 from ingest.state import IngestState
+from tests.conftest import session_of
 
 pytestmark = pytest.mark.integration
 
@@ -70,9 +72,9 @@ async def test_create_session_writes_hash_and_link(redis_server: RedisServer, bu
         body = res.json()
     assert res.status_code == 201
     assert body["join_url"].endswith("/join/" + body["token"]) and len(body["token"]) >= 40
-    info = await bus.get_session(body["sid"])
-    assert info["patient_id"] == "p1" and info["protocol"] == "neuroface" and info["state"] == "created"
-    assert info["consent_recording"] == "1" and info["consent_training"] == "0"
+    info = await session_of(bus, body["sid"])
+    assert (info.patient_id, info.protocol, info.state) == ("p1", "neuroface", "created")
+    assert info.consent == Consent(live_scoring=True, recording=True, research=False)
 
 
 async def test_bad_session_requests(redis_server: RedisServer) -> None:
@@ -151,8 +153,8 @@ async def test_bad_offers_are_refused_and_free_everything(redis_server: RedisSer
         ended = await http.post(f"/api/sessions/{sid}/end", json={"reason": "hangup"}, headers=h)
         assert ended.json() == {"state": "ended", "reason": "hangup"}
         assert len(state_of(app).registry) == 0
-    info = await bus.get_session(sid)
-    assert (info["state"], info["end_reason"]) == ("ended", "hangup")
+    info = await session_of(bus, sid)
+    assert (info.state, info.end_reason) == ("ended", "hangup")
 
 
 async def test_connect_timeout_when_no_media_arrives(redis_server: RedisServer, bus: Bus) -> None:
@@ -169,8 +171,8 @@ async def test_connect_timeout_when_no_media_arrives(redis_server: RedisServer, 
                 break
             await asyncio.sleep(0.05)
         assert len(state_of(app).registry) == 0
-    info = await bus.get_session(sid)
-    assert (info["state"], info["end_reason"]) == ("ended", "connect_timeout")
+    info = await session_of(bus, sid)
+    assert (info.state, info.end_reason) == ("ended", "connect_timeout")
 
 
 async def test_events_need_a_known_task_and_a_live_peer(redis_server: RedisServer) -> None:

@@ -76,7 +76,7 @@ def test_browser_runs_whole_protocol(tmp_path: Path) -> None:
         inside = [f for f in frames if start["ts"] <= f["capture_ts"] <= end["ts"]]
         assert len(inside) >= 5, (start, end)
     info = result["session"]
-    assert info["state"] == "ended" and info["end_reason"] == "completed" and info["patient_consent"] == "1"
+    assert info["state"] == "ended" and info["end_reason"] == "completed" and info["joined_ts"] > 0
 
 
 # --------------------------------------------------------------------------------------------- child process
@@ -105,7 +105,8 @@ async def _scenario(out: Path, work: Path) -> None:
     from playwright.async_api import async_playwright
 
     from common.bus import Bus
-    from common.messages import Event, Frame
+    from common.messages import Event
+    from common.session_store import SessionStore
     from common.settings import CommonSettings
     from common.streams import EVENTS, FRAMES
     from infra.redis_server import RedisServer
@@ -135,11 +136,11 @@ async def _scenario(out: Path, work: Path) -> None:
 
             async def collect() -> None:
                 while True:
-                    got = await bus.consume([FRAMES.key(sid)], "tracker", "test", Frame, count=64, block_ms=200)
+                    got = await bus.consume(FRAMES, [sid], "test", count=64, block_ms=200)
                     frames.extend(
                         {k: getattr(d.message, k) for k in ("seq", "capture_ts", "width", "height")} for d in got
                     )
-                    await bus.ack_deliveries("tracker", got)
+                    await bus.ack(got)
 
             collector = asyncio.ensure_future(collect())
             async with async_playwright() as pw:
@@ -173,7 +174,7 @@ async def _scenario(out: Path, work: Path) -> None:
             await asyncio.sleep(0.5)
             collector.cancel()
             await asyncio.gather(collector, return_exceptions=True)
-            events = [d.message for d in await bus.range(EVENTS.key(sid), Event)]
+            events: list[Event] = [d.message for d in await bus.range(EVENTS, sid)]
             result = {
                 "phase": phase,
                 "error": error,
@@ -182,7 +183,7 @@ async def _scenario(out: Path, work: Path) -> None:
                     {"type": e.type, "task": e.task, "rep": e.rep, "ts": e.ts, "seq": e.seq, "text": e.text}
                     for e in events
                 ],
-                "session": await bus.get_session(sid),
+                "session": (await SessionStore(bus).require(sid)).as_json(),
             }
         await bus.close()
     out.write_text(json.dumps(result))

@@ -14,15 +14,16 @@ import pytest
 from click.testing import CliRunner
 
 from common.bus import Bus
-from common.messages import Event, Frame
+from common.messages import Consent, Event
 from common.settings import CommonSettings
 from common.streams import EVENTS, FRAMES
 from infra.redis_server import RedisServer
 from ingest.app import create_app
 from ingest.cli import cli
 from ingest.recorded import VideoFileError, ingest_file, probe
-from ingest.sessions import SessionSpec, SessionStore
+from ingest.sessions import SessionSpec
 from ingest.settings import IngestSettings
+from tests.conftest import FrameTap, ingest_sessions, session_of
 
 pytestmark = pytest.mark.integration
 
@@ -55,47 +56,41 @@ def settings_for(url: str, **kw: object) -> IngestSettings:
 async def test_fast_file_ingest_waits_for_the_tracker(redis_server: RedisServer, bus: Bus, tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "a.webm", 90, "webm", "libvpx")
     settings = settings_for(redis_server.url, fast_backlog=8)
-    store = SessionStore(bus, 60)
+    sessions = ingest_sessions(bus)
     sid = "tfast" + tmp_path.name[-6:].replace("_", "x")
-    await bus.ensure_group(FRAMES.key(sid), "tracker")
-    got: list[Frame] = []
-
-    async def slow_tracker() -> None:
-        while True:
-            batch = await bus.consume([FRAMES.key(sid)], "tracker", "t", Frame, count=8, block_ms=50)
-            got.extend(d.message for d in batch)
-            await asyncio.sleep(0.02)
-            await bus.ack_deliveries("tracker", batch)
-
-    reader = asyncio.ensure_future(slow_tracker())
-    await store.create(SessionSpec("p", "pfed5", {}, 25.0, source="file"), sid=sid)
-    result = await ingest_file(bus, store, settings, clip, protocol="pfed5", task="smile", pace="fast", sid=sid)
-    await asyncio.sleep(0.3)
-    reader.cancel()
-    await asyncio.gather(reader, return_exceptions=True)
+    async with FrameTap(bus, sid, delay_s=0.02) as slow_tracker:
+        await sessions.create(SessionSpec("p", "pfed5", Consent(), 25.0, source="file"), sid=sid)
+        result = await ingest_file(bus, sessions, settings, clip, protocol="pfed5", task="smile", pace="fast", sid=sid)
+    got = slow_tracker.frames
     assert (result.frames, result.reason) == (90, "completed")
     # 90 frames through a 60-frame stream bound, and the slow reader lost none of them
     assert [f.seq for f in got] == list(range(90))
     assert all(b.capture_ts - a.capture_ts == pytest.approx(0.04, abs=1e-3) for a, b in itertools.pairwise(got))
     assert (got[0].width, got[0].height) == (640, 480)
-    events = [d.message for d in await bus.range(EVENTS.key(sid), Event)]
+    events: list[Event] = [d.message for d in await bus.range(EVENTS, sid)]
     assert [(e.type, e.task, e.seq) for e in events] == [
         ("task_start", "smile", 0),
         ("task_end", "smile", 89),
         ("session_end", "", -1),
     ]
-    info = await bus.get_session(sid)
-    assert (info["state"], info["end_reason"]) == ("ended", "completed")
+    info = await session_of(bus, sid)
+    assert (info.state, info.end_reason, info.stats["frames"]) == ("ended", "completed", 90)
+    assert await bus.length(FRAMES, sid) == 0  # the session ended: its frames are gone
 
 
 async def test_native_pace_takes_clip_time(redis_server: RedisServer, bus: Bus, tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "n.y4m", 20, "yuv4mpegpipe", "rawvideo", size=(320, 240), fps=20)
     settings = settings_for(redis_server.url)
     loop = asyncio.get_running_loop()
+    sessions = ingest_sessions(bus)
+    sid = await sessions.create(SessionSpec("p", "palsy", Consent(), 20.0, source="file"))
     t0 = loop.time()
-    result = await ingest_file(bus, SessionStore(bus, 60), settings, clip, protocol="palsy", pace="native")
-    assert loop.time() - t0 >= 0.9
-    frames = [d.message for d in await bus.range(FRAMES.key(result.sid), Frame)]
+    async with FrameTap(bus, sid) as tap:
+        result = await ingest_file(bus, sessions, settings, clip, protocol="palsy", pace="native", sid=sid)
+        assert loop.time() - t0 >= 0.9
+        await asyncio.sleep(0.2)
+    frames = tap.frames
+    assert result.frames == 20
     assert len(frames) == 20 and (frames[0].width, frames[0].height) == (320, 240)
 
 
@@ -107,13 +102,13 @@ async def test_truncated_file_ends_with_reason(
 ) -> None:
     cut = truncate(write_clip(tmp_path / name, 30, fmt, codec, size=(320, 240)), 0.55)
     result = await ingest_file(
-        bus, SessionStore(bus, 60), settings_for(redis_server.url), cut, protocol="pfed5", task="smile", pace="fast"
+        bus, ingest_sessions(bus), settings_for(redis_server.url), cut, protocol="pfed5", task="smile", pace="fast"
     )
     assert result.reason == "file_truncated" and "truncated" in result.error
     assert 0 < result.frames < 30
-    info = await bus.get_session(result.sid)
-    assert (info["state"], info["end_reason"]) == ("ended", "file_truncated")
-    assert await bus.length(FRAMES.key(result.sid)) == result.frames
+    info = await session_of(bus, result.sid)
+    assert (info.state, info.end_reason, info.stats["frames"]) == ("ended", "file_truncated", result.frames)
+    assert await bus.length(FRAMES, result.sid) == 0
 
 
 def test_probe_refuses_what_is_not_video(tmp_path: Path) -> None:
@@ -179,7 +174,8 @@ async def test_http_upload(redis_server: RedisServer, bus: Bus, tmp_path: Path) 
             )
             assert wrong_task.status_code == 400
             assert len(app.state.ingest.registry) == 0
-    info = await bus.get_session(sid)
-    assert (info["state"], info["end_reason"], info["source"]) == ("ended", "completed", "file")
-    assert await bus.length(FRAMES.key(sid)) == 15
+    info = await session_of(bus, sid)
+    assert (info.state, info.end_reason, info.source, info.stats["frames"]) == ("ended", "completed", "file", 15)
+    assert info.consent == Consent(live_scoring=True)
+    assert await bus.length(FRAMES, sid) == 0
     assert list(Path(tempfile.gettempdir()).glob("feqa-upload-*")) == []

@@ -22,13 +22,14 @@ from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 
 from common.bus import Bus
 from common.framecodec import decode_frame
-from common.messages import Event, Frame, SessionAnnounce
+from common.messages import Event, Frame
 from common.settings import CommonSettings
 from common.streams import COACH, EVENTS, FRAMES, SESSIONS
 from infra.redis_server import RedisServer
 from ingest.app import create_app
 from ingest.ice import offered_host_addresses, rtc_configuration
 from ingest.settings import IngestSettings
+from tests.conftest import session_of
 
 pytestmark = pytest.mark.integration
 
@@ -143,7 +144,7 @@ async def test_client_peer_streams_frames_events_and_hangup(redis_server: RedisS
         seen: list[Frame] = []
 
         async def enough_frames() -> bool:
-            seen[:] = [d.message for d in await bus.range(FRAMES.key(sid), Frame)]
+            seen[:] = [d.message for d in await bus.range(FRAMES, sid)]
             return len(seen) >= 10
 
         await wait_for(enough_frames, 15, "10 frames in Redis")
@@ -174,21 +175,22 @@ async def test_client_peer_streams_frames_events_and_hangup(redis_server: RedisS
         rgb = decode_frame(frame.data, frame.width, frame.height, frame.encoding)
         assert rgb.shape == (480, 640, 3) and rgb.std() > 20  # a real gradient came through
 
-        info = await bus.get_session(sid)
-        assert info["state"] == "live" and info["width"] == "640" and info["protocol"] == "pfed5"
+        info = await session_of(bus, sid)
+        assert (info.state, info.width, info.protocol) == ("live", 640, "pfed5")
 
         await pc.close()
 
         async def ended() -> bool:
-            return (await bus.get_session(sid)).get("state") == "ended"
+            return (await session_of(bus, sid)).ended
 
         await wait_for(ended, 10, "session end after hangup")
-        info = await bus.get_session(sid)
-        assert info["end_reason"] in {"hangup", "idle_timeout"}
-        events = [d.message for d in await bus.range(EVENTS.key(sid), Event)]
+        info = await session_of(bus, sid)
+        assert info.end_reason in {"hangup", "idle_timeout"}
+        events: list[Event] = [d.message for d in await bus.range(EVENTS, sid)]
         assert [e.type for e in events] == ["task_start", "task_end", "session_end"]
-        announces = [d.message for d in await bus.latest(SESSIONS.key(), SessionAnnounce, 200) if d.message.sid == sid]
+        announces = [d.message for d in await bus.latest(SESSIONS, None, 200) if d.message.sid == sid]
         assert [a.state for a in announces] == ["started", "ended"]
+        assert await bus.length(FRAMES, sid) == 0
         health = (await http.get("/healthz")).json()
         assert health["sessions"] == 0
 
@@ -200,7 +202,7 @@ async def test_downscale_and_fps_cap(redis_server: RedisServer, bus: Bus, port: 
         pc = await connect_client(http, s["sid"], s["key"], PatternTrack(fps=25))
 
         async def frames() -> list[Frame]:
-            return [d.message for d in await bus.range(FRAMES.key(s["sid"]), Frame)]
+            return [d.message for d in await bus.range(FRAMES, s["sid"])]
 
         async def have_some() -> bool:
             return len(await frames()) >= 3
@@ -221,6 +223,7 @@ async def test_coaching_pushed_to_page_socket(redis_server: RedisServer, bus: Bu
     async with serve(settings) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
         s = await create_and_join(http)
         sid, key = s["sid"], s["key"]
+        pc = await connect_client(http, sid, key, PatternTrack(fps=10))  # coaching flows while the session is live
         ws_url = url.replace("http", "ws") + f"/api/sessions/{sid}/coach?key={key}"
         with pytest.raises(websockets.exceptions.InvalidStatus):
             async with websockets.connect(ws_url.replace(key, "wrong")) as ws:
@@ -230,6 +233,7 @@ async def test_coaching_pushed_to_page_socket(redis_server: RedisServer, bus: Bu
             await bus.publish(COACH, Event(sid=sid, type="coach", ts=time.time(), text="too dark: add more light"))
             await bus.publish(COACH, Event(sid=sid, type="coach", ts=time.time(), text="face the camera"))
             got = [json.loads(await asyncio.wait_for(ws.recv(), 5)) for _ in range(2)]
+        await pc.close()
     assert [g["text"] for g in got] == ["too dark: add more light", "face the camera"]
 
 
@@ -242,19 +246,19 @@ async def test_client_vanishing_ends_session_idle(redis_server: RedisServer, bus
         pc = await connect_client(http, sid, s["key"], track)
 
         async def streaming() -> bool:
-            return await bus.length(FRAMES.key(sid)) >= 5
+            return await bus.length(FRAMES, sid) >= 5
 
         await wait_for(streaming, 15, "frames")
         # the client vanishes without a goodbye: its media stops, no RTCP BYE, no HTTP call
         track.vanish()
 
         async def ended() -> bool:
-            return (await bus.get_session(sid)).get("state") == "ended"
+            return (await session_of(bus, sid)).ended
 
         await wait_for(ended, 10, "idle end")
-        info = await bus.get_session(sid)
-        assert info["end_reason"] == "idle_timeout"
-        assert int(info["stat_published"]) >= 5
+        info = await session_of(bus, sid)
+        assert info.end_reason == "idle_timeout"
+        assert info.stats["published"] >= 5
         assert (await http.get("/healthz")).json()["sessions"] == 0
         await pc.close()
 
@@ -271,11 +275,11 @@ async def test_shutdown_closes_every_peer(redis_server: RedisServer, bus: Bus, p
         for sid in sids:
 
             async def live(sid: str = sid) -> bool:
-                return await bus.length(FRAMES.key(sid)) >= 2
+                return await bus.length(FRAMES, sid) >= 2
 
             await wait_for(live, 15, "frames")
     for sid in sids:
-        info = await bus.get_session(sid)
-        assert (info["state"], info["end_reason"]) == ("ended", "shutdown")
+        info = await session_of(bus, sid)
+        assert (info.state, info.end_reason) == ("ended", "shutdown")
     for pc in pcs:
         await pc.close()

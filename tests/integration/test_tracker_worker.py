@@ -9,22 +9,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import redis.asyncio as aioredis
 
 from common.bus import Bus
 from common.framecodec import encode_frame
-from common.messages import Crop, DeadLetter, Event, Frame, Obs, SessionAnnounce, Window
-from common.ownership import lease_spec
+from common.leases import Leases
+from common.messages import Consent, Crop, DeadLetter, Event, Frame, SessionAnnounce, Window
+from common.session_store import SessionStore
 from common.streams import COACH, CROPS, DEADLETTER, EVENTS, FRAMES, OBS, SESSIONS, WINDOWS
 from phantom.face import Phantom
 from phantom.spec import PatientSpec
+from tests.conftest import live_session
 from tracker.insightface_landmarker import InsightfaceLandmarker
 from tracker.landmarkers import LandmarkerChoice
 from tracker.phantom_landmarker import PhantomLandmarker
 from tracker.settings import TrackerSettings
 from tracker.testing.onnx_models import write_model_pack
 from tracker.worker import TrackerWorker
-
-LEASE = lease_spec("tracker")
 
 pytestmark = pytest.mark.integration
 SPEC = PatientSpec(seed=4, protocol="pfed5", severity=1.0)
@@ -41,14 +42,13 @@ def _worker(bus: Bus, pack: Path, **kw: object) -> TrackerWorker:
     return TrackerWorker(settings, bus, choice)
 
 
-async def _start(bus: Bus, sid: str, info: dict[str, str | int | float] | None) -> None:
-    if info is not None:
-        await bus.set_session(sid, info)
+async def _announce_unknown(bus: Bus, sid: str) -> None:
+    """A session announced as started that has no session hash (a broken producer)."""
     await bus.publish(SESSIONS, SessionAnnounce(sid=sid, state="started", protocol="pfed5", ts=time.time()))
 
 
 async def _end(bus: Bus, sid: str) -> None:
-    await bus.publish(SESSIONS, SessionAnnounce(sid=sid, state="ended", protocol="pfed5", ts=time.time()))
+    await SessionStore(bus).end(sid, "completed")
 
 
 def _frame(sid: str, seq: int, rgb: np.ndarray) -> Frame:
@@ -65,12 +65,12 @@ async def _drive(worker: TrackerWorker, done: Callable[[], Awaitable[bool]], tim
 
 
 async def _windows(bus: Bus, sid: str) -> list[Window]:
-    return [d.message for d in await bus.range(WINDOWS.key(sid), Window)]
+    return [d.message for d in await bus.range(WINDOWS, sid)]
 
 
 async def test_phantom_session_end_to_end(bus: Bus, sid: str, pack: Path) -> None:
     ph = Phantom(SPEC, 320, 240, 30.0)
-    await _start(bus, sid, {"protocol": "pfed5", "fps": 30, "phantom": SPEC.to_json()})
+    await live_session(bus, sid, phantom=SPEC.to_json())
     worker = _worker(bus, pack)
     await bus.publish(EVENTS, Event(sid=sid, type="task_start", ts=time.time(), task="smile", seq=0))
     for i in range(20):
@@ -81,12 +81,12 @@ async def test_phantom_session_end_to_end(bus: Bus, sid: str, pack: Path) -> Non
         return any(w.reason == "task_end" for w in await _windows(bus, sid))
 
     await _drive(worker, all_seen)
-    obs = [d.message for d in await bus.range(OBS.key(sid), Obs)]
+    obs = [d.message for d in await bus.range(OBS, sid)]
     assert [o.seq for o in obs] == list(range(20))
     for o in obs:
         assert o.face and o.landmarks is not None
         np.testing.assert_array_equal(o.landmarks, ph.truth(o.seq).landmarks)
-    crops = [d.message for d in await bus.range(CROPS.key(sid), Crop)]
+    crops: list[Crop] = [d.message for d in await bus.range(CROPS, sid)]
     assert len(crops) == 20 and crops[0].image.shape == (224, 224, 3)
     windows = await _windows(bus, sid)
     assert [(w.reason, w.last_seq, w.task) for w in windows] == [
@@ -100,10 +100,10 @@ async def test_phantom_session_end_to_end(bus: Bus, sid: str, pack: Path) -> Non
     assert sid not in worker.owned
 
 
-async def test_bad_inputs_become_reasons_or_dead_letters(bus: Bus, sid: str, pack: Path) -> None:
+async def test_bad_inputs_become_reasons_or_dead_letters(bus: Bus, sid: str, pack: Path, redis_url: str) -> None:
     unknown = sid + "u"
-    await _start(bus, sid, {"protocol": "pfed5", "fps": 30})  # a camera session: insightface on random weights
-    await _start(bus, unknown, None)  # announced, but no session hash
+    await live_session(bus, sid)  # a camera session: insightface on random weights
+    await _announce_unknown(bus, unknown)  # announced, but no session hash
     worker = _worker(bus, pack, stale_ms=1500)
     rgb = np.full((97, 161, 3), 90, np.uint8)  # odd size
     await bus.publish(FRAMES, _frame(sid, 0, rgb))
@@ -118,59 +118,63 @@ async def test_bad_inputs_become_reasons_or_dead_letters(bus: Bus, sid: str, pac
     for f in fresh:
         await bus.publish(FRAMES, f)
     await bus.publish(FRAMES, _frame("someone_else", 5, rgb), sid=sid)  # wrong session on this stream
-    await bus.publish(FRAMES, Event(sid=sid, type="marker", ts=0), sid=sid)  # not a frame at all
-    await bus.publish(FRAMES, _frame(unknown, 0, rgb))
+    raw = aioredis.Redis.from_url(redis_url)  # a producer that ignores the contract: not a frame at all,
+    await raw.xadd(FRAMES.key(sid), Event(sid=sid, type="marker", ts=0).encode())  # type: ignore[arg-type]
+    await raw.xadd(FRAMES.key(unknown), _frame(unknown, 0, rgb).encode())  # type: ignore[arg-type]  # no session
+    await raw.aclose()
+    assert await bus.publish(FRAMES, _frame(unknown, 1, rgb), sid=unknown + "x") is None  # never started: refused
 
     async def settled() -> bool:
-        if len(await bus.range(OBS.key(sid), Obs)) < 5 or await bus.pending_count(FRAMES.key(sid), "tracker"):
+        if len(await bus.range(OBS, sid)) < 5 or await bus.pending_count(FRAMES, sid):
             return False
-        letters = await bus.range(DEADLETTER.key(), DeadLetter)
+        letters = await bus.range(DEADLETTER)
         return any(d.message.stream == FRAMES.key(unknown) for d in letters)
 
     await _drive(worker, settled)
     await worker.tick()
-    reasons = {d.message.seq: d.message.reason for d in await bus.range(OBS.key(sid), Obs)}
+    reasons = {d.message.seq: d.message.reason for d in await bus.range(OBS, sid)}
     assert reasons[0] == "stale"
     assert reasons[1] in ("", "several_faces", "no_face", "tiny_face")  # random weights: whatever they find
     assert reasons[2] == reasons[3] == "corrupt_frame"
     assert reasons[4] in ("no_face", "tiny_face", "face_out_of_frame")  # an 8 x 8 frame has no usable face
-    letters = [d.message for d in await bus.range(DEADLETTER.key(), DeadLetter)]
+    letters: list[DeadLetter] = [d.message for d in await bus.range(DEADLETTER)]
     mine = [x for x in letters if x.stream == FRAMES.key(sid)]
     assert any("someone_else" in x.error for x in mine)
     assert any("frame" in x.error and "event" in x.error for x in mine)
     original = Frame.decode(DeadLetter.unpack_fields(next(x for x in mine if "someone_else" in x.error).original))
     assert original.seq == 5  # nothing lost: the entry is kept whole
     assert any("unknown session" in x.error for x in letters if x.stream == FRAMES.key(unknown))
-    assert await bus.pending_count(FRAMES.key(unknown), "tracker") == 0
+    assert await bus.pending_count(FRAMES, unknown) == 0
     await _end(bus, sid)
     await _end(bus, unknown)
     await worker.tick()
 
 
 async def test_leases_are_exclusive_renewable_and_released(bus: Bus, sid: str) -> None:
-    key = LEASE.key(sid)
-    assert await bus.hold_lease(key, "a", 300)
-    assert not await bus.hold_lease(key, "b", 300)
-    assert await bus.hold_lease(key, "a", 300)  # renewal
-    assert not await bus.release_lease(key, "b")
-    assert await bus.release_lease(key, "a")
-    assert await bus.hold_lease(key, "b", 100)
+    leases = Leases(bus, "tracker")
+    assert await leases.hold(sid, "a", 300)
+    assert not await leases.hold(sid, "b", 300)
+    assert await leases.hold(sid, "a", 300)  # renewal
+    assert not await leases.release(sid, "b")
+    assert await leases.release(sid, "a")
+    assert await leases.hold(sid, "b", 100)
     await asyncio.sleep(0.25)
-    assert await bus.hold_lease(key, "a", 100)  # b stopped renewing: the lease expired
+    assert not await leases.renew(sid, "b", 100)  # b stopped renewing: expired, and renew does not take it back
+    assert await leases.hold(sid, "a", 100)
 
 
 async def test_coaching_when_no_face_is_seen_for_a_while(bus: Bus, sid: str, pack: Path) -> None:
-    await _start(bus, sid, {"protocol": "pfed5", "fps": 30, "phantom": SPEC.to_json()})
+    await live_session(bus, sid, phantom=SPEC.to_json(), consent=Consent(live_scoring=False))
     worker = _worker(bus, pack)
     grey = np.full((240, 320, 3), 128, np.uint8)  # no index code: the phantom landmarker finds no face
     for i in range(24):
         await bus.publish(FRAMES, _frame(sid, i, grey))
 
     async def coached() -> bool:
-        return bool(await bus.range(COACH.key(sid), Event))
+        return bool(await bus.range(COACH, sid))
 
     await _drive(worker, coached)
-    events = [d.message for d in await bus.range(COACH.key(sid), Event)]
+    events = [d.message for d in await bus.range(COACH, sid)]
     assert [(e.type, e.seq) for e in events] == [("coach", 23)]
     assert "can't see your face" in events[0].text
     windows = await _windows(bus, sid)

@@ -12,7 +12,7 @@ from common.errors import BusUnavailable, DecodeError, PermanentError, Retryable
 from common.framecodec import ENCODINGS, decode_frame, encode_frame
 from common.logs import JsonFormatter, session_logger
 from common.settings import CommonSettings
-from common.streams import ALL_STREAMS, CROPS, FRAMES, OBS, WINDOWS, session_key
+from common.streams import ALL_KEYS, ALL_STREAMS, CROPS, FRAMES, OBS, WINDOWS, lease_spec, session_key
 
 pytestmark = pytest.mark.unit
 
@@ -32,6 +32,22 @@ def test_stream_bounds_meet_the_design() -> None:
     assert CROPS.maxlen >= 80
     assert all(s.maxlen > 0 and s.policy for s in ALL_STREAMS)
     assert len({s.template for s in ALL_STREAMS}) == len(ALL_STREAMS)
+    assert {s.template for s in ALL_STREAMS if s.retention == "delete"} == {"frames:{sid}", "crops:{sid}"}
+    assert {s.template for s in ALL_STREAMS if s.retention == "obs"} == {"obs:{sid}"}
+    assert all(s.session_bound == s.per_session for s in ALL_STREAMS)  # every per-session stream ends with it
+
+
+def test_the_key_table_lists_every_other_key() -> None:
+    templates = {k.template for k in ALL_KEYS}
+    assert templates == {"session:{sid}", "ingest-lease:{sid}", "tracker-lease:{sid}", "scorer-lease:{sid}",
+                         "feqa:live", "feqa:join:<digest>", "pagekey:{sid}"}  # fmt: skip
+    assert lease_spec("scorer").key("a") == "scorer-lease:{a}"
+    with pytest.raises(ValueError, match="unknown lease role"):
+        lease_spec("janitor")
+    join = next(k for k in ALL_KEYS if k.template.startswith("feqa:join"))
+    assert join.key("ab12") == "feqa:join:ab12"
+    with pytest.raises(ValueError, match="plain name"):
+        join.key("a:b")
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)

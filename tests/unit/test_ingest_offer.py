@@ -1,4 +1,4 @@
-"""SDP offer checks, join tokens, protocols and frame shaping: the pure parts of ingest."""
+"""SDP offer checks, join tokens and frame shaping: the pure parts of ingest."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 
 from common.framecodec import decode_frame
 from ingest.framing import FpsGate, FrameShaper
-from ingest.protocols import PROTOCOLS, UnknownProtocol, get_protocol
 from ingest.sdp import OfferError, check_offer
 from ingest.tokens import JoinTokens, TokenError
 
@@ -55,18 +54,6 @@ def test_tokens_are_single_use_and_expire() -> None:
     tokens.revoke_session("s2")
     with pytest.raises(TokenError, match="unknown"):
         tokens.peek(other)
-
-
-def test_protocols_match_design() -> None:
-    assert get_protocol("pfed5").task_names == ("rest", "smile", "frown", "squeeze_eyes", "clench_teeth")
-    assert get_protocol("neuroface").task_names == ("blow", "kiss", "brow", "open", "spread", "bigsmile")
-    assert len(get_protocol("palsy").tasks) == 6 and set(PROTOCOLS) == {"pfed5", "neuroface", "palsy"}
-    page = get_protocol("palsy").for_page(countdown_s=1, rest_s=0.5, hold_s=2.0, reps=1)
-    assert {t["hold_s"] for t in page["tasks"]} == {2.0} and {t["reps"] for t in page["tasks"]} == {1}
-    with pytest.raises(UnknownProtocol, match="use one of"):
-        get_protocol("salsa")
-    with pytest.raises(UnknownProtocol, match="no task 'wink'"):
-        get_protocol("pfed5").task("wink")
 
 
 @pytest.mark.parametrize("encoding", ["i420", "rgb24", "jpeg"])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from common.framecodec import encode_frame
-from common.messages import Frame
+from common.messages import Consent, Frame, SessionInfo
 from phantom.face import Phantom
 from phantom.spec import PatientSpec
 from tracker.phantom_landmarker import PhantomLandmarker
@@ -18,6 +18,11 @@ pytestmark = pytest.mark.unit
 SPEC = PatientSpec(seed=3, protocol="pfed5", severity=2.0)
 
 
+def _info(sid: str, phantom: str = "") -> SessionInfo:
+    return SessionInfo(sid=sid, patient_id="x", protocol="pfed5", consent=Consent(), state="live", source="webrtc",
+                       fps=30.0, created_ts=0.0, phantom=phantom)  # fmt: skip
+
+
 def _frame(ph: Phantom, i: int, encoding: str = "rgb24", rgb: np.ndarray | None = None) -> Frame:
     img = ph.render(i) if rgb is None else rgb
     return Frame(sid="p1", seq=i, capture_ts=i / ph.fps, width=img.shape[1], height=img.shape[0], encoding=encoding,
@@ -27,7 +32,7 @@ def _frame(ph: Phantom, i: int, encoding: str = "rgb24", rgb: np.ndarray | None 
 @pytest.fixture
 def landmarker() -> PhantomLandmarker:
     lm = PhantomLandmarker()
-    assert lm.open_session("p1", {"phantom": SPEC.to_json(), "fps": "30"}) == ""
+    assert lm.open_session("p1", _info("p1", SPEC.to_json())) == ""
     return lm
 
 
@@ -83,5 +88,5 @@ def test_unreadable_index_means_no_face(landmarker: PhantomLandmarker) -> None:
 
 def test_sessions_without_a_phantom_are_refused() -> None:
     lm = PhantomLandmarker()
-    assert lm.open_session("x", {"protocol": "pfed5"}) == "not_phantom"
-    assert lm.open_session("y", {"phantom": "{not json"}) == "bad_phantom_spec"
+    assert lm.open_session("x", _info("x")) == "not_phantom"
+    assert lm.open_session("y", _info("y", "{not json")) == "bad_phantom_spec"

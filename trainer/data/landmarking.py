@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from common import features
 from common.errors import ConfigError
-from common.messages import Frame
+from common.messages import Consent, Frame, SessionInfo
 from phantom.video import load_truth, sidecar_path
 from tracker.landmarker import Landmarker
 from tracker.landmarkers import LandmarkerChoice
@@ -79,18 +79,21 @@ class Outcome:
     config_problem: bool = False  # the setup, not this clip, is at fault (no landmarker): stop, don't skip
 
 
-def session_info(video: Path) -> dict[str, str]:
+def session_info(sid: str, video: Path) -> SessionInfo:
     """What the tracker's session hash would say about this recording: a phantom's spec when the video carries a
-    phantom truth sidecar (so the phantom landmarker can serve it), nothing otherwise."""
+    phantom truth sidecar (so the phantom landmarker can serve it), nothing more otherwise."""
+    base = SessionInfo(sid=sid, patient_id=video.stem, protocol="", consent=Consent(), state="live", source="file",
+                       fps=0.0, created_ts=0.0)  # fmt: skip
     side = sidecar_path(video)
     if not side.is_file():
-        return {}
+        return base
     try:
         truth = load_truth(side)
     except (ValueError, OSError) as exc:
         log.warning("%s: unreadable phantom sidecar, landmarking it as a real recording: %s", video.name, exc)
-        return {}
-    return {"phantom": truth.spec_json, "fps": str(truth.fps), "width": str(truth.width), "height": str(truth.height)}
+        return base
+    return dataclasses.replace(base, phantom=truth.spec_json, fps=float(truth.fps), width=int(truth.width),
+                               height=int(truth.height))  # fmt: skip
 
 
 FOLDER_FPS = 30.0
@@ -190,7 +193,7 @@ class VideoLandmarking:
         if record.video is None:
             return Outcome(record, None, "no source video")
         sid = f"dataset-{next(self._ids)}"
-        landmarker, reason = self.choice.for_session(sid, session_info(record.video))
+        landmarker, reason = self.choice.for_session(sid, session_info(sid, record.video))
         if landmarker is None:
             hint = (
                 "put the insightface buffalo_l pack (det_10g.onnx, 2d106det.onnx) in FEQA_TRACKER_MODEL_DIR "

@@ -24,14 +24,17 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import ConfigError
+from common.protocols import get_protocol
 from trainer.config import DataSection
 from trainer.data.records import ClipRecord
 from trainer.data.unbc import UnbcOptions, read_unbc
 
 log = logging.getLogger(__name__)
 
-PFED5_EXPRESSIONS = ("rest", "smile", "frown", "squeeze_eyes", "clench_teeth")  # class index 0..4
-NEUROFACE_TASKS = ("blow", "kiss", "brow", "open", "spread", "bigsmile")
+# The task tables are common.protocols' (design.md §4). PFED5's class indices 0..4 follow the protocol's task order
+# (rest, smile, frown, squeeze_eyes, clench_teeth), which tests/unit/test_protocols.py pins.
+PFED5_EXPRESSIONS = get_protocol("pfed5").task_names
+NEUROFACE_TASKS = get_protocol("neuroface").task_names
 NEUROFACE_FOLDS: tuple[tuple[str, ...], ...] = (
     ("N002", "OP03", "A009", "A016", "S007", "N001", "S002", "N008", "N010", "N004", "N012", "S005"),
     ("A008", "N011", "S013", "N019", "A017", "A014", "A011", "A015", "OP02", "A012", "S011", "N003"),
@@ -196,6 +199,10 @@ def read_neuroface(root: Path) -> list[ClipRecord]:
                     f"{csvs[0].name}: {file} rep {rep}: start/end columns (7th and 8th) must be 1-based frame numbers "
                     f"with start <= end to cut the repetition out of {video.name}; got {row[6:8]}"
                 )
+        if task.lower() not in NEUROFACE_TASKS:
+            raise ConfigError(
+                f"{csvs[0].name}: {file} rep {rep}: task {task!r} is not a NeuroFace task ({', '.join(NEUROFACE_TASKS)})"
+            )
         records.append(
             ClipRecord(
                 clip_id=f"{file}_{rep}",
