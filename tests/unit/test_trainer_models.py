@@ -132,3 +132,20 @@ def test_former_dfer_at_112_pixels_has_49_tokens_and_its_own_normalisation() -> 
 def test_config_round_trips_through_dict() -> None:
     cfg = trampformer.small()
     assert trampformer.TrampFormerConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("factory", [skateformer.micro, skateformer.paper])
+@pytest.mark.parametrize("kind", PARTITION_TYPES)
+def test_one_transpose_windows_equal_partition_then_split(factory: object, kind: int) -> None:
+    """The forward pass's fused window layout is the documented partition, then q/k/v and heads, exactly."""
+    cfg = factory()  # type: ignore[operator]
+    torch.manual_seed(kind)
+    heads, hd = 2, 3
+    x = torch.randn(2, 3 * heads * hd, cfg.t_p, 63)
+    attn = skateformer.PartitionAttention(kind, heads * hd, heads, cfg).eval()
+    shape = (2, 3 * heads * hd, cfg.t_p, 63)
+    with torch.no_grad():
+        want = reverse(attn(partition(x, kind, cfg)), kind, shape, cfg)
+        got = skateformer.attention_unwindow(attn.attend(skateformer.attention_windows(x, kind, heads, cfg)), kind,
+                                             shape, cfg)  # fmt: skip
+    assert torch.equal(got, want)

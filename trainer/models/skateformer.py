@@ -175,6 +175,48 @@ def reverse(windows: torch.Tensor, kind: int, shape: tuple[int, int, int, int], 
     return y.permute(*back).reshape(b, c, t, v)
 
 
+_ORDERS = {1: (0, 2, 4, 3, 5, 1), 2: (0, 2, 5, 3, 4, 1), 3: (0, 3, 4, 2, 5, 1), 4: (0, 3, 5, 2, 4, 1)}
+"""Per partition type, the permutation of [B, C, a, b, M, N] to [B, window, window, token, token, C]."""
+
+
+def _grid(x: torch.Tensor, kind: int, cfg: SkateFormerConfig, lead: tuple[int, ...]) -> torch.Tensor:
+    """[B, C, T, V] as [B, *lead, a, b, M, N] with C = prod(lead) and (a, b) the partition's split of time."""
+    b, _, t, _ = x.shape
+    a, inner = (
+        (t // cfg.segment_len, cfg.segment_len) if kind in (1, 2) else (cfg.global_tokens, t // cfg.global_tokens)
+    )
+    return x.reshape(b, *lead, a, inner, cfg.regions, cfg.points_per_region)
+
+
+def attention_windows(x: torch.Tensor, kind: int, heads: int, cfg: SkateFormerConfig) -> torch.Tensor:
+    """[B, 3 * heads * hd, T, V] (q, k, v channels) -> [3, windows, heads, tokens, hd] in one transpose.
+
+    The same windows and tokens as :func:`partition` followed by the split into q, k, v and heads, without the
+    intermediate copies (fewer Transpose nodes in the exported graph)."""
+    c3 = x.shape[1]
+    hd = c3 // (3 * heads)
+    g = _grid(x, kind, cfg, (3, heads, hd))  # dims: 0 B, 1 qkv, 2 head, 3 hd, 4-7 the grid
+    o = _ORDERS[kind]
+    wa, wb, ta, tb = (o[i] + 2 for i in range(1, 5))
+    y = g.permute(1, 0, wa, wb, 2, ta, tb, 3)
+    return y.reshape(3, -1, heads, y.shape[5] * y.shape[6], hd)
+
+
+def attention_unwindow(
+    out: torch.Tensor, kind: int, shape: tuple[int, int, int, int], cfg: SkateFormerConfig
+) -> torch.Tensor:
+    """Inverse of :func:`attention_windows` for the attention output [windows, heads, tokens, hd] -> [B, C, T, V]."""
+    b, _, t, v = shape
+    heads, hd = out.shape[1], out.shape[3]
+    sizes = _grid(torch.empty(b, 1, t, v, device="meta"), kind, cfg, (1,)).shape[2:]  # (a, inner, M, N)
+    o = _ORDERS[kind]
+    y = out.reshape(b, sizes[o[1] - 2], sizes[o[2] - 2], heads, sizes[o[3] - 2], sizes[o[4] - 2], hd)
+    # y dims: 0 B, 1-2 window, 3 head, 4-5 token, 6 hd; back to [B, head, hd, a, inner, M, N]
+    where = {o[1]: 1, o[2]: 2, o[3]: 4, o[4]: 5}
+    back = y.permute(0, 3, 6, where[2], where[3], where[4], where[5])
+    return back.reshape(b, heads * hd, t, v)
+
+
 def bias_index(kind: int, cfg: SkateFormerConfig) -> torch.Tensor:
     """[tokens, tokens] rows into the flattened bias table of partition type ``kind`` under ``cfg.bias_index``.
 
@@ -220,13 +262,19 @@ class PartitionAttention(nn.Module):
         """[windows, tokens, 3 * C] -> [windows, tokens, C]."""
         w, n, c3 = qkv.shape
         parts = qkv.reshape(w, n, 3, self.heads, c3 // (3 * self.heads)).permute(2, 0, 3, 1, 4)
+        out = self.attend(parts)
+        return out.transpose(1, 2).reshape(w, n, c3 // 3)
+
+    def attend(self, parts: torch.Tensor) -> torch.Tensor:
+        """[3, windows, heads, tokens, hd] (q, k, v) -> [windows, heads, tokens, hd]."""
         q, k, v = parts[0], parts[1], parts[2]
+        n = q.shape[2]
         logits = (q * self.scale) @ k.transpose(-2, -1)
         index: torch.Tensor = self.bias_index  # type: ignore[assignment]
         bias = self.bias_table.reshape(-1, self.heads)[index.reshape(-1)].reshape(n, n, self.heads)
         attn = torch.softmax(logits + bias.permute(2, 0, 1).unsqueeze(0), dim=-1)
         out: torch.Tensor = self.attn_drop(attn) @ v
-        return out.transpose(1, 2).reshape(w, n, c3 // 3)
+        return out
 
 
 class SkateBlock(nn.Module):
@@ -266,11 +314,13 @@ class SkateBlock(nn.Module):
         f = self.mapping(self.norm_1(skip)).permute(0, 3, 1, 2)  # [B, 2C, T, V]
         f_g, f_t, f_attn = torch.split(f, [c // 4, c // 4, 3 * c // 2], dim=1)
         groups = self.gconv.shape[0]
-        g = torch.einsum("bgctu,gvu->bgctv", f_g.reshape(b, groups, c // 4 // groups, t, v), self.gconv)
+        # learned adjacency per group: [B, g, c*t, V] @ [g, V, V]^T (a batched MatMul rather than an ONNX Einsum)
+        g = f_g.reshape(b, groups, c // 4 // groups * t, v) @ self.gconv.transpose(1, 2).unsqueeze(0)
         outs = [g.reshape(b, c // 4, t, v), self.tconv(f_t)]
-        for kind, part, attn in zip(PARTITION_TYPES, torch.chunk(f_attn, 4, dim=1), self.attention, strict=True):
-            windows = partition(part, kind, self.cfg)
-            outs.append(reverse(attn(windows), kind, (b, part.shape[1], t, v), self.cfg))
+        for kind, part, module in zip(PARTITION_TYPES, torch.chunk(f_attn, 4, dim=1), self.attention, strict=True):
+            attn: PartitionAttention = module  # type: ignore[assignment]
+            windows = attention_windows(part, kind, attn.heads, self.cfg)
+            outs.append(attention_unwindow(attn.attend(windows), kind, (b, part.shape[1], t, v), self.cfg))
         y = self.proj_drop(self.proj(torch.cat(outs, dim=1).permute(0, 2, 3, 1)))
         y = skip + self.drop_path(y)
         y = y + self.drop_path(self.mlp(self.norm_2(y)))
