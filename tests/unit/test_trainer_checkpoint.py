@@ -85,3 +85,13 @@ def test_old_foreign_and_broken_files_are_refused(tmp_path: Path) -> None:
     checkpoint.save(tmp_path / "wrong.pt", wrong)
     with pytest.raises(ModelError, match="does not build"):
         checkpoint.read(tmp_path / "wrong.pt").model()
+
+
+def test_artifacts_go_under_protocol_and_task_and_benchmarks_have_none(tmp_path: Path) -> None:
+    from trainer.export import artifact_folder
+
+    assert artifact_folder(tmp_path, _ckpt(), "3") == tmp_path / "pfed5" / "smile" / "3"
+    with pytest.raises(ModelError, match="not a protocol task"):
+        artifact_folder(tmp_path, dataclasses.replace(_ckpt(), protocol="unbc", task="pain"), "1")
+    with pytest.raises(ModelError, match="plain folder name"):
+        artifact_folder(tmp_path, _ckpt(), "../x")
