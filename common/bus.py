@@ -1,45 +1,36 @@
 """The asyncio Redis stream bus: the only code in feqa that calls XADD, XREADGROUP, XACK and XAUTOCLAIM.
 
-Every call names a stream by its :class:`~common.streams.StreamSpec` and session id, never by a raw key, and the
-spec's message type decodes what is read.
-
-- ``publish`` appends with the stream's MAXLEN. A session's streams (``StreamSpec.session_bound``) are written
-  with XADD NOMKSTREAM: they exist from the session's start until its end deleted (frames, crops) or retention
-  expired them, and a write to one that is gone is refused (``publish`` returns None, counted as ``refused``), so no
-  write ever recreates a purged stream.
-- ``consume`` reads new entries for the spec's consumer group (created when missing, also after a Redis restart
-  that lost it); ``reclaim`` takes over entries a dead consumer left pending (XAUTOCLAIM; Redis 6.2 answers with
-  2 elements, 7.x with 3: both are handled). ``latest``, ``range`` and ``tail`` read without a group.
-- One decode path with a policy: an entry that does not decode as the spec's message is dead-lettered (copied
-  whole to ``feqa:deadletter`` with the error, then acked) on group reads, and skipped with a log line and a
-  count on plain reads. Consumers dead-letter entries they refuse for their own reasons with :meth:`dead_letter`.
-- Timeouts: connects give up after ``connect_s`` and every reply must come within ``read_s`` (so a half-open
-  socket raises instead of hanging); a blocking read must block for less than ``read_s``. Each attempt of a call
-  runs inside what is left of the reconnect budget, retries back off exponentially, and the call raises
-  :class:`~common.errors.BusUnavailable` once the budget is spent: no call outlives the budget.
-- Retries: a publish whose reply was lost is sent again, so an entry may be stored twice; consumers that count
-  entries de-duplicate by the entry's natural key (frames by ``seq``, task scores by ``Score.key``).
+Every call names a stream by its :class:`~common.streams.StreamSpec` and session id (never a raw key); the spec's
+message type decodes what is read. ``publish`` appends with the stream's MAXLEN; a session's streams are written
+with XADD NOMKSTREAM, so a write after the session's end deleted or expired them is refused (None, counted), never
+a purged stream recreated. ``consume`` reads in the spec's consumer group (made when missing), ``reclaim`` takes
+over what a dead consumer left pending (XAUTOCLAIM, 6.2 and 7.x replies), ``latest``/``range``/``tail`` read
+without a group. One decode path with a policy: an undecodable entry is dead-lettered (kept whole on
+``feqa:deadletter`` with the error, then acked) on group reads, skipped with a log line and a count on plain
+reads; consumers refuse entries for their own reasons with :meth:`Bus.dead_letter`. Every call is retried within
+a budget under socket timeouts (common.retry); a retried publish may store an entry twice, so counting consumers
+de-duplicate (common.dedupe).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import ResponseError
 
-from common.errors import BusUnavailable, DecodeError
+from common.entries import BusStats as BusStats
+from common.entries import Delivery as Delivery
+from common.entries import Raw, flatten, rows, text
+from common.errors import DecodeError
 from common.messages import DeadLetter, Message
+from common.retry import TRANSIENT, first_attempt_fits, redis_client, with_retry
+from common.retry import Backoff as Backoff
+from common.retry import Timeouts as Timeouts
 from common.settings import CommonSettings
 from common.streams import DEADLETTER, StreamSpec
 
@@ -48,57 +39,6 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=Message)
 T = TypeVar("T")
 Policy = Literal["dead_letter", "skip"]
-Raw = tuple[str, str, dict[bytes, bytes] | None]  # key, entry id, fields (None: trimmed while pending)
-
-_TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
-
-
-@dataclasses.dataclass(frozen=True)
-class Delivery(Generic[M]):
-    """One decoded entry of stream ``spec`` (session ``sid``) with its Redis id."""
-
-    spec: StreamSpec[Any]
-    sid: str | None
-    id: str
-    message: M
-
-    @property
-    def stream(self) -> str:
-        return self.spec.key(self.sid)
-
-
-@dataclasses.dataclass
-class BusStats:
-    """Counters a service reports in its Health entries (drops and failures are visible, never silent)."""
-
-    published: int = 0
-    refused: int = 0  # writes to a session's stream that is gone (the session ended)
-    consumed: int = 0
-    acked: int = 0
-    reclaimed: int = 0
-    dead_lettered: int = 0
-    skipped: int = 0  # undecodable entries passed over by plain reads
-    reconnects: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass(frozen=True)
-class Backoff:
-    """Bounded exponential backoff for reconnects."""
-
-    first_s: float = 0.05
-    cap_s: float = 2.0
-    budget_s: float = 30.0
-
-
-@dataclasses.dataclass(frozen=True)
-class Timeouts:
-    """Socket timeouts: TCP connect, and the wait for each reply."""
-
-    connect_s: float = 2.0
-    read_s: float = 5.0
 
 
 class Bus:
@@ -108,10 +48,10 @@ class Bus:
         self._r = client
         self._backoff = backoff
         self.timeouts = timeouts
+        self._first_fits = first_attempt_fits(backoff, timeouts)
         self.name = name
         self.stats = BusStats()
         self._groups: set[tuple[str, str]] = set()
-        self._scripts: dict[str, str] = {}  # sha1 -> source
 
     @classmethod
     async def connect(
@@ -119,16 +59,7 @@ class Bus:
     ) -> Bus:
         """Connect to ``url`` and check it answers (within the backoff budget)."""
         t = timeouts or Timeouts()
-        client = aioredis.Redis.from_url(
-            url,
-            decode_responses=False,
-            socket_connect_timeout=t.connect_s,
-            socket_timeout=t.read_s,
-            health_check_interval=0,
-            retry=Retry(NoBackoff(), 0),
-            client_name=name,
-        )
-        bus = cls(client, backoff=backoff or Backoff(), timeouts=t, name=name)
+        bus = cls(redis_client(url, name, t), backoff=backoff or Backoff(), timeouts=t, name=name)
         await bus.ping()
         return bus
 
@@ -151,44 +82,19 @@ class Bus:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    # ------------------------------------------------------------------------------------------ plumbing
-
     async def run(self, what: str, op: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
-        """Run ``op(client)`` with reconnects inside the budget (for the session-state and lease modules)."""
-        deadline = time.monotonic() + self._backoff.budget_s
-        delay = self._backoff.first_s
-        while True:
+        """Run ``op(client)`` with retries inside the budget (for the session-state and lease modules)."""
+        if self._first_fits:  # the socket timeouts bound this attempt inside the budget: no timer needed
+            started = time.monotonic()
             try:
-                async with asyncio.timeout(max(0.001, deadline - time.monotonic())):
-                    return await op(self._r)
-            except _TRANSIENT as exc:  # the budget's own timeout is a TimeoutError, an OSError: caught here too
-                if time.monotonic() + delay > deadline:
-                    raise BusUnavailable(
-                        f"Redis unreachable for {self._backoff.budget_s:g} s during {what}: {exc!r}; "
-                        "check FEQA_REDIS_URL and that the server is running"
-                    ) from exc
-                self.stats.reconnects += 1
-                log.warning("redis unavailable during %s (%r); retrying in %.2f s", what, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._backoff.cap_s)
+                return await op(self._r)
+            except TRANSIENT as exc:
+                return await with_retry(what, lambda: op(self._r), self._backoff, self._count_reconnect,
+                                        started=started, failed=exc)  # fmt: skip
+        return await with_retry(what, lambda: op(self._r), self._backoff, self._count_reconnect)
 
-    async def script(self, what: str, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run a Lua script by its SHA (loaded on first use and again after a Redis restart forgot it)."""
-        sha = self._sha(source)
-
-        async def op(r: aioredis.Redis) -> Any:
-            try:
-                return await r.evalsha(sha, len(keys), *keys, *args)
-            except NoScriptError:
-                await r.script_load(source)
-                return await r.evalsha(sha, len(keys), *keys, *args)
-
-        return await self.run(what, op)
-
-    def _sha(self, source: str) -> str:
-        sha = hashlib.sha1(source.encode()).hexdigest()
-        self._scripts.setdefault(sha, source)
-        return sha
+    def _count_reconnect(self) -> None:
+        self.stats.reconnects += 1
 
     async def ping(self) -> None:
         await self.run("ping", lambda r: r.ping())
@@ -199,11 +105,19 @@ class Bus:
                 f"a read blocking {block_ms} ms needs a socket read timeout above it (read_s={self.timeouts.read_s})"
             )
 
-    # ------------------------------------------------------------------------------------------ publish
-
     async def publish(self, spec: StreamSpec[M], message: M, sid: str | None = None) -> str | None:
         """Append ``message``; return its id, or None when it is a session's stream and that is gone (ended)."""
-        return (await self.publish_many(spec, [message], sid=sid))[0]
+        key = _key_for(spec, message, sid)
+        fields: dict[Any, Any] = message.encode()
+        entry = await self.run(
+            "publish", lambda r: r.xadd(key, fields, maxlen=spec.maxlen, approximate=spec.approximate,
+                                        nomkstream=spec.session_bound)
+        )  # fmt: skip
+        if entry is None:
+            self.stats.refused += 1
+            return None
+        self.stats.published += 1
+        return text(entry)
 
     async def publish_many(
         self, spec: StreamSpec[M], messages: Sequence[M], sid: str | None = None
@@ -211,16 +125,11 @@ class Bus:
         """Append several messages in one round trip (ids in order; None where refused)."""
         if not messages:
             return []
-        keys = []
-        for m in messages:
-            if not isinstance(m, spec.message):
-                raise TypeError(f"stream {spec.template} carries {spec.message.__name__}, not {type(m).__name__}")
-            keys.append(spec.key(_sid_of(spec, m, sid)) if spec.per_session else spec.key())
+        keys = [_key_for(spec, m, sid) for m in messages]
+        if len(messages) == 1:  # one command: no pipeline machinery
+            return [await self.publish(spec, messages[0], sid)]
 
         async def op(r: aioredis.Redis) -> list[Any]:
-            if len(messages) == 1:  # one command: no pipeline machinery
-                return [await r.xadd(keys[0], dict[Any, Any](messages[0].encode()), maxlen=spec.maxlen,
-                                     approximate=spec.approximate, nomkstream=spec.session_bound)]  # fmt: skip
             pipe = r.pipeline(transaction=False)
             for key, m in zip(keys, messages, strict=True):
                 pipe.xadd(key, dict[Any, Any](m.encode()), maxlen=spec.maxlen, approximate=spec.approximate,
@@ -231,15 +140,13 @@ class Bus:
         refused = sum(1 for i in ids if i is None)
         self.stats.published += len(ids) - refused
         self.stats.refused += refused
-        return [None if i is None else _text(i) for i in ids]
-
-    # ------------------------------------------------------------------------------------------ groups
+        return [None if i is None else text(i) for i in ids]
 
     async def ensure_group(self, spec: StreamSpec[Any], sid: str | None = None, start_id: str = "0") -> bool:
         """Create the spec's consumer group unless it exists; False when a session's stream is gone (it ended).
 
         Other streams are created with their group; a session's streams only ever at the session's start."""
-        key, group = spec.key(sid), _group(spec)
+        key, group = spec.key(sid), spec.consumer_group
 
         async def op(r: aioredis.Redis) -> bool:
             try:
@@ -268,53 +175,56 @@ class Bus:
     ) -> list[Delivery[M]]:
         """Read new entries of the sessions' streams for the spec's group; undecodable ones are dead-lettered."""
         self._check_block(block_ms)
-        if not sids:
-            if block_ms:
-                await asyncio.sleep(block_ms / 1000)
-            return []
-        group = _group(spec)
-        keys = {spec.key(s): s for s in sids}
-        for key, s in list(keys.items()):
-            if (key, group) not in self._groups and not await self.ensure_group(spec, s):
-                del keys[key]  # the session's stream is gone: nothing to read
+        group = spec.consumer_group
+        keys = await self._readable(spec, sids)
 
         async def op(r: aioredis.Redis) -> Any:
-            try:
-                if keys:
+            nonlocal keys
+            for attempt in (0, 1):
+                if not keys:
+                    break
+                try:
                     return await r.xreadgroup(group, consumer, dict.fromkeys(keys, ">"), count=count, block=block_ms)
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                # A group (or its stream) vanished: a session's stream deleted at its end, or Redis restarted
-                # without persistence. Recreate what may be recreated and read the rest.
+                except ResponseError as exc:
+                    if not any(m in str(exc) for m in ("NOGROUP", "UNBLOCKED")) or attempt:
+                        raise
+                # A group vanished: its session's stream was deleted at the end (Redis 7 also unblocks a read
+                # waiting on it with UNBLOCKED), or Redis restarted without persistence. Recreate what may be
+                # recreated and read the rest.
                 log.warning("consumer group %s missing on %s; recreating it", group, ",".join(keys))
-                for key, s in list(keys.items()):
-                    self._groups.discard((key, group))
-                    if not await self.ensure_group(spec, s):
-                        del keys[key]
-                if keys:
-                    return await r.xreadgroup(group, consumer, dict.fromkeys(keys, ">"), count=count, block=block_ms)
+                self._groups.difference_update((k, group) for k in keys)
+                keys = await self._readable(spec, list(keys.values()))
             if block_ms:
                 await asyncio.sleep(block_ms / 1000)
             return None
 
-        raw = _flatten(await self.run(f"read group {group}", op))
+        raw = flatten(await self.run(f"read group {group}", op))
         out = await self._decode(spec, keys, raw, "dead_letter", consumer)
         self.stats.consumed += len(out)
+        return out
+
+    def forget(self, spec: StreamSpec[Any], sid: str | None) -> None:
+        """Drop what this bus remembers of a session's stream (its group was made): the session is gone."""
+        if spec.group:
+            self._groups.discard((spec.key(sid), spec.group))
+
+    async def _readable(self, spec: StreamSpec[Any], sids: Sequence[str | None]) -> dict[str, str | None]:
+        """The sessions' stream keys that have the spec's group (made where allowed); gone ones are left out."""
+        out: dict[str, str | None] = {}
+        for s in sids:
+            if (spec.key(s), spec.consumer_group) in self._groups or await self.ensure_group(spec, s):
+                out[spec.key(s)] = s
         return out
 
     async def ack(self, deliveries: Iterable[Delivery[Any]]) -> int:
         """Acknowledge processed deliveries (grouped per stream, one round trip)."""
         by_key: dict[tuple[str, str], list[str]] = {}
         for d in deliveries:
-            by_key.setdefault((d.stream, _group(d.spec)), []).append(d.id)
-        if not by_key:
-            return 0
+            by_key.setdefault((d.stream, d.spec.consumer_group), []).append(d.id)
+        if len(by_key) <= 1:
+            return sum([await self._ack_raw(key, group, ids) for (key, group), ids in by_key.items()])
 
         async def op(r: aioredis.Redis) -> list[Any]:
-            if len(by_key) == 1:
-                ((key, group), ids), *_ = by_key.items()
-                return [await r.xack(key, group, *ids)]
             pipe = r.pipeline(transaction=False)
             for (key, group), ids in by_key.items():
                 pipe.xack(key, group, *ids)
@@ -333,22 +243,23 @@ class Bus:
         else:
             key, entry_id, fields = delivery[0], delivery[1], delivery[2] or {}
         log.error("dead-lettering %s %s (%s): %s", key, entry_id, consumer, error)
-        letter = DeadLetter(stream=key, entry_id=entry_id, error=error, consumer=f"{_group(spec)}/{consumer}",
+        letter = DeadLetter(stream=key, entry_id=entry_id, error=error, consumer=f"{spec.consumer_group}/{consumer}",
                             ts=time.time(), original=DeadLetter.pack_fields(fields))  # fmt: skip
         await self.publish(DEADLETTER, letter)
-        await self._ack_raw(key, _group(spec), [entry_id])
+        await self._ack_raw(key, spec.consumer_group, [entry_id])
         self.stats.dead_lettered += 1
 
-    async def _ack_raw(self, key: str, group: str, ids: Sequence[str]) -> None:
-        n = await self.run(f"ack {key}", lambda r: r.xack(key, group, *ids))
-        self.stats.acked += int(n)
+    async def _ack_raw(self, key: str, group: str, ids: Sequence[str]) -> int:
+        n = int(await self.run(f"ack {key}", lambda r: r.xack(key, group, *ids)))
+        self.stats.acked += n
+        return n
 
     async def reclaim(
         self, spec: StreamSpec[M], sid: str | None, consumer: str, *, min_idle_ms: int, count: int = 64
     ) -> list[Delivery[M]]:
         """Take over entries another consumer left pending for at least ``min_idle_ms``."""
-        key, group = spec.key(sid), _group(spec)
-        if (key, group) not in self._groups and not await self.ensure_group(spec, sid):
+        key, group = spec.key(sid), spec.consumer_group
+        if not await self._readable(spec, [sid]):
             return []
 
         async def op(r: aioredis.Redis) -> list[Raw]:
@@ -359,7 +270,7 @@ class Bus:
             )
             if reply and any(isinstance(part, list) for part in reply):  # a raw reply: [next, ids, (deleted)]
                 reply = reply[1]
-            ids = [_text(i) for i in reply or []]
+            ids = [text(i) for i in reply or []]
             if not ids:
                 return []
             pipe = r.pipeline(transaction=False)
@@ -373,41 +284,11 @@ class Bus:
         self.stats.reclaimed += len(out)
         return out
 
-    async def pending_count(self, spec: StreamSpec[Any], sid: str | None = None) -> int:
-        """How many entries of the spec's group are delivered but not acked."""
-        key, group = spec.key(sid), _group(spec)
-        info = await self.run(f"pending {key}", lambda r: r.xpending(key, group))
-        return int(info["pending"]) if isinstance(info, dict) else int(info[0])
-
-    async def group_backlog(self, spec: StreamSpec[Any], sid: str | None = None, *, limit: int = 10_000) -> int | None:
-        """Entries the spec's group has not acked (pending + not yet delivered, counted up to ``limit``).
-
-        ``None`` when nobody reads it (no stream, no group, or a group no consumer has read from yet), so there is
-        no backlog to wait for. Producers that must not outrun a consumer (recorded-video ingest) poll this.
-        """
-        key, group = spec.key(sid), _group(spec)
-
-        async def op(r: aioredis.Redis) -> int | None:
-            try:
-                groups = await r.xinfo_groups(key)
-            except ResponseError:
-                return None
-            for info in groups:
-                row = {_text(k): v for k, v in info.items()}
-                if _text(row["name"]) == group and int(row["consumers"]):
-                    after = await r.xrange(key, min="(" + _text(row["last-delivered-id"]), count=limit)
-                    return int(row["pending"]) + len(after or [])
-            return None
-
-        return await self.run(f"backlog {key}", op)
-
-    # ------------------------------------------------------------------------------------------ reads
-
     async def latest(self, spec: StreamSpec[M], sid: str | None, count: int) -> list[Delivery[M]]:
         """The newest ``count`` entries, oldest first (undecodable ones skipped and counted)."""
         key = spec.key(sid)
         entries = await self.run(f"latest {key}", lambda r: r.xrevrange(key, count=count))
-        return await self._decode(spec, {key: sid}, _rows(key, reversed(entries or [])), "skip")
+        return await self._decode(spec, {key: sid}, rows(key, reversed(entries or [])), "skip")
 
     async def range(
         self, spec: StreamSpec[M], sid: str | None = None, start: str = "-", end: str = "+", count: int | None = None
@@ -415,7 +296,7 @@ class Bus:
         """Entries between ids ``start`` and ``end`` (inclusive), oldest first."""
         key = spec.key(sid)
         entries = await self.run(f"range {key}", lambda r: r.xrange(key, min=start, max=end, count=count))
-        return await self._decode(spec, {key: sid}, _rows(key, entries or []), "skip")
+        return await self._decode(spec, {key: sid}, rows(key, entries or []), "skip")
 
     async def tail(
         self,
@@ -430,7 +311,7 @@ class Bus:
         streams: dict[Any, Any] = {spec.key(s): cur for (spec, s), cur in cursors.items()}
         reply = await self.run("tail", lambda r: r.xread(streams, count=count, block=block_ms))
         out: list[Delivery[Message]] = []
-        for key, entry_id, fields in _flatten(reply):
+        for key, entry_id, fields in flatten(reply):
             spec, s = specs[key]
             out.extend(await self._decode(spec, {key: s}, [(key, entry_id, fields)], "skip"))
         return out
@@ -452,7 +333,7 @@ class Bus:
         for key, entry_id, fields in raw:
             if fields is None:  # trimmed while pending: nothing left to process
                 if policy == "dead_letter":
-                    await self._ack_raw(key, _group(spec), [entry_id])
+                    await self._ack_raw(key, spec.consumer_group, [entry_id])
                 continue
             try:
                 out.append(Delivery(spec, sids[key], entry_id, spec.message.decode(fields)))
@@ -465,35 +346,13 @@ class Bus:
         return out
 
 
-def _sid_of(spec: StreamSpec[Any], message: Message, sid: str | None) -> str:
+def _key_for(spec: StreamSpec[Any], message: Message, sid: str | None) -> str:
+    """The key a message goes to (its own sid unless one is given), after checking the stream carries its type."""
+    if not isinstance(message, spec.message):
+        raise TypeError(f"stream {spec.template} carries {spec.message.__name__}, not {type(message).__name__}")
+    if not spec.per_session:
+        return spec.key()
     found = sid or getattr(message, "sid", None)
     if not found:
         raise ValueError(f"stream {spec.template} needs a session id")
-    return str(found)
-
-
-def _group(spec: StreamSpec[Any]) -> str:
-    if spec.group is None:
-        raise ValueError(f"stream {spec.template} has no consumer group")
-    return spec.group
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _rows(key: str, entries: Iterable[Any]) -> list[Raw]:
-    return [(key, _text(entry_id), fields) for entry_id, fields in entries]
-
-
-def _flatten(reply: Any) -> list[Raw]:
-    out: list[Raw] = []
-    if not reply:
-        return out
-    items = reply.items() if isinstance(reply, dict) else reply  # RESP3 gives a dict, RESP2 a list
-    for key, entries in items:
-        if isinstance(entries, list) and entries and isinstance(entries[0], list) and len(entries) == 1:
-            entries = entries[0]
-        for entry_id, fields in entries:
-            out.append((_text(key), _text(entry_id), fields))
-    return out
+    return spec.key(str(found))

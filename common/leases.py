@@ -13,6 +13,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from common.bus import Bus
+from common.scripts import run_script
 from common.streams import KeySpec, lease_spec
 
 _HOLD = """
@@ -45,17 +46,17 @@ class Leases:
     async def hold(self, sid: str, owner: str, ttl_ms: int) -> bool:
         """Take the lease when free, or renew it when ``owner`` holds it; False when another owner holds it."""
         key = self.key(sid)
-        return bool(await self.bus.script(f"lease {key}", _HOLD, [key], [owner, int(ttl_ms)]))
+        return bool(await run_script(self.bus, f"lease {key}", _HOLD, [key], [owner, int(ttl_ms)]))
 
     async def renew(self, sid: str, owner: str, ttl_ms: int) -> bool:
         """Renew a lease ``owner`` holds; False when it expired or another owner holds it."""
         key = self.key(sid)
-        return bool(await self.bus.script(f"renew {key}", _RENEW, [key], [owner, int(ttl_ms)]))
+        return bool(await run_script(self.bus, f"renew {key}", _RENEW, [key], [owner, int(ttl_ms)]))
 
     async def release(self, sid: str, owner: str) -> bool:
         """Give the lease back if ``owner`` still holds it."""
         key = self.key(sid)
-        return bool(await self.bus.script(f"release {key}", _RELEASE, [key], [owner]))
+        return bool(await run_script(self.bus, f"release {key}", _RELEASE, [key], [owner]))
 
     async def holder(self, sid: str) -> str | None:
         """Who holds the lease now (None when nobody)."""

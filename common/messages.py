@@ -38,10 +38,18 @@ _META = b"m"
 
 @dataclasses.dataclass(frozen=True)
 class _FieldPlan:
+    kind: bytes
+    version: bytes
     scalars: tuple[str, ...]
-    arrays: tuple[str, ...]
-    blobs: tuple[str, ...]
+    scalar_set: frozenset[str]
+    arrays: tuple[tuple[str, bytes], ...]  # (name, field key)
+    blobs: tuple[tuple[str, bytes], ...]
     optional: frozenset[str]
+    plain: bool  # no __post_init__: decoded fields can be set directly (a frozen dataclass __init__ is slow)
+
+
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=True)  # built once: json.dumps(...) builds one per call
+_JSON_IN = json.JSONDecoder()
 
 
 class Message:
@@ -66,56 +74,58 @@ class Message:
     def encode(self) -> Fields:
         """Encode to Redis stream fields."""
         plan = self._field_plan()
-        out: Fields = {_KIND: self.KIND.encode(), _VERSION: str(self.SCHEMA_VERSION).encode()}
-        meta = {name: getattr(self, name) for name in plan.scalars}
-        out[_META] = json.dumps(meta, separators=(",", ":"), allow_nan=True).encode()
-        for name in plan.arrays:
+        out: Fields = {_KIND: plan.kind, _VERSION: plan.version}
+        out[_META] = _JSON.encode({name: getattr(self, name) for name in plan.scalars}).encode()
+        for name, key in plan.arrays:
             value = getattr(self, name)
             if value is not None:
-                out[b"a:" + name.encode()] = encode_array(value)
-        for name in plan.blobs:
+                out[key] = encode_array(value)
+        for name, key in plan.blobs:
             value = getattr(self, name)
             if value is not None:
-                out[b"b:" + name.encode()] = bytes(value)
+                out[key] = bytes(value)
         return out
 
     @classmethod
     def decode(cls, fields: Mapping[bytes, bytes]) -> Self:
         """Decode stream fields written by :meth:`encode`; raise :class:`DecodeError` on anything wrong."""
+        plan = cls._field_plan()
         kind = fields.get(_KIND)
-        if kind != cls.KIND.encode():
+        if kind != plan.kind:
             raise DecodeError(f"expected a {cls.KIND!r} message, got kind {kind!r}")
         version = fields.get(_VERSION)
         if version is None:
             raise DecodeError(f"{cls.KIND} message has no schema version")
-        if version != str(cls.SCHEMA_VERSION).encode():
+        if version != plan.version:
             raise SchemaVersionError(
                 f"{cls.KIND} schema version {version.decode(errors='replace')} is not the supported "
                 f"{cls.SCHEMA_VERSION}; upgrade the consumer or drain the stream"
             )
-        plan = cls._field_plan()
         try:
-            meta = json.loads(fields[_META])
+            meta = _JSON_IN.decode(fields[_META].decode())
         except KeyError:
             raise DecodeError(f"{cls.KIND} message has no metadata field") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise DecodeError(f"{cls.KIND} metadata is not JSON: {exc}") from None
         if not isinstance(meta, dict):
             raise DecodeError(f"{cls.KIND} metadata is not an object")
-        kwargs: dict[str, Any] = {}
-        for name in plan.scalars:
-            if name not in meta:
-                raise DecodeError(f"{cls.KIND} message lacks field {name!r}")
-            kwargs[name] = meta[name]
-        for prefix, names, conv in ((b"a:", plan.arrays, decode_array), (b"b:", plan.blobs, bytes)):
-            for name in names:
-                raw = fields.get(prefix + name.encode())
+        missing = plan.scalar_set.difference(meta)
+        if missing:
+            raise DecodeError(f"{cls.KIND} message lacks field {sorted(missing)[0]!r}")
+        kwargs: dict[str, Any] = {name: meta[name] for name in plan.scalars}
+        for items, conv in ((plan.arrays, decode_array), (plan.blobs, bytes)):
+            for name, key in items:
+                raw = fields.get(key)
                 if raw is None:
                     if name not in plan.optional:
                         raise DecodeError(f"{cls.KIND} message lacks field {name!r}")
                     kwargs[name] = None
                 else:
                     kwargs[name] = conv(raw)
+        if plan.plain:  # every field is in kwargs (checked above): what __init__ would do, without its cost
+            obj = cls.__new__(cls)
+            obj.__dict__.update(kwargs)
+            return obj
         try:
             return cls(**kwargs)
         except (TypeError, ValueError) as exc:
@@ -145,7 +155,16 @@ def _plan_for(cls: type[Message]) -> _FieldPlan:
             blobs.append(field.name)
         else:
             scalars.append(field.name)
-    return _FieldPlan(tuple(scalars), tuple(arrays), tuple(blobs), frozenset(optional))
+    return _FieldPlan(
+        kind=cls.KIND.encode(),
+        version=str(cls.SCHEMA_VERSION).encode(),
+        scalars=tuple(scalars),
+        scalar_set=frozenset(scalars),
+        arrays=tuple((n, b"a:" + n.encode()) for n in arrays),
+        blobs=tuple((n, b"b:" + n.encode()) for n in blobs),
+        optional=frozenset(optional),
+        plain=not hasattr(cls, "__post_init__"),
+    )
 
 
 # ----------------------------------------------------------------------------------------------- messages
@@ -327,10 +346,15 @@ def _as_text(value: bytes | str) -> str:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Frame(Message):
-    """One decoded video frame from ingest. ``encoding`` is one of :data:`common.framecodec.ENCODINGS`."""
+    """One decoded video frame from ingest. ``encoding`` is one of :data:`common.framecodec.ENCODINGS`.
+
+    ``capture_ts`` is when the sender captured it, on the ingest's wall clock (a live frame: from the sender's RTP
+    timestamps, see ingest/clock.py; a file: the file's own frame times), and is what speeds and resampling use;
+    ``arrival_ts`` is when the ingest received it (0 for frames that were not received live, e.g. dataset clips).
+    """
 
     KIND: ClassVar[str] = "frame"
-    SCHEMA_VERSION: ClassVar[int] = 1
+    SCHEMA_VERSION: ClassVar[int] = 2
     sid: str
     seq: int
     capture_ts: float
@@ -339,6 +363,7 @@ class Frame(Message):
     encoding: str
     data: bytes
     source_index: int = -1  # phantom frame index read from the pixels, -1 when unknown
+    arrival_ts: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

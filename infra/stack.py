@@ -1,5 +1,8 @@
 """The embedded stack: a real Redis plus every service that exists, as child processes of one launcher.
 
+Its working directory (``.feqa/`` by default, git-ignored) is created 0700; its Redis keeps no snapshot on disk
+(infra.redis_server), so no patient frame is ever written there.
+
 Each service runs as ``python -m <service>`` with ``FEQA_REDIS_URL`` pointing at the launcher's Redis. The
 launcher prints the URLs, watches the children, and on Ctrl-C / SIGTERM (or when a child dies) stops them all by
 their PIDs: SIGTERM, then SIGKILL after a grace period, and Redis last.
@@ -11,6 +14,7 @@ import dataclasses
 import importlib.util
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -18,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from common.errors import ConfigError
 from infra.redis_server import RedisServer
@@ -69,12 +74,10 @@ class Stack:
 
     def start(self) -> None:
         data = self.settings.data_dir.resolve()
-        data.mkdir(parents=True, exist_ok=True)
+        data.mkdir(parents=True, exist_ok=True, mode=0o700)
+        data.chmod(0o700)  # logs and the Redis log: for this user only
         self.redis = RedisServer(
-            port=self.settings.redis_port or None,
-            data_dir=data / "redis",
-            binary=self.settings.redis_server,
-            persist=True,
+            port=self.settings.redis_port or None, data_dir=data / "redis", binary=self.settings.redis_server
         ).start()
         env = dict(
             os.environ,
@@ -84,8 +87,9 @@ class Stack:
             FEQA_DASHBOARD_HOST=self.settings.host,
             FEQA_DASHBOARD_PORT=str(self.settings.dashboard_port),
         )
+        env.update(self._dashboard_env(data, env))
         logs = data / "logs"
-        logs.mkdir(exist_ok=True)
+        logs.mkdir(exist_ok=True, mode=0o700)
         try:
             for spec in self.services:
                 self._spawn(spec, env, logs)
@@ -95,6 +99,22 @@ class Stack:
         except BaseException:
             self.stop()
             raise
+
+    def _dashboard_env(self, data: Path, env: dict[str, str]) -> dict[str, str]:
+        """The dashboard's database in the data folder, and the ingest service key they share (made for this run
+        unless the operator set one; the dashboard reads it from a 0600 file, the ingest from its setting)."""
+        out = {"FEQA_DASHBOARD_INGEST_URL": f"http://{self.settings.host}:{self.settings.ingest_port}"}
+        if "FEQA_DASHBOARD_DATABASE_URL" not in env:
+            out["FEQA_DASHBOARD_DATABASE_URL"] = f"sqlite:///{data / 'dashboard.sqlite'}"
+        key = env.get("FEQA_INGEST_API_KEY") or secrets.token_urlsafe(32)
+        out["FEQA_INGEST_API_KEY"] = key
+        if "FEQA_DASHBOARD_INGEST_API_KEY" not in env and "FEQA_DASHBOARD_INGEST_API_KEY_FILE" not in env:
+            key_file = data / "ingest.key"
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(key + "\n")
+            out["FEQA_DASHBOARD_INGEST_API_KEY_FILE"] = str(key_file)
+        return out
 
     def _spawn(self, spec: ServiceSpec, env: dict[str, str], logs: os.PathLike[str]) -> None:
         url = None

@@ -17,6 +17,7 @@ from common.liveness import LeaseTaken
 from common.logs import session_logger
 from common.messages import Consent as ConsentFlags
 from common.protocols import get_protocol
+from common.streams import FRAMES
 from ingest.coach import relay_coaching
 from ingest.peer import IngestPeer
 from ingest.sdp import OfferError, check_offer
@@ -80,8 +81,7 @@ async def create_session(body: CreateSession, state: State) -> dict[str, Any]:
     consent = ConsentFlags(**body.consent.model_dump())
     spec = SessionSpec(body.patient_id, protocol.name, consent, state.settings.max_fps, "webrtc", body.phantom)
     sid = await state.sessions.create(spec)
-    token, expires_at = state.tokens.issue(sid)
-    state.expect_join(sid, protocol.name, expires_at)
+    token, expires_at = await state.tokens.issue(sid)
     return {
         "sid": sid,
         "token": token,
@@ -101,7 +101,7 @@ async def session_info(sid: str, state: State) -> dict[str, Any]:
 @router.get("/api/join/{token}")
 async def join_info(token: str, state: State) -> dict[str, Any]:
     """What the page shows before consent (does not use the token)."""
-    sid = state.tokens.peek(token)
+    sid = await state.tokens.peek(token)
     info = await state.store.get(sid)
     if info is None or info.ended:
         raise TokenError("this session is no longer open", 410)
@@ -113,7 +113,7 @@ async def join_info(token: str, state: State) -> dict[str, Any]:
 async def join(token: str, body: JoinRequest, state: State) -> dict[str, Any]:
     if not body.consent:
         raise HTTPException(400, "the patient must give consent before the session starts")
-    access, key = state.join(token)
+    access, key = await state.join(token)
     await state.sessions.update(access.sid, joined_ts=time.time())
     s = state.settings
     protocol = get_protocol(access.protocol)
@@ -133,7 +133,7 @@ async def join(token: str, body: JoinRequest, state: State) -> dict[str, Any]:
 async def offer(
     sid: str, request: Request, state: State, x_session_key: Annotated[str | None, Header()] = None
 ) -> dict[str, str]:
-    access = state.authorise(sid, x_session_key)
+    access = await state.authorise(sid, x_session_key)
     limit = state.settings.max_sdp_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit + 1024:
@@ -157,9 +157,9 @@ async def offer(
 
     async def closed(p: IngestPeer) -> None:
         await state.registry.remove(p)
-        state.forget(p.sid)
 
-    peer = IngestPeer(sid, access.protocol, state.settings, state.bus, state.sessions, on_closed=closed)
+    peer = IngestPeer(sid, access.protocol, state.settings, state.bus, state.sessions, on_closed=closed,
+                      counters=state.counters)  # fmt: skip
     try:
         answer = await peer.answer(sdp)
     except BaseException:
@@ -182,14 +182,19 @@ async def offer(
 async def task_event(
     sid: str, body: TaskEvent, state: State, x_session_key: Annotated[str | None, Header()] = None
 ) -> dict[str, Any]:
-    access = state.authorise(sid, x_session_key)
+    access = await state.authorise(sid, x_session_key)
     protocol = get_protocol(access.protocol)
     if body.type != "marker":
         protocol.task(body.task)
     peer = state.registry.get(sid)
-    if peer is None:
-        raise HTTPException(409, "the session has no live connection")
-    seq = peer.pump.last_seq
+    if peer is not None:
+        seq = peer.pump.last_seq
+    else:  # the connection may be held by another ingest process: the newest frame in Redis names the moment
+        info = await state.store.get(sid)
+        if info is None or info.state != "live":
+            raise HTTPException(409, "the session has no live connection")
+        newest = await state.bus.latest(FRAMES, sid, 1)
+        seq = newest[-1].message.seq if newest else -1
     event = await state.sessions.event(sid, protocol.name, body.type, task=body.task, rep=body.rep, seq=seq)
     return {"seq": seq, "ts": event.ts}
 
@@ -198,7 +203,7 @@ async def task_event(
 async def end(
     sid: str, body: EndRequest, state: State, x_session_key: Annotated[str | None, Header()] = None
 ) -> dict[str, str]:
-    state.authorise(sid, x_session_key)
+    await state.authorise(sid, x_session_key)
     peer = state.registry.get(sid)
     if peer is not None:
         await peer.close(body.reason)
@@ -212,11 +217,31 @@ async def end(
     return {"state": info.state, "reason": info.end_reason}
 
 
+class StopRequest(BaseModel):
+    reason: Literal["clinician"] = "clinician"
+
+
+@router.post("/api/sessions/{sid}/stop", dependencies=[Depends(require_api_key)])
+async def stop(sid: str, body: StopRequest, state: State) -> dict[str, str]:
+    """A clinician ends the session (service credential): hang up its peer, or end it if nobody joined yet."""
+    peer = state.registry.get(sid)
+    if peer is not None:
+        await peer.close(body.reason)
+        return {"state": "ended", "reason": peer.end_reason or body.reason}
+    info = await state.store.get(sid)
+    if info is None:
+        raise HTTPException(404, f"no session {sid}")
+    if not info.ended:  # not joined yet, or served by another ingest
+        await state.sessions.store.end(sid, body.reason)
+        info = await state.store.require(sid)
+    return {"state": info.state, "reason": info.end_reason}
+
+
 @router.websocket("/api/sessions/{sid}/coach")
 async def coach(websocket: WebSocket, sid: str, key: str = "") -> None:
     state: IngestState = websocket.app.state.ingest
     try:
-        state.authorise(sid, key)
+        await state.authorise(sid, key)
     except TokenError as exc:
         await websocket.close(code=4403, reason=str(exc))
         return

@@ -42,7 +42,8 @@ def create_app(settings: IngestSettings, bus: Bus | None = None) -> FastAPI:
         active = bus or await Bus.from_settings(settings.common, name="ingest")
         state = IngestState(settings, active)
         app.state.ingest = state
-        loops = [asyncio.ensure_future(_keep_leases(state)), asyncio.ensure_future(_sweep(state))]
+        loops = [asyncio.ensure_future(_keep_leases(state)), asyncio.ensure_future(_sweep(state)),
+                 asyncio.ensure_future(state.health.run())]  # fmt: skip
         log.info("ingest %s ready; patient links at %s/join/<token>", state.instance, settings.join_base())
         try:
             yield

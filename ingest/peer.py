@@ -1,5 +1,6 @@
-"""One patient's WebRTC connection: answer the offer, receive video into the frame pump, end on hangup, ICE
-failure, connect or idle timeout (reason recorded once).
+"""One patient's WebRTC connection: answer the offer, receive video into the frame pump (each frame with its
+capture time from the sender's RTP clock, ingest.clock, and its arrival time), end on hangup, ICE failure, connect
+or idle timeout (reason recorded once).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from aiortc.mediastreams import MediaStreamError
 
 from common.bus import Bus
 from common.logs import session_logger
+from ingest.clock import SenderClock, watch_sender_reports
 from ingest.framing import FrameShaper
 from ingest.ice import offered_host_addresses, rtc_configuration
-from ingest.pump import FramePump
+from ingest.pump import FramePump, IngestCounters
 from ingest.sdp import OfferError
 from ingest.sessions import IngestSessions
 from ingest.settings import IngestSettings
@@ -38,6 +40,7 @@ class IngestPeer:
         bus: Bus,
         sessions: IngestSessions,
         on_closed: Callable[[IngestPeer], Awaitable[None]],
+        counters: IngestCounters | None = None,
     ) -> None:
         self.sid = sid
         self.protocol = protocol
@@ -49,7 +52,8 @@ class IngestPeer:
         self.pc = RTCPeerConnection(rtc_configuration(settings.ice_servers, settings.turn_username, credential))
         shaper = FrameShaper(settings.max_width, settings.encoding, settings.jpeg_quality)
         self.pump = FramePump(bus, sid, shaper, settings.max_fps, on_first_frame=self._record_size,
-                              on_refused=lambda: self.request_close("ended_elsewhere"))  # fmt: skip
+                              on_refused=lambda: self.request_close("ended_elsewhere"), counters=counters)  # fmt: skip
+        self.clock = SenderClock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = time.monotonic()
         self._last_frame: float | None = None
@@ -79,6 +83,9 @@ class IngestPeer:
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "video":
             self._log.info("video track received")
+            receiver = next((t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track), None)
+            if receiver is not None:
+                watch_sender_reports(receiver, self.clock, time.time)
             self._spawn(self._receive(track), "receive")
         else:
             self._log.info("ignoring %s track", track.kind)
@@ -102,7 +109,8 @@ class IngestPeer:
             if not isinstance(frame, av.VideoFrame):
                 continue
             self._last_frame = time.monotonic()
-            self.pump.offer(frame, time.time())
+            arrival = time.time()
+            self.pump.offer(frame, self.clock.capture_time(frame.pts, arrival), arrival)
 
     async def _discard(self, track: MediaStreamTrack) -> None:
         with contextlib.suppress(MediaStreamError):

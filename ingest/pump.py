@@ -6,6 +6,7 @@ by a sweeper or another ingest) is counted and reported once through ``on_refuse
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import time
@@ -34,6 +35,14 @@ class PumpStats:
         return dataclasses.asdict(self)
 
 
+@dataclasses.dataclass
+class IngestCounters:
+    """One ingest process's frame figures across all its sessions, for its Health entries."""
+
+    totals: PumpStats = dataclasses.field(default_factory=PumpStats)
+    latencies_ms: collections.deque[float] = dataclasses.field(default_factory=lambda: collections.deque(maxlen=600))
+
+
 class FramePump:
     """One session's frame publisher: :meth:`offer` from the receive loop, :meth:`run` as a task."""
 
@@ -45,6 +54,7 @@ class FramePump:
         max_fps: float,
         on_first_frame: Callable[[int, int], Awaitable[None]] | None = None,
         on_refused: Callable[[], None] | None = None,
+        counters: IngestCounters | None = None,
     ) -> None:
         self._bus = bus
         self.sid = sid
@@ -52,28 +62,40 @@ class FramePump:
         self._gate = FpsGate(max_fps)
         self._on_first = on_first_frame
         self._on_refused = on_refused
-        self._slot: tuple[av.VideoFrame, float] | None = None
+        self._slot: tuple[av.VideoFrame, float, float] | None = None
         self._ready = asyncio.Event()
         self._last_ts = 0.0
         self.next_seq = 0
         self.stats = PumpStats()
+        self.counters = counters  # the process's figures across every session (health)
         self._log = session_logger(log, sid)
+
+    def _count(self, name: str) -> None:
+        for stats in (self.stats, self.counters.totals if self.counters else None):
+            if stats is not None:
+                setattr(stats, name, getattr(stats, name) + 1)
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a frame waits in the slot for the publisher."""
+        return self._slot is not None
 
     @property
     def last_seq(self) -> int:
         """Sequence number of the newest published frame (-1 before the first)."""
         return self.next_seq - 1
 
-    def offer(self, frame: av.VideoFrame, capture_ts: float | None = None) -> None:
-        """Hand over a decoded frame; never blocks."""
-        ts = time.time() if capture_ts is None else capture_ts
-        self.stats.received += 1
+    def offer(self, frame: av.VideoFrame, capture_ts: float | None = None, arrival_ts: float | None = None) -> None:
+        """Hand over a decoded frame (its capture time and arrival time, default now); never blocks."""
+        arrival = time.time() if arrival_ts is None else arrival_ts
+        ts = arrival if capture_ts is None else capture_ts
+        self._count("received")
         if not self._gate.admit(ts):
-            self.stats.dropped_fps = self._gate.dropped
+            self._count("dropped_fps")
             return
         if self._slot is not None:
-            self.stats.dropped_busy += 1
-        self._slot = (frame, ts)
+            self._count("dropped_busy")
+        self._slot = (frame, ts, arrival)
         self._ready.set()
 
     async def run(self) -> None:
@@ -83,11 +105,11 @@ class FramePump:
             self._ready.clear()
             if self._slot is None:
                 continue
-            frame, ts = self._slot
+            frame, ts, arrival = self._slot
             self._slot = None
-            await self.publish(frame, ts)
+            await self.publish(frame, ts, arrival)
 
-    async def publish(self, frame: av.VideoFrame, capture_ts: float) -> int | None:
+    async def publish(self, frame: av.VideoFrame, capture_ts: float, arrival_ts: float | None = None) -> int | None:
         """Shape (in a worker thread) and publish one frame now; return its seq (None: refused, session ended)."""
         shaped = await asyncio.to_thread(self._shaper.shape, frame)
         ts = max(capture_ts, self._last_ts + 1e-6)  # capture times strictly rise even if the clock steps back
@@ -102,16 +124,19 @@ class FramePump:
             encoding=self._shaper.encoding,
             data=shaped.data,
             source_index=-1,
+            arrival_ts=time.time() if arrival_ts is None else arrival_ts,
         )
         if await self._bus.publish(FRAMES, message) is None:
-            self.stats.refused += 1
+            self._count("refused")
             if self.stats.refused == 1:
                 self._log.warning("frames refused: the session was ended elsewhere")
                 if self._on_refused is not None:
                     self._on_refused()
             return None
         self.next_seq += 1
-        self.stats.published += 1
+        self._count("published")
+        if self.counters is not None:  # capture -> in Redis, for the health gauges
+            self.counters.latencies_ms.append((time.time() - ts) * 1000)
         if seq == 0:
             self._log.info("first frame %dx%d (%s)", shaped.width, shaped.height, self._shaper.encoding)
             if self._on_first is not None:

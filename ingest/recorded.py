@@ -19,13 +19,14 @@ from typing import Literal
 
 import av
 
+from common.backlog import group_backlog
 from common.bus import Bus
 from common.errors import PermanentError
 from common.logs import session_logger
 from common.messages import Consent
 from common.streams import FRAMES
 from ingest.framing import FrameShaper
-from ingest.pump import FramePump
+from ingest.pump import FramePump, IngestCounters
 from ingest.sessions import IngestSessions, SessionSpec
 from ingest.settings import IngestSettings
 
@@ -136,6 +137,7 @@ async def ingest_file(
     sid: str | None = None,
     info: VideoInfo | None = None,
     consent: Consent | None = None,
+    counters: IngestCounters | None = None,
 ) -> FileResult:
     """Publish every frame of ``path`` as a session of its own; return how it ended."""
     if info is None:
@@ -147,7 +149,7 @@ async def ingest_file(
     slog = session_logger(log, sid)
     await sessions.start(sid, protocol)
     shaper = FrameShaper(settings.max_width, settings.encoding, settings.jpeg_quality)
-    pump = FramePump(bus, sid, shaper, max_fps=max(settings.max_fps, info.fps * 1.01))
+    pump = FramePump(bus, sid, shaper, max_fps=max(settings.max_fps, info.fps * 1.01), counters=counters)
     reader = await asyncio.to_thread(_Reader, path, shaper)
     reason, error = "completed", ""
     try:
@@ -189,7 +191,7 @@ async def ingest_file(
 async def _wait_for_tracker(bus: Bus, sid: str, max_backlog: int) -> None:
     """Fast mode: wait while the tracker group has ``max_backlog`` frames unread (no group: nobody to wait for)."""
     while True:
-        backlog = await bus.group_backlog(FRAMES, sid, limit=max_backlog + 1)
+        backlog = await group_backlog(bus, FRAMES, sid, limit=max_backlog + 1)
         if backlog is None or backlog < max_backlog:
             return
         await asyncio.sleep(0.005)

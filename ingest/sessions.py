@@ -11,6 +11,7 @@ import secrets
 import time
 from typing import Any
 
+from common.backlog import group_backlog
 from common.bus import Bus
 from common.liveness import IngestLiveness
 from common.logs import session_logger
@@ -87,7 +88,7 @@ class IngestSessions:
     async def _drain(self, sid: str) -> None:
         deadline = time.monotonic() + self.drain_s
         while time.monotonic() < deadline:
-            backlog = await self.bus.group_backlog(FRAMES, sid, limit=FRAMES.maxlen + 1)
+            backlog = await group_backlog(self.bus, FRAMES, sid, limit=FRAMES.maxlen + 1)
             if not backlog:  # None (nobody reads frames) or 0 (all taken)
                 return
             await asyncio.sleep(0.01)

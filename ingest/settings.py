@@ -33,12 +33,16 @@ class IngestSettings(BaseSettings):
 
     # sessions
     token_ttl_s: float = Field(900.0, gt=0, description="how long a patient join link stays valid")
+    page_key_ttl_s: float = Field(
+        12 * 3600.0, gt=0, description="longest a joined page may drive its session (the key dies with the session)"
+    )
     max_sessions: int = Field(64, ge=1, description="concurrent live peers and uploads")
     connect_timeout_s: float = Field(30.0, gt=0, description="time from answer to first frame")
     idle_timeout_s: float = Field(10.0, gt=0, description="no frame for this long ends the session")
     instance: str = Field("", description="this process's name in ingest leases and health; empty = random")
     lease_ttl_ms: int = Field(5000, ge=300, description="a dead ingest's sessions are ended this long after it died")
     sweep_every_s: float = Field(2.0, gt=0, description="how often to end sessions whose ingest died")
+    health_every_s: float = Field(2.0, gt=0, description="how often this process publishes its Health entry")
     end_drain_s: float = Field(
         2.0, ge=0, description="at a session's end, wait this long at most for the tracker to take its last frames"
     )

@@ -1,30 +1,28 @@
-"""Everything one ingest app owns (no module globals): bus, sessions, liveness, join tokens, peer registry, keys."""
+"""Everything one ingest app owns (no module globals): bus, sessions, liveness, peer registry; join links and page
+keys live in Redis (ingest.tokens), so every ingest process on one Redis serves every patient link."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import secrets
-import time
 
 from common.bus import Bus
+from common.health import HealthPublisher, percentiles
 from common.liveness import IngestLiveness
 from common.session_store import Retention
+from ingest.pump import IngestCounters
 from ingest.registry import PeerRegistry
 from ingest.sessions import IngestSessions
 from ingest.settings import IngestSettings
-from ingest.tokens import JoinTokens, TokenError
+from ingest.tokens import JoinTokens, PageKeys, TokenError
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class SessionAccess:
-    """A created session the patient page may drive once joined (``key_digest`` set at join)."""
+    """A session the patient page may drive (its page key checked)."""
 
     sid: str
     protocol: str
-    expires_at: float
-    key_digest: str = ""
 
 
 class IngestState:
@@ -36,43 +34,36 @@ class IngestState:
         self.sessions = IngestSessions(bus, Retention.from_settings(settings.common), self.liveness,
                                        settings.end_drain_s)  # fmt: skip
         self.store = self.sessions.store
-        self.tokens = JoinTokens(settings.token_ttl_s)
+        self.tokens = JoinTokens(bus, settings.token_ttl_s)
+        self.page_keys = PageKeys(bus, settings.page_key_ttl_s)
         self.registry = PeerRegistry(settings.max_sessions)
-        self._access: dict[str, SessionAccess] = {}
+        self.counters = IngestCounters()
+        self.health = HealthPublisher(bus, "ingest", self.instance, self.health_sample, settings.health_every_s)
 
-    def expect_join(self, sid: str, protocol: str, expires_at: float) -> None:
-        self._purge()
-        self._access[sid] = SessionAccess(sid, protocol, expires_at)
+    def health_sample(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Counters: frames received / published / dropped (fps cap, newest-wins) / refused (session ended).
+        Gauges: sessions (live peers and jobs), latency_p50_ms / latency_p99_ms (capture -> in Redis, newest 600)."""
+        t = self.counters.totals
+        counters = {"frames_received": t.received, "frames_published": t.published, "frames_dropped_fps": t.dropped_fps,
+                    "frames_dropped_busy": t.dropped_busy, "frames_refused": t.refused}  # fmt: skip
+        p50, p99 = percentiles(list(self.counters.latencies_ms))
+        return {k: float(v) for k, v in counters.items()}, {"sessions": float(len(self.registry)),
+                                                            "latency_p50_ms": p50, "latency_p99_ms": p99}  # fmt: skip
 
-    def join(self, token: str) -> tuple[SessionAccess, str]:
+    async def join(self, token: str) -> tuple[SessionAccess, str]:
         """Use a join token once; return the session and a fresh page key for its later calls."""
-        sid = self.tokens.peek(token)
-        access = self._access.get(sid)
-        if access is None:
+        sid = await self.tokens.peek(token)
+        info = await self.store.get(sid)
+        if info is None or info.state != "created":
             raise TokenError("this session is no longer open", 410)
-        self.tokens.claim(token)
-        key = secrets.token_urlsafe(32)
-        access.key_digest = _digest(key)
-        return access, key
+        await self.tokens.claim(token)  # atomic: of two joins racing with one link, one gets here
+        key = await self.page_keys.mint(sid)
+        return SessionAccess(sid, info.protocol), key
 
-    def authorise(self, sid: str, key: str | None) -> SessionAccess:
+    async def authorise(self, sid: str, key: str | None) -> SessionAccess:
         """The session if ``key`` is its page key, else a 403 :class:`TokenError`."""
-        access = self._access.get(sid)
-        if access is None or not access.key_digest or not key:
+        await self.page_keys.check(sid, key)
+        info = await self.store.get(sid)
+        if info is None:
             raise TokenError("unknown session or missing session key", 403)
-        if not hmac.compare_digest(access.key_digest, _digest(key)):
-            raise TokenError("wrong session key", 403)
-        return access
-
-    def forget(self, sid: str) -> None:
-        self._access.pop(sid, None)
-        self.tokens.revoke_session(sid)
-
-    def _purge(self) -> None:
-        now = time.time()
-        for sid in [s for s, a in self._access.items() if not a.key_digest and now >= a.expires_at]:
-            self.forget(sid)
-
-
-def _digest(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8", errors="replace")).hexdigest()
+        return SessionAccess(sid, info.protocol)

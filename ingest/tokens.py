@@ -1,14 +1,27 @@
-"""Patient join tokens: unguessable, expiring, good for one connection."""
+"""Patient join links and page keys, kept in Redis so any ingest process serves them and a restart keeps them.
+
+- A join token is unguessable (32 random bytes), expires after ``ttl_s`` and works for one join. Only its SHA-256
+  is stored: ``feqa:join:<digest>`` holds the session id, the expiry and whether it was used; the record outlives
+  the expiry by another ``ttl_s`` so a late patient hears "expired" rather than "unknown", then Redis drops it.
+  :meth:`JoinTokens.claim` is one Lua script: of two joins racing with the same link, exactly one gets it.
+- The page key, handed to the page at its join, authorises the page's later calls (offer, task events, end,
+  coaching socket). Only its SHA-256 is stored, in ``pagekey:{sid}``, which the session's end deletes.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
+import hmac
 import secrets
 import time
 from collections.abc import Callable
 
+import redis.asyncio as aioredis
+
+from common.bus import Bus
 from common.errors import PermanentError
+from common.scripts import run_script
+from common.streams import JOIN, PAGE_KEY
 
 
 class TokenError(PermanentError):
@@ -19,62 +32,99 @@ class TokenError(PermanentError):
         self.status = status
 
 
-@dataclasses.dataclass
-class _Grant:
-    sid: str
-    expires_at: float
-    used: bool = False
+UNKNOWN = "unknown join link: ask your clinician for a new one"
+USED = "this join link was already used; a link works for one connection"
+EXPIRED = "this join link has expired: ask your clinician for a new one"
+
+# KEYS: the token record. ARGV: now, "claim" | "peek". Returns {status, sid}: 0 ok, 404, 409, 410.
+_CHECK = """
+local rec = redis.call('HMGET', KEYS[1], 'sid', 'expires_at', 'used')
+if not rec[1] then return {404, ''} end
+if rec[3] == '1' then return {409, rec[1]} end
+if tonumber(ARGV[1]) >= tonumber(rec[2]) then return {410, rec[1]} end
+if ARGV[2] == 'claim' then redis.call('HSET', KEYS[1], 'used', '1') end
+return {0, rec[1]}
+"""
 
 
 class JoinTokens:
-    """Issued tokens, keyed by their SHA-256 (the token itself is never stored). Owned by one app."""
+    """Join links of every ingest process sharing one Redis."""
 
-    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, bus: Bus, ttl_s: float, clock: Callable[[], float] = time.time) -> None:
+        self._bus = bus
         self._ttl_s = ttl_s
         self._clock = clock
-        self._grants: dict[str, _Grant] = {}
 
-    def issue(self, sid: str) -> tuple[str, float]:
+    async def issue(self, sid: str) -> tuple[str, float]:
         """A new token for ``sid`` and its expiry time (epoch seconds)."""
-        self._purge()
         token = secrets.token_urlsafe(32)
         expires_at = self._clock() + self._ttl_s
-        self._grants[_digest(token)] = _Grant(sid, expires_at)
+        key = JOIN.key(digest(token))
+        keep_ms = max(1, int(2 * self._ttl_s * 1000))
+
+        async def op(r: aioredis.Redis) -> None:
+            pipe = r.pipeline(transaction=True)
+            pipe.hset(key, mapping={"sid": sid, "expires_at": repr(expires_at), "used": "0"})
+            pipe.pexpire(key, keep_ms)
+            await pipe.execute()
+
+        await self._bus.run("issue join link", op)
         return token, expires_at
 
-    def peek(self, token: str) -> str:
+    async def peek(self, token: str) -> str:
         """The session of a valid, unused token (without using it)."""
-        return self._check(token).sid
+        return await self._check(token, "peek")
 
-    def claim(self, token: str) -> str:
+    async def claim(self, token: str) -> str:
         """Use the token once: return its session id; any later claim fails with 409."""
-        grant = self._check(token)
-        grant.used = True
-        return grant.sid
+        return await self._check(token, "claim")
 
-    def revoke_session(self, sid: str) -> None:
-        """Forget every token of a session (it ended)."""
-        for key in [k for k, g in self._grants.items() if g.sid == sid]:
-            del self._grants[key]
-
-    def __len__(self) -> int:
-        return len(self._grants)
-
-    def _check(self, token: str) -> _Grant:
-        grant = self._grants.get(_digest(token)) if token else None
-        if grant is None:
-            raise TokenError("unknown join link: ask your clinician for a new one", 404)
-        if grant.used:
-            raise TokenError("this join link was already used; a link works for one connection", 409)
-        if self._clock() >= grant.expires_at:
-            raise TokenError("this join link has expired: ask your clinician for a new one", 410)
-        return grant
-
-    def _purge(self) -> None:
-        now = self._clock()
-        for key in [k for k, g in self._grants.items() if now >= g.expires_at + self._ttl_s]:
-            del self._grants[key]
+    async def _check(self, token: str, mode: str) -> str:
+        if not token or len(token) > 256:
+            raise TokenError(UNKNOWN, 404)
+        key = JOIN.key(digest(token))
+        status, sid = await run_script(self._bus, "join link", _CHECK, [key], [repr(self._clock()), mode])
+        status = int(status)
+        if status == 404:
+            raise TokenError(UNKNOWN, 404)
+        if status == 409:
+            raise TokenError(USED, 409)
+        if status == 410:
+            raise TokenError(EXPIRED, 410)
+        return sid.decode() if isinstance(sid, bytes) else str(sid)
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", errors="replace")).hexdigest()
+class PageKeys:
+    """The page key of each joined session (one per session: a second join cannot mint another)."""
+
+    def __init__(self, bus: Bus, ttl_s: float) -> None:
+        self._bus = bus
+        self._ttl_ms = max(1, int(ttl_s * 1000))
+
+    async def mint(self, sid: str) -> str:
+        """A new page key for ``sid``; :class:`TokenError` 409 when the session already has one."""
+        key = secrets.token_urlsafe(32)
+        name = PAGE_KEY.key(sid)
+        made = await self._bus.run("page key", lambda r: r.set(name, digest(key), px=self._ttl_ms, nx=True))
+        if not made:
+            raise TokenError("this session was already joined", 409)
+        return key
+
+    async def check(self, sid: str, key: str | None) -> None:
+        """Pass when ``key`` is the session's page key, else a 403 :class:`TokenError`."""
+        if not key or len(key) > 256:
+            raise TokenError("unknown session or missing session key", 403)
+        try:
+            name = PAGE_KEY.key(sid)
+        except ValueError:
+            raise TokenError("unknown session or missing session key", 403) from None
+        stored = await self._bus.run("page key", lambda r: r.get(name))
+        if stored is None:
+            raise TokenError("unknown session or missing session key", 403)
+        expected = stored.decode() if isinstance(stored, bytes) else str(stored)
+        if not hmac.compare_digest(expected, digest(key)):
+            raise TokenError("wrong session key", 403)
+
+
+def digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8", errors="replace")).hexdigest()

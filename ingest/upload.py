@@ -73,6 +73,8 @@ async def upload(
                     pace=pace,
                     sid=sid,
                     info=info,
+                    consent=consent,
+                    counters=state.counters,
                 )
             finally:
                 await asyncio.to_thread(path.unlink, True)

@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,8 @@ from common.session_store import Retention, SessionStore
 from common.streams import FRAMES
 from infra.redis_server import RedisServer
 from ingest.sessions import IngestSessions
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -117,3 +120,17 @@ class FrameTap:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+
+
+@pytest.fixture(scope="session")
+def mediapipe_dir() -> Path:
+    """The MediaPipe face models fetched by ``infra/setup.sh`` (``feqa tracker fetch-models``) into models/mediapipe.
+
+    The default landmarker needs them, so a checkout without them fails here with what to run, instead of skipping."""
+    from tracker.mediapipe.convert import CONVERTER_VERSION
+    from tracker.mediapipe.models import is_complete
+
+    directory = ROOT / "models" / "mediapipe"
+    if not is_complete(directory, CONVERTER_VERSION):
+        pytest.fail(f"MediaPipe face models missing or stale in {directory}: run `feqa tracker fetch-models`")
+    return directory

@@ -19,7 +19,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--landmarker", type=click.Choice(["auto", "insightface", "phantom"]), default=None)
+@click.option("--landmarker", type=click.Choice(["mediapipe", "insightface", "phantom"]), default=None)
 @click.option("--model-dir", type=click.Path(path_type=Path), default=None, help="insightface model pack directory")
 def worker(landmarker: str | None, model_dir: Path | None) -> None:
     """Run a tracker worker (settings from FEQA_TRACKER_*; options override them)."""
@@ -60,6 +60,40 @@ def check_models(model_dir: Path | None) -> None:
         "providers": list(settings.providers),
     }
     click.echo(json.dumps(info))
+
+
+@cli.command("fetch-models")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="models directory (default: FEQA_TRACKER_MEDIAPIPE_DIR, models/mediapipe)",
+)
+@click.option(
+    "--wheel",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="use this mediapipe-0.10.21 wheel file instead of downloading it (checked against its sha256)",
+)
+@click.option(
+    "--parity",
+    type=click.Choice(["auto", "require", "skip"]),
+    default="auto",
+    show_default=True,
+    help="check each converted model against LiteRT (auto: when the dev extra is installed)",
+)
+@click.option("--force", is_flag=True, help="fetch and convert again even if the directory is complete")
+def fetch_models(directory: Path | None, wheel: Path | None, parity: str, force: bool) -> None:
+    """Get the MediaPipe face models (from the pinned mediapipe wheel, never installed), verify, convert to ONNX."""
+    from tracker.mediapipe.fetch import fetch_models as fetch
+
+    target = directory or TrackerSettings().mediapipe_dir
+    try:
+        fetch(target, wheel=wheel, parity=parity, force=force, say=click.echo)
+    except FeqaError as exc:
+        click.echo(f"tracker fetch-models: {exc}", err=True)
+        sys.exit(2)
 
 
 @cli.command("make-test-models")

@@ -27,6 +27,7 @@ class FrameInput:
     seq: int
     rgb: RGB  # [H, W, 3] uint8 RGB
     source_index: int = -1  # phantom frame index carried by the Frame message, -1 when unknown
+    capture_ts: float = -1.0  # capture time s (the Frame's), -1 when unknown; landmark filters run on it
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from common.crop import colours_at, reference_crop
 from common.errors import DecodeError
 from common.framecodec import decode_frame
 from common.logs import session_logger
@@ -23,7 +24,7 @@ from tracker.geometry import choose_face
 from tracker.landmarker import Detection, FrameInput, Landmarker, Points
 from tracker.pose import head_pose
 from tracker.quality import FrameSample, image_quality
-from tracker.refcrop import colours_at, reference_crop, rgb_crop
+from tracker.refcrop import rgb_crop
 from tracker.settings import TrackerSettings
 from tracker.tracking import FaceTrack
 
@@ -110,7 +111,8 @@ class FramePipeline:
             session_logger(log, f.sid).warning("frame %d: %s", f.seq, exc)
             return self._no_face(f, "corrupt_frame")
         track = self.tracks.setdefault(f.sid, FaceTrack())
-        return _Pending(job, FrameInput(f.sid, f.seq, rgb, f.source_index), track)
+        track.sized(f.width, f.height)
+        return _Pending(job, FrameInput(f.sid, f.seq, rgb, f.source_index, f.capture_ts), track)
 
     def _run_group(self, group: list[_Pending]) -> None:
         lm = group[0].job.landmarker

@@ -3,14 +3,14 @@
 Per frame (``Obs.quality``): det_score, face_px (shorter box side), face_frac (box height / frame height),
 brightness (mean luma of the 256 crop, 0-255), sharpness (variance of its Laplacian), tracked (1 when the box came
 from landmark tracking, 0 from the detector), faces (detections in the frame, detector frames only).
-Per window: face_fraction, det_score (mean), max_abs_yaw, max_abs_pitch, brightness (mean), sharpness (median),
-missing (seq gaps: frames dropped before the tracker saw them), frames; plus ``ok`` (1/0).
+Per window, over every frame of its span (first_seq .. last_seq): span (frames it names), frames (observed),
+missing (named but never observed: dropped before the tracker saw them), face_fraction (faces / span), det_score
+(mean), max_abs_yaw, max_abs_pitch, brightness (mean), sharpness (median), face_px (median); plus ``ok`` (1/0).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from collections.abc import Sequence
 
 import cv2
@@ -59,15 +59,23 @@ class Thresholds:
                    s.min_sharpness, s.min_face_fraction, float(s.min_face_px))  # fmt: skip
 
 
-def window_quality(samples: Sequence[FrameSample], limits: Thresholds) -> dict[str, float]:
-    """Aggregate a window's samples (oldest first) and judge it."""
+def window_quality(
+    samples: Sequence[FrameSample], limits: Thresholds, first_seq: int | None = None, last_seq: int | None = None
+) -> dict[str, float]:
+    """Aggregate the samples of the frames ``first_seq`` .. ``last_seq`` (oldest first) and judge them.
+
+    Every frame of the span counts: one without a sample was dropped before the tracker saw it (``missing``). Without
+    a span the samples' own first and last seq bound it."""
     n = len(samples)
+    if first_seq is None:
+        first_seq = samples[0].seq if samples else 0
+    if last_seq is None:
+        last_seq = samples[-1].seq if samples else -1
+    span = max(0, last_seq - first_seq + 1)
     faces = [s for s in samples if s.face]
-    missing = 0
-    for a, b in itertools.pairwise(samples):
-        missing += max(0, b.seq - a.seq - 1)
-    out: dict[str, float] = {"frames": float(n), "missing": float(missing)}
-    out["face_fraction"] = len(faces) / (n + missing) if n else 0.0
+    missing = max(0, span - len({s.seq for s in samples}))
+    out: dict[str, float] = {"frames": float(n), "missing": float(missing), "span": float(span)}
+    out["face_fraction"] = len(faces) / span if span else 0.0
     if faces:
         out["det_score"] = float(np.mean([s.det_score for s in faces]))
         out["max_abs_yaw"] = float(max(abs(s.yaw) for s in faces))

@@ -19,15 +19,29 @@ class TrackerSettings(ServiceSettings):
     common: CommonSettings = Field(default_factory=CommonSettings)
 
     # landmarker
-    landmarker: Literal["auto", "insightface", "phantom"] = Field(
-        "auto", description="auto: phantom sessions use the phantom's ground truth, others insightface"
+    landmarker: Literal["mediapipe", "insightface", "phantom"] = Field(
+        "mediapipe",
+        description="mediapipe: MediaPipe Face Mesh for every session (default); insightface: the SCRFD + 2d106det "
+        "pack; phantom: the phantom's ground truth read from its pixels (a test oracle, phantom sessions only)",
     )
+    mediapipe_dir: Path = Field(
+        Path("models/mediapipe"), description="converted MediaPipe face models (made by `feqa tracker fetch-models`)"
+    )
+    face_min_score: float = Field(0.5, gt=0, lt=1, description="MediaPipe face detector score threshold")
+    face_nms_iou: float = Field(0.3, gt=0, lt=1, description="MediaPipe face detector weighted-NMS IoU")
+    mesh_min_presence: float = Field(
+        0.5, gt=0, lt=1, description="below this Face Mesh presence the face is re-detected"
+    )
+    iris: bool = Field(True, description="run the iris model for the pupils (else the eye outline's centre)")
+    smooth: bool = Field(True, description="One Euro filter on the MediaPipe landmarks against jitter")
+    smooth_min_cutoff_hz: float = Field(2.0, gt=0, description="One Euro cutoff at rest (lower: smoother, more lag)")
+    smooth_beta: float = Field(5.0, ge=0, description="One Euro speed coefficient (higher: less lag in motion)")
     model_dir: Path = Field(Path("models/insightface/buffalo_l"), description="insightface model pack directory")
     det_model: str = Field("det_10g.onnx", description="SCRFD detector file inside model_dir")
     landmark_model: str = Field("2d106det.onnx", description="106-point landmark file inside model_dir")
-    det_size: int = Field(640, ge=32, description="detector input side (the reference uses 640)")
-    det_thresh: float = Field(0.5, gt=0, lt=1, description="detector score threshold (reference 0.5)")
-    nms_thresh: float = Field(0.4, gt=0, lt=1, description="detector NMS IoU (reference 0.4)")
+    det_size: int = Field(640, ge=32, description="insightface detector input side (the reference uses 640)")
+    det_thresh: float = Field(0.5, gt=0, lt=1, description="insightface detector score threshold (reference 0.5)")
+    nms_thresh: float = Field(0.4, gt=0, lt=1, description="insightface detector NMS IoU (reference 0.4)")
     providers: tuple[str, ...] = Field(("CPUExecutionProvider",), description="ONNX Runtime providers, in order")
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per session; 0 = runtime default")
 
@@ -41,6 +55,9 @@ class TrackerSettings(ServiceSettings):
     # outputs
     crop_size: int = Field(224, ge=16, description="side of the aligned RGB crop published on crops:{sid}")
     hop: int = Field(8, ge=1, description="a window event every this many observations")
+    window_frames: int = Field(128, ge=2, description="T_p: frames a hop window names (models.md)")
+    rest_window_frames: int = Field(64, ge=2, description="T_p of tasks the protocol marks rest")
+    window_samples: int = Field(1800, ge=16, description="per-frame quality samples kept per session (bounded)")
 
     # quality gate and coaching
     min_det_score: float = Field(0.6, ge=0, le=1)
@@ -60,3 +77,5 @@ class TrackerSettings(ServiceSettings):
     lease_ttl_ms: int = Field(3000, ge=100, description="a session's owner must renew within this")
     reclaim_idle_ms: int = Field(1000, ge=0, description="pending frames idle this long are reclaimed on takeover")
     stale_ms: int = Field(2000, ge=0, description="frames older than this (by entry id) are skipped as stale")
+    sweep_every_s: float = Field(2.0, gt=0, description="how often to end sessions whose ingest died")
+    health_every_s: float = Field(2.0, gt=0, description="how often this worker publishes its Health entry")

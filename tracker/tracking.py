@@ -25,6 +25,13 @@ class FaceTrack:
     since_detect: int = 0
     detections: int = 0
     frames: int = 0
+    frame_size: tuple[int, int] = (0, 0)  # a box of another frame size means nothing: such a frame is detected
+
+    def sized(self, width: int, height: int) -> None:
+        """Note the frame size; a change (the sender switched resolution) loses the track."""
+        if (width, height) != self.frame_size:
+            self.lose()
+            self.frame_size = (width, height)
 
     @property
     def active(self) -> bool:

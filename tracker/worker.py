@@ -18,6 +18,10 @@ Scale-out and failure policy:
   reply was lost stores a frame twice; a frame the previous owner observed but did not ack is reclaimed). A frame
   whose seq is among the newest ``DEDUPE_SEQS`` handled (seeded from ``obs:{sid}`` on takeover) is acked and
   counted as ``duplicates``, never observed twice.
+- Sessions whose ingest died are ended here too: every ``sweep_every_s`` the worker ends live sessions whose
+  ``ingest-lease:{sid}`` expired (common.liveness.sweep, reason ``ingest_lost``), which deletes their frames and
+  crops; any tracker or ingest may do it, the first end wins.
+- Health: every ``health_every_s`` a Health entry on ``feqa:health`` (see :meth:`TrackerWorker.health_sample`).
 - Each owned session carries its :class:`~common.messages.SessionInfo` (protocol, phantom spec, consent): a
   session without live-scoring consent is tracked like any other (observations, crops, windows for kinematics,
   coaching); the scorer reads the same SessionInfo and scores it only when ``SessionInfo.may_score``.
@@ -26,6 +30,7 @@ Scale-out and failure policy:
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import os
@@ -39,8 +44,10 @@ from typing import Any
 from common.bus import Bus, Delivery
 from common.dedupe import RecentKeys
 from common.errors import DecodeError
+from common.health import HealthPublisher, percentiles
+from common.liveness import sweep
 from common.logs import session_logger
-from common.messages import Crop, Event, Frame, Obs, SessionAnnounce, SessionInfo, Window
+from common.messages import Crop, Event, Frame, Message, Obs, SessionAnnounce, SessionInfo, Window
 from common.ownership import SessionOwnership
 from common.session_store import Retention, SessionStore
 from common.streams import COACH, CROPS, EVENTS, FRAMES, OBS, SESSIONS, WINDOWS, StreamSpec
@@ -49,7 +56,7 @@ from tracker.landmarkers import LandmarkerChoice
 from tracker.pipeline import FrameJob, FramePipeline
 from tracker.quality import Thresholds
 from tracker.settings import TrackerSettings
-from tracker.windows import SessionWindows
+from tracker.windows import SessionWindows, WindowConfig
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +85,7 @@ class WorkerStats:
     windows: int = 0
     coach: int = 0
     crops_refused: int = 0
+    swept: int = 0
     sessions_taken: int = 0
 
 
@@ -91,13 +99,26 @@ class TrackerWorker:
         self.pipeline = FramePipeline(settings)
         self.consumer = settings.consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.limits = Thresholds.from_settings(settings)
+        self.window_config = WindowConfig.from_settings(settings)
         self.ownership = SessionOwnership(bus, "tracker", self.consumer, settings.lease_ttl_ms)
         self.store = SessionStore(bus, Retention.from_settings(settings.common))
         self.owned: dict[str, _Owned] = {}
         self.stats = WorkerStats()
         self._sessions_cursor = "0-0"
         self._next_lease_s = 0.0
+        self._next_sweep_s = 0.0
+        self._next_health_s = 0.0
+        self.lag_ms: collections.deque[float] = collections.deque(maxlen=600)
+        self.health = HealthPublisher(bus, "tracker", self.consumer, self.health_sample, settings.health_every_s)
         self._reclaimed: list[Delivery[Frame]] = []
+
+    def health_sample(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Counters: the WorkerStats fields (frames, faces, stale, duplicates, dead_lettered, reclaimed, windows,
+        coach, crops_refused, swept, sessions_taken). Gauges: sessions (owned), lag_p50_ms / lag_p99_ms (capture
+        -> observed, newest 600 frames)."""
+        p50, p99 = percentiles(list(self.lag_ms))
+        counters = {k: float(v) for k, v in dataclasses.asdict(self.stats).items()}
+        return counters, {"sessions": float(len(self.owned)), "lag_p50_ms": p50, "lag_p99_ms": p99}
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("tracker worker %s started", self.consumer)
@@ -115,6 +136,12 @@ class TrackerWorker:
         if time.monotonic() >= self._next_lease_s:
             self._next_lease_s = time.monotonic() + self.ownership.renew_every_s
             await self._maintain_leases()
+        if time.monotonic() >= self._next_sweep_s:
+            self._next_sweep_s = time.monotonic() + self.s.sweep_every_s
+            self.stats.swept += len(await sweep(self.store))
+        if time.monotonic() >= self._next_health_s:
+            self._next_health_s = time.monotonic() + self.s.health_every_s
+            await self.health.publish()
         fresh = await self.bus.consume(FRAMES, list(self.owned), self.consumer, count=self.s.read_count,
                                        block_ms=self.s.block_ms)  # fmt: skip
         deliveries, self._reclaimed = [*self._reclaimed, *fresh], []
@@ -131,21 +158,37 @@ class TrackerWorker:
         cursors: dict[tuple[StreamSpec[Any], str | None], str] = {(SESSIONS, None): self._sessions_cursor}
         cursors.update({(EVENTS, o.sid): o.events_cursor for o in self.owned.values()})
         windows: list[Window] = []
+        announced: list[SessionAnnounce] = []
         now = time.time()
         for d in await self.bus.tail(cursors, count=500, block_ms=None):
             msg = d.message
             if d.spec is SESSIONS:
                 self._sessions_cursor = d.id
                 if isinstance(msg, SessionAnnounce):
-                    await self._on_announce(msg)
+                    announced.append(msg)
                 continue
             owned = self.owned.get(d.sid or "")
-            if owned is None:
-                continue
-            owned.events_cursor = d.id
-            if isinstance(msg, Event) and msg.sid == owned.sid:
-                windows.extend(owned.windows.on_event(msg, now))
+            if owned is not None:
+                owned.events_cursor = d.id
+                windows.extend(self._on_event(owned, msg, now))
         await self._publish_windows(windows)
+        # A session's own events come first: its last task_end precedes its end announcement in one poll (the
+        # page posts task_end, then ends), and dropping the session first lost the last repetition's window.
+        for announce in announced:
+            await self._on_announce(announce)
+
+    def _on_event(self, owned: _Owned, msg: Message, now: float) -> list[Window]:
+        if isinstance(msg, Event) and msg.sid == owned.sid:
+            return owned.windows.on_event(msg, now)
+        return []
+
+    async def _catch_up_events(self, owned: _Owned) -> list[Window]:
+        """Events of the session after our cursor (published before its end, not yet read)."""
+        out: list[Window] = []
+        for d in await self.bus.range(EVENTS, owned.sid, start="(" + owned.events_cursor):
+            owned.events_cursor = d.id
+            out.extend(self._on_event(owned, d.message, time.time()))
+        return out
 
     async def _on_announce(self, msg: SessionAnnounce) -> None:
         if msg.state == "started":
@@ -153,8 +196,10 @@ class TrackerWorker:
             self._next_lease_s = 0.0  # compete for it now
         elif msg.state == "ended":
             self.ownership.ended(msg.sid)
-            if msg.sid in self.owned:
-                await self._publish_windows(self.owned[msg.sid].windows.flush())
+            owned = self.owned.get(msg.sid)
+            if owned is not None:
+                windows = await self._catch_up_events(owned)
+                await self._publish_windows([*windows, *owned.windows.flush()])
                 await self._drop(msg.sid, release=True)
 
     async def _maintain_leases(self) -> None:
@@ -182,8 +227,7 @@ class TrackerWorker:
             landmarker, reason = self.landmarkers.for_session(sid, info)
         else:
             landmarker, reason = None, "unknown_session"
-        windows = SessionWindows(sid, self.s.hop, self.limits, self.s.coach_after_windows, self.s.coach_repeat_s,
-                                 protocol=info.protocol if info else "",
+        windows = SessionWindows(sid, self.window_config, self.limits, protocol=info.protocol if info else "",
                                  landmarker=landmarker.name if landmarker else "")  # fmt: skip
         # Events up to the session's last observation were handled by whoever tracked it before: replay them for
         # the task state; later ones (or a task end naming a frame not yet observed) are new and handled now.
@@ -209,6 +253,7 @@ class TrackerWorker:
 
     async def _drop(self, sid: str, *, release: bool) -> None:
         self.owned.pop(sid, None)
+        self.bus.forget(FRAMES, sid)
         self.pipeline.forget(sid)
         self.landmarkers.close(sid)
         if release:
@@ -243,6 +288,7 @@ class TrackerWorker:
         if jobs:
             results = await asyncio.to_thread(self.pipeline.process, jobs)
             now = time.time()
+            self.lag_ms.extend((now - r.obs.capture_ts) * 1000 for r in results)
             windows: list[Window] = []
             coach: list[Event] = []
             for r in results:

@@ -163,6 +163,9 @@
     session.ended = true;
     try {
       await api("POST", `/api/sessions/${session.sid}/end`, { reason });
+    } catch (err) {
+      // the session may already be over on the server (timed out, ended elsewhere): the patient is done anyway
+      console.log("end: " + err.message);
     } finally {
       stopMedia();
       setConn("ended");

@@ -15,12 +15,14 @@ from pathlib import Path
 import pytest
 import redis
 
+from common.backlog import pending_count
 from common.bus import Backoff, Bus, Delivery
 from common.errors import BusUnavailable
-from common.messages import DeadLetter, Event, Obs
-from common.streams import DEADLETTER, EVENTS, StreamSpec
+from common.messages import DeadLetter, Event, Frame, Obs
+from common.session_store import SessionStore
+from common.streams import DEADLETTER, EVENTS, FRAMES, StreamSpec
 from infra.redis_server import RedisServer
-from tests.conftest import open_bus
+from tests.conftest import live_session, open_bus
 
 pytestmark = pytest.mark.integration
 
@@ -67,9 +69,9 @@ async def test_publish_consume_ack_in_order(rbus: Bus, sid: str) -> None:
     assert [d.message.rep for d in got] == list(range(10))
     assert [d.id for d in got] == ids
     assert all(d.sid == sid and d.spec is GROUPED for d in got)
-    assert await rbus.pending_count(GROUPED, sid) == 10
+    assert await pending_count(rbus, GROUPED, sid) == 10
     assert await rbus.ack(got) == 10
-    assert await rbus.pending_count(GROUPED, sid) == 0
+    assert await pending_count(rbus, GROUPED, sid) == 0
     assert await rbus.consume(GROUPED, [sid], "c1", block_ms=50) == []
 
 
@@ -123,7 +125,7 @@ async def test_undecodable_entries_are_dead_lettered_and_consumer_goes_on(
     dl_before = raw.xlen(DEADLETTER.key())
     got = await rbus.consume(spec, [sid], "c1", count=10, block_ms=200)
     assert [d.message.seq for d in got] == [1]
-    assert await rbus.pending_count(spec, sid) == 1  # only the good one waits for its ack
+    assert await pending_count(rbus, spec, sid) == 1  # only the good one waits for its ack
     letters = [DeadLetter.decode(f) for _, f in raw.xrange(DEADLETTER.key())][dl_before:]
     assert [x.entry_id for x in letters] == [i.decode() for i in bad_ids]
     assert "schema version 99" in letters[0].error
@@ -180,7 +182,7 @@ async def test_killed_consumer_entries_are_reclaimed(rbus: Bus, server: RedisSer
     taken = await rbus.reclaim(WORKERS, sid, "survivor", min_idle_ms=200)
     assert [d.message.rep for d in taken] == [0, 1, 2, 3, 4]
     await rbus.ack(taken)
-    assert await rbus.pending_count(WORKERS, sid) == 0
+    assert await pending_count(rbus, WORKERS, sid) == 0
 
 
 async def test_reclaim_skips_entries_trimmed_while_pending(rbus: Bus, sid: str) -> None:
@@ -192,7 +194,7 @@ async def test_reclaim_skips_entries_trimmed_while_pending(rbus: Bus, sid: str) 
     await asyncio.sleep(0.05)
     taken = await rbus.reclaim(spec, sid, "alive", min_idle_ms=10)
     assert taken == []
-    assert await rbus.pending_count(spec, sid) == 0  # the vanished entries were acked, not left pending
+    assert await pending_count(rbus, spec, sid) == 0  # the vanished entries were acked, not left pending
 
 
 async def test_redis_restart_mid_stream(sid: str) -> None:
@@ -233,3 +235,14 @@ async def test_unreachable_redis_raises_after_bounded_budget() -> None:
     srv = RedisServer()  # never started: nothing listens on its port
     with pytest.raises(BusUnavailable, match="unreachable"):
         await Bus.connect(srv.url, backoff=Backoff(first_s=0.02, cap_s=0.05, budget_s=0.3))
+
+
+async def test_a_session_stream_ends_under_a_blocked_read_and_is_never_recreated(rbus: Bus, sid: str) -> None:
+    await live_session(rbus, sid)
+    reader = asyncio.ensure_future(rbus.consume(FRAMES, [sid], "c", block_ms=2000))
+    await asyncio.sleep(0.2)  # the read is blocked on frames:{sid}
+    assert await SessionStore(rbus).end(sid, "completed")
+    assert await asyncio.wait_for(reader, 5) == []  # Redis 7 unblocks it with UNBLOCKED, 6.2 lets it time out
+    frame = Frame(sid=sid, seq=0, capture_ts=0.0, width=2, height=2, encoding="rgb24", data=b"\x00" * 12)
+    assert await rbus.publish(FRAMES, frame) is None and rbus.stats.refused == 1
+    assert await rbus.length(FRAMES, sid) == 0 and await rbus.consume(FRAMES, [sid], "c", block_ms=10) == []

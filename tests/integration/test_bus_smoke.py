@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from common.backlog import pending_count
 from common.bus import Bus
 from common.messages import Event
 from common.streams import StreamSpec
@@ -15,4 +16,4 @@ async def test_publish_consume_ack(bus: Bus, sid: str) -> None:
     got = await bus.consume(SMOKE, [sid], "c1", block_ms=100)
     assert [d.message.text for d in got] == ["hello"]
     assert await bus.ack(got) == 1
-    assert await bus.pending_count(SMOKE, sid) == 0
+    assert await pending_count(bus, SMOKE, sid) == 0

@@ -174,6 +174,9 @@ async def test_http_upload(redis_server: RedisServer, bus: Bus, tmp_path: Path) 
             )
             assert wrong_task.status_code == 400
             assert len(app.state.ingest.registry) == 0
+            health = await app.state.ingest.health.publish()
+            assert (health.service, health.counters["frames_published"], health.gauges["sessions"]) == ("ingest", 15, 0)
+            assert health.counters["frames_dropped_busy"] == 0 and health.gauges["latency_p99_ms"] > 0
     info = await session_of(bus, sid)
     assert (info.state, info.end_reason, info.source, info.stats["frames"]) == ("ended", "completed", "file", 15)
     assert info.consent == Consent(live_scoring=True)

@@ -65,6 +65,10 @@ def test_up_starts_and_stops_cleanly(tmp_path: Path, sig: signal.Signals) -> Non
         url = re.search(r"redis://\S+", redis_line)
         assert url is not None
         assert _port_open(url.group(0))
+        live = redis.Redis.from_url(url.group(0))
+        assert live.config_get("save") == {"save": ""} and live.config_get("appendonly") == {"appendonly": "no"}
+        live.xadd("frames:{probe}", {"b": b"\x00" * 1000})  # video in the live bus ...
+        live.close()
         for spec in built_services():
             if spec.port_of is not None:
                 assert any(spec.label in line and "http://127.0.0.1:" in line for line in lines), spec.name
@@ -76,3 +80,12 @@ def test_up_starts_and_stops_cleanly(tmp_path: Path, sig: signal.Signals) -> Non
     assert proc.returncode == 0, out
     assert "stopped" in out
     assert not _port_open(url.group(0))
+    data = tmp_path / "data"
+    assert (data.stat().st_mode & 0o777) == 0o700 and ((data / "redis").stat().st_mode & 0o777) == 0o700
+    on_disk = sorted(str(p.relative_to(data)) for p in data.rglob("*") if p.is_file())
+    assert not [p for p in on_disk if p.endswith((".rdb", ".aof")) or "appendonly" in p], on_disk  # ... never on disk
+
+
+def test_the_working_directory_is_git_ignored() -> None:
+    found = subprocess.run(["git", "check-ignore", "-q", ".feqa/redis/dump.rdb"], cwd=ROOT, check=False)
+    assert found.returncode == 0, ".feqa/ must be in .gitignore"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from common.backlog import pending_count
 from common.bus import Bus
 from common.framecodec import encode_frame
 from common.messages import Frame
@@ -133,7 +134,7 @@ async def test_killed_worker_sessions_are_taken_over(fbus: Bus, own_redis: Redis
         await _wait_for(every_frame_observed, 30, "every frame to be observed")
         assert set((await _owners(raw, sids)).values()) == {"w2"}
         for sid in sids:
-            assert await fbus.pending_count(FRAMES, sid) == 0
+            assert await pending_count(fbus, FRAMES, sid) == 0
             obs = [d.message for d in await fbus.range(OBS, sid)]
             assert sorted(o.seq for o in obs) == list(range(N_FRAMES))  # none twice: reclaimed ones de-duplicated
             assert all(o.face for o in obs), {o.reason for o in obs}

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import redis.asyncio as aioredis
 
+from common.backlog import pending_count
 from common.bus import Bus
 from common.framecodec import encode_frame
+from common.health import latest_health
 from common.leases import Leases
 from common.messages import Consent, Crop, DeadLetter, Event, Frame, SessionAnnounce, Window
 from common.session_store import SessionStore
@@ -24,7 +26,7 @@ from tracker.insightface_landmarker import InsightfaceLandmarker
 from tracker.landmarkers import LandmarkerChoice
 from tracker.phantom_landmarker import PhantomLandmarker
 from tracker.settings import TrackerSettings
-from tracker.testing.onnx_models import write_model_pack
+from tracker.testing.onnx_models import PlacedFace, fixed_scrfd, write_model_pack
 from tracker.worker import TrackerWorker
 
 pytestmark = pytest.mark.integration
@@ -36,9 +38,18 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_model_pack(tmp_path_factory.mktemp("buffalo_l"))
 
 
+@pytest.fixture(scope="module")
+def fixed_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pack whose detector always reports one face at canvas box (32, 0, 96, 96) of its 160 canvas, so what the
+    tracker makes of each frame is known exactly (the landmark model has random weights)."""
+    directory = write_model_pack(tmp_path_factory.mktemp("fixed_pack"))
+    fixed_scrfd(directory / "det_10g.onnx", 160, [PlacedFace(16, 3, 4, 1, 0.9, (2.0, 3.0, 2.0, 3.0))])
+    return directory
+
+
 def _worker(bus: Bus, pack: Path, **kw: object) -> TrackerWorker:
     settings = TrackerSettings(model_dir=pack, det_size=160, block_ms=10, lease_ttl_ms=1000, **kw)  # type: ignore[arg-type]
-    choice = LandmarkerChoice("auto", InsightfaceLandmarker.from_settings(settings), PhantomLandmarker())
+    choice = LandmarkerChoice("phantom", InsightfaceLandmarker.from_settings(settings), PhantomLandmarker())
     return TrackerWorker(settings, bus, choice)
 
 
@@ -95,16 +106,21 @@ async def test_phantom_session_end_to_end(bus: Bus, sid: str, pack: Path) -> Non
         ("task_end", 19, "smile"),
     ]
     assert all(w.quality["face_fraction"] == 1.0 for w in windows)
+    health = await worker.health.publish()
+    assert (health.service, health.counters["frames"], health.counters["windows"]) == ("tracker", 20, 3)
+    assert sid in worker.owned and health.gauges["sessions"] == len(worker.owned)  # other tests' sessions may be live
+    assert 0 < health.gauges["lag_p50_ms"] <= health.gauges["lag_p99_ms"]
+    assert (await latest_health(bus))[("tracker", worker.consumer)].counters["frames"] == 20
     await _end(bus, sid)
     await worker.tick()
     assert sid not in worker.owned
 
 
-async def test_bad_inputs_become_reasons_or_dead_letters(bus: Bus, sid: str, pack: Path, redis_url: str) -> None:
+async def test_bad_inputs_become_reasons_or_dead_letters(bus: Bus, sid: str, fixed_pack: Path, redis_url: str) -> None:
     unknown = sid + "u"
-    await live_session(bus, sid)  # a camera session: insightface on random weights
+    await live_session(bus, sid)  # a camera session: insightface, with a detector that always finds one face
     await _announce_unknown(bus, unknown)  # announced, but no session hash
-    worker = _worker(bus, pack, stale_ms=1500)
+    worker = _worker(bus, fixed_pack, stale_ms=1500)
     rgb = np.full((97, 161, 3), 90, np.uint8)  # odd size
     await bus.publish(FRAMES, _frame(sid, 0, rgb))
     await asyncio.sleep(1.7)  # frame 0 is now stale; the later frames have 1.5 s to be seen, ample on a loaded box
@@ -125,7 +141,7 @@ async def test_bad_inputs_become_reasons_or_dead_letters(bus: Bus, sid: str, pac
     assert await bus.publish(FRAMES, _frame(unknown, 1, rgb), sid=unknown + "x") is None  # never started: refused
 
     async def settled() -> bool:
-        if len(await bus.range(OBS, sid)) < 5 or await bus.pending_count(FRAMES, sid):
+        if len(await bus.range(OBS, sid)) < 5 or await pending_count(bus, FRAMES, sid):
             return False
         letters = await bus.range(DEADLETTER)
         return any(d.message.stream == FRAMES.key(unknown) for d in letters)
@@ -134,9 +150,12 @@ async def test_bad_inputs_become_reasons_or_dead_letters(bus: Bus, sid: str, pac
     await worker.tick()
     reasons = {d.message.seq: d.message.reason for d in await bus.range(OBS, sid)}
     assert reasons[0] == "stale"
-    assert reasons[1] in ("", "several_faces", "no_face", "tiny_face")  # random weights: whatever they find
+    obs = {d.message.seq: d.message for d in await bus.range(OBS, sid)}
+    assert (reasons[1], obs[1].face) == ("", True)  # an odd-sized frame is tracked like any other: a 64 px face
+    assert obs[1].landmarks is not None and obs[1].landmarks.shape == (106, 2)
     assert reasons[2] == reasons[3] == "corrupt_frame"
-    assert reasons[4] in ("no_face", "tiny_face", "face_out_of_frame")  # an 8 x 8 frame has no usable face
+    # an 8 x 8 frame is not scaled up: the detector's face (32..96 px) lies outside it, and nothing is cropped
+    assert (reasons[4], obs[4].face) == ("face_out_of_frame", False)
     letters: list[DeadLetter] = [d.message for d in await bus.range(DEADLETTER)]
     mine = [x for x in letters if x.stream == FRAMES.key(sid)]
     assert any("someone_else" in x.error for x in mine)
@@ -144,7 +163,7 @@ async def test_bad_inputs_become_reasons_or_dead_letters(bus: Bus, sid: str, pac
     original = Frame.decode(DeadLetter.unpack_fields(next(x for x in mine if "someone_else" in x.error).original))
     assert original.seq == 5  # nothing lost: the entry is kept whole
     assert any("unknown session" in x.error for x in letters if x.stream == FRAMES.key(unknown))
-    assert await bus.pending_count(FRAMES, unknown) == 0
+    assert await pending_count(bus, FRAMES, unknown) == 0
     await _end(bus, sid)
     await _end(bus, unknown)
     await worker.tick()
@@ -181,3 +200,26 @@ async def test_coaching_when_no_face_is_seen_for_a_while(bus: Bus, sid: str, pac
     assert [w.quality["ok"] for w in windows] == [0.0, 0.0, 0.0]
     await _end(bus, sid)
     await worker.tick()
+
+
+async def test_the_last_repetition_gets_its_task_end_window(bus: Bus, sid: str, pack: Path) -> None:
+    """The patient page posts the last task_end and at once ends the session, so the tracker reads both in one
+    control poll (seen in full Chromium runs: the end was handled first and the last window never came)."""
+    ph = Phantom(SPEC, 320, 240, 30.0)
+    await live_session(bus, sid, phantom=SPEC.to_json())
+    worker = _worker(bus, pack)
+    await bus.publish(EVENTS, Event(sid=sid, type="task_start", ts=time.time(), task="clench_teeth", rep=3, seq=0))
+    for i in range(12):
+        await bus.publish(FRAMES, _frame(sid, i, ph.render(i)))
+
+    async def observed() -> bool:
+        return len(await bus.range(OBS, sid)) == 12 and not await pending_count(bus, FRAMES, sid)
+
+    await _drive(worker, observed)
+    await bus.publish(EVENTS, Event(sid=sid, type="task_end", ts=time.time(), task="clench_teeth", rep=3, seq=11))
+    await SessionStore(bus).end(sid, "completed")
+    await worker.tick()
+    assert sid not in worker.owned
+    ends = [w for w in await _windows(bus, sid) if w.reason == "task_end"]
+    assert [(w.task, w.rep, w.first_seq, w.last_seq, w.task_start_seq) for w in ends] == [("clench_teeth", 3, 0, 11, 0)]
+    assert ends[0].quality["frames"] == 12 and ends[0].ok

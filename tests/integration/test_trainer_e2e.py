@@ -105,8 +105,9 @@ def test_evaluate_held_out_spearman_and_plots(run_dir: Path) -> None:
 def _window_inputs(manifest: Manifest, rng: np.random.Generator) -> list[dict[str, np.ndarray]]:
     """Window-graph inputs that drive the raw output across and beyond the label scale.
 
-    Random frame features and trajectories read as a still face (raw output well below 0 here); trajectories that
-    drift steadily over the window, at gains swept over five decades, read as ever larger movements.
+    Random frame features and trajectories at gains up to 1e4 push the calibrated output off the label scale;
+    trajectories that drift steadily over the window, at gains swept over five decades, read as ever larger
+    movements.
     """
     shapes = {s.name: tuple(int(d) for d in s.shape[1:]) for s in manifest.graphs["window"].inputs}
     batch = 32
@@ -117,7 +118,7 @@ def _window_inputs(manifest: Manifest, rng: np.random.Generator) -> list[dict[st
             "trajectory": (gain * rng.standard_normal((batch, *shapes["trajectory"]))).astype(np.float32),
             "index_t": index_t.copy(),
         }
-        for gain in (1.0, 100.0)
+        for gain in (1.0, 100.0, 1e4)
     ]
     t_p = shapes["trajectory"][0]
     drift = np.linspace(0, 1, t_p, dtype=np.float32)[None, :, None, None] * np.ones(shapes["trajectory"], np.float32)
@@ -161,7 +162,8 @@ def test_export_parity_calibrated_score_and_manifest(run_dir: Path, tmp_path: Pa
         raws.append(raw)
         scores.append(score)
     raw_all, score_all = np.concatenate(raws), np.concatenate(scores)
-    assert ((raw_all < 0.0) | (raw_all > 4.0)).any()  # the clamp was exercised ...
+    affine = cal.scale * raw_all + cal.offset
+    assert ((affine < 0.0) | (affine > 4.0)).any()  # the clamp was exercised ...
     assert ((score_all >= 0.0) & (score_all <= 4.0)).all()  # ... every shown score is on the label scale ...
     assert ((score_all > 0.1) & (score_all < 3.9)).sum() >= 3  # ... and the affine part was exercised too
 

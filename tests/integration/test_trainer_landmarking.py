@@ -157,10 +157,17 @@ def test_no_landmarker_for_a_real_recording_is_a_clear_error(pfed5: Path, tmp_pa
     src = read_pfed5(pfed5)[0]
     assert src.video is not None
     video = tmp_path / "patient.mp4"
-    shutil.copy(src.video, video)  # no phantom sidecar: a real recording, which needs insightface
-    lm = VideoLandmarking(TrackerSettings(landmarker="auto", model_dir=tmp_path / "no-pack"))
+    shutil.copy(src.video, video)  # no phantom sidecar: a real recording, which needs a real landmarker
+    record = _record("patient", video, src.n_frames)
+    lm = VideoLandmarking(TrackerSettings(landmarker="insightface", model_dir=tmp_path / "no-pack"))
     with pytest.raises(ConfigError, match=r"buffalo_l.*FEQA_TRACKER_MODEL_DIR"):
-        build_cache([_record("patient", video, src.n_frames)], tmp_path / "cache", LOAD, "video", lambda: lm)
+        build_cache([record], tmp_path / "cache", LOAD, "video", lambda: lm)
+    lm = VideoLandmarking(TrackerSettings(mediapipe_dir=tmp_path / "no-models"))  # the default landmarker
+    with pytest.raises(ModelError, match=r"feqa tracker fetch-models"):
+        build_cache([record], tmp_path / "cache", LOAD, "video", lambda: lm)
+    oracle = VideoLandmarking(TrackerSettings(landmarker="phantom"))  # the oracle serves phantom videos only
+    with pytest.raises(ConfigError, match=r"phantom videos only"):
+        build_cache([record], tmp_path / "cache", LOAD, "video", lambda: oracle)
 
 
 def test_neuroface_repetitions_are_cut_from_the_task_video(tmp_path: Path) -> None:
@@ -216,7 +223,7 @@ def test_real_recordings_go_through_the_insightface_adapter(pfed5: Path, tmp_pat
     assert src.video is not None
     video = tmp_path / "patient.mp4"
     shutil.copy(src.video, video)
-    settings = TrackerSettings(landmarker="auto", model_dir=pack, det_size=320, min_face_fraction=0.0)
+    settings = TrackerSettings(landmarker="insightface", model_dir=pack, det_size=320, min_face_fraction=0.0)
 
     def insightface() -> VideoLandmarking:
         return VideoLandmarking(settings)
@@ -236,3 +243,34 @@ def test_real_recordings_go_through_the_insightface_adapter(pfed5: Path, tmp_pat
     (pack / "2d106det.onnx").write_bytes(b"not an onnx graph")
     with pytest.raises(ModelError, match=r"2d106det\.onnx"):
         build_cache([record], tmp_path / "cache", LOAD, "video", insightface)
+
+
+def test_the_default_mediapipe_landmarker_prepares_trains_and_exports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mediapipe_dir: Path
+) -> None:
+    """`feqa prepare` / train / export with the default landmarker on phantom videos: the cache records the
+    MediaPipe identity, and the exported manifest carries it (the scorer matches windows on it)."""
+    from common.manifest import Manifest
+
+    root = write_pfed5(tmp_path / "mp-videos", n_subjects=6, clips_per_task=2, seed=4, width=320, height=240,
+                       fps=FPS, contents="videos")  # fmt: skip
+    monkeypatch.delenv("FEQA_TRACKER_LANDMARKER", raising=False)
+    monkeypatch.setenv("FEQA_TRACKER_MEDIAPIPE_DIR", str(mediapipe_dir))
+    sets: list[str] = []
+    for item in (f'data.root="{root}"', 'data.expressions=["smile"]', f"data.fps={FPS}", "optim.epochs=1"):
+        sets += ["--set", item]
+    prepared = CliRunner().invoke(cli, ["prepare", "-c", "micro", *sets])
+    assert prepared.exit_code == 0, prepared.output
+    assert "12 clips ready (12 computed now)" in prepared.output, prepared.output
+    records = [r for r in read_pfed5(root) if r.expression == "smile"]
+    cached = build_cache(records[:2], tmp_path / "cache", LOAD, "video")
+    assert {c.landmarker for c in cached.clips} == {"mediapipe-facemesh/t1"}
+    traj, _ = cached.clips[0].load()
+    assert np.isfinite(traj).all() and traj.shape[1:] == (63, 5)
+    run = tmp_path / "run"
+    trained = CliRunner().invoke(cli, ["train", "-c", "micro", "--run-dir", str(run), *sets])
+    assert trained.exit_code == 0, trained.output
+    exported = CliRunner().invoke(cli, ["export", str(run), "--models-dir", str(tmp_path / "models")])
+    assert exported.exit_code == 0, exported.output
+    (folder,) = [p.parent for p in (tmp_path / "models").rglob("manifest.json")]
+    assert Manifest.read(folder).landmarker == "mediapipe-facemesh/t1"

@@ -1,4 +1,4 @@
-"""SDP offer checks, join tokens and frame shaping: the pure parts of ingest."""
+"""SDP offer checks and frame shaping: the pure parts of ingest."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 from common.framecodec import decode_frame
 from ingest.framing import FpsGate, FrameShaper
 from ingest.sdp import OfferError, check_offer
-from ingest.tokens import JoinTokens, TokenError
 
 pytestmark = pytest.mark.unit
 
@@ -31,29 +30,6 @@ def test_offer_checks() -> None:
     for sdp, kind, message in cases:
         with pytest.raises(OfferError, match=message):
             check_offer(sdp, kind, 4096)
-
-
-def test_tokens_are_single_use_and_expire() -> None:
-    now = [1000.0]
-    tokens = JoinTokens(ttl_s=60, clock=lambda: now[0])
-    token, expires = tokens.issue("s1")
-    other, _ = tokens.issue("s2")
-    assert expires == 1060.0 and len(token) >= 40 and token != other
-    assert tokens.peek(token) == "s1"
-    assert tokens.claim(token) == "s1"
-    with pytest.raises(TokenError, match="already used") as used:
-        tokens.claim(token)
-    assert used.value.status == 409
-    with pytest.raises(TokenError, match="unknown") as unknown:
-        tokens.claim(token[:-1] + ("A" if token[-1] != "A" else "B"))
-    assert unknown.value.status == 404
-    now[0] = 1061.0
-    with pytest.raises(TokenError, match="expired") as expired:
-        tokens.claim(other)
-    assert expired.value.status == 410
-    tokens.revoke_session("s2")
-    with pytest.raises(TokenError, match="unknown"):
-        tokens.peek(other)
 
 
 @pytest.mark.parametrize("encoding", ["i420", "rgb24", "jpeg"])

@@ -7,6 +7,7 @@ import pytest
 
 from common.framecodec import encode_frame
 from common.messages import Consent, Frame, SessionInfo
+from phantom.crop import KEEP_71, KEEP_73, crop_frame
 from phantom.face import Phantom
 from phantom.spec import PatientSpec
 from tracker.phantom_landmarker import PhantomLandmarker
@@ -90,3 +91,15 @@ def test_sessions_without_a_phantom_are_refused() -> None:
     lm = PhantomLandmarker()
     assert lm.open_session("x", _info("x")) == "not_phantom"
     assert lm.open_session("y", _info("y", "{not json")) == "bad_phantom_spec"
+
+
+def test_dataset_crops_and_live_crops_are_one_rule(landmarker: PhantomLandmarker) -> None:
+    """The phantom's dataset crop (what a model trains on) equals the live tracker's crop of the same frame."""
+    ph = Phantom(SPEC, 640, 480, 30.0)
+    rgb = ph.render(7)
+    data = crop_frame(rgb, ph.truth(7).landmarks)
+    live = FramePipeline(TrackerSettings(crop_size=256)).process([FrameJob(_frame(ph, 7, rgb=rgb), landmarker)])[0]
+    assert live.crop is not None and live.obs.landmarks_crop is not None and live.obs.colours is not None
+    assert np.array_equal(live.crop.image, data.image)
+    assert np.array_equal(live.obs.landmarks_crop[KEEP_73].astype(np.int32), data.points73)
+    assert np.array_equal(live.obs.colours[KEEP_73][KEEP_71].astype(np.float32), data.colour71)

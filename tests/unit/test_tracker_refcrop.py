@@ -5,16 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tracker.refcrop import (
-    REF_SIZE,
-    colours_at,
-    crop_landmarks,
-    crop_to_frame,
-    cut_box,
-    frame_to_crop,
-    reference_crop,
-    rgb_crop,
-)
+from common.crop import REF_SIZE, colours_at, crop_landmarks, cut_box, reference_crop
+from tracker.refcrop import crop_to_frame, frame_to_crop, rgb_crop
 
 pytestmark = pytest.mark.unit
 

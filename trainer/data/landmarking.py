@@ -2,8 +2,8 @@
 
 A clip that comes as a full-frame source recording (no distributed trajectory files) is decoded with PyAV and fed,
 frame by frame, through :class:`tracker.pipeline.FramePipeline`, the code the tracker service runs on live
-sessions: the same landmarker choice (``FEQA_TRACKER_*`` settings: insightface SCRFD + 2d106det, or the phantom's
-truth for phantom videos), face choice and tracking, the reference crop-to-256 rule, integer crop landmarks and
+sessions: the same landmarker choice (``FEQA_TRACKER_*`` settings: MediaPipe Face Mesh by default, insightface
+SCRFD + 2d106det, or the phantom's truth for phantom videos when asked for), face choice and tracking, the reference crop-to-256 rule, integer crop landmarks and
 colours at the landmarks. Several clips run at once as separate "sessions", so a batched landmarker sees one batch
 per tick, as in the service.
 
@@ -28,24 +28,30 @@ import numpy as np
 import numpy.typing as npt
 
 from common import features
+from common.crop import REF_SIZE
 from common.errors import ConfigError
 from common.messages import Consent, Frame, SessionInfo
 from phantom.video import load_truth, sidecar_path
 from tracker.landmarker import Landmarker
 from tracker.landmarkers import LandmarkerChoice
 from tracker.pipeline import FrameJob, FramePipeline
-from tracker.refcrop import REF_SIZE
+from tracker.mediapipe.models import RECORD
 from tracker.settings import TrackerSettings
 from trainer.data.records import ClipRecord
 
 log = logging.getLogger(__name__)
 
-LANDMARKING_VERSION = 1
+LANDMARKING_VERSION = 2
 """Bumped whenever this module changes what it produces; part of every cache key built from videos."""
 
 Progress = Callable[[int], None]
-_IDENTITY_FIELDS = ("landmarker", "det_size", "det_thresh", "nms_thresh", "detect_every", "keep_iou", "drift_iou",
-                    "min_face_px", "min_face_fraction")  # fmt: skip
+_IDENTITY_FIELDS = ("landmarker", "detect_every", "keep_iou", "drift_iou", "min_face_px", "min_face_fraction")
+_MODE_FIELDS = {
+    "insightface": ("det_size", "det_thresh", "nms_thresh"),
+    "mediapipe": ("face_min_score", "face_nms_iou", "mesh_min_presence", "iris", "smooth", "smooth_min_cutoff_hz",
+                  "smooth_beta"),
+    "phantom": (),
+}  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -173,14 +179,28 @@ class VideoLandmarking:
         """The landmarking the tracker service would do, from the ``FEQA_TRACKER_*`` settings."""
         return cls(TrackerSettings())
 
+    @property
+    def landmarker_name(self) -> str:
+        """The identity the observations carry (the landmarker's ``name``: ``mediapipe-facemesh/<table version>``,
+        ``insightface`` or ``phantom``), recorded with the features and in the exported model's manifest."""
+        if self.settings.landmarker == "mediapipe":
+            from tracker.mediapipe.table import default_table
+
+            return default_table().identity
+        return self.settings.landmarker
+
     def identity(self) -> str:
         """A string that changes whenever the landmarks this object produces could change."""
         s = self.settings
-        parts = [f"v{LANDMARKING_VERSION}", *(f"{k}={getattr(s, k)}" for k in _IDENTITY_FIELDS)]
-        if s.landmarker != "phantom":
+        parts = [f"v{LANDMARKING_VERSION}", self.landmarker_name, *(f"{k}={getattr(s, k)}" for k in _IDENTITY_FIELDS)]
+        parts += [f"{k}={getattr(s, k)}" for k in _MODE_FIELDS[s.landmarker]]
+        if s.landmarker == "insightface":
             for name in (s.det_model, s.landmark_model):
                 path = Path(s.model_dir) / name
                 parts.append(f"{name}:{path.stat().st_size}:{path.stat().st_mtime_ns}" if path.is_file() else name)
+        elif s.landmarker == "mediapipe":
+            record = Path(s.mediapipe_dir) / RECORD  # the verified models' sha256s
+            parts.append(hashlib.sha256(record.read_bytes()).hexdigest() if record.is_file() else "no-models")
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
     @property
@@ -196,8 +216,10 @@ class VideoLandmarking:
         landmarker, reason = self.choice.for_session(sid, session_info(sid, record.video))
         if landmarker is None:
             hint = (
-                "put the insightface buffalo_l pack (det_10g.onnx, 2d106det.onnx) in FEQA_TRACKER_MODEL_DIR "
-                f"(now {self.settings.model_dir}); `feqa tracker check-models` tells what is missing"
+                "FEQA_TRACKER_LANDMARKER=phantom serves phantom videos only (their truth sidecar names the patient); "
+                "use the default mediapipe landmarker for other recordings"
+                if self.settings.landmarker == "phantom"
+                else f"the {self.settings.landmarker} landmarker refused the session"
             )
             return Outcome(record, None, f"no landmarker can serve {record.video.name} ({reason}): {hint}", True)
         return _Running(record, sid, landmarker)

@@ -1,0 +1,104 @@
+"""The fixed, versioned table from the 468-vertex mesh (plus the two iris centres) to the 106-point layout.
+
+The table lives in ``tracker/mesh106.json``: for each of the 106 insightface points (in index order, named as in
+:mod:`phantom.layout`) the mesh vertices it is built from, their weights (summing to 1), the rule it follows and
+how well it matches (``good`` / ``approximate``). Vertex 468 is the image-left eye's iris centre, 469 the
+image-right eye's (both from the iris model). Every point comes from MediaPipe's named outlines (face oval, eyes,
+brows, lips, nose) where one exists, interpolated along the outline at a fixed fraction where the 106 layout has a
+point between two vertices; fractions are measured on the corner-to-corner axis of the outline in a mean face
+(two real portraits). A table free to pick any vertex fits positions slightly better but loses motion: outline
+vertices move with the feature they outline.
+
+Points without a good counterpart (``match: approximate``):
+
+* the 33 jaw contour points (0-32): the mesh's face oval is a fixed set of vertices on the 3-D face surface, while
+  insightface's contour is the visible jaw silhouette; they agree on a frontal face and part under yaw, and the
+  upper contour points come from the oval at eye level (none is in TraMP's 63 points);
+* the mouth corners 52 and 61: the mesh's outer-lip corners (61, 291), a few pixels from where insightface places
+  the corner between both lips; they enter TraMP's 63 points twice each (bottom and upper lip regions), so a
+  constant offset there shifts both lip regions' corner slots but not their motion;
+* the nose sides 75/76 and 81/82 (nose_*_contour1/2): no outline covers the sides of the bridge, so these are
+  single vertices on the lateral dorsum and nasal wall; they are among TraMP's nose slots (rigid, little motion);
+* the brow tips 43 and 101: the midpoint of the brow outline's upper and lower outer ends.
+
+Eye centres and pupils (34/38, 88/92) are both the iris centre (the phantom draws them at one spot; TraMP uses
+the pupils 38 and 92). ``version`` enters the landmarker identity (``mediapipe-facemesh/<version>``); any change
+to the table must bump it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from common.errors import ModelError
+from phantom.layout import N_POINTS, NAMES
+
+F32 = npt.NDArray[np.float32]
+TABLE_FILE = Path(__file__).resolve().parent.parent / "mesh106.json"
+N_SOURCES = 470  # 468 mesh vertices + 2 iris centres
+IRIS_LEFT, IRIS_RIGHT = 468, 469
+MATCHES = ("good", "approximate")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Table:
+    version: str
+    matrix: F32  # [106, 470]: points = matrix @ sources
+    match: tuple[str, ...]
+    rules: tuple[str, ...]
+
+    @property
+    def identity(self) -> str:
+        return f"mediapipe-facemesh/{self.version}"
+
+    def apply(self, sources: F32) -> F32:
+        """[..., 470, 2] mesh vertices + iris centres -> [..., 106, 2]."""
+        return np.asarray(np.matmul(self.matrix, np.asarray(sources, dtype=np.float32)), dtype=np.float32)
+
+
+def parse(doc: Any, source: str = "table") -> Table:
+    """Validate a table document; raise :class:`ModelError` naming the first problem."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("version"), str) or not doc["version"]:
+        raise ModelError(f"{source}: no version string")
+    points = doc.get("points")
+    if not isinstance(points, list) or len(points) != N_POINTS:
+        raise ModelError(f"{source}: needs {N_POINTS} points")
+    matrix = np.zeros((N_POINTS, N_SOURCES), dtype=np.float64)
+    match, rules = [], []
+    for i, p in enumerate(points):
+        if not isinstance(p, dict) or p.get("index") != i or p.get("name") != NAMES[i]:
+            raise ModelError(f"{source}: point {i} must be {{index: {i}, name: {NAMES[i]!r}}}, got {p!r:.80}")
+        verts, weights = p.get("vertices"), p.get("weights")
+        if not isinstance(verts, list) or not isinstance(weights, list) or len(verts) != len(weights) or not verts:
+            raise ModelError(f"{source}: point {i} needs equal, non-empty vertex and weight lists")
+        if any(not isinstance(v, int) or not 0 <= v < N_SOURCES for v in verts) or len(set(verts)) != len(verts):
+            raise ModelError(f"{source}: point {i} has a vertex outside 0..{N_SOURCES - 1} or a repeated one")
+        w = np.asarray(weights, dtype=np.float64)
+        if (w < 0).any() or abs(float(w.sum()) - 1.0) > 1e-6:
+            raise ModelError(f"{source}: point {i} weights must be >= 0 and sum to 1, got {weights}")
+        if p.get("match") not in MATCHES:
+            raise ModelError(f"{source}: point {i} match must be one of {MATCHES}")
+        matrix[i, verts] = w
+        match.append(str(p["match"]))
+        rules.append(str(p.get("rule", "")))
+    return Table(doc["version"], matrix.astype(np.float32), tuple(match), tuple(rules))
+
+
+def load(path: Path = TABLE_FILE) -> Table:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read the mesh-to-106 table {path}: {exc}") from exc
+    return parse(doc, str(path))
+
+
+@functools.cache
+def default_table() -> Table:
+    return load()
