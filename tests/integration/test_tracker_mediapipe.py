@@ -26,7 +26,9 @@ SPEC = PatientSpec(seed=12, protocol="pfed5", severity=1.0, tasks=("smile",), re
 
 
 async def test_default_tracker_runs_mediapipe_on_a_phantom_session(bus: Bus, sid: str, mediapipe_dir: Path) -> None:
-    settings = TrackerSettings(mediapipe_dir=mediapipe_dir, block_ms=10, lease_ttl_ms=1000, intra_op_threads=1)
+    settings = TrackerSettings(  # the 16 frames arrive in one burst: none may go stale while a loaded box tracks them
+        mediapipe_dir=mediapipe_dir, block_ms=10, lease_ttl_ms=1000, intra_op_threads=1, stale_ms=60_000
+    )
     assert settings.landmarker == "mediapipe"  # the default, for phantom sessions too
     worker = TrackerWorker(settings, bus, LandmarkerChoice.from_settings(settings))
     ph = Phantom(SPEC, 640, 480, 30.0)

@@ -48,6 +48,7 @@ def fixed_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _worker(bus: Bus, pack: Path, **kw: object) -> TrackerWorker:
+    kw.setdefault("stale_ms", 60_000)  # frames arrive in bursts here: only the staleness test wants them skipped
     settings = TrackerSettings(model_dir=pack, det_size=160, block_ms=10, lease_ttl_ms=1000, **kw)  # type: ignore[arg-type]
     choice = LandmarkerChoice("phantom", InsightfaceLandmarker.from_settings(settings), PhantomLandmarker())
     return TrackerWorker(settings, bus, choice)
@@ -120,10 +121,11 @@ async def test_bad_inputs_become_reasons_or_dead_letters(bus: Bus, sid: str, fix
     unknown = sid + "u"
     await live_session(bus, sid)  # a camera session: insightface, with a detector that always finds one face
     await _announce_unknown(bus, unknown)  # announced, but no session hash
-    worker = _worker(bus, fixed_pack, stale_ms=1500)
+    worker = _worker(bus, fixed_pack, stale_ms=30_000)
     rgb = np.full((97, 161, 3), 90, np.uint8)  # odd size
-    await bus.publish(FRAMES, _frame(sid, 0, rgb))
-    await asyncio.sleep(1.7)  # frame 0 is now stale; the later frames have 1.5 s to be seen, ample on a loaded box
+    raw = aioredis.Redis.from_url(redis_url)  # frame 0 entered the stream a minute ago (staleness is by entry id):
+    old_id = f"{int(time.time() * 1000) - 60_000}-0"  # stale for certain, while the later frames have 30 s to be seen
+    await raw.xadd(FRAMES.key(sid), _frame(sid, 0, rgb).encode(), id=old_id)  # type: ignore[arg-type]
     await worker.tick()  # adopts the sessions
     fresh = [
         _frame(sid, 1, rgb),
@@ -134,7 +136,7 @@ async def test_bad_inputs_become_reasons_or_dead_letters(bus: Bus, sid: str, fix
     for f in fresh:
         await bus.publish(FRAMES, f)
     await bus.publish(FRAMES, _frame("someone_else", 5, rgb), sid=sid)  # wrong session on this stream
-    raw = aioredis.Redis.from_url(redis_url)  # a producer that ignores the contract: not a frame at all,
+    # a producer that ignores the contract: not a frame at all,
     await raw.xadd(FRAMES.key(sid), Event(sid=sid, type="marker", ts=0).encode())  # type: ignore[arg-type]
     await raw.xadd(FRAMES.key(unknown), _frame(unknown, 0, rgb).encode())  # type: ignore[arg-type]  # no session
     await raw.aclose()
