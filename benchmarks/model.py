@@ -9,7 +9,10 @@ the stable setting. Prints a table and, with ``--json PATH``, writes a flat JSON
 
 * ``ort_speedup_vs_torch``: TraMP-Former torch eager ms / ONNX Runtime CPU ms per window at batch 1;
 * ``qafe_ort_speedup_vs_torch``: the same for QAFE-Net;
-* ``*_ms_per_window``, ``*_training_steps_per_s``, ``heatmap_ms_per_frame`` and the ORT graph-optimisation levels.
+* ``*_ms_per_window``, ``*_training_steps_per_s``, ``heatmap_ms_per_frame`` and the ORT graph-optimisation levels;
+* ``*ort_op_ms_<OpType>``: where ONNX Runtime's time goes, ms per window by operator type (its own profiler, the
+  largest few), printed as a second table. On the small TraMP-Former window graph most of it is the partition
+  attentions: MatMul, the bias Add, Transpose (window partitioning) and Softmax, each about a fifth.
 
     python -m benchmarks.model --quick --json out.json
 """
@@ -21,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -88,12 +92,31 @@ def training_steps_per_s(model: nn.Module, batch: int, steps: int) -> float:
     return 1000.0 / _time(step, steps)
 
 
-def _session(path: Path, threads: int, level: str = "all") -> ort.InferenceSession:
+def _session(path: Path, threads: int, level: str = "all", profile: Path | None = None) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = LEVELS[level]
+    if profile is not None:  # ONNX Runtime writes its trace to <profile>_<date>.json
+        opts.enable_profiling = True
+        opts.profile_file_prefix = str(profile)
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+TOP_OPS = 6
+
+
+def op_profile(path: Path, feeds: dict[str, np.ndarray], threads: int, runs: int, tmp: Path) -> dict[str, float]:
+    """ms per window by ONNX operator type, from ONNX Runtime's profiler (its trace is written under ``tmp``)."""
+    sess = _session(path, threads, profile=tmp / f"{path.stem}-profile")
+    for _ in range(runs):
+        sess.run(None, feeds)
+    trace = json.loads(Path(sess.end_profiling()).read_text())
+    per_op: Counter[str] = Counter()
+    for event in trace:
+        if event.get("cat") == "Node" and str(event.get("name", "")).endswith("_kernel_time"):
+            per_op[str(event["args"]["op_name"])] += int(event["dur"])  # microseconds
+    return {op: us / runs / 1000.0 for op, us in per_op.most_common(TOP_OPS)}
 
 
 def window_figures(prefix: str, model: nn.Module, reps: int, threads: int, tmp: Path) -> dict[str, float]:
@@ -117,6 +140,8 @@ def window_figures(prefix: str, model: nn.Module, reps: int, threads: int, tmp: 
     b_ms, e_ms = _time_pair(lambda: basic.run(None, feeds), lambda: extended.run(None, feeds), reps)
     out[f"{prefix}ort_basic_ms_per_window"] = b_ms
     out[f"{prefix}ort_extended_ms_per_window"] = e_ms
+    for op, ms in op_profile(path, feeds, threads, max(5, reps // 4), tmp).items():
+        out[f"{prefix}ort_op_ms_{op}"] = ms
     if "CUDAExecutionProvider" in ort.get_available_providers():
         cuda = ort.InferenceSession(str(path), providers=["CUDAExecutionProvider"])
         if cuda.get_providers()[0] != "CUDAExecutionProvider":
@@ -178,7 +203,12 @@ def main(size: str, threads: int, quick: bool, json_path: Path | None) -> None:
     click.echo(f"'{size}' models ({', '.join(FAMILIES)}), batch 1, {threads} thread(s) for torch and ONNX Runtime")
     click.echo(f"{'figure':<36}{'value':>12}")
     for key, value in figures.items():
-        click.echo(f"{key:<36}{value:>12.3f}")
+        if "_op_ms_" not in key:
+            click.echo(f"{key:<36}{value:>12.3f}")
+    click.echo(f"where ONNX Runtime's time goes (ms per window by operator type, its profiler; top {TOP_OPS}):")
+    for name, prefix in (("TraMP-Former", ""), ("QAFE-Net", "qafe_")):
+        ops = {k.split("_op_ms_")[1]: v for k, v in figures.items() if k.startswith(f"{prefix}ort_op_ms_")}
+        click.echo(f"  {name:<14}" + "  ".join(f"{op} {ms:.2f}" for op, ms in ops.items()))
     for name, prefix in (("TraMP-Former", ""), ("QAFE-Net", "qafe_")):
         click.echo(
             f"{name}: ours (ONNX Runtime) vs reference (torch eager): {figures[prefix + 'ort_cpu_ms_per_window']:.2f} "
