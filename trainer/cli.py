@@ -88,6 +88,9 @@ def evaluate(run_dir: Path, bootstrap: int) -> None:
             f"RMSE {m['rmse_calibrated']:.3f}  (scale {c['scale']:.3f}, offset {c['offset']:.3f}, "
             f"fitted on {c['fitted_on']}, {c['n']} clips)"
         )
+        base = "  ".join(f"{name} {rho:.3f}" for name, rho in m["baselines"].items())
+        click.echo(f"{'':>14}  {m['family']} vs baselines (test Spearman, same clips): {base}  "
+                   f"margin {m['margin_over_baselines']:+.3f}")  # fmt: skip
     click.echo(f"{'mean':>14}: Spearman {out['mean_spearman']:.3f}")
 
 

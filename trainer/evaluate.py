@@ -4,6 +4,10 @@ Per expression, metrics.json holds the raw test metrics (the regressor's own out
 (``mae_calibrated``, ``rmse_calibrated``, ``spearman_calibrated``): the test predictions passed through the
 checkpoint's calibration, which was fitted on validation clips when training finished. Nothing is ever fitted on
 test clips; a checkpoint without a calibration (its run did not finish) is refused with what to do.
+
+Beside each model, ``baselines`` holds the test Spearman of the trivial one-number baselines on the same test clips
+(:mod:`trainer.baselines`, signs fitted on the training clips) and ``margin_over_baselines`` the model's raw test
+Spearman minus the best of them: a model result counts only where that margin is positive.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from trainer import checkpoint, plots
+from trainer.baselines import baselines
 from trainer.builders import heatmap_spec
 from trainer.checkpoint import BEST
 from trainer.config import RunConfig, load_resolved
@@ -50,12 +55,15 @@ def evaluate(run_dir: Path, cfg: RunConfig | None = None, bootstrap: int = 1000)
         results.append(res)
         calibrated = calibration.apply(pred)
         err = calibrated - label
+        base = baselines(data.train, data.test)
         extra[expr] = {
             "calibration": calibration.to_dict(),
             "mae_calibrated": float(np.abs(err).mean()),
             "rmse_calibrated": float(np.sqrt((err**2).mean())),
             "spearman_calibrated": spearman(calibrated, label),
             "family": ckpt.family,
+            "baselines": base,
+            "margin_over_baselines": res.spearman - max(base.values()),
             "best_epoch": ckpt.epoch,
         }
         plots.predicted_vs_true(

@@ -4,7 +4,8 @@ Until the phantom itself draws timing independently of severity (issue 11), its 
 (slower onset, later start): on the 16-subject set below clip length alone ranks the test clips at Spearman 0.98, so
 a model test asserting "rho > 0.5" could pass on the length leak. :func:`equalise_lengths` cuts every clip to the
 length of the shortest one (the movement of the most severe clip still peaks inside it), leaving amplitude and
-movement as the only ways to tell severities apart.
+movement as the only ways to tell severities apart. The trivial baselines a model must beat are the trainer's own
+(:mod:`trainer.baselines`, which ``feqa evaluate`` reports beside every model).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data.cache import CachedClip
-from trainer.metrics import spearman
+from trainer.baselines import baselines
+
+__all__ = ["baselines", "equalise_lengths"]
 
 
 def _rows(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -44,27 +46,3 @@ def equalise_lengths(root: Path) -> int:
         for npy in (root / folder).rglob("*.npy"):
             np.save(npy, np.load(npy)[:n])
     return n
-
-
-def _features(clip: CachedClip) -> dict[str, float]:
-    traj, _ = clip.load()
-    xy = traj[:, :, :2]
-    moved = np.linalg.norm(xy - xy[0], axis=-1)  # [T, 63] px from the clip's first frame
-    return {
-        "clip length": float(clip.record.n_frames),
-        "mean displacement": float(moved.mean()),
-        "peak displacement": float(moved.mean(axis=1).max()),
-    }
-
-
-def baselines(train: list[CachedClip], test: list[CachedClip]) -> dict[str, float]:
-    """Test Spearman of each one-number baseline, its sign fitted on the training clips (a baseline may rank either
-    way, and which way is learnt from training subjects only)."""
-    out: dict[str, float] = {}
-    f_train, f_test = [_features(c) for c in train], [_features(c) for c in test]
-    y_train = [c.record.label for c in train]
-    y_test = [c.record.label for c in test]
-    for name in f_train[0]:
-        sign = 1.0 if spearman([f[name] for f in f_train], y_train) >= 0 else -1.0
-        out[name] = spearman([sign * f[name] for f in f_test], y_test)
-    return out

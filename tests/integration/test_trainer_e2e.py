@@ -88,6 +88,9 @@ def test_evaluate_held_out_spearman_and_plots(run_dir: Path) -> None:
     base = baselines(data.train, data.test)
     assert base["clip length"] == 0.0  # every clip has the same length: no leak to follow
     assert smile["spearman"] > max(base.values()) and smile["spearman"] > 0.5, (smile["spearman"], base)
+    # evaluate reports the same baselines beside the model, and the model's margin over the best of them
+    assert smile["baselines"] == base and smile["margin_over_baselines"] > 0
+    assert "vs baselines" in result.output
     lo, hi = smile["spearman_ci"]
     assert lo <= smile["spearman"] <= hi
     assert smile["per_subject_mae"] and smile["rmse"] >= smile["mae"]

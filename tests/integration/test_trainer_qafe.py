@@ -56,6 +56,7 @@ def test_held_out_spearman_beats_the_trivial_baselines(run_dir: Path) -> None:
     data = load_dataset(load_resolved(run_dir / "config.toml")).expressions["smile"]
     base = baselines(data.train, data.test)
     assert smile["spearman"] > max(base.values()) and smile["spearman"] > 0.5, (smile["spearman"], base)
+    assert smile["baselines"] == base and smile["margin_over_baselines"] > 0 and smile["family"] == "qafe_net"
     assert smile["mae_calibrated"] < smile["mae"]
 
 
