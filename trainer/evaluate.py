@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from common.errors import ConfigError
 from trainer import checkpoint, plots
 from trainer.baselines import baselines
 from trainer.builders import heatmap_spec
@@ -35,7 +36,10 @@ log = logging.getLogger(__name__)
 
 def evaluate(run_dir: Path, cfg: RunConfig | None = None, bootstrap: int = 1000) -> dict[str, Any]:
     """Score every expression's best model on its test clips; write metrics.json and plots; return the metrics."""
-    cfg = cfg or load_resolved(run_dir / "config.toml")
+    if cfg is None:
+        if not (run_dir / "config.toml").is_file():
+            raise ConfigError(f"{run_dir} is not a training run (no config.toml): pass the --run-dir of `feqa train`")
+        cfg = load_resolved(run_dir / "config.toml")
     device = pick_device(cfg.train.device)
     set_threads(cfg.train.threads)
     ckpts = {p.parent.name: checkpoint.read(p) for p in sorted(run_dir.glob(f"*/{BEST}"))}
