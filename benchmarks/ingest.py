@@ -6,9 +6,14 @@ colour conversion in one pass) and the plain reference path (rgb24 frames, as ai
 every frame to a packed RGB array). Glass-to-Redis latency: the time the phantom track hands frame ``i`` to the
 sender, to the Redis entry id time of the frame whose embedded index code reads ``i``.
 
+Every limit of the edge is on, as deployed: the service key, the Host check, the body caps, security headers and
+the rate limiters on each call (session creation and joins allow 120 a minute here, so one benchmark client may
+open 16 sessions at once). The fuzz round then throws the generated bad input of tests/fuzz_kit.py at an ingest on
+loopback (no 5xx allowed) and reports how many cases a second it answers.
+
     python benchmarks/ingest.py [--quick] [--json PATH]
 
-JSON keys: cpu_per_stream_pct (ours, 4 peers), latency_p99_ms (ours, 1 peer), and per-run figures.
+JSON keys: cpu_per_stream_pct (ours, 4 peers), latency_p99_ms (ours, 1 peer), fuzz_cases_per_s, and per-run figures.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from av import VideoFrame
 
 from common.bus import Bus
 from common.framecodec import decode_frame
-from common.messages import Frame
+from common.messages import Frame, SessionInfo
 from common.session_store import SessionStore
 from common.streams import FRAMES, StreamSpec
 from infra.redis_server import RedisServer
@@ -45,6 +50,8 @@ from phantom.face import Phantom
 from phantom.index_code import read_index
 from phantom.spec import PatientSpec
 from phantom.track import PhantomTrack
+from tests.conftest import SERVICE_HEADERS, SERVICE_KEY
+from tests.fuzz_kit import Fuzzer, client, fuzz, fuzz_settings, ingest_in_thread, offer_template
 
 FPS = 25
 
@@ -87,6 +94,9 @@ async def _start_server(redis_url: str, encoding: str) -> tuple[subprocess.Popen
         "FEQA_INGEST_ENCODING": encoding,
         "FEQA_INGEST_ICE_HOST_ADDRESSES": '["127.0.0.1"]',
         "FEQA_INGEST_IDLE_TIMEOUT_S": "30",
+        "FEQA_INGEST_API_KEY": SERVICE_KEY,
+        "FEQA_INGEST_RATE_SESSIONS_PER_MIN": "120",
+        "FEQA_INGEST_RATE_JOINS_PER_MIN": "120",
         "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
     }
     proc = subprocess.Popen(
@@ -137,13 +147,23 @@ async def _latencies(bus: Bus, sids: list[str], sent: list[dict[int, float]], st
                 out.append((int(d.id.split("-")[0]) / 1000 - t_sent) * 1000)
 
 
+async def _ended(store: SessionStore, sid: str) -> SessionInfo:
+    """The session's hash once it has ended (its counters are final then)."""
+    deadline = time.monotonic() + 10
+    while not (info := await store.require(sid)).ended:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"session {sid} did not end within 10 s of its stop")
+        await asyncio.sleep(0.1)
+    return info
+
+
 async def run_case(redis: RedisServer, encoding: str, peers: int, warm_s: float, measure_s: float) -> dict[str, float]:
     proc, url = await _start_server(redis.url, encoding)
     phantom = Phantom(PatientSpec(seed=7, protocol="pfed5", severity=1.0), 640, 480, FPS)
     bus = await Bus.connect(redis.url, name="bench-ingest")
     pcs: list[RTCPeerConnection] = []
     try:
-        async with httpx.AsyncClient(base_url=url, timeout=20) as http:
+        async with httpx.AsyncClient(base_url=url, timeout=20, headers=SERVICE_HEADERS) as http:
             sent = [dict[int, float]() for _ in range(peers)]
             sids = []
             for i in range(peers):
@@ -155,16 +175,19 @@ async def run_case(redis: RedisServer, encoding: str, peers: int, warm_s: float,
             cpu0, t0 = _cpu_seconds(proc.pid), time.monotonic()
             await _latencies(bus, sids, sent, time.time() + measure_s, lat)
             cpu = (_cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0)
+            for sid in sids:  # a clinician ends each session, so its stats are written now, not after the resume grace
+                (await http.post(f"/api/sessions/{sid}/stop", json={})).raise_for_status()
             for pc in pcs:
                 await pc.close()
-            await asyncio.sleep(0.5)
-            infos = [await SessionStore(bus).require(s) for s in sids]
+            infos = [await _ended(SessionStore(bus), s) for s in sids]
     finally:
         proc.terminate()
         proc.wait(10)
         await bus.close()
     frames = sum(i.stats.get("published", 0) for i in infos)
     drops = sum(i.stats.get("dropped_busy", 0) for i in infos)
+    if not frames or not lat:  # a figure about frames nobody published would measure nothing
+        raise RuntimeError(f"{encoding} x{peers}: {frames} frames published, {len(lat)} latencies measured")
     lat.sort()
     return {
         "cpu_pct": cpu * 100,
@@ -174,6 +197,19 @@ async def run_case(redis: RedisServer, encoding: str, peers: int, warm_s: float,
         "frames": frames,
         "dropped_busy": drops,
     }
+
+
+def fuzz_round(redis: RedisServer, cases: int) -> dict[str, float]:
+    """The fuzz test's cases against an ingest on loopback (in a thread, real sockets); raises on any 5xx."""
+    template = offer_template()
+    with ingest_in_thread(fuzz_settings(redis.url, _port())) as (url, _app), client(url) as http:
+        fuzzer = Fuzzer(http, template)
+        t0 = time.monotonic()
+        fuzz(fuzzer, cases)
+        took = time.monotonic() - t0
+    four = sum(n for code, n in fuzzer.statuses.items() if 400 <= code < 500)
+    return {"fuzz_cases": fuzzer.count, "fuzz_seconds": took, "fuzz_cases_per_s": fuzzer.count / took,
+            "fuzz_4xx": four}  # fmt: skip
 
 
 async def main(quick: bool) -> dict[str, Any]:
@@ -197,6 +233,12 @@ async def main(quick: bool) -> dict[str, Any]:
             ratio = row["ours"]["cpu_per_stream_pct"] / max(1e-9, row["reference"]["cpu_per_stream_pct"])
             results[f"cpu_ratio_ours_vs_reference_{n}peers"] = ratio
             print(f"{n:>5} {'ratio':>9} cpu/stream ours/reference = {ratio:.2f}")
+        fuzzed = await asyncio.to_thread(fuzz_round, redis, 150 if quick else 600)  # its own event loops
+        results.update(fuzzed)
+        print(
+            f"fuzz: {fuzzed['fuzz_cases']} cases in {fuzzed['fuzz_seconds']:.1f} s = "
+            f"{fuzzed['fuzz_cases_per_s']:.1f} cases/s, {fuzzed['fuzz_4xx']} answered 4xx, 0 with 5xx"
+        )
     results["cpu_per_stream_pct"] = results["ours_4peers_cpu_per_stream_pct"]
     results["latency_p99_ms"] = results["ours_1peers_latency_p99_ms"]
     results["latency_p50_ms"] = results["ours_1peers_latency_p50_ms"]

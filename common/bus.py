@@ -186,8 +186,10 @@ class Bus:
                 try:
                     return await r.xreadgroup(group, consumer, dict.fromkeys(keys, ">"), count=count, block=block_ms)
                 except ResponseError as exc:
-                    if not any(m in str(exc) for m in ("NOGROUP", "UNBLOCKED")) or attempt:
+                    if not any(m in str(exc) for m in ("NOGROUP", "UNBLOCKED")):
                         raise
+                    if attempt:  # another of the streams went while the retry waited: nothing to read this time
+                        break
                 # A group vanished: its session's stream was deleted at the end (Redis 7 also unblocks a read
                 # waiting on it with UNBLOCKED), or Redis restarted without persistence. Recreate what may be
                 # recreated and read the rest.

@@ -176,7 +176,8 @@ def resample_indices(capture_ts: npt.NDArray[np.floating] | list[float], fps: fl
         raise FeatureError(f"fps must be positive, got {fps}")
     if np.any(np.diff(ts) < 0):
         raise FeatureError("capture times must be non-decreasing")
-    n_out = int(np.floor((ts[-1] - ts[0]) * fps + 1e-6)) + 1
+    # a thousandth of a frame of slack: epoch capture times carry ~1e-7 s of rounding that must not drop the last frame
+    n_out = int(np.floor((ts[-1] - ts[0]) * fps + 1e-3)) + 1
     grid = ts[0] + np.arange(n_out) / fps
     right = np.clip(np.searchsorted(ts, grid), 0, ts.size - 1)
     left = np.clip(right - 1, 0, ts.size - 1)

@@ -76,6 +76,11 @@ end
 if not state then won = -1 end
 return {won, protocol}
 """
+_EXPIRE_UNSTARTED = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'created' then return 0 end
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return 1
+"""
 # Partial updates touch only a hash that exists (an expired or purged session is not brought back half-empty).
 _UPDATE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -91,10 +96,11 @@ class SessionStore:
         self.bus = bus
         self.retention = retention or Retention()
 
-    async def create(self, info: SessionInfo) -> None:
-        """Write a new session's whole hash; a session never started expires after the session retention."""
+    async def create(self, info: SessionInfo, expire_s: float | None = None) -> None:
+        """Write a new session's whole hash. A session never started expires after ``expire_s`` (the ingest passes
+        its join-link lifetime), else after the session retention; :meth:`start` removes that expiry."""
         key, fields = session_key(info.sid), info.encode()
-        ttl_ms = max(1, int(self.retention.session_s * 1000))
+        ttl_ms = max(1, int((self.retention.session_s if expire_s is None else expire_s) * 1000))
 
         async def op(r: aioredis.Redis) -> None:
             pipe = r.pipeline(transaction=True)
@@ -123,6 +129,12 @@ class SessionStore:
         pairs = [x for kv in SessionInfo.changes(**changes).items() for x in kv]
         return bool(await run_script(self.bus, f"update {session_key(sid)}", _UPDATE, [session_key(sid)], pairs))
 
+    async def expire_unstarted(self, sid: str, expire_s: float) -> bool:
+        """Give a session that has not started ``expire_s`` more to start (the patient joined late in the link's
+        life); False when it is gone or already started."""
+        key, ms = session_key(sid), max(1, int(expire_s * 1000))
+        return bool(await run_script(self.bus, f"expire {key}", _EXPIRE_UNSTARTED, [key], [ms]))
+
     async def start(self, sid: str, protocol: str) -> None:
         """The patient joined (or the file opened): the session's streams are created (empty, with their consumer
         groups), then it is ``live``, listed live and announced ``started``."""
@@ -131,6 +143,7 @@ class SessionStore:
             raise DecodeError(f"no session {sid} to start")
         await self.bus.run(f"create streams of {sid}", lambda r: _create_streams(r, sid))
         await self.update(sid, state="live", started_ts=now)
+        await self.bus.run(f"keep {session_key(sid)}", lambda r: r.persist(session_key(sid)))  # no unstarted expiry
         await self.bus.run("live set", lambda r: r.sadd(LIVE.key(), sid))
         await self.bus.publish(SESSIONS, SessionAnnounce(sid=sid, state="started", protocol=protocol, ts=now))
 

@@ -25,12 +25,12 @@ Other keys (:class:`KeySpec`):
 ======================= ======== ================================================ =================================
 key                     type     holds                                            removed by
 ======================= ======== ================================================ =================================
-session:{sid}           hash     :class:`~common.messages.SessionInfo`            session retention (expire)
+session:{sid}           hash     :class:`~common.messages.SessionInfo`            retention; unstarted: link life
 tracker-lease:{sid}     string   owner of the session's tracking                  TTL (renewed by its holder)
 scorer-lease:{sid}      string   owner of the session's scoring                   TTL (renewed by its holder)
 ingest-lease:{sid}      string   the ingest serving the session (liveness)        TTL; missing while live = ended
 feqa:live               set      sids of live sessions (the sweepers' list)       removed when the session ends
-feqa:join:<digest>      hash     a join link: sha256 of the token -> sid, expiry  TTL = link lifetime; single use
+feqa:join:<digest>      hash     a join link: sha256 of the token -> sid, expiry  TTL; one session (resumable)
 pagekey:{sid}           string   sha256 of the patient page's session key         deleted at session end
 ======================= ======== ================================================ =================================
 
@@ -46,6 +46,10 @@ NOMKSTREAM), so nothing ever recreates one. When the session ends (any way: comp
 ingest lost) ``common.session_store`` deletes ``frames`` and ``crops`` at once (``delete``: no frame or crop of
 an ended session can be stored again), gives ``obs`` the observation retention (``obs``) and the others the
 session retention (``session``), after which Redis expires them.
+
+Memory: the embedded Redis (infra.redis_server) has a budget (``maxmemory``) with the ``noeviction`` policy, so
+no key in use is ever evicted; the streams' bounds keep each live session's memory fixed, the ingest refuses new
+sessions (503) while Redis is near the budget, and a session nobody starts expires with its join link.
 
 Windows reach the scorer that owns the session: each session has its own ``windows:{sid}``, read in group
 ``scorer`` only by the holder of ``scorer-lease:{sid}`` (``common.ownership``); a new holder reclaims what the

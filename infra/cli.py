@@ -1,10 +1,17 @@
-"""The ``feqa`` command: ``feqa up`` runs the local stack; each built part adds its own command group."""
+"""The ``feqa`` command: ``feqa up`` runs the local stack; ``feqa key`` shows or rotates its service key; ``feqa
+watch SID`` follows a session; each built part adds its own command group.
+
+While a stack runs, every other ``feqa`` command talks to it without settings (infra.runinfo: its Redis URL, the
+ingest's address and the key file become the defaults of this process's settings).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -12,10 +19,13 @@ from types import FrameType
 
 import click
 
+from common.errors import FeqaError
 from common.logs import setup_logging
+from infra import credentials, runinfo
 from infra import settings_doc as settings_tables
 from infra.settings import StackSettings
 from infra.stack import Stack
+from infra.watch import watch_session
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +34,7 @@ PART_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("phantom", "phantom.cli", "phantom"),
     ("ingest", "ingest.cli", "cli"),
     ("tracker", "tracker.cli", "cli"),
+    ("scorer", "scorer.cli", "cli"),
     ("dashboard", "dashboard.cli", "cli"),
     ("prepare", "trainer.cli", "prepare"),
     ("train", "trainer.cli", "train"),
@@ -58,9 +69,15 @@ def _available(module_name: str) -> bool:
     )
 
 
+_OWN_SETTINGS = {"up", "settings-doc", "key"}  # commands that do not follow a running stack
+
+
 @click.group(cls=_PartsGroup, context_settings={"help_option_names": ["-h", "--help"]})
-def feqa() -> None:
+@click.pass_context
+def feqa(ctx: click.Context) -> None:
     """feqa: a live monitor of facial motor function (expression-quality scores from a camera)."""
+    if ctx.invoked_subcommand not in _OWN_SETTINGS:
+        runinfo.apply_defaults(StackSettings().data_dir, os.environ)
 
 
 @feqa.command()
@@ -76,9 +93,22 @@ def up() -> None:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     click.echo(f"starting feqa: redis + {', '.join(s.name for s in stack.services) or 'no services built yet'}")
-    stack.start()
+    try:
+        stack.start()
+    except FeqaError as exc:
+        raise click.ClickException(str(exc)) from None
     for label, url in stack.urls():
-        click.echo(f"  {label:<20} {url}")
+        click.echo(f"  {label:<24} {url}")
+    key = stack.key
+    if key is not None and key.created:
+        click.echo(f"  {'service key (new)':<24} {key.key}")
+        click.echo(f"  {'':<24} stored in {key.path} (0600); shown only now; rotate with: feqa key rotate")
+    elif key is not None:
+        click.echo(f"  {'service key':<24} in {key.path} (show it with: feqa key show)")
+    click.echo(f"  {'logs':<24} {stack.data / 'logs'}/")
+    for advice in stack.advice:
+        click.echo(f"  warning: {advice}", err=False)
+    click.echo("  first session: feqa ingest new-session --protocol pfed5 --patient-id demo-1 (see the README)")
     if any(s.name == "dashboard" for s in stack.services):
         click.echo("  first login? run: feqa dashboard create-clinic NAME, then create-admin or create-clinician")
     click.echo("feqa is up; press Ctrl-C to stop", err=False)
@@ -89,6 +119,46 @@ def up() -> None:
         click.echo(f"stopping feqa ({stack.exit_reason or 'exit'})")
         stack.stop()
         click.echo("stopped")
+    sys.exit(code)
+
+
+@feqa.group()
+def key() -> None:
+    """The stack's service key (the credential the dashboard and the CLI send to the ingest)."""
+
+
+@key.command("show")
+def key_show() -> None:
+    """Print the service key and where it is stored."""
+    settings = StackSettings()
+    path = credentials.key_path(settings.data_dir)
+    if not path.is_file():
+        raise click.ClickException(f"no service key at {path}: feqa up makes one at its first start")
+    click.echo(f"{path.read_text().strip()}\n(stored in {path})")
+
+
+@key.command("rotate")
+def key_rotate() -> None:
+    """Replace the service key; a running ingest and dashboard use the new one from their next request."""
+    settings = StackSettings()
+    try:
+        made = credentials.rotate_key(settings.data_dir)
+    except FeqaError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"new service key: {made.key}\n(stored in {made.path}; the old key no longer works)")
+
+
+@feqa.command("watch")
+@click.argument("sid")
+@click.option("--seconds", type=float, default=None, help="stop after this long (default: when the session ends)")
+def watch(sid: str, seconds: float | None) -> None:
+    """Follow session SID: frames, faces, task and scores, once a second, until it ends."""
+    settings = StackSettings()
+    setup_logging("WARNING", settings.common.log_format)
+    try:
+        code = asyncio.run(watch_session(settings.common, sid, seconds, click.echo))
+    except FeqaError as exc:
+        raise click.ClickException(str(exc)) from None
     sys.exit(code)
 
 

@@ -7,6 +7,11 @@ signals only the PID this object started.
 The live bus holds patient video (frames, face crops), so it never writes a snapshot: no RDB (``--save ""``, which
 also means no save at shutdown) and no AOF (``--appendonly no``). What must last goes to the dashboard's database.
 The data directory (created 0700) holds only the server log.
+
+Memory: with ``maxmemory`` set (the embedded stack sets its budget) the policy is ``noeviction``: Redis never evicts
+a key, so no stream in use can vanish under a session; when the budget is reached writes fail with an OOM error
+instead. The ingest refuses new sessions well before that (IngestSettings.redis_memory_admit), and every stream
+has its bound, so the budget is what the live sessions' bounded streams need.
 """
 
 from __future__ import annotations
@@ -57,8 +62,10 @@ class RedisServer:
         port: int | None = None,
         data_dir: Path | None = None,
         binary: str | None = None,
+        maxmemory: str | None = None,
     ) -> None:
         self.binary = find_redis_binary(binary)
+        self.maxmemory = maxmemory
         self.port = port or free_port()
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="feqa-redis-"))
@@ -82,7 +89,10 @@ class RedisServer:
             "--protected-mode", "yes",
             "--daemonize", "no",
             "--logfile", str(self.data_dir / "redis.log"),
+            "--maxmemory-policy", "noeviction",
         ]  # fmt: skip
+        if self.maxmemory:
+            args += ["--maxmemory", self.maxmemory]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

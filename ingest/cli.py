@@ -1,15 +1,18 @@
 """The ``ingest`` click group: ``feqa ingest FILE --protocol pfed5 --task smile`` feeds a recorded video to the
-streams; ``feqa ingest serve`` runs the service; ``feqa ingest protocols`` lists the guided protocols.
+streams; ``feqa ingest new-session`` asks the running ingest for a patient link (with the service key);
+``feqa ingest serve`` runs the service; ``feqa ingest protocols`` lists the guided protocols.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import click
+import httpx
 
 from common.bus import Bus
 from common.errors import FeqaError
@@ -18,6 +21,7 @@ from common.logs import setup_logging
 from common.messages import Consent
 from common.protocols import PROTOCOLS, get_protocol
 from common.session_store import Retention
+from ingest.auth import ServiceKey
 from ingest.recorded import FileResult, Pace, ingest_file, probe
 from ingest.server import run
 from ingest.sessions import IngestSessions
@@ -65,7 +69,7 @@ def ingest_video(video: Path, protocol: str, task: str, patient_id: str, pace: s
     try:
         if task:
             get_protocol(protocol).task(task)
-        info = probe(video)
+        info = probe(video, settings.min_upload_frames)
         consent = Consent(live_scoring=live_scoring)
         mode: Pace = "fast" if pace == "fast" else "native"
         result = asyncio.run(_ingest(settings, video, protocol, task, patient_id, mode, consent))
@@ -92,6 +96,45 @@ async def _ingest(
         renew.cancel()
         await asyncio.gather(renew, return_exceptions=True)
         await bus.close()
+
+
+@cli.command("new-session")
+@click.option("--protocol", required=True, type=click.Choice(sorted(PROTOCOLS)), help="guided protocol")
+@click.option("--patient-id", required=True, help="pseudonymous patient reference (letters, digits, . _ -)")
+@click.option("--no-live-scoring", is_flag=True, help="the patient refused scoring by the models")
+@click.option("--recording", is_flag=True, help="the patient agreed to the video being kept")
+@click.option("--research", is_flag=True, help="the patient agreed to research use of the results")
+def new_session(protocol: str, patient_id: str, no_live_scoring: bool, recording: bool, research: bool) -> None:
+    """Create a session on the running ingest and print the patient's link."""
+    settings = IngestSettings()
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    base = f"http://{host}:{settings.port}"
+    try:
+        settings.require_credential()
+        key = ServiceKey(settings.api_key.get_secret_value() if settings.api_key else None,
+                         None if settings.api_key else settings.api_key_file).current()  # fmt: skip
+    except FeqaError as exc:
+        raise click.ClickException(f"{exc} (is feqa up running?)") from None
+    consent = {"live_scoring": not no_live_scoring, "recording": recording, "research": research}
+    body = {"patient_id": patient_id, "protocol": protocol, "consent": consent}
+    try:
+        res = httpx.post(f"{base}/api/sessions", json=body, headers={"X-Api-Key": key}, timeout=10)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(
+            f"the ingest at {base} did not answer ({type(exc).__name__}); is it running?"
+        ) from None
+    if res.status_code != 201:
+        try:
+            detail = res.json().get("detail", res.text)
+        except ValueError:
+            detail = res.text[:200]
+        raise click.ClickException(f"the ingest refused the session ({res.status_code}): {detail}")
+    made = res.json()
+    minutes = max(1, round((made["expires_at"] - time.time()) / 60))
+    click.echo(f"session {made['sid']} for patient {patient_id} ({protocol})")
+    click.echo(f"patient link (open it within {minutes} min; it works for this session only):")
+    click.echo(f"  {made['join_url']}")
+    click.echo(f"follow it with: feqa watch {made['sid']}")
 
 
 @cli.command("protocols")

@@ -1,4 +1,4 @@
-"""Shaping decoded video frames for the bus: the fps cap, downscaling to the width limit, pixel encoding."""
+"""Shaping decoded video frames for the bus: the fps cap, downscaling to the size limits, pixel encoding."""
 
 from __future__ import annotations
 
@@ -19,18 +19,19 @@ class Shaped:
 
 @dataclasses.dataclass(frozen=True)
 class FrameShaper:
-    """Scales a frame to at most ``max_width`` px wide (even sizes, aspect kept) and encodes it. Thread-safe."""
+    """Scales a frame to fit ``max_width`` x ``max_height`` (even sizes, aspect kept) and encodes it. Thread-safe."""
 
     max_width: int = 640
     encoding: str = "i420"
     jpeg_quality: int = 85
+    max_height: int = 960
 
     def target_size(self, width: int, height: int) -> tuple[int, int]:
         if width <= 0 or height <= 0:
             raise ValueError(f"bad frame size {width}x{height}")
-        if width > self.max_width:
-            height = round(height * self.max_width / width)
-            width = self.max_width
+        scale = min(1.0, self.max_width / width, self.max_height / height)
+        if scale < 1.0:
+            width, height = round(width * scale), round(height * scale)
         return max(2, width - width % 2), max(2, height - height % 2)
 
     def shape(self, frame: av.VideoFrame) -> Shaped:
@@ -47,16 +48,27 @@ class FrameShaper:
 
 
 class FpsGate:
-    """Admits frames no faster than ``max_fps`` (by capture time), with slack for jitter; counts the rest."""
+    """Admits frames at no more than ``max_fps`` on average (by capture time) and counts the rest.
 
-    def __init__(self, max_fps: float) -> None:
-        self._min_gap = 0.85 / max_fps
+    A token bucket: credit accrues at ``max_fps`` x (1 + ``slack``) frames a second up to ``burst`` frames, and each
+    admitted frame spends one. A camera at the cap whose frames arrive in uneven bursts (network jitter, a late
+    decode) loses nothing; only frames beyond the rate are cut (a 60 fps camera under a 30 fps cap keeps every
+    other frame). The small slack absorbs a camera clock a little faster than ours.
+    """
+
+    def __init__(self, max_fps: float, burst: float = 4.0, slack: float = 0.03) -> None:
+        self._rate = max_fps * (1.0 + slack)
+        self._burst = max(1.0, burst)
+        self._credit = self._burst
         self._last: float | None = None
         self.dropped = 0
 
     def admit(self, capture_ts: float) -> bool:
-        if self._last is not None and capture_ts - self._last < self._min_gap:
+        if self._last is not None:
+            self._credit = min(self._burst, self._credit + max(0.0, capture_ts - self._last) * self._rate)
+        self._last = capture_ts if self._last is None else max(self._last, capture_ts)
+        if self._credit < 1.0:
             self.dropped += 1
             return False
-        self._last = capture_ts
+        self._credit -= 1.0
         return True

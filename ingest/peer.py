@@ -1,6 +1,12 @@
 """One patient's WebRTC connection: answer the offer, receive video into the frame pump (each frame with its
 capture time from the sender's RTP clock, ingest.clock, and its arrival time), end on hangup, ICE failure, connect
 or idle timeout (reason recorded once).
+
+A connection that closes or fails does not end the session at once: the patient may come back (a reload, a network
+change) within ``resume_grace_s`` and the new connection takes the session over (:meth:`IngestPeer.detach` frees
+the old one without ending anything; the new peer continues the same frame pump, so frame numbers and capture
+times keep rising; the new connection has its own sender clock). Only when nobody came back does the session end,
+with the reason the connection gave (``hangup``, ``ice_failed``).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections.abc import Awaitable, Callable
 
 import av
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import sdp as aiortc_sdp
 from aiortc.mediastreams import MediaStreamError
 
 from common.bus import Bus
@@ -41,6 +48,7 @@ class IngestPeer:
         sessions: IngestSessions,
         on_closed: Callable[[IngestPeer], Awaitable[None]],
         counters: IngestCounters | None = None,
+        pump: FramePump | None = None,
     ) -> None:
         self.sid = sid
         self.protocol = protocol
@@ -50,20 +58,27 @@ class IngestPeer:
         self._log = session_logger(log, sid)
         credential = settings.turn_credential.get_secret_value() if settings.turn_credential else None
         self.pc = RTCPeerConnection(rtc_configuration(settings.ice_servers, settings.turn_username, credential))
-        shaper = FrameShaper(settings.max_width, settings.encoding, settings.jpeg_quality)
-        self.pump = FramePump(bus, sid, shaper, settings.max_fps, on_first_frame=self._record_size,
-                              on_refused=lambda: self.request_close("ended_elsewhere"), counters=counters)  # fmt: skip
+        shaper = FrameShaper(settings.max_width, settings.encoding, settings.jpeg_quality, settings.max_height)
+        self.pump = pump or FramePump(bus, sid, shaper, settings.max_fps, on_first_frame=self._record_size,
+                                      on_refused=self._refused, counters=counters)  # fmt: skip
         self.clock = SenderClock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = time.monotonic()
         self._last_frame: float | None = None
+        self._lost: tuple[str, float] | None = None  # why and when the connection went away (resumable meanwhile)
         self.end_reason: str | None = None
+        self.current: IngestPeer = self  # the peer that took over this one's pump (a resume), for its callbacks
         self.closed = asyncio.Event()
         self.pc.on("track", self._on_track)
         self.pc.on("connectionstatechange", self._on_state)
 
     async def answer(self, offer_sdp: str) -> str:
-        """Apply the browser's offer and return our answer (host candidates per the settings)."""
+        """Apply the browser's offer and return our answer (host candidates per the settings); :meth:`start` then
+        runs the peer. Any way aiortc refuses the offer is an :class:`OfferError`."""
+        try:  # aiortc's parser fails on bad input in many ways (StopIteration, ValueError, IndexError ...)
+            aiortc_sdp.SessionDescription.parse(offer_sdp)
+        except Exception as exc:
+            raise OfferError(f"malformed SDP offer ({type(exc).__name__}: {str(exc)[:60]})") from exc
         try:
             with offered_host_addresses(self._settings.ice_host_addresses):
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
@@ -74,11 +89,20 @@ class IngestPeer:
                 await self.pc.setLocalDescription(answer)
         except OfferError:
             raise
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise OfferError(f"malformed SDP offer: {exc}") from exc
+        except (ValueError, KeyError, IndexError, TypeError, AssertionError, AttributeError) as exc:
+            raise OfferError(f"malformed SDP offer: {str(exc)[:80] or type(exc).__name__}") from exc
+        except Exception as exc:  # aiortc's InvalidStateError, InternalError, OperationError (e.g. no common codec)
+            if type(exc).__module__.split(".")[0] not in ("aiortc", "aioice", "pylibsrtp"):
+                raise
+            raise OfferError(f"the offer cannot be used: {str(exc)[:80] or type(exc).__name__}") from exc
+        if self.pc.localDescription is None:
+            raise OfferError("the offer cannot be answered")
+        return str(self.pc.localDescription.sdp)
+
+    def start(self) -> None:
+        """Run the watchdog and the frame pump (after a successful :meth:`answer`)."""
         self._spawn(self._watchdog(), "watchdog")
         self._spawn(self.pump.run(), "pump")
-        return str(self.pc.localDescription.sdp)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "video":
@@ -94,17 +118,16 @@ class IngestPeer:
     async def _on_state(self) -> None:
         state = self.pc.connectionState
         self._log.info("connection state %s", state)
-        if state == "failed":
-            self.request_close("ice_failed")
-        elif state == "closed":
-            self.request_close("hangup")
+        if state in ("failed", "closed") and self._lost is None:  # the watchdog ends it unless a resume comes
+            self._lost = ("ice_failed" if state == "failed" else "hangup", time.monotonic())
 
     async def _receive(self, track: MediaStreamTrack) -> None:
         while True:
             try:
                 frame = await track.recv()
             except MediaStreamError:
-                self.request_close("hangup")
+                if self._lost is None:
+                    self._lost = ("hangup", time.monotonic())
                 return
             if not isinstance(frame, av.VideoFrame):
                 continue
@@ -122,6 +145,11 @@ class IngestPeer:
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
+            if self._lost is not None:
+                if now - self._lost[1] > self._settings.resume_grace_s:
+                    self.request_close(self._lost[0])
+                    return
+                continue
             if self._last_frame is None:
                 if now - self._started > self._settings.connect_timeout_s:
                     self.request_close("connect_timeout")
@@ -132,6 +160,9 @@ class IngestPeer:
 
     async def _record_size(self, width: int, height: int) -> None:
         await self._sessions.update(self.sid, width=width, height=height)
+
+    def _refused(self) -> None:
+        self.current.request_close("ended_elsewhere")
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -154,6 +185,12 @@ class IngestPeer:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.pc.close()
+
+    async def detach(self, successor: IngestPeer) -> None:
+        """Hand the session to ``successor`` (a resume): free this connection and its tasks, end nothing."""
+        self.current = successor
+        await self.discard()
+        self._log.info("connection replaced by a resumed one")
 
     def request_close(self, reason: str) -> None:
         """Close from a callback or a task of this peer (without cancelling the caller mid-way)."""

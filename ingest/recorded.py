@@ -1,9 +1,11 @@
 """Recorded video (home recordings sent later): probe a file, then feed its frames to the same streams as a live
 session, at native pace or as fast as the tracker takes them.
 
-A file is refused before any session exists when it is not video, has no video stream or no decodable frame.
-Truncation found later (a decode error, a clip shorter than its container declares, a raw stream with a partial
-last frame) ends the session with reason ``file_truncated``; the frames before it stay published.
+A file is refused before any session exists when it is not video, has no video stream, no decodable frame, or
+fewer frames than the minimum (counted from its packets, without decoding). Truncation found later (a decode error,
+a clip shorter than its container declares, a raw stream with a partial last frame) ends the session with reason
+``file_truncated``; the frames before it stay published. Otherwise the tracker's observations decide the ending
+(ingest.outcome): ``completed``, ``no_face`` or ``not_tracked``, with the counts in the session's stats.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from common.logs import session_logger
 from common.messages import Consent
 from common.streams import FRAMES
 from ingest.framing import FrameShaper
+from ingest.outcome import NOT_TRACKED, ObsTally
 from ingest.pump import FramePump, IngestCounters
 from ingest.sessions import IngestSessions, SessionSpec
 from ingest.settings import IngestSettings
@@ -52,12 +55,13 @@ class VideoInfo:
 class FileResult:
     sid: str
     frames: int
-    reason: str  # "completed" | "file_truncated" | "cancelled"
+    reason: str  # "completed" | "no_face" | "not_tracked" | "file_truncated" | "cancelled" | "ended_elsewhere"
     error: str = ""
 
 
-def probe(path: Path) -> VideoInfo:
-    """Open ``path`` and decode its first frame; raise :class:`VideoFileError` when that is impossible."""
+def probe(path: Path, min_frames: int = 1) -> VideoInfo:
+    """Open ``path``, decode its first frame and count its packets up to ``min_frames``; raise
+    :class:`VideoFileError` when that is impossible or the file is shorter."""
     if not path.is_file():
         raise VideoFileError(f"{path.name}: no such file")
     if path.stat().st_size == 0:
@@ -74,9 +78,29 @@ def probe(path: Path) -> VideoInfo:
             rate = stream.average_rate or stream.guessed_rate
             fps = float(rate) if rate else 25.0
             duration = container.duration / 1_000_000 if container.duration else None
-            return VideoInfo(stream.width, stream.height, fps, duration, stream.codec_context.name)
+            info = VideoInfo(stream.width, stream.height, fps, duration, stream.codec_context.name)
+        if min_frames > 1:
+            count = count_frames(path, min_frames)
+            if count < min_frames:
+                raise VideoFileError(
+                    f"{path.name} has {count} video frame{'s' * (count != 1)}; at least {min_frames} are needed "
+                    "to track a face (send a longer recording)"
+                )
+        return info
     except av.error.FFmpegError as exc:
         raise VideoFileError(f"{path.name} is not a readable video: {exc.strerror or exc}") from None
+
+
+def count_frames(path: Path, up_to: int) -> int:
+    """Video packets in ``path``, counted (without decoding) until ``up_to``."""
+    n = 0
+    with av.open(str(path)) as container:
+        for packet in container.demux(container.streams.video[0]):
+            if packet.size:
+                n += 1
+                if n >= up_to:
+                    break
+    return n
 
 
 class _Reader:
@@ -148,9 +172,11 @@ async def ingest_file(
         sid = await sessions.create(spec)
     slog = session_logger(log, sid)
     await sessions.start(sid, protocol)
-    shaper = FrameShaper(settings.max_width, settings.encoding, settings.jpeg_quality)
+    shaper = FrameShaper(settings.max_width, settings.encoding, settings.jpeg_quality, settings.max_height)
     pump = FramePump(bus, sid, shaper, max_fps=max(settings.max_fps, info.fps * 1.01), counters=counters)
     reader = await asyncio.to_thread(_Reader, path, shaper)
+    tally = ObsTally(bus, sid)
+    tally.start()
     reason, error = "completed", ""
     try:
         if task:
@@ -162,12 +188,14 @@ async def ingest_file(
             if frame is None:
                 break
             offset = reader.last_time
+            second = pump.next_seq == 1  # the first frame is out: wait until a tracker takes it
             if pace == "native":
                 delay = wall0 + offset - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            else:
-                await _wait_for_tracker(bus, sid, settings.fast_backlog)
+            elif not await _wait_for_tracker(bus, sid, settings.fast_backlog, settings.tracker_wait_s, second):
+                reason, error = "not_tracked", NOT_TRACKED
+                break
             if await pump.publish(frame, t0 + offset) is None:
                 reason = "ended_elsewhere"
                 break
@@ -183,15 +211,29 @@ async def ingest_file(
         await asyncio.to_thread(reader.close)
         if task:
             await sessions.event(sid, protocol, "task_end", task=task, rep=1, seq=pump.last_seq)
-        await sessions.end(sid, reason, {"frames": pump.next_seq})
-    slog.info("file %s: %d frames published (%s)", path.name, pump.next_seq, reason)
+        if reason == "completed":  # every frame went out: the observations say how it ended
+            reason, error = await tally.finish(pump.last_seq, settings.tracker_wait_s)
+        await tally.stop()
+        await sessions.end(sid, reason, {"frames": pump.next_seq, **tally.stats()})
+    slog.info("file %s: %d frames published, %d observed, %d with a face (%s)", path.name, pump.next_seq,
+              tally.observed, tally.faces, reason)  # fmt: skip
     return FileResult(sid, pump.next_seq, reason, error)
 
 
-async def _wait_for_tracker(bus: Bus, sid: str, max_backlog: int) -> None:
-    """Fast mode: wait while the tracker group has ``max_backlog`` frames unread (no group: nobody to wait for)."""
+async def _wait_for_tracker(bus: Bus, sid: str, max_backlog: int, wait_s: float, need_reader: bool) -> bool:
+    """Fast mode: wait while the tracker group has ``max_backlog`` frames unread; with ``need_reader`` (after the
+    first frame) also until a tracker has read the session at all. False when no reader came, or the backlog did
+    not move, for ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    last: int | None = None
     while True:
         backlog = await group_backlog(bus, FRAMES, sid, limit=max_backlog + 1)
-        if backlog is None or backlog < max_backlog:
-            return
+        if backlog is None and not need_reader:  # the reader left: nobody to wait for
+            return True
+        if backlog is not None and backlog < max_backlog:
+            return True
+        if backlog != last:
+            last, deadline = backlog, time.monotonic() + wait_s
+        if time.monotonic() > deadline:
+            return False
         await asyncio.sleep(0.005)

@@ -36,6 +36,12 @@ class PeerRegistry:
         self.check_capacity()
         self._peers[peer.sid] = peer
 
+    def replace(self, old: IngestPeer, new: IngestPeer) -> None:
+        """A resumed connection takes its session's place (no capacity needed: the session already had one)."""
+        if self._peers.get(old.sid) is not old or new.sid != old.sid:
+            raise ValueError(f"session {old.sid} is not served by that peer")
+        self._peers[old.sid] = new
+
     def get(self, sid: str) -> IngestPeer | None:
         return self._peers.get(sid)
 

@@ -42,18 +42,27 @@ def new_sid() -> str:
 class IngestSessions:
     """Creates, starts and ends the sessions this ingest process serves (holding their ingest leases)."""
 
-    def __init__(self, bus: Bus, retention: Retention, liveness: IngestLiveness, drain_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        retention: Retention,
+        liveness: IngestLiveness,
+        drain_s: float = 2.0,
+        unstarted_s: float | None = None,
+    ) -> None:
         self.bus = bus
         self.store = SessionStore(bus, retention)
         self.liveness = liveness
         self.drain_s = drain_s
+        self.unstarted_s = unstarted_s
 
     async def create(self, spec: SessionSpec, sid: str | None = None) -> str:
+        """Write the session; one nobody starts expires after ``unstarted_s`` (the join-link lifetime)."""
         sid = sid or new_sid()
         info = SessionInfo(sid=sid, patient_id=spec.patient_id, protocol=spec.protocol, consent=spec.consent,
                            state="created", source=spec.source, fps=spec.fps, created_ts=time.time(),
                            phantom=spec.phantom)  # fmt: skip
-        await self.store.create(info)
+        await self.store.create(info, expire_s=self.unstarted_s)
         return sid
 
     async def start(self, sid: str, protocol: str) -> None:

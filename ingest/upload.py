@@ -1,20 +1,25 @@
-"""HTTP upload of a recorded video: stream it to a temporary file within the size limit, refuse what is not video,
-then ingest it in the background as its own session.
+"""HTTP upload of a recorded video (service key): the body is streamed to a temporary file and cut at the size
+limit while it arrives (ingest.multipart), what is not video or is too short is refused, then the file is ingested
+in the background as its own session. The caller follows it at ``status_url`` (GET /api/sessions/{sid}): the
+session ends ``completed``, ``no_face``, ``not_tracked`` or ``file_truncated``, with frame and face counts in its
+stats.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import tempfile
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field, ValidationError
 
 from common.messages import Consent
 from common.protocols import get_protocol
-from ingest.api import State, require_api_key
+from ingest.api import PatientId, State, admit_new_session, client_of, require_service_key
+from ingest.errors import clip
+from ingest.multipart import read_upload
 from ingest.recorded import VideoFileError, ingest_file, probe
 from ingest.sessions import SessionSpec
 
@@ -22,67 +27,61 @@ log = logging.getLogger(__name__)
 
 router = APIRouter()
 
-_CHUNK = 1 << 20
+
+class UploadFields(BaseModel):
+    """The form fields beside the file."""
+
+    model_config = {"extra": "forbid"}
+
+    protocol: str = Field(max_length=32)
+    task: str = Field("", max_length=64)
+    patient_id: PatientId = "upload"
+    pace: Literal["native", "fast"] = "fast"
+    live_scoring: bool = True
+    research: bool = False
 
 
-@router.post("/api/uploads", status_code=202, dependencies=[Depends(require_api_key)])
-async def upload(
-    state: State,
-    file: Annotated[UploadFile, File()],
-    protocol: Annotated[str, Form()],
-    task: Annotated[str, Form()] = "",
-    patient_id: Annotated[str, Form(max_length=128)] = "",
-    pace: Annotated[Literal["native", "fast"], Form()] = "fast",
-    live_scoring: Annotated[bool, Form()] = True,
-    research: Annotated[bool, Form()] = False,
-) -> dict[str, Any]:
-    proto = get_protocol(protocol)
-    if task:
-        proto.task(task)
+@router.post("/api/uploads", status_code=202, dependencies=[Depends(require_service_key)])
+async def upload(state: State, request: Request) -> dict[str, Any]:
+    s = state.settings
+    state.limiter.hit("uploads", client_of(request), s.rate_uploads_per_min, what="uploads")
     state.registry.check_capacity()
-    limit = state.settings.max_upload_bytes
-    suffix = Path(file.filename or "upload").suffix[:16]
-    handle = tempfile.NamedTemporaryFile(prefix="feqa-upload-", suffix=suffix, delete=False)  # noqa: SIM115
-    path = Path(handle.name)
+    form = await read_upload(request.headers.get("content-type"), request.stream(), max_file_bytes=s.max_upload_bytes)
+    path = form.path
+    if path is None:  # read_upload always sets it on success; kept for the type checker
+        raise HTTPException(400, "the upload has no file")
     keep = False
     try:
-        size = 0
-        with handle:
-            while chunk := await file.read(_CHUNK):
-                size += len(chunk)
-                if size > limit:
-                    raise HTTPException(413, f"the upload is larger than the limit of {limit} bytes")
-                await asyncio.to_thread(handle.write, chunk)
         try:
-            info = await asyncio.to_thread(probe, path)
+            fields = UploadFields(**form.fields)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "form"
+            raise HTTPException(422, f"invalid upload field {clip(where)}: {clip(first.get('msg', ''), 120)}") from None
+        proto = get_protocol(fields.protocol)
+        if fields.task:
+            proto.task(fields.task)
+        name = Path(form.filename).name or "the upload"
+        try:
+            info = await asyncio.to_thread(probe, path, s.min_upload_frames)
         except VideoFileError as exc:
-            raise HTTPException(422, str(exc).replace(path.name, file.filename or "the upload")) from None
-        consent = Consent(live_scoring=live_scoring, recording=False, research=research)
-        spec = SessionSpec(patient_id or "upload", proto.name, consent, info.fps, source="file")
-        sid = await state.sessions.create(spec)
+            raise HTTPException(422, str(exc).replace(path.name, clip(name))) from None
+        await admit_new_session(state)
+        consent = Consent(live_scoring=fields.live_scoring, recording=False, research=fields.research)
+        sid = await state.sessions.create(SessionSpec(fields.patient_id, proto.name, consent, info.fps, source="file"))
 
         async def job() -> None:
             try:
-                await ingest_file(
-                    state.bus,
-                    state.sessions,
-                    state.settings,
-                    path,
-                    protocol=proto.name,
-                    task=task,
-                    pace=pace,
-                    sid=sid,
-                    info=info,
-                    consent=consent,
-                    counters=state.counters,
-                )
+                await ingest_file(state.bus, state.sessions, s, path, protocol=proto.name, task=fields.task,
+                                  pace=fields.pace, sid=sid, info=info, consent=consent,
+                                  counters=state.counters)  # fmt: skip
             finally:
                 await asyncio.to_thread(path.unlink, True)
 
         state.registry.spawn_job(sid, job())
         keep = True
-        return {"sid": sid, "width": info.width, "height": info.height, "fps": info.fps, "pace": pace}
+        return {"sid": sid, "width": info.width, "height": info.height, "fps": info.fps, "pace": fields.pace,
+                "status_url": f"/api/sessions/{sid}"}  # fmt: skip
     finally:
-        await file.close()
         if not keep:
             await asyncio.to_thread(path.unlink, True)

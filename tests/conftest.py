@@ -12,9 +12,9 @@ import pytest
 
 from common.bus import Backoff, Bus
 from common.liveness import IngestLiveness
-from common.messages import Consent, Frame, SessionInfo
+from common.messages import Consent, Frame, Obs, SessionInfo
 from common.session_store import Retention, SessionStore
-from common.streams import FRAMES
+from common.streams import FRAMES, OBS
 from infra.redis_server import RedisServer
 from ingest.sessions import IngestSessions
 
@@ -32,6 +32,10 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 TEST_BACKOFF = Backoff(first_s=0.02, cap_s=0.5, budget_s=15)
+
+# The ingest's service credential in tests (the ingest refuses to start without one), and the header carrying it.
+SERVICE_KEY = "test-service-key-0123456789abcdef"
+SERVICE_HEADERS = {"X-Api-Key": SERVICE_KEY}
 
 
 async def open_bus(url: str, name: str = "test") -> AsyncIterator[Bus]:
@@ -96,10 +100,11 @@ async def session_of(bus: Bus, sid: str) -> SessionInfo:
 
 class FrameTap:
     """Reads a session's frames in the tracker's group while it runs, as the tracker would (frames are deleted when
-    the session ends, so tests that count them must read them live)."""
+    the session ends, so tests that count them must read them live). With ``observe`` set it also answers each
+    frame with an observation (face or not), as a tracker would, for tests of what the ingest makes of them."""
 
-    def __init__(self, bus: Bus, sid: str, delay_s: float = 0.0) -> None:
-        self.bus, self.sid, self.delay_s = bus, sid, delay_s
+    def __init__(self, bus: Bus, sid: str, delay_s: float = 0.0, observe: bool | None = None) -> None:
+        self.bus, self.sid, self.delay_s, self.observe = bus, sid, delay_s, observe
         self.frames: list[Frame] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -112,6 +117,11 @@ class FrameTap:
         while True:
             batch = await self.bus.consume(FRAMES, [self.sid], "tap", count=8, block_ms=50)
             self.frames.extend(d.message for d in batch)
+            if self.observe is not None and batch:
+                await self.bus.publish_many(OBS, [Obs(sid=self.sid, seq=d.message.seq, capture_ts=d.message.capture_ts,
+                                                      frame_w=d.message.width, frame_h=d.message.height,
+                                                      face=self.observe, reason="" if self.observe else "no_face")
+                                                  for d in batch])  # fmt: skip
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
             await self.bus.ack(batch)

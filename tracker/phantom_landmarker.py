@@ -33,7 +33,7 @@ class _Session:
     width: int
     height: int
     fps: float
-    phantoms: dict[tuple[int, int], Phantom] = dataclasses.field(default_factory=dict)
+    phantoms: dict[tuple[int, int], Phantom | None] = dataclasses.field(default_factory=dict)  # None: build failed
 
 
 class PhantomLandmarker:
@@ -69,10 +69,18 @@ class PhantomLandmarker:
             return None
         h, w = frame.rgb.shape[:2]
         size = (sess.width or w, sess.height or h)
+        if size in sess.phantoms and sess.phantoms[size] is None:
+            return None  # this size failed to build once: not retried for every frame
         try:
             phantom = sess.phantoms.get(size)
             if phantom is None:
-                phantom = sess.phantoms[size] = Phantom(sess.spec, size[0], size[1], sess.fps)
+                try:
+                    phantom = Phantom(sess.spec, size[0], size[1], sess.fps)
+                except (ValueError, MemoryError) as exc:
+                    sess.phantoms[size] = None
+                    session_logger(log, frame.sid).error("phantom %dx%d cannot be built: %s", *size, exc)
+                    return None
+                sess.phantoms[size] = phantom
             pts = np.asarray(phantom.truth(index).landmarks, dtype=np.float64)
         except (ValueError, IndexError) as exc:  # a size the phantom refuses, an index past the clip
             session_logger(log, frame.sid).warning("frame %d: no phantom truth: %s", frame.seq, exc)

@@ -1,23 +1,65 @@
 // Patient page: consent, camera preview, WebRTC to ingest, the guided protocol, coaching, end screen.
-// Plain browser JavaScript, no build step. The page state is mirrored on <body data-phase> for tests.
+// Plain browser JavaScript, no build step, no inline script (the page's Content-Security-Policy forbids it).
+// The page state is mirrored on <body data-phase> for tests; <body data-beeps> counts the end-of-hold sounds.
+// Reloading (or opening the link again) while the session is open resumes it: the server hands out a new page key
+// and the repetitions already done, and this page carries on from there.
 "use strict";
 
 (() => {
   const $ = (id) => document.getElementById(id);
   const token = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
-  const session = { sid: "", key: "", pc: null, stream: null, ws: null, ended: false };
+  const session = { sid: "", key: "", pc: null, stream: null, ws: null, ended: false, audio: null };
+  const SCREENS = ["loading-screen", "consent-screen", "task-screen", "end-screen", "error-screen"];
+
+  // What each consent flag means, in words a patient reads (yes / no).
+  const CONSENT_WORDS = {
+    live_scoring: [
+      "The clinic's software rates your facial movements while you do them, for your care team.",
+      "Your movements are not rated automatically; your care team only sees how your face moved.",
+    ],
+    recording: [
+      "A recording of the video is kept for your care team.",
+      "No recording is kept: the video is deleted when the session ends.",
+    ],
+    research: [
+      "Your results may be used for research, without your name.",
+      "Your results are not used for research.",
+    ],
+  };
 
   function phase(name) {
     document.body.dataset.phase = name;
-    for (const id of ["consent-screen", "task-screen", "end-screen", "error-screen"]) {
-      $(id).hidden = !id.startsWith(name);
-    }
+    for (const id of SCREENS) $(id).hidden = !id.startsWith(name + "-");
   }
 
-  function fail(message) {
+  function fail(message, title, retry) {
+    $("error-title").textContent = title || "Something went wrong";
     $("error-text").textContent = message;
+    $("retry").hidden = !retry;
     phase("error");
     stopMedia();
+  }
+
+  // Camera problems in plain words (the browser's own messages are for developers).
+  function cameraProblem(err) {
+    const name = err && err.name;
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      return ["The camera cannot be used on this page",
+        "Your browser only allows the camera on a secure (https) page. Please ask your clinician for a secure link."];
+    }
+    if (name === "NotFoundError" || name === "DevicesNotFoundError" || name === "OverconstrainedError") {
+      return ["No camera found",
+        "We could not find a camera. Connect a camera, or open this link on a phone, tablet or computer that has one, then press Try again."];
+    }
+    if (name === "NotReadableError" || name === "TrackStartError" || name === "AbortError") {
+      return ["The camera is busy",
+        "Another program is using your camera, for example a video call. Close it, then press Try again."];
+    }
+    if (name === "NotAllowedError" || name === "PermissionDeniedError" || name === "SecurityError") {
+      return ["Camera access was refused",
+        "This check needs your camera. Allow the camera for this page (look for the camera symbol in the address bar), then press Try again."];
+    }
+    return ["The camera did not start", "Your camera could not be started. Press Try again; if it keeps happening, restart your browser."];
   }
 
   async function api(method, path, body) {
@@ -26,7 +68,11 @@
     const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body),
       keepalive: method === "POST" && path.endsWith("/end") });
     const data = await res.json().catch(() => ({}));
-    if (!res.ok) throw new Error(typeof data.detail === "string" ? data.detail : `request failed (${res.status})`);
+    if (!res.ok) {
+      const err = new Error(typeof data.detail === "string" ? data.detail : `request failed (${res.status})`);
+      err.status = res.status;
+      throw err;
+    }
     return data;
   }
 
@@ -72,7 +118,7 @@
         else if (pc.connectionState === "failed" || pc.connectionState === "closed") reject(new Error("the connection failed"));
       };
       pc.addEventListener("connectionstatechange", check);
-      setTimeout(() => reject(new Error("could not connect to the clinic's server")), ms);
+      setTimeout(() => reject(new Error("We could not connect to the clinic's server. Check your internet connection and reload this page.")), ms);
       check();
     });
   }
@@ -83,7 +129,10 @@
     pc.addEventListener("connectionstatechange", () => {
       const s = pc.connectionState;
       setConn(s === "connected" ? "connected" : s, s === "connected" ? "ok" : s === "failed" ? "bad" : "");
-      if ((s === "failed" || s === "closed") && !session.ended) fail("The connection was lost. Please try again later.");
+      if ((s === "failed" || s === "closed") && !session.ended) {
+        fail("The connection to the clinic was lost. Reload this page to continue your session where you left off.",
+          "Connection lost", true);
+      }
     });
     const transceiver = pc.addTransceiver(track, { direction: "sendonly", streams: [session.stream] });
     const params = transceiver.sender.getParameters();
@@ -117,11 +166,15 @@
   async function countdown(seconds) {
     const el = $("countdown");
     el.hidden = false;
-    for (let s = Math.ceil(seconds); s > 0; s--) {
-      el.textContent = String(s);
-      await sleep(Math.min(1000, seconds * 1000));
+    try {
+      for (let s = Math.ceil(seconds); s > 0; s--) {
+        el.textContent = String(s);
+        await sleep(Math.min(1000, seconds * 1000));
+      }
+    } finally {
+      el.hidden = true;
+      el.textContent = "";
     }
-    el.hidden = true;
   }
 
   async function hold(seconds) {
@@ -129,28 +182,61 @@
     while (!session.ended) {
       const left = (end - performance.now()) / 1000;
       if (left <= 0) break;
-      $("timer").textContent = `Hold for ${left.toFixed(0)} s`;
+      $("timer").textContent = `Hold for ${Math.ceil(left)} s`;
       await sleep(Math.min(250, left * 1000));
     }
     $("timer").textContent = "";
   }
 
-  async function runProtocol(protocol) {
+  // Two short tones: the patient whose eyes are shut hears that the hold is over.
+  function beep() {
+    const ctx = session.audio;
+    if (ctx) {
+      if (ctx.state === "suspended") ctx.resume().catch(() => undefined);
+      const gain = ctx.createGain();
+      gain.gain.value = 0.25;
+      gain.connect(ctx.destination);
+      [0, 0.3].forEach((at, i) => {
+        const osc = ctx.createOscillator();
+        osc.frequency.value = i ? 1046 : 880;
+        osc.connect(gain);
+        osc.start(ctx.currentTime + at);
+        osc.stop(ctx.currentTime + at + 0.2);
+      });
+    }
+    document.body.dataset.beeps = String(Number(document.body.dataset.beeps || "0") + 1);
+  }
+
+  async function openEyesCue() {
+    beep();
+    $("prompt").textContent = "Open your eyes";
+    const el = $("cue");
+    el.hidden = false;
+    document.body.dataset.cue = "open-eyes";
+    await sleep(1500);
+    el.hidden = true;
+    delete document.body.dataset.cue;
+  }
+
+  async function runProtocol(protocol, done) {
     phase("task");
+    const finished = new Set(done.map(([task, rep]) => `${task}/${rep}`));
     const total = protocol.tasks.reduce((n, t) => n + t.reps, 0);
-    let done = 0;
+    let step = 0;
     for (const task of protocol.tasks) {
       for (let rep = 1; rep <= task.reps; rep++) {
         if (session.ended) return;
-        done += 1;
-        $("step").textContent = `Step ${done} of ${total}` + (task.reps > 1 ? ` (repetition ${rep} of ${task.reps})` : "");
+        step += 1;
+        if (finished.has(`${task.name}/${rep}`)) continue;
+        $("step").textContent = `Step ${step} of ${total}` + (task.reps > 1 ? ` (repetition ${rep} of ${task.reps})` : "");
         $("prompt").textContent = task.prompt;
-        $("timer").textContent = "Get ready";
+        $("timer").textContent = task.eyes_closed ? "Get ready. Keep your eyes shut until you hear the beep." : "Get ready";
         await countdown(protocol.countdown_s);
         await api("POST", `/api/sessions/${session.sid}/events`, { type: "task_start", task: task.name, rep });
         await hold(task.hold_s);
         await api("POST", `/api/sessions/${session.sid}/events`, { type: "task_end", task: task.name, rep });
-        if (done < total && protocol.rest_s > 0) {
+        if (task.eyes_closed) await openEyesCue();
+        if (step < total && protocol.rest_s > 0) {
           $("prompt").textContent = "Relax";
           await sleep(protocol.rest_s * 1000);
         }
@@ -177,37 +263,67 @@
 
   async function start(track) {
     $("start").disabled = true;
+    const Audio = window.AudioContext || window.webkitAudioContext;
+    if (Audio) session.audio = new Audio(); // made on the click: browsers allow sound only after a gesture
     const joined = await api("POST", `/api/join/${encodeURIComponent(token)}`, { consent: true });
     session.sid = joined.sid;
     session.key = joined.key;
     await connect(track, joined.ice_servers);
     openCoach();
-    await runProtocol(joined.protocol);
+    await runProtocol(joined.protocol, joined.done || []);
     await finish("completed", "Thank you", "All steps are done. You can close this page.");
   }
 
-  async function main() {
-    try {
-      const info = await api("GET", `/api/join/${encodeURIComponent(token)}`);
-      $("title").textContent = info.title;
-      const list = $("consent-list");
-      for (const [flag, on] of Object.entries(info.consent)) {
-        const li = document.createElement("li");
-        li.textContent = `${flag.replace("_", " ")}: ${on ? "yes" : "no"}`;
-        list.appendChild(li);
-      }
-      const track = await startCamera();
-      phase("consent");
-      $("consent").addEventListener("change", (ev) => { $("start").disabled = !ev.target.checked; });
-      $("start").addEventListener("click", () => start(track).catch((err) => fail(err.message)));
-      $("hangup").addEventListener("click", () =>
-        finish("hangup", "Session ended", "You ended the session. You can close this page.").catch((err) => fail(err.message)));
-      window.addEventListener("pagehide", () => {
-        if (session.sid && !session.ended) api("POST", `/api/sessions/${session.sid}/end`, { reason: "hangup" }).catch(() => undefined);
-      });
-    } catch (err) {
-      fail(err.name === "NotAllowedError" ? "Camera access was refused. Allow the camera and reload the page." : err.message);
+  function showConsent(info) {
+    $("title").textContent = info.title;
+    const list = $("consent-list");
+    list.textContent = "";
+    for (const [flag, on] of Object.entries(info.consent)) {
+      const words = CONSENT_WORDS[flag];
+      const li = document.createElement("li");
+      li.textContent = words ? words[on ? 0 : 1] : `${flag}: ${on ? "yes" : "no"}`;
+      list.appendChild(li);
     }
+    if (info.resume) {
+      $("resume-note").hidden = false;
+      $("start").textContent = "Continue";
+    }
+    phase("consent");
+  }
+
+  function failed(err) {
+    if (err.status === 403) {
+      fail("This session was continued on another page or device. Use that one, or open your link again here.",
+        "Session continued elsewhere");
+    } else {
+      fail(err.message);
+    }
+  }
+
+  async function main() {
+    $("retry").addEventListener("click", () => location.reload());
+    let info;
+    try {
+      info = await api("GET", `/api/join/${encodeURIComponent(token)}`);
+    } catch (err) {
+      fail(err.message, err.status === 410 || err.status === 404 ? "This link cannot be used" : undefined);
+      return;
+    }
+    let track;
+    try {
+      track = await startCamera();
+    } catch (err) {
+      const [title, text] = cameraProblem(err);
+      fail(text, title, true);
+      return;
+    }
+    showConsent(info);
+    $("consent").addEventListener("change", (ev) => { $("start").disabled = !ev.target.checked; });
+    $("start").addEventListener("click", () => start(track).catch(failed));
+    $("hangup").addEventListener("click", () =>
+      finish("hangup", "Session ended", "You ended the session. You can close this page.").catch(failed));
+    // No end call when the page goes away: a reload must be able to resume; the server ends a session whose
+    // connection stays gone for its grace time.
   }
 
   main();

@@ -14,24 +14,32 @@ from fastapi import FastAPI
 
 from common.bus import Bus
 from common.messages import Consent
+from common.session_store import SessionStore
 from common.settings import CommonSettings
 from infra.redis_server import RedisServer
 from ingest.app import create_app
 from ingest.ice import offered_host_addresses, rtc_configuration
 from ingest.settings import IngestSettings
 from ingest.state import IngestState
-from tests.conftest import session_of
+from tests.conftest import SERVICE_HEADERS, SERVICE_KEY, session_of
 
 pytestmark = pytest.mark.integration
 
 
 @contextlib.asynccontextmanager
-async def client(redis_url: str, **overrides: Any) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
-    settings = IngestSettings(common=CommonSettings(redis_url=redis_url), ice_host_addresses=["127.0.0.1"], **overrides)
+async def client(
+    redis_url: str, *, headers: dict[str, str] | None = None, **overrides: Any
+) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
+    """The ingest app in this process; the client sends the service key unless ``headers`` says otherwise."""
+    base: dict[str, Any] = {"api_key": SERVICE_KEY, "ice_host_addresses": ["127.0.0.1"]}
+    settings = IngestSettings(common=CommonSettings(redis_url=redis_url), **{**base, **overrides})
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=10) as http:
+        sent = SERVICE_HEADERS if headers is None else headers
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://127.0.0.1", headers=sent, timeout=10
+        ) as http:
             yield http, app
 
 
@@ -78,17 +86,17 @@ async def test_create_session_writes_hash_and_link(redis_server: RedisServer, bu
 
 
 async def test_bad_session_requests(redis_server: RedisServer) -> None:
-    async with client(redis_server.url, api_key="s3cret") as (http, _app):
+    async with client(redis_server.url, headers={}) as (http, _app):
         no_key = await http.post("/api/sessions", json={"patient_id": "p", "protocol": "pfed5"})
-        assert no_key.status_code == 401
-        headers = {"X-Api-Key": "s3cret"}
+        assert no_key.status_code == 401 and "X-Api-Key" in no_key.json()["detail"]
+        headers = SERVICE_HEADERS
         bad_proto = await http.post("/api/sessions", json={"patient_id": "p", "protocol": "tango"}, headers=headers)
         assert bad_proto.status_code == 400 and "unknown protocol 'tango'" in bad_proto.json()["detail"]
         empty_patient = await http.post("/api/sessions", json={"patient_id": "", "protocol": "pfed5"}, headers=headers)
         assert empty_patient.status_code == 422
 
 
-async def test_tokens_wrong_used_expired_and_consent(redis_server: RedisServer) -> None:
+async def test_tokens_wrong_resumed_expired_and_consent(redis_server: RedisServer, bus: Bus) -> None:
     async with client(redis_server.url, token_ttl_s=0.5) as (http, app):
         wrong = await http.post("/api/join/not-a-real-token", json={"consent": True})
         assert wrong.status_code == 404 and "unknown join link" in wrong.json()["detail"]
@@ -96,10 +104,24 @@ async def test_tokens_wrong_used_expired_and_consent(redis_server: RedisServer) 
         created = (await http.post("/api/sessions", json={"patient_id": "p", "protocol": "pfed5"})).json()
         no_consent = await http.post(f"/api/join/{created['token']}", json={"consent": False})
         assert no_consent.status_code == 400 and "consent" in no_consent.json()["detail"]
+        assert (await http.get(f"/api/join/{created['token']}")).json()["resume"] is False
         first = await http.post(f"/api/join/{created['token']}", json={"consent": True})
-        assert first.status_code == 200
+        assert first.status_code == 200 and first.json()["resumed"] is False
+        await asyncio.sleep(0.6)  # past the link's first-use lifetime: a joined session's link stays valid
+        assert (await http.get(f"/api/join/{created['token']}")).json()["resume"] is True
         second = await http.post(f"/api/join/{created['token']}", json={"consent": True})
-        assert second.status_code == 409 and "already used" in second.json()["detail"]
+        assert second.status_code == 200 and second.json()["resumed"] is True
+        sid, old_key, new_key = first.json()["sid"], first.json()["key"], second.json()["key"]
+        assert second.json()["sid"] == sid and new_key != old_key
+        event = {"type": "marker"}
+        old = await http.post(f"/api/sessions/{sid}/events", json=event, headers={"X-Session-Key": old_key})
+        assert old.status_code == 403 and "another page" in old.json()["detail"]  # the resumed page holds the key
+        ended = await http.post(
+            f"/api/sessions/{sid}/end", json={"reason": "hangup"}, headers={"X-Session-Key": new_key}
+        )
+        assert ended.json()["state"] == "ended"
+        over = await http.post(f"/api/join/{created['token']}", json={"consent": True})
+        assert over.status_code == 410 and "over" in over.json()["detail"]  # never a second session from one link
 
         stale = (await http.post("/api/sessions", json={"patient_id": "p", "protocol": "pfed5"})).json()
         await asyncio.sleep(0.6)
@@ -108,6 +130,8 @@ async def test_tokens_wrong_used_expired_and_consent(redis_server: RedisServer) 
         peek = await http.get(f"/api/join/{stale['token']}")
         assert peek.status_code == 410
         assert len(state_of(app).registry) == 0
+    # a session nobody joined is gone with its link (no 7-day leftovers of unused links)
+    assert await SessionStore(bus).get(stale["sid"]) is None
 
 
 async def test_bad_offers_are_refused_and_free_everything(redis_server: RedisServer, bus: Bus) -> None:
@@ -143,18 +167,48 @@ async def test_bad_offers_are_refused_and_free_everything(redis_server: RedisSer
         assert r.status_code == 400, r.text
         assert len(state_of(app).registry) == 0
 
-        # a good offer still works after all that; a second offer on the same session is refused
+        # a good offer still works after all that; a second offer from the page holding the key takes the
+        # connection over (a reconnect) and the session keeps one peer
         good = await post({"sdp": await offer_sdp(), "type": "offer"})
         assert good.status_code == 200 and good.json()["type"] == "answer"
         assert "127.0.0.1" in good.json()["sdp"]
+        first = state_of(app).registry.get(sid)
         again = await post({"sdp": await offer_sdp(), "type": "offer"})
-        assert again.status_code == 409
-        assert len(state_of(app).registry) == 1
+        assert again.status_code == 200
+        assert len(state_of(app).registry) == 1 and state_of(app).registry.get(sid) is not first
+        assert first is not None and first.closed.is_set() and first.end_reason is None  # freed, nothing ended
         ended = await http.post(f"/api/sessions/{sid}/end", json={"reason": "hangup"}, headers=h)
         assert ended.json() == {"state": "ended", "reason": "hangup"}
         assert len(state_of(app).registry) == 0
     info = await session_of(bus, sid)
     assert (info.state, info.end_reason) == ("ended", "hangup")
+
+
+async def test_inputs_that_once_gave_a_500_get_a_clear_4xx(redis_server: RedisServer) -> None:
+    """A truncated offer, offers with codecs aiortc does not know, and session ids Redis keys refuse."""
+    async with client(redis_server.url) as (http, _app):
+        good = await offer_sdp()
+        for cut in (0.3, 0.5, 0.7, 0.9, 0.97):
+            sid, key, _ = await joined(http)
+            cut_offer = {"sdp": good[: int(len(good) * cut)], "type": "offer"}
+            r = await http.post(f"/api/sessions/{sid}/offer", json=cut_offer, headers={"X-Session-Key": key})
+            assert 400 <= r.status_code < 500, (cut, r.text)
+        for codec in ("VP8", "H264", "rtx"):
+            sid, key, _ = await joined(http)
+            odd = good.replace(codec, "XYZ9")
+            r = await http.post(f"/api/sessions/{sid}/offer", json={"sdp": odd, "type": "offer"},
+                                headers={"X-Session-Key": key})  # fmt: skip
+            assert r.status_code in (200, 400), (codec, r.text)  # answered with the codecs left, or refused
+        sid, key, _ = await joined(http)
+        none_left = good
+        for codec in ("VP8", "H264"):
+            none_left = none_left.replace(codec, "XYZ9")
+        r = await http.post(f"/api/sessions/{sid}/offer", json={"sdp": none_left, "type": "offer"},
+                            headers={"X-Session-Key": key})  # fmt: skip
+        assert r.status_code == 400 and "cannot be used" in r.json()["detail"], r.text
+        for bad in ("a:b", "{x}", "x}", "%7B", "s" * 65):
+            r = await http.get(f"/api/sessions/{bad}")
+            assert r.status_code in (404, 422), (bad, r.text)
 
 
 async def test_connect_timeout_when_no_media_arrives(redis_server: RedisServer, bus: Bus) -> None:

@@ -1,8 +1,11 @@
-"""A real headless Chromium runs a whole protocol from the patient page with a phantom y4m as its camera.
+"""A real headless Chromium runs a whole protocol from the patient page with a phantom y4m as its camera, at
+1366x768: frames and events reach Redis, the countdown leaves the face once it is done, Start is on screen, an
+eyes-closed hold ends with a sound and a visible cue, no Content-Security-Policy violation, and the 30 fps camera
+loses no frame to the fps gate.
 
-The browser and the server share a private network namespace that has only ``lo`` (``unshare -n``), the server
-offers 127.0.0.1 and Chromium allows loopback candidates, so no media leaves the machine. The scenario runs in a
-child process inside that namespace (this file run as a script); the test checks what it saw in Redis.
+The browser and the server share a private network namespace that has only ``lo`` (tests.browser_kit), so no
+media leaves the machine. The scenario runs in a child process inside that namespace (this file run as a script);
+the test checks what it saw. Screenshots land in the test's folder.
 """
 
 from __future__ import annotations
@@ -10,10 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
-import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,36 +22,16 @@ from typing import Any
 
 import pytest
 
+from tests.browser_kit import run_in_namespace
+
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-CHROMIUM = "/usr/bin/chromium"
 PROTOCOL = "pfed5"
-HOLD_S = 0.8
 N_FRAMES = 40
 
 
-def _namespace_problem() -> str | None:
-    if not Path(CHROMIUM).is_file():
-        return f"{CHROMIUM} is missing (apt-get install chromium)"
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return "unshare or ip is missing"
-    probe = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up"], capture_output=True, timeout=20)
-    if probe.returncode != 0:
-        return f"no private network namespace here (unshare -n: {probe.stderr.decode(errors='replace').strip()})"
-    return None
-
-
 def test_browser_runs_whole_protocol(tmp_path: Path) -> None:
-    problem = _namespace_problem()
-    if problem:
-        pytest.skip(problem)
-    out = tmp_path / "result.json"
-    cmd = f"ip link set lo up && exec {sys.executable} {Path(__file__).resolve()} {out}"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.run(["unshare", "-n", "sh", "-c", cmd], capture_output=True, timeout=240, env=env)
-    log_tail = (proc.stdout + proc.stderr).decode(errors="replace")[-4000:]
-    assert proc.returncode == 0, log_tail
-    result = json.loads(out.read_text())
+    result, log_tail = run_in_namespace(Path(__file__), tmp_path / "result.json", str(tmp_path), timeout=240)
     assert result["phase"] == "end", (result, log_tail)
 
     frames = result["frames"]
@@ -78,59 +58,43 @@ def test_browser_runs_whole_protocol(tmp_path: Path) -> None:
     info = result["session"]
     assert info["state"] == "ended" and info["end_reason"] == "completed" and info["joined_ts"] > 0
 
+    page = result["page"]
+    assert page["start"]["visible"], page["start"]  # at 1366x768, no scrolling needed to start
+    assert page["countdown_during_hold"] == "none"  # the "1" does not stay over the face
+    assert page["cue_text"] == "Open your eyes" and page["beeps"] == 1  # squeeze_eyes is the one eyes-closed task
+    assert page["csp_violations"] == []
+    # a 30 fps camera under the 30 fps cap: the gate cut nothing (it used to drop 6.5-8.9 %)
+    stats = info["stats"]
+    assert stats["received"] > 50 and stats["dropped_fps"] <= stats["received"] * 0.005, stats
+    for shot in ("consent_1366.png", "hold_1366.png", "cue_1366.png"):
+        assert (tmp_path / shot).stat().st_size > 10_000
+
 
 # --------------------------------------------------------------------------------------------- child process
 
 
-def _write_clip(path: Path) -> None:
-    import av
-
-    from phantom.face import Phantom
-    from phantom.spec import PatientSpec
-
-    phantom = Phantom(PatientSpec(seed=3, protocol=PROTOCOL, severity=1.0), 640, 480, 30)
-    with av.open(str(path), "w", format="yuv4mpegpipe") as container:
-        stream = container.add_stream("rawvideo", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 640, 480, "yuv420p"
-        for i in range(N_FRAMES):
-            frame = av.VideoFrame.from_ndarray(phantom.render(i), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
-async def _scenario(out: Path, work: Path) -> None:
+async def _scenario(out: Path, shots: Path, work: Path) -> None:
     import httpx
     from playwright.async_api import async_playwright
 
     from common.bus import Bus
     from common.messages import Event
     from common.session_store import SessionStore
-    from common.settings import CommonSettings
     from common.streams import EVENTS, FRAMES
     from infra.redis_server import RedisServer
-    from ingest.settings import IngestSettings
+    from tests.browser_kit import CHROMIUM, camera_flags, page_settings, start_button_visible, write_clip
+    from tests.conftest import SERVICE_HEADERS
     from tests.integration.test_ingest_webrtc import serve
 
-    clip = work / "camera.y4m"
-    _write_clip(clip)
+    clip = write_clip(work / "camera.y4m", N_FRAMES, PROTOCOL)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
     with RedisServer() as redis:
-        settings = IngestSettings(
-            common=CommonSettings(redis_url=redis.url),
-            port=port,
-            ice_host_addresses=["127.0.0.1"],
-            countdown_s=0.3,
-            hold_s=HOLD_S,
-            reps=1,
-            rest_s=0.2,
-        )
+        settings = page_settings(redis.url, port)
         bus = await Bus.connect(redis.url, name="browser-test")
         frames: list[dict[str, Any]] = []
-        async with serve(settings) as url, httpx.AsyncClient(base_url=url) as http:
+        async with serve(settings) as url, httpx.AsyncClient(base_url=url, headers=SERVICE_HEADERS) as http:
             created = (await http.post("/api/sessions", json={"patient_id": "b1", "protocol": PROTOCOL})).json()
             sid = created["sid"]
 
@@ -143,34 +107,35 @@ async def _scenario(out: Path, work: Path) -> None:
                     await bus.ack(got)
 
             collector = asyncio.ensure_future(collect())
+            seen: dict[str, Any] = {}
             async with async_playwright() as pw:
-                browser = await pw.chromium.launch(
-                    executable_path=CHROMIUM,
-                    headless=True,
-                    args=[
-                        "--no-sandbox",
-                        "--disable-gpu",
-                        "--disable-quic",
-                        "--no-first-run",
-                        "--disable-background-networking",
-                        "--disable-component-update",
-                        "--disable-sync",
-                        "--use-fake-ui-for-media-stream",
-                        "--use-fake-device-for-media-stream=fps=30",
-                        f"--use-file-for-fake-video-capture={clip}",
-                        "--allow-loopback-in-peer-connection",
-                    ],
-                )
-                page = await browser.new_page()
-                page.on("console", lambda msg: print("console:", msg.text, flush=True))
+                browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=camera_flags(clip))
+                page = await browser.new_page(viewport={"width": 1366, "height": 768})
+                console: list[str] = []
+                page.on("console", lambda msg: console.append(msg.text))
                 await page.goto(created["join_url"])
                 await page.wait_for_selector("body[data-phase=consent]", timeout=20_000)
+                await page.wait_for_timeout(500)  # the camera picture arrives
+                seen["start"] = await start_button_visible(page)
+                await page.screenshot(path=str(shots / "consent_1366.png"))
                 await page.check("#consent")
                 await page.click("#start")
+                await page.wait_for_function("() => document.getElementById('timer').textContent.startsWith('Hold')",
+                                             timeout=30_000)  # fmt: skip
+                seen["countdown_during_hold"] = await page.evaluate(
+                    "getComputedStyle(document.getElementById('countdown')).display"
+                )
+                await page.screenshot(path=str(shots / "hold_1366.png"))
+                await page.wait_for_selector("body[data-cue=open-eyes]", timeout=60_000)
+                seen["cue_text"] = await page.text_content("#cue")
+                await page.screenshot(path=str(shots / "cue_1366.png"))
                 await page.wait_for_selector("body[data-phase=end], body[data-phase=error]", timeout=90_000)
                 phase = await page.evaluate("document.body.dataset.phase")
+                seen["beeps"] = int(await page.evaluate("document.body.dataset.beeps"))
                 error = await page.text_content("#error-text")
+                await page.screenshot(path=str(shots / "end_1366.png"))
                 await browser.close()
+            seen["csp_violations"] = [c for c in console if "Content Security Policy" in c]
             await asyncio.sleep(0.5)
             collector.cancel()
             await asyncio.gather(collector, return_exceptions=True)
@@ -184,6 +149,8 @@ async def _scenario(out: Path, work: Path) -> None:
                     for e in events
                 ],
                 "session": (await SessionStore(bus).require(sid)).as_json(),
+                "page": seen,
+                "console": console[-20:],
             }
         await bus.close()
     out.write_text(json.dumps(result))
@@ -192,5 +159,5 @@ async def _scenario(out: Path, work: Path) -> None:
 if __name__ == "__main__":
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="feqa-browser-") as tmp:
-        asyncio.run(_scenario(Path(sys.argv[1]), Path(tmp)))
+        asyncio.run(_scenario(Path(sys.argv[1]), Path(sys.argv[2]), Path(tmp)))
     print(f"browser scenario took {time.monotonic() - started:.1f} s", flush=True)

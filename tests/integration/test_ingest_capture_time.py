@@ -25,7 +25,7 @@ from common.messages import Frame
 from infra.redis_server import RedisServer
 from ingest.app import create_app
 from ingest.state import IngestState
-from tests.conftest import FrameTap
+from tests.conftest import SERVICE_HEADERS, FrameTap
 from tests.integration.test_ingest_webrtc import connect_client, create_and_join, ingest_settings, wait_for
 
 pytestmark = pytest.mark.integration
@@ -80,7 +80,9 @@ async def test_capture_time_comes_from_the_sender(
     real_ntp = aiortc.clock.current_ntp_time
     monkeypatch.setattr(aiortc.clock, "current_ntp_time", lambda: real_ntp() + (3600 << 32))  # sender: an hour fast
     app = create_app(ingest_settings(redis_server.url, port, encoding="rgb24", max_fps=60.0, idle_timeout_s=30.0))
-    async with serve_app(app, port) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
+    client = httpx.AsyncClient(timeout=10, headers=SERVICE_HEADERS)
+    async with serve_app(app, port) as url, client as http:
+        http.base_url = httpx.URL(url)
         s = await create_and_join(http)
         sid = s["sid"]
         async with FrameTap(bus, sid) as tap:

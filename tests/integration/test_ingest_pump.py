@@ -59,9 +59,10 @@ async def test_newest_frame_wins_and_drops_are_counted(bus: Bus, sid: str) -> No
         assert [(f.seq, _level(f)) for f in got] == [(0, 180), (1, 200), (2, 220)]
         assert (pump.stats.published, pump.stats.dropped_busy) == (3, 10)
 
-        pump.offer(_frame(230), 1001.0804)  # faster than the fps cap (by capture time): dropped at the gate
-        assert pump.stats.dropped_fps == 1 and not pump.waiting
-        assert pump.last_seq == 2
+        # a burst beyond the gate's allowance (by capture time; at most 4 frames of credit) is cut at the gate
+        for k in range(6):
+            pump.offer(_frame(230), 1001.0804 + k * 1e-5)
+        assert pump.stats.dropped_fps == 3 and pump.stats.received == 19  # 3.4 frames of credit were left
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)

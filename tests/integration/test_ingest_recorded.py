@@ -1,14 +1,13 @@
-"""Recorded video into the same streams: the CLI, the HTTP upload, native and fast pace, bad and truncated files."""
+"""Recorded video into the same streams: the CLI, native and fast pace, bad and truncated files, and how the
+observations decide the ending (uploads over HTTP: test_ingest_upload)."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import tempfile
 from pathlib import Path
 
 import av
-import httpx
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -18,12 +17,12 @@ from common.messages import Consent, Event
 from common.settings import CommonSettings
 from common.streams import EVENTS, FRAMES
 from infra.redis_server import RedisServer
-from ingest.app import create_app
 from ingest.cli import cli
+from ingest.outcome import NO_FACE
 from ingest.recorded import VideoFileError, ingest_file, probe
 from ingest.sessions import SessionSpec
 from ingest.settings import IngestSettings
-from tests.conftest import FrameTap, ingest_sessions, session_of
+from tests.conftest import SERVICE_KEY, FrameTap, ingest_sessions, session_of
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +49,8 @@ def truncate(path: Path, fraction: float) -> Path:
 
 
 def settings_for(url: str, **kw: object) -> IngestSettings:
-    return IngestSettings(common=CommonSettings(redis_url=url), **kw)  # type: ignore[arg-type]
+    base: dict[str, object] = {"api_key": SERVICE_KEY, "tracker_wait_s": 2.0}
+    return IngestSettings(common=CommonSettings(redis_url=url), **{**base, **kw})  # type: ignore[arg-type]
 
 
 async def test_fast_file_ingest_waits_for_the_tracker(redis_server: RedisServer, bus: Bus, tmp_path: Path) -> None:
@@ -58,7 +58,7 @@ async def test_fast_file_ingest_waits_for_the_tracker(redis_server: RedisServer,
     settings = settings_for(redis_server.url, fast_backlog=8)
     sessions = ingest_sessions(bus)
     sid = "tfast" + tmp_path.name[-6:].replace("_", "x")
-    async with FrameTap(bus, sid, delay_s=0.02) as slow_tracker:
+    async with FrameTap(bus, sid, delay_s=0.02, observe=True) as slow_tracker:
         await sessions.create(SessionSpec("p", "pfed5", Consent(), 25.0, source="file"), sid=sid)
         result = await ingest_file(bus, sessions, settings, clip, protocol="pfed5", task="smile", pace="fast", sid=sid)
     got = slow_tracker.frames
@@ -75,6 +75,7 @@ async def test_fast_file_ingest_waits_for_the_tracker(redis_server: RedisServer,
     ]
     info = await session_of(bus, sid)
     assert (info.state, info.end_reason, info.stats["frames"]) == ("ended", "completed", 90)
+    assert (info.stats["observed"], info.stats["faces"]) == (90, 90)
     assert await bus.length(FRAMES, sid) == 0  # the session ended: its frames are gone
 
 
@@ -85,13 +86,17 @@ async def test_native_pace_takes_clip_time(redis_server: RedisServer, bus: Bus, 
     sessions = ingest_sessions(bus)
     sid = await sessions.create(SessionSpec("p", "palsy", Consent(), 20.0, source="file"))
     t0 = loop.time()
-    async with FrameTap(bus, sid) as tap:
+    async with FrameTap(bus, sid, observe=False) as tap:
         result = await ingest_file(bus, sessions, settings, clip, protocol="palsy", pace="native", sid=sid)
         assert loop.time() - t0 >= 0.9
         await asyncio.sleep(0.2)
     frames = tap.frames
     assert result.frames == 20
     assert len(frames) == 20 and (frames[0].width, frames[0].height) == (320, 240)
+    # every frame observed, none with a face: the session says so instead of "completed"
+    assert (result.reason, result.error) == ("no_face", NO_FACE)
+    info = await session_of(bus, sid)
+    assert (info.end_reason, info.stats["observed"], info.stats["faces"]) == ("no_face", 20, 0)
 
 
 @pytest.mark.parametrize(
@@ -101,9 +106,11 @@ async def test_truncated_file_ends_with_reason(
     redis_server: RedisServer, bus: Bus, tmp_path: Path, name: str, fmt: str, codec: str
 ) -> None:
     cut = truncate(write_clip(tmp_path / name, 30, fmt, codec, size=(320, 240)), 0.55)
-    result = await ingest_file(
-        bus, ingest_sessions(bus), settings_for(redis_server.url), cut, protocol="pfed5", task="smile", pace="fast"
-    )
+    sessions = ingest_sessions(bus)
+    sid = await sessions.create(SessionSpec("p", "pfed5", Consent(), 25.0, source="file"))
+    async with FrameTap(bus, sid, observe=True):
+        result = await ingest_file(bus, sessions, settings_for(redis_server.url), cut, protocol="pfed5",
+                                   task="smile", pace="fast", sid=sid)  # fmt: skip
     assert result.reason == "file_truncated" and "truncated" in result.error
     assert 0 < result.frames < 30
     info = await session_of(bus, result.sid)
@@ -130,12 +137,17 @@ def test_probe_refuses_what_is_not_video(tmp_path: Path) -> None:
 def test_cli_ingests_a_file(
     redis_server: RedisServer, bus: Bus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clip = write_clip(tmp_path / "home.webm", 12, "webm", "libvpx", size=(320, 240))
+    clip = write_clip(tmp_path / "home.webm", 20, "webm", "libvpx", size=(320, 240))
     monkeypatch.setenv("FEQA_REDIS_URL", redis_server.url)
+    monkeypatch.setenv("FEQA_INGEST_TRACKER_WAIT_S", "0.5")
     runner = CliRunner()
-    res = runner.invoke(cli, [str(clip), "--protocol", "pfed5", "--task", "smile", "--pace", "fast"])
-    assert res.exit_code == 0, res.output
-    assert "12 frames" in res.output and "completed" in res.output
+    res = runner.invoke(cli, [str(clip), "--protocol", "pfed5", "--task", "smile", "--pace", "native"])
+    # no tracker runs here: every frame went out, and the command says nobody observed them
+    assert res.exit_code == 1, res.output
+    assert "20 frames" in res.output and "not_tracked" in res.output and "is the tracker running" in res.output
+    short = write_clip(tmp_path / "short.webm", 3, "webm", "libvpx", size=(320, 240))
+    res = runner.invoke(cli, [str(short), "--protocol", "pfed5"])
+    assert res.exit_code == 1 and "has 3 video frames; at least 16" in res.output
     bad_task = runner.invoke(cli, [str(clip), "--protocol", "pfed5", "--task", "moonwalk"])
     assert bad_task.exit_code == 1 and "no task 'moonwalk'" in bad_task.output
     not_video = tmp_path / "x.webm"
@@ -144,41 +156,3 @@ def test_cli_ingests_a_file(
     assert res.exit_code == 1 and "not a readable video" in res.output
     listing = runner.invoke(cli, ["protocols"])
     assert listing.exit_code == 0 and "clench_teeth" in listing.output and "bigsmile" in listing.output
-
-
-async def test_http_upload(redis_server: RedisServer, bus: Bus, tmp_path: Path) -> None:
-    clip = write_clip(tmp_path / "u.webm", 15, "webm", "libvpx", size=(320, 240))
-    app = create_app(settings_for(redis_server.url, max_upload_bytes=200_000))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=20) as http:
-            form = {"protocol": "neuroface", "task": "kiss", "pace": "fast"}
-            res = await http.post(
-                "/api/uploads", data=form, files={"file": ("u.webm", clip.read_bytes(), "video/webm")}
-            )
-            assert res.status_code == 202, res.text
-            sid = res.json()["sid"]
-            job = app.state.ingest.registry.job(sid)
-            if job is not None:
-                await asyncio.wait_for(job, 20)
-            bad = await http.post(
-                "/api/uploads", data=form, files={"file": ("x.webm", b"not video" * 99, "video/webm")}
-            )
-            assert bad.status_code == 422 and "x.webm is not a readable video" in bad.json()["detail"]
-            huge = await http.post(
-                "/api/uploads", data=form, files={"file": ("h.webm", b"\x00" * 300_000, "video/webm")}
-            )
-            assert huge.status_code == 413
-            wrong_task = await http.post(
-                "/api/uploads", data={**form, "task": "smile"}, files={"file": ("u.webm", b"x", "video/webm")}
-            )
-            assert wrong_task.status_code == 400
-            assert len(app.state.ingest.registry) == 0
-            health = await app.state.ingest.health.publish()
-            assert (health.service, health.counters["frames_published"], health.gauges["sessions"]) == ("ingest", 15, 0)
-            assert health.counters["frames_dropped_busy"] == 0 and health.gauges["latency_p99_ms"] > 0
-    info = await session_of(bus, sid)
-    assert (info.state, info.end_reason, info.source, info.stats["frames"]) == ("ended", "completed", "file", 15)
-    assert info.consent == Consent(live_scoring=True)
-    assert await bus.length(FRAMES, sid) == 0
-    assert list(Path(tempfile.gettempdir()).glob("feqa-upload-*")) == []

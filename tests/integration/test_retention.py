@@ -35,7 +35,7 @@ from infra.redis_server import RedisServer
 from phantom.face import Phantom
 from phantom.spec import PatientSpec
 from phantom.track import PhantomTrack
-from tests.conftest import open_bus
+from tests.conftest import SERVICE_HEADERS, SERVICE_KEY, open_bus
 from tests.integration.test_ingest_webrtc import connect_client, ingest_settings, serve, wait_for
 from tracker.landmarkers import LandmarkerChoice
 from tracker.phantom_landmarker import PhantomLandmarker
@@ -140,9 +140,10 @@ async def test_every_way_a_session_ends_purges_its_video(
     raw = aioredis.Redis.from_url(stack_redis.url)
     phantom = Phantom(SPEC, 320, 240, 15.0)
     port = _free_port()
-    settings = ingest_settings(stack_redis.url, port, common=_common(stack_redis.url), idle_timeout_s=1.5)
+    settings = ingest_settings(stack_redis.url, port, common=_common(stack_redis.url), idle_timeout_s=1.5,
+                               allow_phantom=True)  # fmt: skip
     async with tracker(stack_redis.url) as worker:
-        async with serve(settings) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
+        async with serve(settings) as url, httpx.AsyncClient(base_url=url, timeout=10, headers=SERVICE_HEADERS) as http:
             # completed: the page's last call
             s = await _create(http)
             pc = await connect_client(http, s["sid"], s["key"], PhantomTrack(phantom))
@@ -215,11 +216,12 @@ async def _session_on_a_doomed_ingest(
     env = dict(os.environ, FEQA_REDIS_URL=url, FEQA_OBS_RETENTION_S=str(OBS_RETENTION_S),
                FEQA_SESSION_RETENTION_S=str(SESSION_RETENTION_S), FEQA_INGEST_HOST="127.0.0.1",
                FEQA_INGEST_PORT=str(port), FEQA_INGEST_ICE_HOST_ADDRESSES='["127.0.0.1"]',
-               FEQA_INGEST_LEASE_TTL_MS="1000")  # fmt: skip
+               FEQA_INGEST_LEASE_TTL_MS="1000", FEQA_INGEST_API_KEY=SERVICE_KEY,
+               FEQA_INGEST_ALLOW_PHANTOM="true")  # fmt: skip
     log = (tmp_path / "ingest.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "ingest"], cwd=ROOT, env=env, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=base, timeout=10, headers=SERVICE_HEADERS) as http:
         for _ in range(300):
             with contextlib.suppress(httpx.HTTPError):
                 if (await http.get("/healthz")).status_code == 200:

@@ -47,7 +47,27 @@ def test_shaper_downscales_and_encodes(encoding: str) -> None:
     assert (small.width, small.height) == (320, 240)
 
 
-def test_fps_gate() -> None:
+def test_fps_gate_cuts_only_real_excess() -> None:
+    # 10 fps cap, 30 fps in for 1 s: about 10 kept (the first burst of 4 included)
     gate = FpsGate(10.0)
     admitted = [t for t in (i / 30 for i in range(30)) if gate.admit(t)]
-    assert 9 <= len(admitted) <= 11 and gate.dropped == 30 - len(admitted)
+    assert 12 <= len(admitted) <= 15 and gate.dropped == 30 - len(admitted)
+    # a 30 fps camera under a 30 fps cap, its frames arriving with network jitter and in late bursts: none lost
+    rng = np.random.default_rng(5)
+    times = np.arange(3000) / 30 + rng.uniform(0, 0.03, 3000)  # up to 30 ms late, so gaps from 3 to 63 ms
+    times[::50] += 0.06  # now and then a frame held up 60 ms, then released with the next ones
+    gate = FpsGate(30.0)
+    kept = sum(gate.admit(float(t)) for t in times)
+    assert kept == 3000 and gate.dropped == 0
+    # the old rule (a minimum gap of 0.85 / fps) lost frames of exactly this stream: the test can tell them apart
+    last, lost = -1.0, 0
+    for t in times:
+        if t - last < 0.85 / 30:
+            lost += 1
+        else:
+            last = float(t)
+    assert lost > 30
+    # a 60 fps camera under the 30 fps cap keeps about half, never more than the cap (3 % slack) over time
+    gate = FpsGate(30.0)
+    kept = sum(gate.admit(i / 60) for i in range(6000))
+    assert 2990 <= kept <= 3100 and gate.dropped == 6000 - kept

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ from common.messages import Consent, Frame, SessionInfo
 from phantom.crop import KEEP_71, KEEP_73, crop_frame
 from phantom.face import Phantom
 from phantom.spec import PatientSpec
+from tracker.landmarker import FrameInput
 from tracker.phantom_landmarker import PhantomLandmarker
 from tracker.pipeline import FrameJob, FramePipeline
 from tracker.refcrop import crop_to_frame, frame_to_crop
@@ -103,3 +106,23 @@ def test_dataset_crops_and_live_crops_are_one_rule(landmarker: PhantomLandmarker
     assert np.array_equal(live.crop.image, data.image)
     assert np.array_equal(live.obs.landmarks_crop[KEEP_73].astype(np.int32), data.points73)
     assert np.array_equal(live.obs.colours[KEEP_73][KEEP_71].astype(np.float32), data.colour71)
+
+
+def test_a_phantom_that_cannot_be_built_is_tried_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A size the phantom refuses must not be rebuilt on every frame (a bad spec once stalled every session)."""
+    import tracker.phantom_landmarker as module
+
+    builds: list[tuple[int, int]] = []
+
+    def counting(spec: PatientSpec, width: int, height: int, fps: float) -> Phantom:
+        builds.append((width, height))
+        return Phantom(spec, width, height, fps)
+
+    monkeypatch.setattr(module, "Phantom", counting)
+    lm = PhantomLandmarker()
+    info = dataclasses.replace(_info("p1", SPEC.to_json()), width=40, height=30)  # below the phantom's minimum size
+    assert lm.open_session("p1", info) == ""
+    ph = Phantom(SPEC, 640, 480, 30.0)
+    for i in range(5):
+        assert lm.truth(FrameInput("p1", i, ph.render(i), source_index=i)) is None
+    assert builds == [(40, 30)]

@@ -7,13 +7,17 @@ A clip's features come from one of two sources (``data.landmarks``: ``auto`` pic
 * ``video``: the source recording landmarked by the tracker's own pipeline (:mod:`trainer.data.landmarking`), its
   integer crop landmarks and colours through the same ``common.features``, its 256 reference crops as frames.
 
-Frames are resized to ``load_size`` (the random crop to the model's size happens per sample). Each clip also keeps its
-106 crop landmarks, the name of the landmarker that made them (``ClipRecord.files_landmarker`` for files), and,
-when a model needs them (QAFE-Net), its landmark heatmap images drawn by :mod:`common.heatmaps` from the landmarks and
-the full 256 crops, before any resizing (the code the live scorer runs). One ``.npz`` per clip under ``cache_dir``,
-named by a hash of the cache layout, the feature version, the load size, the heatmap spec, the clip's source files
-and (for videos) the landmarking identity, so a changed file, rule or landmarker never reads stale features. A video clip the tracker
-cannot use (undecodable, too few faces) leaves a ``.skip.json`` beside it with the reason, so it is reported, not
+Both sources go through :mod:`common.model_input`, the code the live scorer runs on the same observations: frames
+picked by time at the model's ``fps`` (videos; distributed files are taken to be at that rate already), gaps filled,
+the trajectory computed, and each chosen frame's crop resized by the one resize rule twice over: to ``load_size`` for
+the training augmentation (random crop to the model's size per sample) and straight to ``model_size``, the frames an
+evaluation item (and the live scorer) feeds the model. Each clip also keeps its 106 crop landmarks (of the chosen
+frames), the name of the landmarker that made them (``ClipRecord.files_landmarker`` for files), and, when a model
+needs them (QAFE-Net), its landmark heatmap images drawn by :mod:`common.heatmaps` from the landmarks and the full
+256 crops of the chosen frames, before any resizing (the code the live scorer runs). One ``.npz`` per clip under
+``cache_dir``, named by a hash of the cache layout, the feature and model-input versions, both sizes, the fps, the
+heatmap spec, the clip's source files and (for videos) the landmarking identity, so a changed file, rule or
+landmarker never reads stale features. A video clip the tracker cannot use (undecodable, too few faces) leaves a ``.skip.json`` beside it with the reason, so it is reported, not
 recomputed, on the next run.
 """
 
@@ -31,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from common import features, heatmaps
+from common import features, heatmaps, model_input
 from common.errors import ConfigError
 from common.heatmaps import HeatmapSpec
 from trainer.data.landmarking import LandmarkedClip, VideoLandmarking
@@ -42,20 +46,28 @@ REF_SIDE = 256  # the reference crop side the landmarks are measured in (models.
 log = logging.getLogger(__name__)
 
 SOURCES = ("auto", "files", "video")
-CACHE_VERSION = 2
-"""Bumped whenever the arrays a cache file holds change (2: landmarks, landmarker, heatmaps)."""
+CACHE_VERSION = 3
+"""Bumped whenever the arrays a cache file holds change (2: landmarks, landmarker, heatmaps; 3: frames_model)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class CachedClip:
-    """A clip's record and the cache file holding ``trajectory`` [T, 63, 5] and ``frames`` [T, S, S, 3] uint8."""
+    """A clip's record and the cache file holding ``trajectory`` [T, 63, 5], ``frames`` [T, L, L, 3] uint8 at the
+    load size and ``frames_model`` [T, S, S, 3] at the model's side (absent when the sizes agree)."""
 
     record: ClipRecord
     path: Path
 
     def load(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
+        """(trajectory, frames at the load size): what training augments."""
         with np.load(self.path) as data:
             return data["trajectory"], data["frames"]
+
+    def load_eval(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
+        """(trajectory, frames at the model's side): what evaluation feeds the model, as the live scorer does."""
+        with np.load(self.path) as data:
+            key = "frames_model" if "frames_model" in data.files else "frames"
+            return data["trajectory"], data[key]
 
     def heatmaps(self) -> npt.NDArray[np.uint8]:
         """[T, size, size, 3] heatmap images (only in caches built with a heatmap spec)."""
@@ -108,8 +120,20 @@ def _stat(path: Path) -> str:
     return f"{path}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def _key(record: ClipRecord, load_size: int, landmarking: str = "", heatmap: HeatmapSpec | None = None) -> str:
-    h = hashlib.sha256(f"c{CACHE_VERSION}/v{features.FEATURE_VERSION}/{load_size}/{record.clip_id}".encode())
+@dataclasses.dataclass(frozen=True)
+class FrameSizes:
+    """What the cache resizes frames to and the rate videos are resampled at (``None``: as recorded)."""
+
+    load_size: int
+    model_size: int | None = None
+    fps: float | None = None
+
+    def tag(self) -> str:
+        return f"mi{model_input.MODEL_INPUT_VERSION}/{self.load_size}/{self.model_size}/{self.fps}"
+
+
+def _key(record: ClipRecord, sizes: FrameSizes, landmarking: str = "", heatmap: HeatmapSpec | None = None) -> str:
+    h = hashlib.sha256(f"c{CACHE_VERSION}/v{features.FEATURE_VERSION}/{sizes.tag()}/{record.clip_id}".encode())
     if heatmap is not None:
         h.update(json.dumps(heatmap.to_dict(), sort_keys=True).encode())
     if landmarking:
@@ -124,12 +148,6 @@ def _key(record: ClipRecord, load_size: int, landmarking: str = "", heatmap: Hea
     return h.hexdigest()[:20]
 
 
-def _resize(rgb: npt.NDArray[np.uint8], load_size: int) -> npt.NDArray[np.uint8]:
-    if rgb.shape[0] == load_size and rgb.shape[1] == load_size:
-        return rgb
-    return np.asarray(cv2.resize(rgb, (load_size, load_size), interpolation=cv2.INTER_AREA), dtype=np.uint8)
-
-
 def _read_frames(frames_dir: Path) -> npt.NDArray[np.uint8]:
     """The clip's frame images, RGB, each brought to the 256 crop side (the landmark files' pixel grid)."""
     files = sorted(frames_dir.glob("*.jpg"))
@@ -138,7 +156,7 @@ def _read_frames(frames_dir: Path) -> npt.NDArray[np.uint8]:
         img = cv2.imread(str(f), cv2.IMREAD_COLOR)
         if img is None:
             raise ConfigError(f"cannot decode frame {f}")
-        out[i] = _resize(np.asarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), dtype=np.uint8), REF_SIDE)
+        out[i] = model_input.resize_rgb(np.asarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), dtype=np.uint8), REF_SIDE)
     return out
 
 
@@ -148,16 +166,18 @@ class ClipArrays:
 
     trajectory: npt.NDArray[np.float32]  # [T, 63, 5]
     frames: npt.NDArray[np.uint8]  # [T, load_size, load_size, 3]
+    frames_model: npt.NDArray[np.uint8] | None  # [T, model_size, model_size, 3] (None: the load size is the model's)
     landmarks: npt.NDArray[np.float32]  # [T, 106, 2] in 256-crop pixels (NaN where the source has no point)
     landmarker: str
     heatmaps: npt.NDArray[np.uint8] | None  # [T, size, size, 3]
+    face: npt.NDArray[np.bool_] | None = None  # [T] False where the chosen frame had no face and another stands in
 
-    def save(self, path: Path, **extra: npt.NDArray[np.generic]) -> None:
-        arrays: dict[str, npt.NDArray[np.generic]] = {"trajectory": self.trajectory, "frames": self.frames, "landmarks": self.landmarks,
-                  "landmarker": np.array(self.landmarker)}  # fmt: skip
-        if self.heatmaps is not None:
-            arrays["heatmaps"] = self.heatmaps
-        _write(path, **arrays, **extra)
+    def save(self, path: Path) -> None:
+        arrays: dict[str, npt.NDArray[np.generic]] = {"trajectory": self.trajectory, "frames": self.frames,
+                  "landmarks": self.landmarks, "landmarker": np.array(self.landmarker)}  # fmt: skip
+        optional = {"frames_model": self.frames_model, "heatmaps": self.heatmaps, "face": self.face}
+        arrays.update({k: v for k, v in optional.items() if v is not None})
+        _write(path, **arrays)
 
 
 def _arrays(
@@ -165,18 +185,23 @@ def _arrays(
     landmarks: npt.NDArray[np.float32],
     crops: npt.NDArray[np.uint8],
     landmarker: str,
-    load_size: int,
+    sizes: FrameSizes,
     heatmap: HeatmapSpec | None,
+    face: npt.NDArray[np.bool_] | None = None,
 ) -> ClipArrays:
-    """Cache arrays from full 256 crops: heatmaps drawn first, then frames resized to ``load_size``."""
+    """Cache arrays from full 256 crops: heatmaps drawn first, then each crop resized by the one rule
+    (:func:`common.model_input.resize_rgb`) to the load size and (when it differs) to the model's side."""
     drawn = None if heatmap is None else heatmaps.heatmap_frames(landmarks, crops, heatmap)
-    frames = np.stack([_resize(c, load_size) for c in crops])
-    return ClipArrays(traj, frames, landmarks.astype(np.float32), landmarker, drawn)
+    frames = np.stack([model_input.resize_rgb(c, sizes.load_size) for c in crops])
+    frames_model = None
+    if sizes.model_size is not None and sizes.model_size != sizes.load_size:
+        frames_model = np.stack([model_input.resize_rgb(c, sizes.model_size) for c in crops])
+    return ClipArrays(traj, frames, frames_model, landmarks.astype(np.float32), landmarker, drawn, face)
 
 
-def preprocess(record: ClipRecord, load_size: int, heatmap: HeatmapSpec | None = None) -> ClipArrays:
-    """One clip's cache arrays from its distributed files; raises :class:`ConfigError` naming the clip when they
-    disagree."""
+def preprocess(record: ClipRecord, sizes: FrameSizes, heatmap: HeatmapSpec | None = None) -> ClipArrays:
+    """One clip's cache arrays from its distributed files (taken to be at the model's rate); raises
+    :class:`ConfigError` naming the clip when they disagree."""
     if record.trajectory is None or record.colour is None or record.frames_dir is None:
         raise ConfigError(f"clip {record.clip_id}: missing trajectory, colour or frames")
     try:
@@ -187,18 +212,25 @@ def preprocess(record: ClipRecord, load_size: int, heatmap: HeatmapSpec | None =
         raise ConfigError(f"clip {record.clip_id}: {exc}") from exc
     crops = _read_frames(record.frames_dir)
     if crops.shape[0] != traj.shape[0]:
-        raise ConfigError(f"clip {record.clip_id}: {crops.shape[0]} frames on disk but {traj.shape[0]} trajectory frames")
+        raise ConfigError(
+            f"clip {record.clip_id}: {crops.shape[0]} frames on disk but {traj.shape[0]} trajectory frames"
+        )
     try:
-        return _arrays(traj, landmarks, crops, record.files_landmarker, load_size, heatmap)
+        return _arrays(traj, landmarks, crops, record.files_landmarker, sizes, heatmap)
     except features.FeatureError as exc:
         raise ConfigError(f"clip {record.clip_id}: {exc}") from exc
 
 
-def features_from_landmarks(clip: LandmarkedClip, load_size: int, heatmap: HeatmapSpec | None = None) -> ClipArrays:
-    """A landmarked video clip's cache arrays: gaps filled, then the same ``common`` rules as the files."""
-    landmarks, colours, crops = clip.filled()
-    traj = features.trajectory_features(landmarks, colours)
-    return _arrays(traj, landmarks, crops, clip.landmarker, load_size, heatmap)
+def features_from_landmarks(clip: LandmarkedClip, sizes: FrameSizes, heatmap: HeatmapSpec | None = None) -> ClipArrays:
+    """A landmarked video clip's cache arrays: :func:`common.model_input.prepare_clip` (frames by time at the
+    model's fps, gaps filled, trajectory), then the chosen frames' landmarks and crops through the same ``common``
+    rules as the files (heatmaps, the one resize rule)."""
+    times = clip.times if clip.times is not None else np.arange(clip.face.size, dtype=np.float64)
+    observed = model_input.ObservedClip.build(times, clip.landmarks, clip.colours, clip.face)
+    prepared = model_input.prepare_clip(observed, sizes.fps if clip.times is not None else None)
+    rows = prepared.rows
+    return _arrays(prepared.trajectory, clip.landmarks[rows], clip.crops[rows], clip.landmarker, sizes, heatmap,
+                   prepared.own)  # fmt: skip
 
 
 def _write(path: Path, **arrays: npt.NDArray[np.generic]) -> None:
@@ -219,12 +251,18 @@ def build_cache(
     mode: str = "auto",
     landmarking: Callable[[], VideoLandmarking] | None = None,
     heatmap: HeatmapSpec | None = None,
+    *,
+    model_size: int | None = None,
+    fps: float | None = None,
 ) -> CacheResult:
     """Preprocess every record not cached yet (with progress bars) and return the cached clips in order.
 
     ``landmarking`` builds the video landmarker, only when some clip needs one (it loads models). ``heatmap``: also
-    draw and keep each clip's heatmap images (QAFE-Net)."""
+    draw and keep each clip's heatmap images (QAFE-Net). ``model_size`` is the model's frame side (evaluation frames
+    are then resized straight from the crops to it, as the live scorer does; without it they come from the
+    load-size frames) and ``fps`` the model's rate videos are resampled to."""
     cache_dir = Path(cache_dir)
+    sizes = FrameSizes(load_size, model_size, fps)
     slots: list[CachedClip | None] = [None] * len(records)
     skipped: dict[int, SkippedClip] = {}
     videos: list[int] = []
@@ -233,15 +271,15 @@ def build_cache(
         if source_of(record, mode) == "video":
             videos.append(i)
             continue
-        path = cache_dir / f"{_key(record, load_size, heatmap=heatmap)}.npz"
+        path = cache_dir / f"{_key(record, sizes, heatmap=heatmap)}.npz"
         if not path.is_file():
-            preprocess(record, load_size, heatmap).save(path)
+            preprocess(record, sizes, heatmap).save(path)
             computed += 1
         slots[i] = CachedClip(record, path)
     if videos:
         lm = (landmarking or VideoLandmarking.from_environment)()
         items = [(i, records[i]) for i in videos]
-        computed += _cache_videos(items, cache_dir, load_size, lm, slots, skipped, heatmap)
+        computed += _cache_videos(items, cache_dir, sizes, lm, slots, skipped, heatmap)
     out = [c for c in slots if c is not None]
     left = [skipped[i] for i in sorted(skipped)]
     for s in left:
@@ -253,7 +291,7 @@ def build_cache(
 def _cache_videos(
     items: list[tuple[int, ClipRecord]],
     cache_dir: Path,
-    load_size: int,
+    sizes: FrameSizes,
     lm: VideoLandmarking,
     slots: list[CachedClip | None],
     skipped: dict[int, SkippedClip],
@@ -263,7 +301,7 @@ def _cache_videos(
     ident = lm.identity()
     todo: dict[int, tuple[int, Path]] = {}  # id(record) -> (position, cache file)
     for i, record in items:
-        path = cache_dir / f"{_key(record, load_size, ident, heatmap)}.npz"
+        path = cache_dir / f"{_key(record, sizes, ident, heatmap)}.npz"
         skip = _skip_path(path)
         if path.is_file():
             slots[i] = CachedClip(record, path)
@@ -290,7 +328,7 @@ def _cache_videos(
             if outcome.clip.face.size != record.n_frames:
                 log.info("clip %s: label file says %d frames, the video range has %d; using the video",
                          record.clip_id, record.n_frames, outcome.clip.face.size)  # fmt: skip
-            features_from_landmarks(outcome.clip, load_size, heatmap).save(path, face=outcome.clip.face)
+            features_from_landmarks(outcome.clip, sizes, heatmap).save(path)
             slots[i] = CachedClip(record, path)
             computed += 1
     return computed

@@ -11,6 +11,7 @@ from typing import Any
 from common.errors import ConfigError
 from common.heatmaps import HeatmapSpec
 from common.protocols import PROTOCOLS
+from trainer.builders import model_config
 from trainer.config import RunConfig
 from trainer.data.cache import CachedClip, SkippedClip, build_cache
 from trainer.data.layouts import read_layout
@@ -91,8 +92,11 @@ def load_dataset(cfg: RunConfig, heatmap: HeatmapSpec | None = None) -> LoadedDa
     if missing:
         raise ConfigError(f"expressions {missing} not in the data (present: {present})")
     # one pass over every clip wanted: one progress bar, and landmarked videos batch across expressions
+    if not wanted:
+        raise ConfigError(f"no clips in {root}: the layout {cfg.data.layout!r} lists none")
+    model_size = model_config(cfg, wanted[0]).rgb.image_size  # the frame side is the same for every expression
     result = build_cache([r for r in records if r.expression in wanted], cache_dir, cfg.data.load_size,
-                         cfg.data.landmarks, heatmap=heatmap)  # fmt: skip
+                         cfg.data.landmarks, heatmap=heatmap, model_size=model_size, fps=cfg.data.fps)  # fmt: skip
     by_id = {c.record.clip_id: c for c in result.clips}
     if result.skipped:
         log.warning("%d of %d clips left out (see the warnings above); %d usable", len(result.skipped),

@@ -64,6 +64,7 @@ class LandmarkedClip:
     face: npt.NDArray[np.bool_]  # [T]
     reasons: dict[str, int]  # why frames had no face, counted
     landmarker: str = ""  # name of the landmarker that observed it (the scorer matches models on it)
+    times: npt.NDArray[np.float64] | None = None  # [T] presentation time of each frame in the video, seconds
 
     @property
     def face_fraction(self) -> float:
@@ -131,12 +132,13 @@ def _frames(record: ClipRecord) -> Iterator[tuple[float, npt.NDArray[np.uint8]]]
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stop = record.video_end if record.video_end >= 0 else None
+        rate = float(stream.average_rate or stream.guessed_rate or 25.0)
         for i, frame in enumerate(container.decode(stream)):
             if stop is not None and i >= stop:
                 return
             if i >= record.video_start:
                 rgb = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
-                yield (float(frame.time) if frame.time is not None else float(i)), rgb
+                yield (float(frame.time) if frame.time is not None else i / rate), rgb
 
 
 class _Running:
@@ -152,6 +154,7 @@ class _Running:
         self.colours: list[npt.NDArray[np.uint8]] = []
         self.crops: list[npt.NDArray[np.uint8]] = []
         self.face: list[bool] = []
+        self.times: list[float] = []
         self.reasons: collections.Counter[str] = collections.Counter()
 
     def result(self) -> LandmarkedClip:
@@ -162,6 +165,7 @@ class _Running:
             face=np.array(self.face, dtype=bool),
             reasons=dict(self.reasons),
             landmarker=self.landmarker.name,
+            times=np.array(self.times, dtype=np.float64),
         )
 
 
@@ -273,6 +277,7 @@ class VideoLandmarking:
                               data=rgb.tobytes())  # fmt: skip
                 run.seq += 1
                 jobs.append(FrameJob(frame, run.landmarker))
+                run.times.append(ts)
                 ticking.append(run)
             for run, res in zip(ticking, pipeline.process(jobs), strict=True):
                 obs = res.obs

@@ -4,8 +4,10 @@ Items are dicts of named tensors, the names being the model family's inputs (``f
 ``index_t``, ``heatmaps``) plus ``label``:
 
 * ``frames`` [T_f, 3, S, S]: training draws T_f consecutive frames from a random start, a random S x S crop of the
-  cached frames and a horizontal flip; evaluation spreads T_f frames uniformly over the clip and resizes them to S.
-  Normalised with the model's own mean/std (:class:`~trainer.models.formerdfer.FormerDFERConfig`).
+  cached load-size frames and a horizontal flip; evaluation is exactly what the live scorer feeds the model
+  (:mod:`common.model_input`): T_f frames spread uniformly over the clip, at the model's side (resized once from the
+  crop by the one resize rule when the cache was built). Both normalised with the model's own mean/std
+  (:class:`~trainer.models.formerdfer.FormerDFERConfig`) by the formula of :func:`common.model_input.normalise_rgb`.
 * ``trajectory`` [T_p, 63, 5] and ``index_t`` [T_p] (TraMP-Former): loop-padded or latter-truncated to T_p
   (``common.features``); training reverses the clip at random (``index_t`` is not reversed, as in the reference).
 * ``heatmaps`` [T_f, 3, H, H] (QAFE-Net): the cached heatmap images at the same frame indices as ``frames``; training
@@ -20,10 +22,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from common import features
+from common import model_input
 from common.heatmaps import HeatmapSpec, model_heatmaps
 from trainer.data.cache import CachedClip
 
@@ -41,6 +42,12 @@ class SampleSpec:
     heatmap: HeatmapSpec | None = None
     reverse_p: float = 0.5
     flip_p: float = 0.5
+    fps: float = 25.0  # only checked here: the cache already picked the frames at the model's rate
+
+    def input_spec(self) -> model_input.InputSpec:
+        """The shared model-input spec (a model without a trajectory still samples its RGB frames by its rules)."""
+        return model_input.InputSpec(t_p=max(self.t_p, 1), rgb_frames=self.rgb_frames, rgb_size=self.image_size,
+                                     rgb_mean=self.mean, rgb_std=self.std, fps=self.fps)  # fmt: skip
 
 
 def sample_spec(mcfg: Any, *, train: bool, reverse_p: float = 0.5, flip_p: float = 0.5) -> SampleSpec:
@@ -61,7 +68,8 @@ def sample_spec(mcfg: Any, *, train: bool, reverse_p: float = 0.5, flip_p: float
 
 
 def normalise(frames: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    """uint8 [..., 3, H, W] -> (x / 255 - mean) / std per channel."""
+    """uint8 [..., 3, H, W] -> (x / 255 - mean) / std per channel (the formula of
+    :func:`common.model_input.normalise_rgb`)."""
     m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
     return (frames.float() / 255.0 - m) / s
@@ -87,15 +95,16 @@ class ClipSamples(Dataset[Item]):
         clip = self.clips[i % len(self.clips)]
         spec = self.spec
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        traj, frames = clip.load()
+        traj, frames = clip.load() if spec.train else clip.load_eval()
+        s = model_input.sample(traj.shape[0], spec.input_spec(), train=spec.train, rng=rng)
         item: Item = {}
         if spec.t_p:
-            model_traj, index_t = features.model_input(traj, spec.t_p)
+            model_traj = np.ascontiguousarray(traj[s.traj_idx])
             if spec.train and rng.random() < spec.reverse_p:
                 model_traj = model_traj[::-1].copy()
             item["trajectory"] = torch.from_numpy(model_traj)
-            item["index_t"] = torch.from_numpy(index_t)
-        idx = features.rgb_frame_indices(frames.shape[0], spec.rgb_frames, train=spec.train, rng=rng)
+            item["index_t"] = torch.from_numpy(s.index_t)
+        idx = s.rgb_idx
         item["frames"] = self._frames(frames[idx], rng)
         if spec.heatmap is not None:
             item["heatmaps"] = self._heatmaps(clip.heatmaps()[idx], spec.heatmap, rng)
@@ -104,18 +113,15 @@ class ClipSamples(Dataset[Item]):
 
     def _frames(self, frames: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         spec = self.spec
+        if not spec.train:
+            return torch.from_numpy(model_input.rgb_input(frames, spec.input_spec()))
         rgb = torch.from_numpy(frames).permute(0, 3, 1, 2)  # [T, 3, L, L]
         size, load = spec.image_size, rgb.shape[-1]
-        if spec.train:
-            y, x = (int(v) for v in rng.integers(0, load - size + 1, size=2))
-            rgb = rgb[..., y : y + size, x : x + size]
-            if rng.random() < spec.flip_p:
-                rgb = rgb.flip(-1)
-            return normalise(rgb, spec.mean, spec.std).contiguous()
-        out = normalise(rgb, spec.mean, spec.std)
-        if load != size:
-            out = F.interpolate(out, size=(size, size), mode="bilinear", align_corners=False)
-        return out.contiguous()
+        y, x = (int(v) for v in rng.integers(0, load - size + 1, size=2))
+        rgb = rgb[..., y : y + size, x : x + size]
+        if rng.random() < spec.flip_p:
+            rgb = rgb.flip(-1)
+        return normalise(rgb, spec.mean, spec.std).contiguous()
 
     def _heatmaps(self, images: np.ndarray, hspec: HeatmapSpec, rng: np.random.Generator) -> torch.Tensor:
         if not self.spec.train:

@@ -1,0 +1,297 @@
+"""Scorer speed: windows with and without the per-frame feature cache, and how many live sessions one process serves.
+
+Models: the small and the paper-size TraMP-Former with random weights (speed does not depend on them), exported
+by the trainer's own export (cached across runs under ``--cache``, keyed by the model code, since exporting the
+paper model takes minutes), run by the scorer's ONNX Runtime backend on this machine's CPU (or CUDA when
+``--device cuda``).
+
+1. **Per window, batch 1 / 8 / 32, hop 8** (one call serves B windows of B sessions):
+   - *cached* (what the scorer does): the frame graph on the 8 new frames of each window, then the window graph;
+   - *uncached* (the plain reference path): the whole-clip graph on all of each window's RGB frames.
+   Reported as windows/s and p50/p99 ms per call, side by side, in alternating rounds (noise hits both).
+2. **Real time**: N simulated 30 fps sessions, each with a hop window every 8 frames, scored by the scorer's own
+   window pipeline (:class:`scorer.scoring.WindowScorer`: span, kinematics, model input, frame cache, micro-batcher)
+   on observations and crops the tracker pipeline made from phantom video (Redis round trips not included). A
+   session count is kept in real time when every window is scored (none superseded) with a p99 latency under two
+   hop periods; the figure is the largest such N tried.
+
+JSON keys (flat): ``cache_speedup`` (paper size, batch 1: ms per window uncached / cached), ``paper_window_ms``
+(paper size, cached, batch 1, ms per window, p50), ``sessions_realtime_small`` (small model, hop 8), and every
+measured cell as ``<size>_<path>_b<B>_{windows_per_s,p50_ms,p99_ms}``, plus ``load_average`` (the machine's load
+while measuring: the figures are only as quiet as the machine was).
+
+    python benchmarks/scorer.py [--quick] [--json PATH] [--device cpu|cuda] [--cache DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from common.messages import Consent, Crop, Obs, SessionInfo, Window
+from common.protocols import get_protocol
+from scorer.backends import BackendChoice
+from scorer.batching import MicroBatcher
+from scorer.health import ScorerStats
+from scorer.registry import LoadedModel, ModelRegistry
+from scorer.scoring import WindowScorer
+from scorer.session import SessionState
+from scorer.settings import ScorerSettings
+
+HOP = 8
+STREAM_FPS = 30.0
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _code_hash() -> str:
+    h = hashlib.sha256()
+    for path in sorted((ROOT / "trainer").rglob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def artifact(size: str, cache: Path) -> Path:
+    """The exported random-weight model of ``size`` (exported once, then reused)."""
+    folder = cache / f"{_code_hash()}-{size}" / "pfed5" / "smile" / "1"
+    if (folder / "manifest.json").is_file():
+        return folder.parents[2]
+    import torch
+
+    from trainer.checkpoint import Checkpoint
+    from trainer.export import export
+    from trainer.models.trampformer import SIZES, TrampFormer
+
+    print(f"exporting the {size} model once (cached in {cache}) ...", flush=True)
+    torch.manual_seed(0)
+    model = TrampFormer(SIZES[size]()).eval()
+    scale = get_protocol("pfed5").scale
+    ckpt = Checkpoint(family="tramp_former", model_config=model.cfg.to_dict(), state=model.state_dict(),
+                      protocol="pfed5", task="smile", label_min=scale.min, label_max=scale.max, fps=25.0,
+                      landmarker="phantom", epoch=0, val_spearman=float("nan"), data_hash="bench")  # fmt: skip
+    export(ckpt, folder.parents[2], version="1", name=f"bench_{size}", require_calibration=False)
+    return folder.parents[2]
+
+
+def _stats(times: list[float], batch: int) -> dict[str, float]:
+    arr = np.asarray(times) * 1000
+    return {"windows_per_s": batch / (float(np.median(arr)) / 1000), "p50_ms": float(np.percentile(arr, 50)),
+            "p99_ms": float(np.percentile(arr, 99))}  # fmt: skip
+
+
+def per_window(model: LoadedModel, batches: list[int], reps: int, uncached_max_batch: int) -> dict[str, Any]:
+    """Time the cached and the uncached path per batch, in alternating rounds."""
+    m = model.model
+    spec = m.spec
+    frame = m.frame
+    clip = m.clip_backend()
+    if frame is None or clip is None:
+        raise SystemExit("the benchmark needs an artifact with frame, window and clip graphs")
+    rng = np.random.default_rng(0)
+    probe = np.zeros((1, 3, spec.rgb_size, spec.rgb_size), np.float32)
+    feat_dim = int(frame.run({"frames": probe})["features"].shape[1])
+    out: dict[str, Any] = {}
+    for b in batches:
+        new = rng.standard_normal((b * HOP, 3, spec.rgb_size, spec.rgb_size)).astype(np.float32)
+        cached_feats = rng.standard_normal((b, spec.rgb_frames, feat_dim)).astype(np.float32)
+        traj = (rng.standard_normal((b, spec.t_p, 63, 5)) * 20).astype(np.float32)
+        index_t = np.broadcast_to(np.linspace(-1, 1, spec.t_p, dtype=np.float32), (b, spec.t_p)).copy()
+        do_uncached = b <= uncached_max_batch
+        clip_frames = (rng.standard_normal((b, spec.rgb_frames, 3, spec.rgb_size, spec.rgb_size)).astype(np.float32)
+                       if do_uncached else None)  # fmt: skip
+        times: dict[str, list[float]] = {"cached": [], "uncached": []}
+        for r in range(reps + 1):  # the first round warms up and is not counted
+            t0 = time.perf_counter()
+            feats = frame.run({"frames": new})["features"].reshape(b, HOP, -1)
+            window_feats = np.concatenate([cached_feats[:, HOP:], feats], axis=1)
+            m.window.run({"frame_features": window_feats, "trajectory": traj, "index_t": index_t})
+            t1 = time.perf_counter()
+            if r:
+                times["cached"].append(t1 - t0)
+            if clip_frames is not None:
+                t2 = time.perf_counter()
+                clip.run({"frames": clip_frames, "trajectory": traj, "index_t": index_t})
+                if r:
+                    times["uncached"].append(time.perf_counter() - t2)
+        out[f"cached_b{b}"] = _stats(times["cached"], b)
+        if times["uncached"]:
+            out[f"uncached_b{b}"] = _stats(times["uncached"], b)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- real time
+
+
+def _base_observations(n: int) -> tuple[list[Obs], list[Crop]]:
+    from phantom.spec import PatientSpec
+    from tests.phantom_obs import observe  # the tracker pipeline on phantom frames (test helper, no Redis)
+
+    seen = observe(PatientSpec(seed=2, protocol="pfed5", severity=1.0, reps=3, tasks=("smile",)), range(n),
+                   fps=STREAM_FPS, crop_size=256)  # fmt: skip
+    return seen.obs, seen.crops
+
+
+async def realtime(model_dir: Path, choice: BackendChoice, sessions: int, seconds: float,
+                   base: tuple[list[Obs], list[Crop]]) -> dict[str, float]:  # fmt: skip
+    """Stream ``sessions`` sessions at 30 fps for ``seconds``; score every hop window as the worker does."""
+    import dataclasses
+
+    registry = ModelRegistry(model_dir, choice)
+    registry.scan()
+    settings = ScorerSettings()
+    stats = ScorerStats()
+    batcher = MicroBatcher(settings.max_batch, settings.max_wait_ms / 1000)
+    scorer = WindowScorer(settings, registry, batcher, stats)
+    obs, crops = base
+    states = []
+    for k in range(sessions):
+        st = SessionState(f"b{k}", settings.obs_keep, settings.crops_keep, settings.features_keep)
+        st.info = SessionInfo(sid=st.sid, patient_id="p", protocol="pfed5", consent=Consent(live_scoring=True),
+                              state="live", source="webrtc", fps=STREAM_FPS, created_ts=0.0)  # fmt: skip
+        states.append(st)
+    pending: list[tuple[SessionState, Window, float]] = []
+    latencies: list[float] = []
+    superseded = 0
+    stop = time.monotonic() + seconds
+    task_len = int(5 * STREAM_FPS)
+
+    async def produce() -> None:
+        t0 = time.monotonic()
+        seq = 0
+        while time.monotonic() < stop:
+            due = t0 + seq / STREAM_FPS
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            now = time.time()
+            for k, st in enumerate(states):
+                o = obs[(seq + 7 * k) % len(obs)]
+                st.obs[seq] = dataclasses.replace(o, sid=st.sid, seq=seq, capture_ts=now)
+                st.crops[seq] = crops[(seq + 7 * k) % len(crops)].image
+                st.crops.move_to_end(seq)
+                st._bound()
+                if seq % HOP == HOP - 1:
+                    start = seq // task_len * task_len
+                    w = Window(sid=st.sid, protocol="pfed5", task="smile", rep=0, reason="hop", first_seq=start,
+                               last_seq=seq, task_start_seq=start, created_ts=now, landmarker="phantom")  # fmt: skip
+                    pending.append((st, w, time.monotonic()))
+            seq += 1
+
+    async def consume() -> None:
+        nonlocal superseded
+        while time.monotonic() < stop or pending:
+            if not pending:
+                await asyncio.sleep(0.002)
+                continue
+            batch = list(pending)
+            pending.clear()
+            newest: dict[str, tuple[SessionState, Window, float]] = {}
+            for item in batch:  # newest hop per session wins, as in the worker
+                if item[0].sid in newest:
+                    superseded += 1
+                newest[item[0].sid] = item
+            jobs = list(newest.values())
+            results = await asyncio.gather(*(scorer.score(st, w) for st, w, _ in jobs))
+            done = time.monotonic()
+            for (st, w, t), res in zip(jobs, results, strict=True):
+                if res.withheld not in ("", "short_window"):  # a task's first hop holds too few frames: fine
+                    raise SystemExit(f"benchmark window withheld: {res.withheld}")
+                latencies.append(done - t)
+                st.forget_before(w.task_start_seq)
+
+    try:
+        await asyncio.gather(produce(), consume())
+    finally:
+        batcher.close()
+    lat = np.asarray(latencies) * 1000 if latencies else np.zeros(1)
+    windows = len(latencies) + superseded
+    return {"sessions": float(sessions), "windows": float(windows), "superseded": float(superseded),
+            "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99))}  # fmt: skip
+
+
+Cell = tuple[str, str, int, dict[str, float]]
+Plan = dict[str, tuple[list[int], int, int]]
+
+
+def _print_windows(args: argparse.Namespace, figures: dict[str, float], table: list[Cell],
+                   ms: dict[tuple[str, str, int], float], plan: Plan) -> None:  # fmt: skip
+    print(f"scorer per-window cost, hop {HOP}, {args.device}, {os.cpu_count()} cores, {args.threads} thread(s) per "
+          f"call, load average {figures['load_average']}")  # fmt: skip
+    print(f"{'model':<7}{'path':<10}{'batch':>6}{'windows/s':>11}{'p50 ms':>10}{'p99 ms':>10}{'ms/window':>11}")
+    for size, path, b, st in sorted(table, key=lambda r: (r[0], r[2], r[1])):
+        print(f"{size:<7}{path:<10}{b:>6}{st['windows_per_s']:>11.2f}{st['p50_ms']:>10.1f}{st['p99_ms']:>10.1f}"
+              f"{ms[(size, path, b)]:>11.1f}")  # fmt: skip
+    for size, (batches, _, uncached_max) in plan.items():
+        for b in batches:
+            if b > uncached_max:
+                frames = b * (80 if size == "paper" else 40)
+                print(f"{size:<7}{'uncached':<10}{b:>6}   not run: {frames} frames per call, minutes on this CPU")
+    print(f"cache speedup (paper, batch 1, uncached / cached ms per window): {figures['cache_speedup']:.2f}x "
+          "(target >= 5)")  # fmt: skip
+    print(f"paper window, cached, batch 1: {figures['paper_window_ms']:.1f} ms (target <= 80)", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer rounds and shorter runs (< 60 s once exported)")
+    ap.add_argument("--json", type=Path, default=None, help="write the figures as a flat JSON object")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per call (the scorer's default: 1)")
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "feqa-bench-models",
+                    help="where the exported benchmark models are kept between runs")  # fmt: skip
+    args = ap.parse_args()
+    choice = BackendChoice(device=args.device, intra_op_threads=args.threads)
+    quick = args.quick
+    dirs = {size: artifact(size, args.cache) for size in ("small", "paper")}
+    figures: dict[str, float] = {}
+    table: list[Cell] = []
+    plan = {  # size: (batches, timed rounds, largest batch the uncached path runs at)
+        "small": ([1, 8, 32], 3 if quick else 10, 32),
+        "paper": ([1, 8] if quick else [1, 8, 32], 1 if quick else 2, 1 if quick else 8),
+    }
+    for size, (batches, reps, uncached_max) in plan.items():
+        reg = ModelRegistry(dirs[size], choice)
+        model = reg.scan()["pfed5/smile"]
+        cells = per_window(model, batches, reps, uncached_max)
+        for key, st in cells.items():
+            path, b = key.split("_b")
+            table.append((size, path, int(b), st))
+            for name, value in st.items():
+                figures[f"{size}_{path}_b{b}_{name}"] = round(value, 3)
+    ms = {(s, p, b): 1000 * b / st["windows_per_s"] / b for s, p, b, st in table}  # median ms per call / B windows
+    figures["cache_speedup"] = round(ms[("paper", "uncached", 1)] / ms[("paper", "cached", 1)], 3)
+    figures["paper_window_ms"] = round(ms[("paper", "cached", 1)], 2)
+    figures["load_average"] = round(os.getloadavg()[0], 2)
+    _print_windows(args, figures, table, ms, plan)
+    base = _base_observations(240)
+    kept = 0
+    rt_rows = []
+    for n in [1, 2, 4, 8, 16] if quick else [1, 2, 4, 6, 8, 12, 16, 24, 32]:
+        row = asyncio.run(realtime(dirs["small"], choice, n, 3.0 if quick else 8.0, base))
+        rt_rows.append(row)
+        ok = row["superseded"] == 0 and row["p99_ms"] <= 2000 * HOP / STREAM_FPS
+        if not ok:
+            break
+        kept = n
+    figures["sessions_realtime_small"] = float(kept)
+    print(f"{'sessions':>9}{'windows':>9}{'superseded':>12}{'p50 ms':>9}{'p99 ms':>9}")
+    for row in rt_rows:
+        print(f"{row['sessions']:>9.0f}{row['windows']:>9.0f}{row['superseded']:>12.0f}{row['p50_ms']:>9.1f}"
+              f"{row['p99_ms']:>9.1f}")  # fmt: skip
+    print(f"30-fps sessions kept in real time (small, hop {HOP}): {kept} (target >= 16)")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
+
+
+if __name__ == "__main__":
+    main()

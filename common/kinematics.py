@@ -1,0 +1,183 @@
+"""Interpretable facial kinematics on the 106 landmarks of a window (design.md §3), for every window, with or
+without a model. Pure numpy, shared by the scorer (live), the trainer and the dashboard.
+
+**Face frame.** Each frame's points are first put in a face-centred frame: each eye's centre is taken as the midpoint
+of its two corners (106-indices 35/39 and 89/93, which stay put when the lids move, unlike the centre points 34/88);
+the origin is midway between the two eyes, the x axis runs from one eye to the other, and their distance (the
+inter-ocular distance, IOD) is the unit. Every distance below is therefore in IODs (about 6 cm on an adult face), it
+does not change when the patient moves closer, sideways or tilts the head, and it is measured from the landmarks in
+frame pixels (``Obs.landmarks``), whatever the camera resolution. Frames without a face or with non-finite points
+are left out; times come from the sender's capture clock (``Obs.capture_ts``).
+
+**Sides.** "left" and "right" are the *patient's* sides, assuming an un-mirrored camera (what ingest and the phantom
+send): the patient's left is the image-right half, the insightface "right" groups (87-105). A mirrored camera
+swaps them.
+
+**Regions** (106-indices, models.md §5): ``brow_left`` 97-105, ``brow_right`` 43-51, ``eye_left`` and ``eye_right``
+(the 8 lid-contour points of each eye, 87-96 and 33-42 without the centre and pupil), ``mouth`` 52-71 and its halves
+``mouth_left`` (the image-right corner 61 with the contours 57-59 and 67-70) and ``mouth_right`` (52, 54-56, 63-66),
+``nose`` 72-86 without the tip, and ``jaw`` (the contour 0-32).
+
+The measures, each one key of :func:`kinematics` (normal values are those of the phantom at severity 0, healthy
+face, at 25-30 fps; the tests pin their direction):
+
+- ``rom_<region>`` **range of motion**, IOD: how far the region's moving points travel in the window. Per point, the
+  spread of its positions (the 95th minus the 5th percentile, per axis, combined as a distance); averaged over the
+  most mobile third of the region's points (a smile moves the mouth corners, not the middle of the lips). On the
+  phantom a region the task does not use stays at 0.02-0.09 (micro-motion, blinks, the rest of the face pulling);
+  a healthy smile moves the mouth about 0.11-0.15 IOD, a frown or brow raise the brows about 0.12-0.14, a wide
+  mouth opening the mouth about 0.3. Smaller with hypomimia (severity-4 phantom: smile about 0.06-0.09, frown 0.04)
+  or on a weak side.
+- ``speed_<region>`` **peak speed**, IOD per second: the 95th percentile over the window of the region's mean point
+  speed, from positions smoothed over about 0.1 s (so landmark jitter does not count as motion). A healthy phantom
+  smile peaks near 0.22-0.24 IOD/s at the mouth (a mouth opening 0.45), a severe one near 0.11-0.16 (slower, smaller
+  movement; a tremor adds speed without range); a still face 0.05-0.15.
+- ``asym_<brow|eye|mouth>`` **left/right asymmetry**, no unit, -1 .. 1: ``(rom_left - rom_right) / (rom_left +
+  rom_right)``. 0 is symmetric; **negative means the patient's left side moves less** (a left-sided weakness),
+  positive the right. Healthy phantom faces stay within about ±0.1; a grade-3 (high) phantom palsy reaches about
+  ∓0.35 at the mouth while smiling and ∓0.6 at the brows while raising them. Left out when the region barely moves
+  (both ranges under 0.04 IOD), where the ratio would be noise.
+- ``blink_rate`` **blinks per minute**: eye closures (the mean lid gap of both eyes falling below half its median
+  over the window, then opening again) per minute of window. A window shorter than 2 s gives none. Normal resting
+  rates are about 10-20 per minute (the phantom blinks 17 times a minute when healthy); reduced blinking is a sign of
+  hypomimia. Eye-closing tasks count as closures.
+- ``eye_opening`` **lid gap**, IOD: the median over the window of the mean distance between the upper and lower lid
+  of both eyes (about 0.15 on an open phantom eye).
+- ``mouth_opening`` **mouth opening**, IOD: the 95th percentile of the gap between the inner lips (62 to 60); near 0
+  with closed lips, 0.1-0.4 when the mouth opens.
+- ``frames`` and ``duration_s``: how many usable frames and seconds the measures come from.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from common.features import FeatureError
+
+EYE_CORNERS = ((35, 39), (89, 93))  # image-left eye, image-right eye
+_EYE_RIGHT = (33, 35, 36, 37, 39, 40, 41, 42)  # image-left eye = patient's right
+_EYE_LEFT = (87, 89, 90, 91, 93, 94, 95, 96)
+# (upper, lower) lid pairs: top/bottom and the two quarter pairs of each eye
+_LIDS_RIGHT = ((40, 33), (41, 36), (42, 37))
+_LIDS_LEFT = ((94, 87), (95, 90), (96, 91))
+_MOUTH_RIGHT = (52, 54, 55, 56, 63, 64, 65, 66)
+_MOUTH_LEFT = (61, 57, 58, 59, 67, 68, 69, 70)
+INNER_LIPS = (62, 60)  # upper lip bottom, lower lip top
+
+REGIONS: dict[str, tuple[int, ...]] = {
+    "brow_left": tuple(range(97, 106)),
+    "brow_right": tuple(range(43, 52)),
+    "eye_left": _EYE_LEFT,
+    "eye_right": _EYE_RIGHT,
+    "mouth": tuple(range(52, 72)),
+    "mouth_left": _MOUTH_LEFT,
+    "mouth_right": _MOUTH_RIGHT,
+    "nose": tuple(range(72, 86)),
+    "jaw": tuple(range(0, 33)),
+}
+PAIRS = ("brow", "eye", "mouth")
+MIN_SYMMETRY_ROM = 0.04  # IOD: below this on both sides a region is still and its asymmetry is not reported
+MIN_BLINK_WINDOW_S = 2.0
+SMOOTH_S = 0.1
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def face_frame(landmarks: npt.ArrayLike) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+    """[T, 106, 2] frame-px landmarks -> (points in the face frame [T, 106, 2] in IOD, usable-frame mask [T]).
+
+    Unusable frames (non-finite points, or eye centres on top of each other) come back as NaN."""
+    pts = np.asarray(landmarks, dtype=np.float64)
+    if pts.ndim != 3 or pts.shape[1:] != (106, 2):
+        raise FeatureError(f"kinematics need landmarks [T, 106, 2], got {list(pts.shape)}")
+    a = pts[:, EYE_CORNERS[0]].mean(axis=1)
+    b = pts[:, EYE_CORNERS[1]].mean(axis=1)
+    axis = b - a
+    iod = np.hypot(axis[:, 0], axis[:, 1])
+    ok = np.isfinite(pts).all(axis=(1, 2)) & (iod > 1e-6)
+    safe = np.where(ok, iod, 1.0)
+    ux = axis / safe[:, None]  # unit vector along the eye line
+    uy = np.stack([-ux[:, 1], ux[:, 0]], axis=1)  # perpendicular (image-down for an upright face)
+    rel = pts - ((a + b) / 2)[:, None, :]
+    out = np.stack([(rel * ux[:, None, :]).sum(-1), (rel * uy[:, None, :]).sum(-1)], axis=-1) / safe[:, None, None]
+    out[~ok] = np.nan
+    return out, ok
+
+
+def _spread(points: FloatArray) -> FloatArray:
+    """Per point, the 5-95 % spread of its positions over time, as a distance: [T, P, 2] -> [P]."""
+    lo, hi = np.percentile(points, [5, 95], axis=0)
+    return np.asarray(np.hypot(hi[:, 0] - lo[:, 0], hi[:, 1] - lo[:, 1]), dtype=np.float64)
+
+
+def _smooth(points: FloatArray, ts: FloatArray) -> FloatArray:
+    """Centred moving average over about ``SMOOTH_S`` seconds (an odd number of frames, at least 1)."""
+    if points.shape[0] < 3:
+        return points
+    dt = float(np.median(np.diff(ts)))
+    k = max(1, round(SMOOTH_S / dt) if dt > 0 else 1)
+    k += (k + 1) % 2  # odd
+    if k == 1 or points.shape[0] < k:
+        return points
+    pad = k // 2
+    padded = np.concatenate([np.repeat(points[:1], pad, 0), points, np.repeat(points[-1:], pad, 0)], axis=0)
+    csum = np.concatenate([np.zeros((1, *points.shape[1:])), np.cumsum(padded, axis=0)], axis=0)
+    return np.asarray((csum[k:] - csum[:-k]) / k, dtype=np.float64)
+
+
+def _lid_gap(points: FloatArray) -> FloatArray:
+    """Mean upper-to-lower lid distance of both eyes per frame, [T]."""
+    gaps = [np.hypot(*(points[:, u] - points[:, d]).T) for u, d in (*_LIDS_LEFT, *_LIDS_RIGHT)]
+    return np.asarray(np.mean(gaps, axis=0), dtype=np.float64)
+
+
+def _blinks(gap: FloatArray) -> int:
+    """Closures: runs of frames with the lid gap below half its median that begin after the first frame."""
+    base = float(np.median(gap))
+    if base <= 0:
+        return 0
+    closed = gap < 0.5 * base
+    starts = np.flatnonzero(closed[1:] & ~closed[:-1])
+    return int(starts.size)
+
+
+def kinematics(landmarks: npt.ArrayLike, capture_ts: npt.ArrayLike) -> dict[str, float]:
+    """The measures of the module docstring for one window: landmarks [T, 106, 2] in frame px (NaN rows where no
+    face) and capture times [T] in seconds. Measures that need more than the window holds are left out; with fewer
+    than 2 usable frames only ``frames`` and ``duration_s`` are given."""
+    ts_all = np.asarray(capture_ts, dtype=np.float64)
+    pts, ok = face_frame(landmarks)
+    if ts_all.shape != (pts.shape[0],):
+        raise FeatureError(f"capture times have shape {list(ts_all.shape)}, landmarks {pts.shape[0]} frames")
+    pts, ts = pts[ok], ts_all[ok]
+    if ts.size > 1 and np.any(np.diff(ts) < 0):
+        raise FeatureError("capture times must be non-decreasing")
+    duration = float(ts[-1] - ts[0]) if ts.size else 0.0
+    out: dict[str, float] = {"frames": float(ts.size), "duration_s": duration}
+    if ts.size < 2:
+        return out
+    smooth = _smooth(pts, ts)
+    dt = np.diff(ts)
+    step = np.hypot(*np.moveaxis(np.diff(smooth, axis=0), -1, 0))  # [T-1, 106]
+    speed = np.where(dt[:, None] > 0, step / np.where(dt > 0, dt, 1.0)[:, None], np.nan)
+    rom: dict[str, float] = {}
+    spread_all = _spread(pts)
+    for name, idx in REGIONS.items():
+        spread = np.sort(spread_all[list(idx)])[::-1]
+        rom[name] = float(np.mean(spread[: max(1, len(idx) // 3)]))
+        out[f"rom_{name}"] = rom[name]
+        region_speed = np.nanmean(speed[:, idx], axis=1)
+        if np.isfinite(region_speed).any():
+            out[f"speed_{name}"] = float(np.nanpercentile(region_speed, 95))
+    for pair in PAIRS:
+        left, right = rom[f"{pair}_left"], rom[f"{pair}_right"]
+        if max(left, right) >= MIN_SYMMETRY_ROM:
+            out[f"asym_{pair}"] = (left - right) / (left + right)
+    gap = _lid_gap(pts)
+    out["eye_opening"] = float(np.median(gap))
+    if duration >= MIN_BLINK_WINDOW_S:
+        out["blink_rate"] = _blinks(gap) * 60.0 / duration
+    lips = pts[:, INNER_LIPS[0]] - pts[:, INNER_LIPS[1]]
+    out["mouth_opening"] = float(np.percentile(np.hypot(lips[:, 0], lips[:, 1]), 95))
+    return out
