@@ -6,6 +6,7 @@ little-endian data. Decoding checks the length exactly, so a truncated array is 
 
 from __future__ import annotations
 
+import math
 import struct
 
 import numpy as np
@@ -55,7 +56,7 @@ def decode_array(buf: bytes) -> npt.NDArray[np.generic]:
     if len(buf) < head:
         raise DecodeError("truncated array header")
     shape = struct.unpack(f"<{ndim}I", buf[5:head])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # exact: a 64-bit product could wrap around to the payload's size
     if len(buf) - head != expected:
         raise DecodeError(f"array payload is {len(buf) - head} bytes, shape {shape} {dtype} needs {expected}")
     arr: npt.NDArray[np.generic] = np.frombuffer(buf, dtype=dtype.newbyteorder("<"), offset=head).reshape(shape)

@@ -9,8 +9,14 @@ reference loader (models.md §1.2-§1.3 and §1.5.2):
   removes gross head motion). The paper text describes a per-frame offset; we keep the code's rule because it is what
   the published numbers were trained on, and use it in training and inference alike.
 * Each point carries 3 colour values (0-255, RGB) sampled at the landmark: the trajectory is [T, 63, 5].
-* Short clips are loop-padded from frame 0; long clips keep their latter ``t_p`` frames. ``index_t = 2 * idx / t_p - 1``
-  with ``idx`` the original frame index (it exceeds 1 on truncated clips, as in the reference).
+* Short clips are loop-padded from frame 0; long clips keep their latter ``t_p`` frames.
+* ``index_t``, the trajectory encoder's time input, describes position **within the window**: ``linspace(-1, 1, t_p)``
+  for every clip and every live window, whatever the clip's length or where it started (``time_index="window"``, the
+  default). The reference code instead used ``2 * idx / t_p - 1`` with ``idx`` the original frame index, so a
+  truncated clip's values run past 1 by an amount set by its length: the model is told how long the clip was, and
+  the trained models were shown to read that instead of the face (clip length ranked severity on the old phantom).
+  That rule survives only as ``time_index="reference"``, for loading official weights trained with it; it leaks
+  clip length and the frame offset of a window into the score.
 * Live streams run at any frame rate; :func:`resample_indices` picks frames by capture time at the model's fps.
 """
 
@@ -21,8 +27,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-FEATURE_VERSION = 1
-"""Bumped whenever any rule in this module changes; the scorer refuses models built on another version."""
+FEATURE_VERSION = 2
+"""Bumped whenever any rule in this module changes; the scorer refuses models built on another version.
+2: ``index_t`` is position within the window (version 1 used the reference's source-frame rule)."""
+TIME_INDEX_RULES = ("window", "reference")
+"""``window``: position within the window (default, training and live); ``reference``: the TraMP code's
+``2 * frame / t_p - 1`` of source frame numbers, which leaks clip length (only for official weights)."""
 
 NUM_POINTS_106 = 106
 NOSE_TIP_106 = 86
@@ -133,8 +143,23 @@ class Standardised:
     index_t: FloatArray  # [t_p]
 
 
-def standardise_length(n_frames: int, t_p: int) -> Standardised:
-    """Loop-pad a short clip from frame 0, or keep the latter ``t_p`` frames of a long one (train and test alike)."""
+def check_time_index(rule: str) -> None:
+    if rule not in TIME_INDEX_RULES:
+        raise FeatureError(f"time_index must be one of {TIME_INDEX_RULES}, got {rule!r}")
+
+
+def window_index_t(t_p: int) -> FloatArray:
+    """The time input of a ``t_p``-frame window: position within it, -1 at the first frame, 1 at the last."""
+    if t_p <= 0:
+        raise FeatureError(f"t_p must be positive, got {t_p}")
+    out: FloatArray = np.linspace(-1.0, 1.0, t_p, dtype=np.float32) if t_p > 1 else np.zeros(1, np.float32)
+    return out
+
+
+def standardise_length(n_frames: int, t_p: int, time_index: str = "window") -> Standardised:
+    """Loop-pad a short clip from frame 0, or keep the latter ``t_p`` frames of a long one (train and test alike);
+    ``index_t`` by the ``time_index`` rule (module docstring: ``reference`` leaks clip length)."""
+    check_time_index(time_index)
     if n_frames <= 0:
         raise FeatureError(f"clip has {n_frames} frames; need at least 1")
     if t_p <= 0:
@@ -143,8 +168,9 @@ def standardise_length(n_frames: int, t_p: int) -> Standardised:
         idx = np.arange(t_p, dtype=np.int64) % n_frames
     else:
         idx = np.arange(n_frames - t_p, n_frames, dtype=np.int64)
-    index_t = (2.0 * idx / t_p - 1.0).astype(np.float32)
-    return Standardised(indices=idx, index_t=index_t)
+    if time_index == "window":
+        return Standardised(indices=idx, index_t=window_index_t(t_p))
+    return Standardised(indices=idx, index_t=(2.0 * idx / t_p - 1.0).astype(np.float32))
 
 
 def rgb_frame_indices(
@@ -203,8 +229,8 @@ def fill_missing_frames(face: npt.NDArray[np.bool_] | list[bool]) -> IntArray:
     return out
 
 
-def model_input(trajectory: FloatArray, t_p: int) -> tuple[FloatArray, FloatArray]:
+def model_input(trajectory: FloatArray, t_p: int, time_index: str = "window") -> tuple[FloatArray, FloatArray]:
     """A whole [T, 63, 5] clip -> the [t_p, 63, 5] model input and its [t_p] ``index_t``."""
     _check(trajectory, 3, (len(TRAMP_POINTS_106), 5), "trajectory")
-    std = standardise_length(trajectory.shape[0], t_p)
+    std = standardise_length(trajectory.shape[0], t_p, time_index)
     return trajectory[std.indices].astype(np.float32), std.index_t

@@ -1,7 +1,9 @@
 """The model manifest: what a scorer needs to know to run ``models/<protocol>/<task>/<version>/`` (design.md §5).
 
 Written by the trainer's export next to the ONNX graphs, read by the scorer. A scorer refuses a manifest whose
-schema, feature or heatmap version or family it does not know (:meth:`Manifest.check_compatible`).
+schema, feature or heatmap version or family it does not know (:meth:`Manifest.check_compatible`). ``time_index``
+names the rule for the trajectory encoder's time input (:data:`common.features.TIME_INDEX_RULES`): ``window`` for every
+model trained here; ``reference`` only for official weights trained on source frame numbers (it leaks clip length).
 
 Graph contract per family
 -------------------------
@@ -52,7 +54,7 @@ import numpy as np
 import numpy.typing as npt
 
 from common.errors import ModelError
-from common.features import FEATURE_VERSION, FeatureError
+from common.features import FEATURE_VERSION, TIME_INDEX_RULES, FeatureError
 from common.heatmaps import HEATMAP_VERSION, HeatmapSpec
 
 MANIFEST_SCHEMA_VERSION = 1
@@ -163,6 +165,7 @@ class Manifest:
     label_max: float
     landmark_layout: str = "insightface106"
     landmarker: str = ""  # identity of the landmarker the training observations came from ("" = not recorded)
+    time_index: str = "window"  # common.features.TIME_INDEX_RULES: the index_t rule the model was trained with
     feature_version: int = FEATURE_VERSION
     schema_version: int = MANIFEST_SCHEMA_VERSION
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -194,6 +197,8 @@ class Manifest:
                 raise ModelError(
                     f"model built on heatmap rules version {self.heatmap.version}; this code draws {HEATMAP_VERSION}"
                 )
+        if self.time_index not in TIME_INDEX_RULES:
+            raise ModelError(f"manifest time_index {self.time_index!r} unknown; expected one of {TIME_INDEX_RULES}")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

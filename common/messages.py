@@ -7,9 +7,10 @@ A message is a frozen dataclass. On the wire (a Redis stream entry) it is a flat
 - ``a:<name>``: each numpy array field, as :func:`common.arrays.encode_array` bytes (never a JSON list);
 - ``b:<name>``: each raw ``bytes`` field.
 
-``Message.decode`` refuses an entry of another kind, an unknown schema version, a missing field or a truncated
-array with a :class:`~common.errors.DecodeError`; the bus dead-letters such entries. Services never build field
-dicts by hand.
+``Message.decode`` refuses an entry of another kind, an unknown schema version, a missing field, a field that is not
+what its type says (:mod:`common.wiretypes`: text, 64-bit integers, numbers, an array's kind and declared shape) or
+a truncated array with a :class:`~common.errors.DecodeError`; the bus dead-letters such entries. Services never
+build field dicts by hand.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy.typing as npt
 
 from common.arrays import decode_array, encode_array
 from common.errors import DecodeError, SchemaVersionError
+from common.wiretypes import array_check, scalar_check
 
 Fields = dict[bytes, bytes]
 FloatArray = npt.NDArray[np.float32]
@@ -45,6 +47,7 @@ class _FieldPlan:
     arrays: tuple[tuple[str, bytes], ...]  # (name, field key)
     blobs: tuple[tuple[str, bytes], ...]
     optional: frozenset[str]
+    checks: dict[str, Any]  # name -> common.wiretypes check of a decoded value
     plain: bool  # no __post_init__: decoded fields can be set directly (a frozen dataclass __init__ is slow)
 
 
@@ -57,6 +60,7 @@ class Message:
 
     KIND: ClassVar[str]
     SCHEMA_VERSION: ClassVar[int]
+    ARRAY_SHAPES: ClassVar[dict[str, tuple[int | None, ...]]] = {}  # decoded arrays must have these (None: any)
     _plan: ClassVar[_FieldPlan]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -105,23 +109,31 @@ class Message:
             meta = _JSON_IN.decode(fields[_META].decode())
         except KeyError:
             raise DecodeError(f"{cls.KIND} message has no metadata field") from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise DecodeError(f"{cls.KIND} metadata is not JSON: {exc}") from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: "[[[[..." nested too deep
+            raise DecodeError(f"{cls.KIND} metadata is not JSON: {str(exc)[:200]}") from None
         if not isinstance(meta, dict):
             raise DecodeError(f"{cls.KIND} metadata is not an object")
         missing = plan.scalar_set.difference(meta)
         if missing:
             raise DecodeError(f"{cls.KIND} message lacks field {sorted(missing)[0]!r}")
-        kwargs: dict[str, Any] = {name: meta[name] for name in plan.scalars}
-        for items, conv in ((plan.arrays, decode_array), (plan.blobs, bytes)):
-            for name, key in items:
-                raw = fields.get(key)
-                if raw is None:
-                    if name not in plan.optional:
-                        raise DecodeError(f"{cls.KIND} message lacks field {name!r}")
-                    kwargs[name] = None
-                else:
-                    kwargs[name] = conv(raw)
+        kwargs: dict[str, Any] = {}
+        name = ""
+        try:
+            for name in plan.scalars:
+                kwargs[name] = plan.checks[name](meta[name])
+            for items, conv in ((plan.arrays, decode_array), (plan.blobs, bytes)):
+                for name, key in items:
+                    raw = fields.get(key)
+                    if raw is None:
+                        if name not in plan.optional:
+                            raise DecodeError(f"{cls.KIND} message lacks field {name!r}")
+                        kwargs[name] = None
+                    else:
+                        value = conv(raw)
+                        check = plan.checks.get(name)
+                        kwargs[name] = value if check is None else check(value)
+        except ValueError as exc:
+            raise DecodeError(f"{cls.KIND} field {name!r}: {exc}") from None
         if plan.plain:  # every field is in kwargs (checked above): what __init__ would do, without its cost
             obj = cls.__new__(cls)
             obj.__dict__.update(kwargs)
@@ -141,8 +153,10 @@ def _plan_for(cls: type[Message]) -> _FieldPlan:
     arrays: list[str] = []
     blobs: list[str] = []
     optional: set[str] = set()
+    checks: dict[str, Any] = {}
     for field in dataclasses.fields(cls):  # type: ignore[arg-type]
         hint = hints[field.name]
+        full = hint
         args = typing.get_args(hint)
         if type(None) in args:
             optional.add(field.name)
@@ -151,10 +165,12 @@ def _plan_for(cls: type[Message]) -> _FieldPlan:
         origin = typing.get_origin(hint) or hint
         if origin is np.ndarray:
             arrays.append(field.name)
+            checks[field.name] = array_check(full, cls.ARRAY_SHAPES.get(field.name))
         elif origin is bytes:
             blobs.append(field.name)
         else:
             scalars.append(field.name)
+            checks[field.name] = scalar_check(full)
     return _FieldPlan(
         kind=cls.KIND.encode(),
         version=str(cls.SCHEMA_VERSION).encode(),
@@ -163,6 +179,7 @@ def _plan_for(cls: type[Message]) -> _FieldPlan:
         arrays=tuple((n, b"a:" + n.encode()) for n in arrays),
         blobs=tuple((n, b"b:" + n.encode()) for n in blobs),
         optional=frozenset(optional),
+        checks=checks,
         plain=not hasattr(cls, "__post_init__"),
     )
 
@@ -289,7 +306,10 @@ class SessionInfo:
     @classmethod
     def decode(cls, fields: Mapping[bytes | str, bytes | str]) -> SessionInfo:
         """Parse a hash read from Redis; :class:`DecodeError` when it is not a session hash of this version."""
-        text = {_as_text(k): _as_text(v) for k, v in fields.items()}
+        try:
+            text = {_text_field(k): _text_field(v) for k, v in fields.items()}
+        except ValueError as exc:
+            raise DecodeError(f"session hash is malformed: {exc}") from None
         if not text:
             raise DecodeError("no session hash")
         if text.get("v") != str(cls.SCHEMA_VERSION):
@@ -324,8 +344,8 @@ class SessionInfo:
             )
         except KeyError as exc:
             raise DecodeError(f"session hash lacks field {exc}") from None
-        except (TypeError, ValueError) as exc:
-            raise DecodeError(f"session hash is malformed: {exc}") from None
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:  # e.g. stats {"n": 1e999}, "[[[[..."
+            raise DecodeError(f"session hash is malformed: {str(exc)[:200]}") from None
 
 
 def _info_field(name: str, value: Any) -> dict[str, str]:
@@ -340,8 +360,14 @@ def _info_field(name: str, value: Any) -> dict[str, str]:
     return {name: repr(float(value)) if isinstance(value, float) else str(value)}
 
 
-def _as_text(value: bytes | str) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+def _text_field(value: bytes | str) -> str:
+    """A hash field as text; ``ValueError`` for one that is neither bytes nor valid text."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if not isinstance(value, str):
+        raise ValueError(f"a field is {type(value).__name__}, not text")
+    value.encode("utf-8")  # UnicodeEncodeError (a ValueError) for a lone surrogate
+    return value
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -372,6 +398,9 @@ class Obs(Message):
 
     KIND: ClassVar[str] = "obs"
     SCHEMA_VERSION: ClassVar[int] = 1
+    ARRAY_SHAPES: ClassVar[dict[str, tuple[int | None, ...]]] = {
+        "box": (4,), "landmarks": (106, 2), "landmarks_crop": (106, 2), "pose": (3,), "colours": (106, 3)
+    }  # fmt: skip
     sid: str
     seq: int
     capture_ts: float
@@ -396,6 +425,7 @@ class Crop(Message):
 
     KIND: ClassVar[str] = "crop"
     SCHEMA_VERSION: ClassVar[int] = 1
+    ARRAY_SHAPES: ClassVar[dict[str, tuple[int | None, ...]]] = {"image": (None, None, 3), "box": (4,)}
     sid: str
     seq: int
     capture_ts: float
@@ -550,16 +580,18 @@ class DeadLetter(Message):
         out: dict[bytes, bytes] = {}
         pos = 0
         while pos < len(blob):
-            if pos + 4 > len(blob):
-                raise DecodeError("truncated dead-letter blob")
-            (klen,) = struct.unpack_from("<I", blob, pos)
-            key = blob[pos + 4 : pos + 4 + klen]
-            pos += 4 + klen
-            if pos + 4 > len(blob):
-                raise DecodeError("truncated dead-letter blob")
-            (vlen,) = struct.unpack_from("<I", blob, pos)
-            out[key] = blob[pos + 4 : pos + 4 + vlen]
-            pos += 4 + vlen
+            parts = []
+            for _ in ("key", "value"):
+                if pos + 4 > len(blob):
+                    raise DecodeError("truncated dead-letter blob")
+                (n,) = struct.unpack_from("<I", blob, pos)
+                if pos + 4 + n > len(blob):
+                    raise DecodeError("truncated dead-letter blob")
+                parts.append(blob[pos + 4 : pos + 4 + n])
+                pos += 4 + n
+            if parts[0] in out:
+                raise DecodeError("dead-letter blob repeats a field")
+            out[parts[0]] = parts[1]
         return out
 
 

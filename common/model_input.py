@@ -61,8 +61,10 @@ class InputSpec:
     rgb_mean: tuple[float, float, float]
     rgb_std: tuple[float, float, float]
     fps: float
+    time_index: str = "window"  # common.features.TIME_INDEX_RULES: the index_t rule the model was trained with
 
     def __post_init__(self) -> None:
+        features.check_time_index(self.time_index)
         if self.t_p <= 0 or self.rgb_frames <= 0 or self.rgb_size <= 0 or not self.fps > 0:
             raise FeatureError(f"input spec needs positive t_p, rgb_frames, rgb_size and fps, got {self}")
         if len(self.rgb_mean) != 3 or len(self.rgb_std) != 3 or min(self.rgb_std) <= 0:
@@ -77,6 +79,7 @@ class InputSpec:
             rgb_mean=manifest.rgb_mean,
             rgb_std=manifest.rgb_std,
             fps=manifest.fps,
+            time_index=manifest.time_index,
         )
 
 
@@ -191,7 +194,7 @@ def sample(
     takes the newest ``rgb_frames`` consecutive frames instead (looped like the others when the clip is shorter)."""
     if rgb not in RGB_RULES:
         raise FeatureError(f"rgb rule must be one of {RGB_RULES}, got {rgb!r}")
-    std = features.standardise_length(n_frames, spec.t_p)
+    std = features.standardise_length(n_frames, spec.t_p, spec.time_index)
     if rgb == "latest" and n_frames > spec.rgb_frames:
         idx = np.arange(n_frames - spec.rgb_frames, n_frames, dtype=np.int64)
     else:

@@ -2,6 +2,10 @@
 
 Each service defines its own settings class with its own prefix (``FEQA_INGEST_``, ``FEQA_TRACKER_`` ...) and
 embeds :class:`CommonSettings` for what all services share. Settings are read once, in ``__main__``.
+
+Secrets can come from files (docker secrets, a 0600 file): a service names them with a ``*_FILE`` setting
+(``FEQA_INGEST_API_KEY_FILE``, ``FEQA_DASHBOARD_DATABASE_PASSWORD_FILE``) and reads them with
+:func:`read_secret_file`, which refuses a missing, unreadable or empty file with what to fix.
 """
 
 from __future__ import annotations
@@ -11,6 +15,10 @@ from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from common.errors import ConfigError
+
+MAX_SECRET_BYTES = 4096
 
 
 class CommonSettings(BaseSettings):
@@ -43,3 +51,24 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FEQA_SERVICE_", extra="ignore", frozen=True)
 
     common: CommonSettings = Field(default_factory=CommonSettings)
+
+
+def read_secret_file(path: Path, variable: str) -> str:
+    """The secret held in ``path`` (surrounding whitespace stripped), for the setting ``variable``.
+
+    :class:`ConfigError` when the file is missing, unreadable, empty or too large to be a secret."""
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_SECRET_BYTES + 1)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"cannot read {variable}={path}: {reason}; point it at the secret's file") from None
+    if len(raw) > MAX_SECRET_BYTES:
+        raise ConfigError(f"{variable}={path} holds more than {MAX_SECRET_BYTES} bytes; is it the right file?")
+    try:
+        secret = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{variable}={path} is not UTF-8 text; is it the right file?") from None
+    if not secret:
+        raise ConfigError(f"{variable}={path} is empty; write the secret into it")
+    return secret

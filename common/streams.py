@@ -15,6 +15,7 @@ obs:{sid}          tracker -> scorer, dash    Obs (106 landmarks or why none)   
 crops:{sid}        tracker -> scorer          Crop (aligned RGB face crop)            160 exact
 windows:{sid}      tracker -> scorer (group)  Window (hop / task_end)                 200; read by the lease holder
 scores:{sid}       scorer -> dashboard (grp)  Score (window / task)                   12k (~1 h)
+                   scorer -> fleet (grp)      (the same entries; group fleet)         (the fleet bridge's own group)
 coach:{sid}        tracker -> patient page    Event type coach                        100
 feqa:health        every service -> dash      Health (counters, gauges)               2k; latest per instance
 feqa:deadletter    the bus -> people          DeadLetter (entry kept whole + why)     10k
@@ -50,6 +51,10 @@ session retention (``session``), after which Redis expires them.
 Memory: the embedded Redis (infra.redis_server) has a budget (``maxmemory``) with the ``noeviction`` policy, so
 no key in use is ever evicted; the streams' bounds keep each live session's memory fixed, the ingest refuses new
 sessions (503) while Redis is near the budget, and a session nobody starts expires with its join link.
+
+``scores:{sid}`` has two consumer groups: ``dashboard`` (:data:`SCORES`, made with the session's streams) and
+``fleet`` (:data:`FLEET_SCORES`, made by the fleet bridge from the stream's first entry when it first reads a
+session), so the dashboard and the Kafka bridge each get every score, at least once, independently.
 
 Windows reach the scorer that owns the session: each session has its own ``windows:{sid}``, read in group
 ``scorer`` only by the holder of ``scorer-lease:{sid}`` (``common.ownership``); a new holder reclaims what the
@@ -200,6 +205,9 @@ SCORES = StreamSpec(
     group="dashboard",
     policy="~1 h of scores; the dashboard stores task scores from it in group dashboard (ack after commit)",
     retention="session",
+)
+FLEET_SCORES = dataclasses.replace(
+    SCORES, group="fleet", policy="the same scores:{sid} entries, read by the fleet bridge to Kafka in group fleet"
 )
 COACH = StreamSpec(
     "coach:{sid}", Event, maxlen=100, policy="latest coaching messages for the patient page", retention="session"

@@ -125,6 +125,9 @@ AdminCaller = Annotated[Caller, Depends(require_admin)]
 AdminViewer = Annotated[Caller, Depends(admin_viewer)]
 
 
+DB_IDS = range(-(2**63), 2**63)  # what an id column holds; a bigger number is no record (and no database error)
+
+
 class Denied(HTTPException):
     """A record the caller may not see (or that does not exist): answered 404, and written to the audit log as a
     refused access attempt by the app's handler (the request's own transaction is rolled back)."""
@@ -138,7 +141,7 @@ class Denied(HTTPException):
 
 def patient_for(db: DbSession, caller: Caller, patient_id: int) -> Patient:
     """The patient if it belongs to the caller's clinic; 404 otherwise (also for another clinic's patient)."""
-    patient = db.get(Patient, patient_id)
+    patient = db.get(Patient, patient_id) if patient_id in DB_IDS else None
     if patient is None or caller.clinic_id is None or patient.clinic_id != caller.clinic_id:
         raise Denied(caller, "patient", patient_id)
     return patient
@@ -146,7 +149,7 @@ def patient_for(db: DbSession, caller: Caller, patient_id: int) -> Patient:
 
 def session_for(db: DbSession, caller: Caller, session_id: int) -> Session:
     """The session if its patient belongs to the caller's clinic; 404 otherwise."""
-    row = db.get(Session, session_id)
+    row = db.get(Session, session_id) if session_id in DB_IDS else None
     if row is None or caller.clinic_id is None or row.clinic_id != caller.clinic_id:
         raise Denied(caller, "session", session_id)
     return row

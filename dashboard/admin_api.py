@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from dashboard import audit
-from dashboard.access import AdminCaller, AdminViewer, State
+from dashboard.access import DB_IDS, AdminCaller, AdminViewer, State
 from dashboard.accounts import create_clinic, create_user, generate_password
 from dashboard.tables import Clinic, User
 
@@ -62,7 +62,7 @@ def add_user(body: NewUser, caller: AdminCaller, state: State) -> dict[str, Any]
     """A new account with a generated password, returned once in this answer (it is stored only as a hash)."""
     password = generate_password()
     with state.db.session() as db:
-        clinic = db.get(Clinic, body.clinic_id) if body.clinic_id is not None else None
+        clinic = db.get(Clinic, body.clinic_id) if body.clinic_id is not None and body.clinic_id in DB_IDS else None
         if body.clinic_id is not None and clinic is None:
             raise HTTPException(404, f"no clinic {body.clinic_id}")
         user = create_user(db, body.username, password, body.role, clinic, body.full_name)

@@ -12,8 +12,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from common.bus import Bus
@@ -44,13 +46,24 @@ SECURITY_HEADERS = {
 }
 
 
+HEALTH_TIMEOUT_S = 2.0
+
+
+async def _ping_database(db: Database) -> None:
+    def ping() -> None:
+        with db.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    await asyncio.to_thread(ping)
+
+
 def create_app(settings: DashboardSettings, bus: Bus | None = None, *, background: bool = True) -> FastAPI:
     """A new app. With ``bus`` given the caller owns it. ``background=False`` leaves the consumer and health board
     off (tests that drive them step by step)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.database_url)
+        db = Database(settings.database_url_with_password())
         await asyncio.to_thread(db.migrate)
         own_bus = bus is None
         active = bus or await Bus.connect(settings.common.redis_url, name="dashboard")
@@ -112,6 +125,31 @@ def create_app(settings: DashboardSettings, bus: Bus | None = None, *, backgroun
             return JSONResponse({"detail": str(exc)}, status_code=code)
 
         return handle
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz(request: Request) -> JSONResponse:
+        """Liveness for container health checks (no login): the database and Redis answer within 2 s."""
+        state: DashboardState = request.app.state.dash
+        checks = {"database": _ping_database(state.db), "redis": state.bus.ping()}
+        out: dict[str, str] = {}
+        for name, check in checks.items():
+            try:
+                await asyncio.wait_for(check, HEALTH_TIMEOUT_S)
+                out[name] = "ok"
+            except Exception as exc:  # every failure is an unhealthy answer, never a 500
+                out[name] = f"failing: {type(exc).__name__}"
+        healthy = all(v == "ok" for v in out.values())
+        return JSONResponse({"ok": healthy, **out}, status_code=200 if healthy else 503)
+
+    async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+        """422 with where and why, never the input itself (it may be huge, private, or not even JSON-encodable:
+        a body of ``Infinity`` made FastAPI's own handler fail with a 500)."""
+        errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+        detail = [{"loc": [str(part) for part in e.get("loc", ())], "msg": str(e.get("msg", ""))[:300],
+                   "type": str(e.get("type", ""))} for e in errors[:20]]  # fmt: skip
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    app.add_exception_handler(RequestValidationError, invalid_request)
 
     async def denied(request: Request, exc: Exception) -> Response:
         if isinstance(exc, Denied):

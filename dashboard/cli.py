@@ -24,7 +24,7 @@ def cli() -> None:
 def _database() -> Database:
     settings = DashboardSettings()
     setup_logging("WARNING", settings.common.log_format)
-    db = Database(settings.database_url)
+    db = Database(settings.database_url_with_password())
     db.migrate()
     return db
 

@@ -88,12 +88,18 @@ def _note(client: Client, **body: Any) -> None:
 async def _receive(websocket: WebSocket, state: DashboardState, caller: Caller, client: Client) -> None:
     watched: dict[int, str] = {}
     while True:
-        text = await websocket.receive_text()
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(int(message.get("code") or 1000))
+        text = message.get("text")
+        if text is None:  # a binary frame
+            _note(client, t="error", error="messages are JSON text frames")
+            continue
         try:
             msg = json.loads(text)
             op = msg["op"]
             session_id = int(msg["session"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError):  # 1e400, "[[[[..." as well
             _note(client, t="error", error='messages are {"op": "watch"|"unwatch", "session": <id>}')
             continue
         if op == "unwatch":

@@ -15,11 +15,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DbSession
 
+from common.longitudinal import analyse
 from common.protocols import get_protocol
 from dashboard import audit, exports
 from dashboard.access import ApiCaller, CsrfCaller, State, patient_for
 from dashboard.logins import Caller
-from dashboard.longitudinal import analyse
 from dashboard.tables import Patient, Session, TaskScore
 
 router = APIRouter()

@@ -7,9 +7,11 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from common.errors import ConfigError
-from common.settings import CommonSettings
+from common.settings import CommonSettings, read_secret_file
 
 
 class DashboardSettings(BaseSettings):
@@ -24,6 +26,9 @@ class DashboardSettings(BaseSettings):
     port: int = Field(8001, ge=0, le=65535)
     database_url: str = Field(
         "sqlite:///.feqa/dashboard.sqlite", description="SQLAlchemy URL: a SQLite file, or postgresql+psycopg://..."
+    )
+    database_password_file: Path | None = Field(
+        None, description="file holding the database password (docker secret), put into the URL at start"
     )
 
     # the ingest that creates sessions and patient links
@@ -59,6 +64,21 @@ class DashboardSettings(BaseSettings):
         if not self.instance:
             object.__setattr__(self, "instance", socket.gethostname())
         return self
+
+    def database_url_with_password(self) -> str:
+        """The database URL to connect with: ``database_url`` plus the password from its file when one is set."""
+        if self.database_password_file is None:
+            return self.database_url
+        try:
+            url = make_url(self.database_url)
+        except ArgumentError as exc:
+            raise ConfigError(f"FEQA_DASHBOARD_DATABASE_URL is not a database URL: {exc}") from None
+        if url.password is not None:
+            raise ConfigError(
+                "FEQA_DASHBOARD_DATABASE_URL has a password and FEQA_DASHBOARD_DATABASE_PASSWORD_FILE is set; keep one"
+            )
+        password = read_secret_file(self.database_password_file, "FEQA_DASHBOARD_DATABASE_PASSWORD_FILE")
+        return url.set(password=password).render_as_string(hide_password=False)
 
     def ingest_key(self) -> str | None:
         """The ingest service credential, from the setting or its file (read at each call, so it can rotate)."""

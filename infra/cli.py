@@ -19,9 +19,11 @@ from types import FrameType
 
 import click
 
-from common.errors import FeqaError
+from common.errors import ConfigError, FeqaError
 from common.logs import setup_logging
+from infra import compose as compose_files
 from infra import credentials, runinfo
+from infra import health as health_checks
 from infra import settings_doc as settings_tables
 from infra.settings import StackSettings
 from infra.stack import Stack
@@ -36,6 +38,7 @@ PART_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("tracker", "tracker.cli", "cli"),
     ("scorer", "scorer.cli", "cli"),
     ("dashboard", "dashboard.cli", "cli"),
+    ("fleet", "fleet.cli", "cli"),
     ("prepare", "trainer.cli", "prepare"),
     ("train", "trainer.cli", "train"),
     ("evaluate", "trainer.cli", "evaluate"),
@@ -122,6 +125,58 @@ def up() -> None:
     sys.exit(code)
 
 
+@feqa.command()
+@click.option("--patients", default=2, show_default=True, type=click.IntRange(1, 16), help="phantom patients")
+@click.option("--rounds", default=0, show_default=True, type=click.IntRange(0), help="sessions each; 0: until Ctrl-C")
+@click.option("--reps", default=2, show_default=True, type=click.IntRange(1, 5), help="repetitions of each task")
+@click.option("--tasks", default="", help="train demo models for these pfed5 tasks only (comma-separated)")
+@click.option("--seed", default=1, show_default=True, help="draws the phantom patients")
+@click.option("--models-root", type=click.Path(file_okay=False, path_type=Path), default=Path("models"),
+              show_default=True, help="the demo models are cached in its demo/ folder")  # fmt: skip
+def demo(patients: int, rounds: int, reps: int, tasks: str, seed: int, models_root: Path) -> None:
+    """The stack with phantom patients streaming a pfed5 protocol; prints the dashboard URL and a demo login."""
+    from infra.demo import Demo, DemoOptions, prepare_models
+    from infra.demo_models import DemoTraining
+
+    settings = StackSettings()
+    setup_logging(settings.common.log_level, settings.common.log_format)
+    chosen = tuple(t.strip() for t in tasks.split(",") if t.strip())
+    opts = DemoOptions(patients=patients, rounds=rounds, reps=reps, seed=seed, models_root=models_root,
+                       training=DemoTraining(tasks=chosen))  # fmt: skip
+    try:
+        models = prepare_models(opts, click.echo)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    runner = Demo(opts, settings)
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await runner.run(stop, click.echo)
+
+    click.echo("starting feqa demo: redis, ingest, tracker (MediaPipe), scorer, dashboard")
+    code = 0
+    try:
+        runner.start(models)
+        click.echo(f"  dashboard            {runner.dashboard_url}/")
+        click.echo(f"  login                user {runner.username}  password {runner.password}")
+        click.echo(f"  patient page         {runner.ingest_url}/")
+        click.echo("the password was generated for this run; press Ctrl-C to stop", err=False)
+        asyncio.run(main())
+        if runner.stack is not None and runner.stack.exit_reason:
+            click.echo(f"a service stopped: {runner.stack.exit_reason}", err=True)
+            code = 1
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        click.echo("stopping feqa demo")
+        runner.stop()
+        click.echo("stopped")
+    sys.exit(code)
+
+
 @feqa.group()
 def key() -> None:
     """The stack's service key (the credential the dashboard and the CLI send to the ingest)."""
@@ -164,13 +219,45 @@ def watch(sid: str, seconds: float | None) -> None:
 
 @feqa.command("settings-doc")
 @click.option("--write", "write_to", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
-def settings_doc(write_to: Path | None) -> None:
-    """Print the configuration tables (every environment variable), or refresh them in a README."""
-    if write_to is None:
+@click.option("--env", "env_to", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="write the env example (every variable at its default) to this file")  # fmt: skip
+def settings_doc(write_to: Path | None, env_to: Path | None) -> None:
+    """Print the configuration tables (every environment variable), or refresh them in a README / an env example."""
+    if write_to is None and env_to is None:
         click.echo(settings_tables.render(), nl=False)
-    else:
+    if write_to is not None:
         changed = settings_tables.write(write_to)
         click.echo(f"{write_to}: {'updated' if changed else 'already current'}")
+    if env_to is not None:
+        changed = settings_tables.write_env(env_to)
+        click.echo(f"{env_to}: {'updated' if changed else 'already current'}")
+
+
+@feqa.command("compose-secrets")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("secrets"),
+              show_default=True, help="where docker-compose.yml looks for its secret files")  # fmt: skip
+def compose_secrets(directory: Path) -> None:
+    """Create docker compose's secret files (random service key and database password); existing ones are kept."""
+    created, kept = compose_files.make_secrets(directory)
+    for path in created:
+        click.echo(f"created {path} ({compose_files.SECRETS[path.name]})")
+    for path in kept:
+        click.echo(f"kept    {path} (already there; delete it to make a new one)")
+
+
+@feqa.command()
+@click.argument("service", type=click.Choice(health_checks.SERVICES))
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=3.0, show_default=True)
+@click.option("--max-age", "max_age_s", type=click.FloatRange(min=1), default=30.0, show_default=True,
+              help="newest Health entry of this host's worker may be this old (scorer, fleet-bridge)")  # fmt: skip
+def health(service: str, timeout_s: float, max_age_s: float) -> None:
+    """Exit 0 when SERVICE in this container is healthy, else 1 with why (container health checks)."""
+    setup_logging("ERROR", "text")  # the verdict is the output; retries while Redis is down are not
+    problems = asyncio.run(health_checks.check(service, timeout_s=timeout_s, max_age_s=max_age_s))
+    if problems:
+        click.echo(f"{service} unhealthy: " + "; ".join(problems), err=True)
+        sys.exit(1)
+    click.echo(f"{service} healthy")
 
 
 def main() -> None:

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-extras="dev,train"
+extras="dev,train,fleet"
 models=1
 for arg in "$@"; do
   case "$arg" in

@@ -13,8 +13,10 @@ from tqdm import tqdm
 
 from phantom.dataset import CONTENTS, write_neuroface, write_pfed5
 from phantom.face import Phantom
+from phantom.plan import IDENTITIES, Cohort
 from phantom.sheet import contact_sheet, spread_indices
-from phantom.spec import PROTOCOL_TASKS, PatientSpec
+from phantom.spec import APPEARANCES, PROTOCOL_TASKS, PatientSpec
+from phantom.traits import POPULATIONS
 from phantom.video import write_video, write_y4m
 
 
@@ -33,12 +35,21 @@ def _phantom(
     tasks: tuple[str, ...],
     size: tuple[int, int],
     fps: float,
+    population: str,
+    appearance: str,
 ) -> Phantom:
     if severity is None:
         severity = {"pfed5": 2.0, "neuroface": 3.0, "palsy": 2.0}[protocol]
     try:
         spec = PatientSpec(
-            seed=seed, protocol=protocol, severity=severity, palsy_side=palsy_side, reps=reps, tasks=tasks
+            seed=seed,
+            protocol=protocol,
+            severity=severity,
+            palsy_side=palsy_side,
+            reps=reps,
+            tasks=tasks,
+            population=population,
+            appearance=appearance,
         )
         return Phantom(spec, size[0], size[1], fps)
     except ValueError as exc:
@@ -60,6 +71,20 @@ def _patient_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--task", "tasks", multiple=True, help="restrict to these tasks (repeatable)"),
         click.option("--size", type=(int, int), default=(640, 480), show_default=True, help="WIDTH HEIGHT"),
         click.option("--fps", type=float, default=30.0, show_default=True),
+        click.option(
+            "--population",
+            type=click.Choice(POPULATIONS),
+            default="standard",
+            show_default=True,
+            help="trait ranges: standard, or timing / amplitude widened",
+        ),
+        click.option(
+            "--appearance",
+            type=click.Choice(APPEARANCES),
+            default="cartoon",
+            show_default=True,
+            help="cartoon (fast) or photo (a real portrait warped onto the moving mesh)",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -84,11 +109,13 @@ def render_cmd(
     tasks: tuple[str, ...],
     size: tuple[int, int],
     fps: float,
+    population: str,
+    appearance: str,
     out: Path,
     frames: int | None,
 ) -> None:
     """Render a clip to mp4 with a ground-truth sidecar (.truth.npz)."""
-    ph = _phantom(seed, protocol, severity, palsy_side, reps, tasks, size, fps)
+    ph = _phantom(seed, protocol, severity, palsy_side, reps, tasks, size, fps, population, appearance)
     stop = ph.n_frames if frames is None else min(frames, ph.n_frames)
     with _bar(stop, "render") as bar:
         side = write_video(ph, out, 0, stop, progress=bar.update)
@@ -108,11 +135,13 @@ def y4m_cmd(
     tasks: tuple[str, ...],
     size: tuple[int, int],
     fps: float,
+    population: str,
+    appearance: str,
     out: Path,
     frames: int | None,
 ) -> None:
     """Write a y4m clip for Chromium's --use-file-for-fake-video-capture."""
-    ph = _phantom(seed, protocol, severity, palsy_side, reps, tasks, size, fps)
+    ph = _phantom(seed, protocol, severity, palsy_side, reps, tasks, size, fps, population, appearance)
     stop = ph.n_frames if frames is None else min(frames, ph.n_frames)
     with _bar(stop, "y4m") as bar:
         write_y4m(ph, out, 0, stop, progress=bar.update)
@@ -133,6 +162,8 @@ def sheet_cmd(
     tasks: tuple[str, ...],
     size: tuple[int, int],
     fps: float,
+    population: str,
+    appearance: str,
     out: Path,
     count: int,
     columns: int,
@@ -140,7 +171,7 @@ def sheet_cmd(
     """Contact-sheet PNG of a clip with the true landmarks drawn."""
     if count < 1 or columns < 1:
         raise click.BadParameter("--count and --columns must be at least 1")
-    ph = _phantom(seed, protocol, severity, palsy_side, reps, tasks, size, fps)
+    ph = _phantom(seed, protocol, severity, palsy_side, reps, tasks, size, fps, population, appearance)
     indices = spread_indices(ph, count)
     with _bar(len(indices), "sheet") as bar:
         sheet = contact_sheet(ph, indices, columns=columns, progress=bar.update)
@@ -167,6 +198,28 @@ def sheet_cmd(
     help="crops: 256 crops + trajectory/colour .npy (the distributed form); videos: full-frame source mp4s only "
     "(the trainer landmarks them with the tracker); both",
 )
+@click.option(
+    "--population",
+    type=click.Choice(POPULATIONS),
+    default="standard",
+    show_default=True,
+    help="subject trait ranges: standard; timing (speed, reaction, hold and clip margins widened, no slowing with "
+    "severity: a timing-decoupled set); amplitude (expressiveness x0.35-1.65: an amplitude-decoupled set)",
+)
+@click.option(
+    "--identities",
+    type=click.Choice(IDENTITIES),
+    default="train",
+    show_default=True,
+    help="held-out: identity seeds from a range no train dataset of any seed uses (unseen faces and traits)",
+)
+@click.option("--appearance", type=click.Choice(APPEARANCES), default="cartoon", show_default=True)
+@click.option(
+    "--nuisance/--no-nuisance",
+    default=True,
+    show_default=True,
+    help="occlusions, lighting changes, tremor, spontaneous expressions, asymmetry, head turns (off: a clean face)",
+)
 def dataset_cmd(
     layout: str,
     out: Path,
@@ -177,15 +230,36 @@ def dataset_cmd(
     size: tuple[int, int],
     fps: float | None,
     contents: str,
+    population: str,
+    identities: str,
+    appearance: str,
+    nuisance: bool,
 ) -> None:
-    """Write a whole synthetic dataset in the PFED5 or Toronto NeuroFace on-disk layout."""
+    """Write a whole synthetic dataset in the PFED5 or Toronto NeuroFace on-disk layout.
+
+    For the acceptance of a model (README, "Fair phantom"): a training set, a held-out-identities set
+    (--identities held-out), a timing-decoupled set (--population timing) and an amplitude-decoupled set
+    (--population amplitude), each with its own --seed.
+    """
     try:
+        cohort = Cohort(population=population, appearance=appearance, identities=identities, nuisance=nuisance)
         with _bar(None, layout) as bar:
             if layout == "pfed5":
-                write_pfed5(out, subjects, clips_per_task, seed, size[0], size[1], fps or 25.0, bar.update, contents)
+                write_pfed5(
+                    out, subjects, clips_per_task, seed, size[0], size[1], fps or 25.0, bar.update, contents, cohort
+                )
             else:
                 write_neuroface(
-                    out, subjects, reps, seed, size[0], size[1], fps or 50.0, progress=bar.update, contents=contents
+                    out,
+                    subjects,
+                    reps,
+                    seed,
+                    size[0],
+                    size[1],
+                    fps or 50.0,
+                    progress=bar.update,
+                    contents=contents,
+                    cohort=cohort,
                 )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc

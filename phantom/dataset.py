@@ -3,8 +3,10 @@
 Every clip is one phantom repetition cut from the protocol script, passed through the crop-to-256 rule
 (:mod:`phantom.crop`) and written as zero-padded ``00001.jpg`` frames (256x256 crops, as the reference loaders
 random-crop 224 from them), a trajectory ``.npy`` [T, 73, 2] int32 of 256-crop pixels and a colour ``.npy``
-[T, 71, 3] float32 RGB. Labels are the phantom's true severity. One subject keeps one face (``identity_seed``)
-across its clips. ``phantom_clips.csv`` at the root maps every clip to its PatientSpec JSON.
+[T, 71, 3] float32 RGB. Each clip's segment carries random margins before and after the movement, so the label
+files' real length columns (frames, duration) do not predict the label. Labels are a rater's reading of the face's
+latent severity (:mod:`phantom.plan`); one subject keeps one face and one set of traits (``identity_seed``) across
+its clips. ``phantom_clips.csv`` at the root maps every clip to its PatientSpec JSON (with the latent severity).
 
 ``contents`` chooses what is written: ``"crops"`` (the distributed form above), ``"videos"`` (only the full-frame
 source videos, H.264 mp4 with the phantom's truth sidecar: what a clinic's own recordings look like before any
@@ -50,51 +52,32 @@ import numpy as np
 
 from phantom.crop import crop_frame
 from phantom.face import Phantom
+from phantom.plan import (
+    NEUROFACE_FOLDS,
+    PFED5_TRAIN_IDS,
+    Cohort,
+    neuroface_group,
+    neuroface_subjects,
+    pfed5_subjects,
+    plan_neuroface,
+    plan_pfed5,
+)
 from phantom.script import Segment
-from phantom.spec import PROTOCOL_TASKS, PatientSpec
+from phantom.spec import PROTOCOL_TASKS
 from phantom.video import write_video
 
+__all__ = [
+    "CONTENTS",
+    "NEUROFACE_FOLDS",
+    "PFED5_TRAIN_IDS",
+    "Cohort",
+    "neuroface_subjects",
+    "pfed5_subjects",
+    "write_neuroface",
+    "write_pfed5",
+]
 log = logging.getLogger(__name__)
 Progress = Callable[[int], None]
-
-PFED5_TRAIN_IDS = [
-    "001",
-    "007",
-    "008",
-    "009",
-    "011",
-    "013",
-    "015",
-    "022",
-    "024",
-    "026",
-    "027",
-    "029",
-    "030",
-    "036",
-    "037",
-    "038",
-    "039",
-    "042",
-    "043",
-    "045",
-    "048",
-    "049",
-    "052",
-    "057",
-    "058",
-    "060",
-    "061",
-    "062",
-    "065",
-    "066",
-]
-NEUROFACE_FOLDS = {
-    1: ["N002", "OP03", "A009", "A016", "S007", "N001", "S002", "N008", "N010", "N004", "N012", "S005"],
-    2: ["A008", "N011", "S013", "N019", "A017", "A014", "A011", "A015", "OP02", "A012", "S011", "N003"],
-    3: ["A010", "S008", "S001", "S009", "N017", "N007", "S012", "A006", "A002", "OP01", "S006", "S003"],
-}
-NEUROFACE_GROUPS = {"A": "ALS", "S": "Stroke", "OP": "Stroke", "N": "HC"}
 CONTENTS = ("crops", "videos", "both")
 
 
@@ -133,15 +116,6 @@ def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> None:
         w.writerows(rows)
 
 
-def pfed5_subjects(n_subjects: int) -> tuple[list[str], list[str]]:
-    """(train, test) subject ids for ``n_subjects`` (about 30/41 of them in training, at least one in each)."""
-    if n_subjects < 2:
-        raise ValueError("a PFED5 layout needs at least 2 subjects (one train, one test)")
-    n_train = min(len(PFED5_TRAIN_IDS), max(1, min(n_subjects - 1, round(n_subjects * 30 / 41))))
-    test_pool = [f"{i:03d}" for i in range(1, 1000) if f"{i:03d}" not in PFED5_TRAIN_IDS]
-    return list(PFED5_TRAIN_IDS[:n_train]), test_pool[: n_subjects - n_train]
-
-
 def write_pfed5(
     root: Path,
     n_subjects: int = 4,
@@ -152,70 +126,51 @@ def write_pfed5(
     fps: float = 25.0,
     progress: Progress | None = None,
     contents: str = "crops",
+    cohort: Cohort | None = None,
+    only: tuple[str, ...] = (),
 ) -> Path:
-    """Write a PFED5-layout dataset under ``root``; return ``root``."""
+    """Write a PFED5-layout dataset under ``root``; return ``root``. ``only`` keeps those tasks' clips (all when
+    empty); every kept clip is the one the full plan holds (same subject, severity and seeds)."""
     root = Path(root)
     crops, videos = _check_contents(contents)
-    train, test = pfed5_subjects(n_subjects)
-    rng = np.random.default_rng([seed, 41])
     tasks = PROTOCOL_TASKS["pfed5"]
+    unknown = sorted(set(only) - set(tasks))
+    if unknown:
+        raise ValueError(f"unknown PFED5 tasks {unknown}; expected some of {list(tasks)}")
+    plan = [c for c in plan_pfed5(n_subjects, clips_per_task, seed, cohort or Cohort()) if not only or c.task in only]
     rows: dict[str, list[list[object]]] = {"train": [], "test": []}
     manifest: list[list[object]] = []
-    for split, subjects in (("train", train), ("test", test)):
-        for subject in subjects:
-            subject_seed = seed * 1000 + int(subject)
-            base = float(rng.uniform(0.0, 4.0))
-            for visit in range(clips_per_task):
-                for cls, task in enumerate(tasks):
-                    label = int(np.clip(round(base + rng.normal(0.0, 0.7)), 0, 4))
-                    motion_seed = int(rng.integers(1 << 30))
-                    spec = PatientSpec(
-                        seed=motion_seed,
-                        protocol="pfed5",
-                        severity=label,
-                        reps=1,
-                        tasks=(task,),
-                        identity_seed=subject_seed,
-                    )
-                    phantom = Phantom(spec, width, height, fps)
-                    video_id = f"{21 + visit % 5:02d}-{int(subject) * 100 + visit:06d}_{cls}"
-                    name = f"{video_id}-{subject}"
-                    seg = phantom.schedule[0]
-                    n = seg.end - seg.start
-                    if crops:
-                        _write_clip(
-                            phantom,
-                            seg,
-                            root / "PFED5" / subject / video_id,
-                            root / "landmarks" / subject / f"{name}.npy",
-                            root / "RGB_1x1_fromLK" / subject / f"{name}.npy",
-                            progress,
-                        )
-                    if videos:
-                        path = root / "videos" / subject / f"{video_id}.mp4"
-                        write_video(phantom, path, seg.start, seg.end, progress=progress)
-                    rows[split].append([f"{video_id}_{subject}", label, n, round(n / fps, 2), cls])
-                    manifest.append([f"{video_id}_{subject}", split, spec.to_json()])
+    for clip in plan:
+        cls = tasks.index(clip.task)
+        phantom = Phantom(clip.spec, width, height, fps)
+        video_id = f"{21 + clip.visit % 5:02d}-{int(clip.subject) * 100 + clip.visit:06d}_{cls}"
+        name = f"{video_id}-{clip.subject}"
+        seg = phantom.schedule[0]
+        n = seg.end - seg.start
+        if crops:
+            _write_clip(
+                phantom,
+                seg,
+                root / "PFED5" / clip.subject / video_id,
+                root / "landmarks" / clip.subject / f"{name}.npy",
+                root / "RGB_1x1_fromLK" / clip.subject / f"{name}.npy",
+                progress,
+            )
+        if videos:
+            write_video(
+                phantom, root / "videos" / clip.subject / f"{video_id}.mp4", seg.start, seg.end, progress=progress
+            )
+        rows[clip.split].append([f"{video_id}_{clip.subject}", int(clip.label), n, round(n / fps, 2), cls])
+        manifest.append([f"{video_id}_{clip.subject}", clip.split, clip.spec.to_json()])
     header = ["videoID_subjectID", "label", "frame length"]
     for split, qafe, tramp in (("train", "PFED5_train.csv", "train_41.csv"), ("test", "PFED5_test.csv", "test_41.csv")):
         _write_csv(root / "PFED5" / qafe, [*header, "class"], [[r[0], r[1], r[2], r[4]] for r in rows[split]])
         _write_csv(root / "data" / tramp, [*header, "duration", "class"], rows[split])
     _write_csv(root / "phantom_clips.csv", ["clip", "split", "spec"], manifest)
+    train, test = pfed5_subjects(n_subjects)
     (root / "splits.json").write_text(json.dumps({"train": train, "test": test}, indent=1))
     log.info("wrote PFED5 layout at %s: %d train / %d test clips", root, len(rows["train"]), len(rows["test"]))
     return root
-
-
-def neuroface_subjects(n_subjects: int) -> list[str]:
-    """``n_subjects`` ids taken in turn from the three folds, so every fold has test subjects."""
-    if not 1 <= n_subjects <= 36:
-        raise ValueError(f"NeuroFace has 36 subjects; asked for {n_subjects}")
-    interleaved = [ids[i] for i in range(12) for ids in NEUROFACE_FOLDS.values()]
-    return interleaved[:n_subjects]
-
-
-def _group(subject: str) -> str:
-    return NEUROFACE_GROUPS["OP" if subject.startswith("OP") else subject[0]]
 
 
 def write_neuroface(
@@ -229,51 +184,42 @@ def write_neuroface(
     tasks: tuple[str, ...] = PROTOCOL_TASKS["neuroface"],
     progress: Progress | None = None,
     contents: str = "crops",
+    cohort: Cohort | None = None,
 ) -> Path:
     """Write a Toronto NeuroFace-layout dataset under ``root``; return ``root``."""
     root = Path(root)
     crops, videos = _check_contents(contents)
-    rng = np.random.default_rng([seed, 43])
+    plan = plan_neuroface(n_subjects, reps, seed, tasks, cohort or Cohort())
     master: list[list[object]] = []
     split_rows: list[list[object]] = []
     manifest: list[list[object]] = []
-    for subject in neuroface_subjects(n_subjects):
-        group = _group(subject)
-        subject_seed = seed * 1000 + sum(ord(ch) * 31**i for i, ch in enumerate(subject))
-        base = 1.0 + float(rng.uniform(0.0, 1.5)) if group == "HC" else float(rng.uniform(1.5, 5.0))
-        for task in tasks:
-            label = float(np.clip(round(2 * (base + rng.normal(0.0, 0.4))) / 2, 1.0, 5.0))
-            spec = PatientSpec(
-                seed=int(rng.integers(1 << 30)),
-                protocol="neuroface",
-                severity=label,
-                reps=reps,
-                tasks=(task,),
-                identity_seed=subject_seed,
+    for clip in plan:
+        group = neuroface_group(clip.subject)
+        phantom = Phantom(clip.spec, width, height, fps)
+        upper = clip.task.upper()
+        file = f"{clip.subject}_02_NSM_{upper}_color"
+        sub = int(np.clip(round(clip.label), 1, 5))
+        rel = Path(group) / upper / file
+        if videos:  # one recording per task, from frame 0 so the label file's start/end index it directly
+            write_video(phantom, root / "videos" / f"{rel}.mp4", 0, phantom.schedule[-1].end, progress=progress)
+        for seg in phantom.schedule:
+            rep_id = seg.rep + 1
+            n = seg.end - seg.start
+            if crops:
+                _write_clip(
+                    phantom,
+                    seg,
+                    root / "frames" / rel / str(rep_id),
+                    root / "landmarks" / rel / f"{file}_{rep_id}.npy",
+                    root / "RGB_1x1" / rel / f"{file}_{rep_id}.npy",
+                    progress,
+                )
+            start, end = seg.start + 1, seg.end
+            master.append(
+                [file, clip.subject, group, upper, rep_id, n, start, end, sub, sub, sub, sub, sub, clip.label]
             )
-            phantom = Phantom(spec, width, height, fps)
-            upper = task.upper()
-            file = f"{subject}_02_NSM_{upper}_color"
-            sub = int(np.clip(round(label), 1, 5))
-            rel = Path(group) / upper / file
-            if videos:  # one recording per task, from frame 0 so the label file's start/end index it directly
-                write_video(phantom, root / "videos" / f"{rel}.mp4", 0, phantom.schedule[-1].end, progress=progress)
-            for seg in phantom.schedule:
-                rep_id = seg.rep + 1
-                n = seg.end - seg.start
-                if crops:
-                    _write_clip(
-                        phantom,
-                        seg,
-                        root / "frames" / rel / str(rep_id),
-                        root / "landmarks" / rel / f"{file}_{rep_id}.npy",
-                        root / "RGB_1x1" / rel / f"{file}_{rep_id}.npy",
-                        progress,
-                    )
-                start, end = seg.start + 1, seg.end
-                master.append([file, subject, group, upper, rep_id, n, start, end, sub, sub, sub, sub, sub, label])
-                split_rows.append([file, rep_id, n, start, end])
-            manifest.append([file, subject, spec.to_json()])
+            split_rows.append([file, rep_id, n, start, end])
+        manifest.append([file, clip.subject, clip.spec.to_json()])
     header = ["File Name", "Subject ID", "Group", "Task", "repID", "Number of Frames", "start", "end"]
     header += ["symmetry", "ROM", "speed", "variability", "fatigue", "sum"]
     _write_csv(root / "NeuroFace" / "split_6tasks_sum.csv", header, master)

@@ -12,18 +12,23 @@ import math
 import operator
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from phantom.deform import control_basis
+from phantom.deform import CONTROLS, control_basis
 from phantom.geometry import HEAD_PIVOT, N_ALL, neutral_points
 from phantom.index_code import MAX_INDEX, embed_index
 from phantom.layout import N_POINTS, idx
 from phantom.motion import N_MODES, build_motion
+from phantom.overlay import apply_light, draw_glasses, draw_hand
+from phantom.photo import photo_face
+from phantom.photoreal import PhotoRenderer
 from phantom.render import FaceRenderer
 from phantom.script import PHASES, Segment, build_script
 from phantom.spec import PatientSpec
+from phantom.traits import ClipNuisance
 
 FACE_SCALE = 0.19  # one inter-ocular distance as a fraction of min(width, height)
 FACE_Y = 0.40  # eye line as a fraction of the height
@@ -63,6 +68,20 @@ def _rotation(yaw: float, pitch: float, roll: float) -> npt.NDArray[np.float64]:
     return out
 
 
+class Renderer(Protocol):
+    """Draws a frame from projected points: the cartoon (:class:`FaceRenderer`) or a photo (:class:`PhotoRenderer`)."""
+
+    @property
+    def skin_rgb(self) -> tuple[int, int, int]: ...
+
+    @property
+    def wears_glasses(self) -> bool: ...
+
+    def draw(self, pts: npt.NDArray[np.float64], unit_px: float) -> npt.NDArray[np.uint8]: ...
+
+    def add_noise(self, frame: npt.NDArray[np.uint8], noise_offset: tuple[int, int]) -> None: ...
+
+
 class Phantom:
     """A synthetic patient rendered at ``width`` x ``height`` and ``fps``; deterministic in ``spec``."""
 
@@ -82,16 +101,32 @@ class Phantom:
         if self._script.n_frames > MAX_INDEX + 1:
             raise ValueError(f"clip of {self._script.n_frames} frames exceeds the index code's {MAX_INDEX + 1}")
         self._motion = build_motion(spec, self._script, self.fps)
-        self._neutral = neutral_points(spec.identity)
+        self._photo = photo_face(spec.subject_seed, spec.identity) if spec.appearance == "photo" else None
+        self._neutral = neutral_points(spec.identity) if self._photo is None else self._photo.neutral
         self._basis = control_basis(self._neutral)
-        field = self._basis.reshape(self._basis.shape[0], N_ALL, 3)
-        jaw = field[2 * 5] + field[2 * 5 + 1]  # jaw_open, both sides: where the tremor moves
-        self._tremor_field = jaw / max(1e-9, float(np.abs(jaw[:, 1]).max()))
+        self._tremor_field = self._tremor_site_field()
+        self._hand = ClipNuisance.draw(spec.seed).hand if spec.nuisance else None
         rng = np.random.default_rng([spec.seed, 29])
         warps = rng.normal(0.0, MICRO_AMPLITUDE, (N_MODES, 3, 3))
         jitter = rng.normal(0.0, MICRO_AMPLITUDE / 4, (N_MODES, N_ALL, 3))
         self._micro_modes = np.einsum("kij,nj->kni", warps, self._neutral) + jitter
         self._micro_modes[:, :, 2] = 0.0
+
+    def _tremor_site_field(self) -> npt.NDArray[np.float64]:
+        """Unit displacement the tremor moves: the jaw, or only the lower lip (a head tremor moves the pose)."""
+        field = self._basis.reshape(self._basis.shape[0], N_ALL, 3)
+
+        def both(name: str) -> npt.NDArray[np.float64]:
+            k = CONTROLS.index(name)
+            out: npt.NDArray[np.float64] = field[2 * k] + field[2 * k + 1]
+            return out
+
+        site = (
+            both("lip_part") * (both("lip_part")[:, 1:2] > 0)
+            if self.spec.traits.tremor_site == "lips"
+            else both("jaw_open")
+        )
+        return site / max(1e-9, float(np.abs(site[:, 1]).max()))
 
     @property
     def n_frames(self) -> int:
@@ -103,8 +138,11 @@ class Phantom:
         return list(self._script.segments)
 
     @cached_property
-    def renderer(self) -> FaceRenderer:
-        return FaceRenderer(self.spec.identity, self.width, self.height, self.spec.seed, noise=self.noise)
+    def renderer(self) -> Renderer:
+        ident, seed = self.spec.identity, self.spec.seed
+        if self._photo is not None:
+            return PhotoRenderer(self._photo, ident, self.width, self.height, seed, noise=self.noise)
+        return FaceRenderer(ident, self.width, self.height, seed, noise=self.noise)
 
     @property
     def unit_px(self) -> float:
@@ -131,9 +169,14 @@ class Phantom:
         """Image-pixel positions [N_ALL, 2] of every point of frame ``index`` and the frame's px per unit."""
         yaw, pitch, roll, dx, dy, scale = self._motion.pose[index]
         pivot = np.asarray(HEAD_PIVOT)
-        rotated = (self.points3d(index) - pivot) @ _rotation(yaw, pitch, roll).T + pivot
-        unit = self.unit_px * scale
         centre = np.array([self.width * (0.5 + dx), self.height * (FACE_Y + dy)])
+        # what a pinhole camera (focal length = frame width) sees of a head off its axis: the head viewed along the
+        # ray to it, so an off-centre face shows a little of its side while its pose (the truth) stays the same
+        ray_x = math.degrees(math.atan((centre[0] - self.width / 2) / self.width))
+        ray_y = math.degrees(math.atan((centre[1] - self.height / 2) / self.width))
+        seen = _rotation(ray_x, -ray_y, 0.0) @ _rotation(yaw, pitch, roll)
+        rotated = (self.points3d(index) - pivot) @ seen.T + pivot
+        unit = self.unit_px * scale
         return centre + unit * rotated[:, :2], float(unit)
 
     def truth(self, index: int) -> FrameTruth:
@@ -155,9 +198,20 @@ class Phantom:
 
     def render(self, index: int) -> npt.NDArray[np.uint8]:
         """RGB uint8 [height, width, 3] of frame ``index`` with the index embedded."""
+        return self.render_with(self.renderer, index)
+
+    def render_with(self, renderer: Renderer, index: int) -> npt.NDArray[np.uint8]:
+        """:meth:`render` through a given renderer (benchmarks compare renderers on the same frames)."""
         index = operator.index(index)
         pts, unit = self.project(index)
         offset = ((index * 7919) % 31, (index * 104729) % 29)
-        frame = self.renderer.draw(pts, unit, offset)
+        frame = renderer.draw(pts, unit)
+        if self.spec.nuisance and self.spec.traits.glasses and not renderer.wears_glasses:
+            draw_glasses(frame, pts, unit)
+        hand = self._hand
+        if hand is not None and self._motion.hand[index] > 0:
+            draw_hand(frame, pts, unit, float(self._motion.hand[index]), hand.side, hand.reach, renderer.skin_rgb)
+        apply_light(frame, self._motion.light[index])
+        renderer.add_noise(frame, offset)
         embed_index(frame, index)
         return frame

@@ -55,6 +55,33 @@ def _shade(colour: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
     return (int(colour[0] * factor), int(colour[1] * factor), int(colour[2] * factor))
 
 
+class SensorNoise:
+    """Sensor noise from a precomputed tile: per frame a window of it at an offset is added and subtracted."""
+
+    def __init__(self, rng: np.random.Generator, sigma: float, width: int, height: int) -> None:
+        tile = rng.normal(0.0, sigma, (height + NOISE_PAD, width + NOISE_PAD, 3))
+        self.pos: RGB = np.clip(tile, 0, 255).astype(np.uint8)
+        self.neg: RGB = np.clip(-tile, 0, 255).astype(np.uint8)
+        self.width, self.height = width, height
+
+    def add(self, frame: RGB, offset: tuple[int, int]) -> None:
+        ox, oy = offset[0] % NOISE_PAD, offset[1] % NOISE_PAD
+        h, w = self.height, self.width
+        cv2.add(frame, self.pos[oy : oy + h, ox : ox + w], dst=frame)
+        cv2.subtract(frame, self.neg[oy : oy + h, ox : ox + w], dst=frame)
+
+
+def light_map(ident: Identity, width: int, height: int) -> npt.NDArray[np.float32]:
+    """[H, W] brightness of a light from the identity's direction (1 at the frame centre)."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    r = float(max(width, height))
+    lx, ly = np.cos(ident.light_angle), np.sin(ident.light_angle)
+    out: npt.NDArray[np.float32] = 1.0 - ident.light_strength * ((xx - width / 2) * lx + (yy - height / 2) * ly) / (
+        r / 2
+    )
+    return out
+
+
 class FaceRenderer:
     """Draws frames of one identity at one size; holds only precomputed images, no per-frame state."""
 
@@ -64,18 +91,12 @@ class FaceRenderer:
         self.height = height
         rng = np.random.default_rng([seed, 23])
         yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-        r = float(max(width, height))
-        lx, ly = np.cos(ident.light_angle), np.sin(ident.light_angle)
-        light = 1.0 - ident.light_strength * ((xx - width / 2) * lx + (yy - height / 2) * ly) / (r / 2)
+        light = light_map(ident, width, height)
         self.skin = _lit_texture(ident.skin, light)
         self.skin_dark = _lit_texture(_shade(ident.skin, 0.8), light)
         self.background = self._background(rng, xx, yy)
-        self.noise_pos: RGB | None = None
-        self.noise_neg: RGB | None = None
-        if noise and ident.noise_sigma > 0:
-            tile = rng.normal(0.0, ident.noise_sigma, (height + NOISE_PAD, width + NOISE_PAD, 3))
-            self.noise_pos = np.clip(tile, 0, 255).astype(np.uint8)
-            self.noise_neg = np.clip(-tile, 0, 255).astype(np.uint8)
+        self.noise = SensorNoise(rng, ident.noise_sigma, width, height) if noise and ident.noise_sigma > 0 else None
+        self.wears_glasses = False  # a cartoon face has none of its own (the phantom may draw a pair over it)
 
     def _background(self, rng: np.random.Generator, xx: npt.NDArray[np.float32], yy: npt.NDArray[np.float32]) -> RGB:
         c1 = np.asarray(self.ident.background[0], np.float32)
@@ -112,8 +133,9 @@ class FaceRenderer:
         cv2.copyTo(tex[y0:y1, x0:x1], mask, frame[y0:y1, x0:x1])
 
     # -- frame ---------------------------------------------------------------------------------------------
-    def draw(self, pts: Pts, unit_px: float, noise_offset: tuple[int, int]) -> RGB:
-        """One RGB frame from the projected points [N_ALL, 2]; ``unit_px`` is one inter-ocular distance in px."""
+    def draw(self, pts: Pts, unit_px: float) -> RGB:
+        """One RGB frame from the projected points [N_ALL, 2]; ``unit_px`` is one inter-ocular distance in px.
+        Sensor noise is added separately (:meth:`add_noise`), after any overlay."""
         ident = self.ident
         frame = self.background.copy()
         cv2.fillPoly(frame, [_fixed(pts[SHIRT])], ident.shirt, cv2.LINE_8, SHIFT)
@@ -136,12 +158,17 @@ class FaceRenderer:
         if ident.blur and face_roi is not None:
             x0, y0, x1, y1 = face_roi
             cv2.GaussianBlur(frame[y0:y1, x0:x1], (3, 3), 0.6, dst=frame[y0:y1, x0:x1])
-        if self.noise_pos is not None and self.noise_neg is not None:
-            ox, oy = noise_offset[0] % NOISE_PAD, noise_offset[1] % NOISE_PAD
-            h, w = self.height, self.width
-            cv2.add(frame, self.noise_pos[oy : oy + h, ox : ox + w], dst=frame)
-            cv2.subtract(frame, self.noise_neg[oy : oy + h, ox : ox + w], dst=frame)
         return frame
+
+    @property
+    def skin_rgb(self) -> tuple[int, int, int]:
+        """The identity's skin colour (for a hand drawn over the face)."""
+        return self.ident.skin
+
+    def add_noise(self, frame: RGB, noise_offset: tuple[int, int]) -> None:
+        """Sensor noise: a window of the precomputed tile at a per-frame offset, in place (last, after overlays)."""
+        if self.noise is not None:
+            self.noise.add(frame, noise_offset)
 
     def _eye(self, frame: RGB, pts: Pts, side: str, unit_px: float) -> None:
         outline = pts[_EYES[side]]

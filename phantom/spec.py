@@ -16,9 +16,11 @@ import numpy as np
 
 from common.protocols import PROTOCOL_TASKS as PROTOCOL_TASKS  # re-exported for phantom modules
 from common.protocols import PROTOCOLS
+from phantom.traits import SubjectTraits, check_population
 
 # Severity is a label on the protocol's scale (common.protocols, the one table).
 SEVERITY_RANGE: dict[str, tuple[float, float]] = {name: (p.scale.min, p.scale.max) for name, p in PROTOCOLS.items()}
+APPEARANCES = ("cartoon", "photo")
 
 
 def impairment(protocol: str, severity: float) -> float:
@@ -108,6 +110,12 @@ class Identity:
         )
 
 
+def _flag(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"patient spec field {name} must be true or false, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class PatientSpec:
     """One synthetic patient: who (seed), which protocol, how impaired, how many repetitions of each task.
@@ -115,8 +123,14 @@ class PatientSpec:
     ``palsy_side`` names the patient's own weak side; the phantom faces the camera un-mirrored, so the patient's
     left is the image-right half (insightface "right" groups 87-105). ``tasks`` restricts the protocol to a subset
     (empty = every task of the protocol, in protocol order). ``identity_seed`` (default: ``seed``) draws the face,
-    so one subject can perform many clips with different motion seeds. ``head_motion`` scales head pose drift
-    (0 = a head held still, as in a head holder; the frame-to-frame pose is then constant).
+    so one subject can perform many clips with different motion seeds. ``head_motion`` scales head pose drift, turns
+    and nods (0 = a head held still, as in a head holder; the frame-to-frame pose is then constant).
+
+    ``population`` picks the ranges the subject's traits are drawn from (:mod:`phantom.traits`: ``standard``, or
+    ``timing`` / ``amplitude`` with that group widened); ``appearance`` is ``cartoon`` (the fast flat face) or
+    ``photo`` (a real portrait warped onto the moving mesh, :mod:`phantom.photoreal`). ``nuisance=False`` gives a
+    clean face for measuring the instrument itself: no glasses or hand, no lighting change, no tremor, no spontaneous
+    expression, no asymmetry and no head turn or nod (timing, expressiveness, blinks and framing stay).
     """
 
     seed: int
@@ -127,7 +141,11 @@ class PatientSpec:
     tasks: tuple[str, ...] = ()
     identity_seed: int | None = None
     head_motion: float = 1.0
+    population: str = "standard"
+    appearance: str = "cartoon"
+    nuisance: bool = True
     identity: Identity = field(init=False, repr=False, compare=False)
+    traits: SubjectTraits = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOL_TASKS:
@@ -144,10 +162,17 @@ class PatientSpec:
         unknown = [t for t in self.tasks if t not in PROTOCOL_TASKS[self.protocol]]
         if unknown:
             raise ValueError(f"tasks {unknown} are not in protocol {self.protocol}: {PROTOCOL_TASKS[self.protocol]}")
+        check_population(self.population)
+        if self.appearance not in APPEARANCES:
+            raise ValueError(f"appearance must be one of {APPEARANCES}, got {self.appearance!r}")
         object.__setattr__(self, "tasks", tuple(self.tasks))
-        object.__setattr__(
-            self, "identity", Identity.from_seed(self.seed if self.identity_seed is None else self.identity_seed)
-        )
+        object.__setattr__(self, "identity", Identity.from_seed(self.subject_seed))
+        object.__setattr__(self, "traits", SubjectTraits.draw(self.subject_seed, self.population))
+
+    @property
+    def subject_seed(self) -> int:
+        """The seed of the person: their face and traits (``identity_seed``, else ``seed``)."""
+        return self.seed if self.identity_seed is None else self.identity_seed
 
     @property
     def task_list(self) -> tuple[str, ...]:
@@ -161,7 +186,7 @@ class PatientSpec:
 
     def to_json(self) -> str:
         """The spec as JSON (the identity is not stored: it is redrawn from the seed)."""
-        data = {k: v for k, v in asdict(self).items() if k != "identity"}
+        data = {k: v for k, v in asdict(self).items() if k not in ("identity", "traits")}
         data["tasks"] = list(self.tasks)
         return json.dumps(data, sort_keys=True)
 
@@ -184,6 +209,9 @@ class PatientSpec:
                 tasks=tuple(str(t) for t in data.get("tasks", ())),
                 identity_seed=None if data.get("identity_seed") is None else int(data["identity_seed"]),
                 head_motion=float(data.get("head_motion", 1.0)),
+                population=str(data.get("population", "standard")),
+                appearance=str(data.get("appearance", "cartoon")),
+                nuisance=_flag(data.get("nuisance", True), "nuisance"),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"patient spec is missing or mistypes a field: {exc}") from exc

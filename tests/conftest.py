@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from common.bus import Backoff, Bus
 from common.liveness import IngestLiveness
@@ -19,6 +21,30 @@ from infra.redis_server import RedisServer
 from ingest.sessions import IngestSessions
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--long", action="store_true", default=False,
+        help="long runs: every fuzz target gets at least 10,000 inputs (README, Fuzzing)",
+    )  # fmt: skip
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from tests.fuzz_kit import LONG_EXAMPLES, SHORT_EXAMPLES
+
+    common = {"deadline": None, "database": None, "print_blob": False,
+              "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                        HealthCheck.data_too_large, HealthCheck.filter_too_much]}  # fmt: skip
+    hypothesis_settings.register_profile("feqa-short", max_examples=SHORT_EXAMPLES, **common)
+    hypothesis_settings.register_profile("feqa-long", max_examples=LONG_EXAMPLES, **common)
+    hypothesis_settings.load_profile("feqa-long" if config.getoption("--long") else "feqa-short")
+
+
+@pytest.fixture(scope="session")
+def long_run(request: pytest.FixtureRequest) -> bool:
+    """Whether ``--long`` was given (fuzz targets then get at least 10,000 inputs each)."""
+    return bool(request.config.getoption("--long"))
 
 
 @pytest.fixture(scope="session")

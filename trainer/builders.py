@@ -72,6 +72,9 @@ def model_config(cfg: RunConfig, expression: str) -> Any:
     if fam.name == "tramp_former":
         changes["skate"] = dataclasses.replace(mcfg.skate, bias_index=_bias_index(cfg))
         changes["fusion"] = cfg.model.fusion
+        changes["time_index"] = cfg.model.time_index
+    elif cfg.model.time_index != "window":
+        raise ConfigError(f"model.time_index applies to trajectory inputs; {fam.name} takes none (leave it 'window')")
     else:
         changes["heatmap"] = dataclasses.replace(mcfg.heatmap, variant=cfg.model.heatmap,
                                                  skip_first=cfg.model.heatmap == "jet")  # fmt: skip

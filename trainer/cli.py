@@ -61,21 +61,46 @@ def prepare(layers: tuple[str, ...], sets: tuple[str, ...]) -> None:
         click.echo(f"  left out {s.clip_id}: {s.reason}")
 
 
+def _named_roots(items: tuple[str, ...]) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for item in items:
+        name, sep, root = item.partition("=")
+        if not sep or not name.isidentifier() or not root:
+            raise click.BadParameter(f"expected NAME=ROOT with NAME a plain word, got {item!r}", param_hint="--on")
+        if not Path(root).is_dir():
+            raise click.BadParameter(f"{root} is not a directory", param_hint="--on")
+        out[name] = Path(root)
+    return out
+
+
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--bootstrap", default=1000, show_default=True, help="bootstrap resamples for the confidence intervals")
-def evaluate(run_dir: Path, bootstrap: int) -> None:
-    """Test-set metrics and plots for a finished run, raw and calibrated.
+@click.option(
+    "--on",
+    "extra",
+    multiple=True,
+    metavar="NAME=ROOT",
+    help="also score every clip of another dataset of the run's layout (an acceptance set: held-out identities, "
+    "timing- or amplitude-decoupled); figures go to metrics_NAME.json",
+)
+def evaluate(run_dir: Path, bootstrap: int, extra: tuple[str, ...]) -> None:
+    """Test-set metrics and plots for a finished run, raw and calibrated, beside the trivial baselines.
 
     Calibrated figures use each checkpoint's validation-fitted calibration (fitted when training finished); a
-    checkpoint without one comes from an unfinished run: finish it with `feqa train ... --resume`.
+    checkpoint without one comes from an unfinished run: finish it with `feqa train ... --resume`. The baselines
+    (trainer.baselines: clip length, one distance, a linear fit on motion features, displacement) are fitted on the
+    run's training subjects and scored on the same clips as the model.
     """
     from trainer.evaluate import evaluate as run_eval
+    from trainer.report import comparison_lines
 
+    sets = _named_roots(extra)
     try:
-        out = run_eval(run_dir, bootstrap=bootstrap)
+        results = run_eval(run_dir, bootstrap=bootstrap, extra=sets)
     except FeqaError as exc:
         raise click.ClickException(str(exc)) from exc
+    out = results["test"]
     for expr, m in out["expressions"].items():
         lo, hi = m["spearman_ci"]
         c = m["calibration"]
@@ -88,10 +113,15 @@ def evaluate(run_dir: Path, bootstrap: int) -> None:
             f"RMSE {m['rmse_calibrated']:.3f}  (scale {c['scale']:.3f}, offset {c['offset']:.3f}, "
             f"fitted on {c['fitted_on']}, {c['n']} clips)"
         )
-        base = "  ".join(f"{name} {rho:.3f}" for name, rho in m["baselines"].items())
+        base = "  ".join(f"{name} {b['spearman']:.3f}" for name, b in m["baselines"].items())
         click.echo(f"{'':>14}  {m['family']} vs baselines (test Spearman, same clips): {base}  "
                    f"margin {m['margin_over_baselines']:+.3f}")  # fmt: skip
     click.echo(f"{'mean':>14}: Spearman {out['mean_spearman']:.3f}")
+    for name, res in results.items():
+        click.echo("")
+        title = "test subjects" if name == "test" else f"{name} ({sets[name]}, every clip)"
+        for line in comparison_lines(f"model beside the baselines on {title}:", res["expressions"]):
+            click.echo(line)
 
 
 @cli.command()

@@ -28,6 +28,9 @@ class ModelSection:
     rgb_norm: str = "auto"  # auto (what the loaded RGB weights were trained with) | imagenet | unit
     heatmap: str = "rgb"  # QAFE-Net heatmaps: rgb (paper: weights x RGB) | jet (the shipped script)
     position_on: str = "heatmap"  # QAFE-Net positional embedding: heatmap (shipped code) | rgb (paper text)
+    # index_t rule (common.features): "window" = position within the window; "reference" = the TraMP code's source
+    # frame numbers, which tell the model the clip's length: only for fine-tuning official weights trained with it
+    time_index: str = "window"
 
 
 @dataclasses.dataclass(frozen=True)

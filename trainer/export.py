@@ -305,6 +305,7 @@ def export(
         data_hash=ckpt.data_hash,
         code_version=_code_version(),
         model_config=ckpt.model_config,
+        time_index=str(getattr(cfg, "time_index", "window")),
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         calibration=calibration,
         heatmap=heatmap_spec(cfg),

@@ -38,8 +38,11 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def postgres_server() -> Iterator[str]:
-    """Start a server; yield its SQLAlchemy URL; stop it and delete its files."""
+def postgres_server(password: str | None = None) -> Iterator[str]:
+    """Start a server; yield its SQLAlchemy URL; stop it and delete its files.
+
+    With ``password`` the ``postgres`` role has it and TCP logins must give it (scram-sha-256); the URL then has
+    no password, so a test shows where the password comes from."""
     bins = _bin_dir()
     assert bins is not None
     root = Path(tempfile.mkdtemp(prefix="feqa-pg-"))
@@ -50,9 +53,14 @@ def postgres_server() -> Iterator[str]:
         shutil.chown(sock, "postgres")
     port = free_port()
     run = dict(capture_output=True, timeout=120, check=True)
-    subprocess.run(
-        _as_postgres([str(bins / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]), **run
-    )  # type: ignore[arg-type]
+    auth = ["--auth=trust"]
+    if password is not None:
+        pwfile = root / "pw"
+        pwfile.write_text(password)
+        if os.geteuid() == 0:
+            shutil.chown(pwfile, "postgres")
+        auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
+    subprocess.run(_as_postgres([str(bins / "initdb"), "-D", str(data), "-U", "postgres", *auth, "-E", "UTF8"]), **run)  # type: ignore[arg-type]
     opts = f"-p {port} -k {sock} -h 127.0.0.1 -c fsync=off -c full_page_writes=off"
     subprocess.run(
         _as_postgres([str(bins / "pg_ctl"), "-D", str(data), "-o", opts, "-w", "-l", str(root / "log"), "start"]), **run

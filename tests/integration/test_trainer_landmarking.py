@@ -186,31 +186,36 @@ def test_neuroface_repetitions_are_cut_from_the_task_video(tmp_path: Path) -> No
 FPS = 8.0
 
 
+TRAIN_FPS = 5.0
+
+
 def test_a_model_trains_from_source_videos_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    root = write_pfed5(tmp_path / "videos-only", n_subjects=12, clips_per_task=3, seed=3, width=320, height=240,
-                       fps=FPS, contents="videos")  # fmt: skip
+    # The fair phantom's smile clips from 48 subjects at 5 fps, as in test_trainer_e2e (fewer clips leave the micro
+    # model at chance: on 12 subjects, 9 test clips, it scored Spearman -0.41).
+    root = write_pfed5(tmp_path / "videos-only", n_subjects=48, clips_per_task=3, seed=3, width=320, height=240,
+                       fps=TRAIN_FPS, contents="videos", only=("smile",))  # fmt: skip
     assert not list(root.rglob("*.npy")) and not list(root.rglob("*.jpg"))
     damaged = sorted((root / "videos").rglob("*_1.mp4"))[0]  # one smile recording cut short in transfer
     damaged.write_bytes(damaged.read_bytes()[:2000])
     monkeypatch.setenv("FEQA_TRACKER_LANDMARKER", "phantom")
     sets: list[str] = []
-    for item in (f'data.root="{root}"', 'data.expressions=["smile"]', f"data.fps={FPS}", "optim.epochs=8"):
+    for item in (f'data.root="{root}"', 'data.expressions=["smile"]', f"data.fps={TRAIN_FPS}"):
         sets += ["--set", item]
     prepared = CliRunner().invoke(cli, ["prepare", "-c", "micro", *sets])
     assert prepared.exit_code == 0, prepared.output
     damaged_id = f"{damaged.stem}_{damaged.parent.name}"
-    assert "35 clips ready (35 computed now), 1 left out" in prepared.output
+    assert "143 clips ready (143 computed now), 1 left out" in prepared.output
     assert f"left out {damaged_id}: " in prepared.output and damaged.name in prepared.output
     run = tmp_path / "run"
     result = CliRunner().invoke(cli, ["train", "-c", "micro", "--run-dir", str(run), *sets])
     assert result.exit_code == 0, result.output
     report = json.loads((run / "data_report.json").read_text())
     assert [c["clip"] for c in report["left_out"]] == [damaged_id]
-    assert sum(report["expressions"]["smile"].values()) == 35
+    assert sum(report["expressions"]["smile"].values()) == 143
     result = CliRunner().invoke(cli, ["evaluate", str(run), "--bootstrap", "50"])
     assert result.exit_code == 0, result.output
     smile = json.loads((run / "metrics.json").read_text())["expressions"]["smile"]
-    assert smile["n"] == 9 and smile["spearman"] > 0.5, smile
+    assert smile["n"] == 39 and smile["spearman"] > 0.5, smile
 
 
 def test_real_recordings_go_through_the_insightface_adapter(pfed5: Path, tmp_path: Path) -> None:
@@ -223,7 +228,9 @@ def test_real_recordings_go_through_the_insightface_adapter(pfed5: Path, tmp_pat
     assert src.video is not None
     video = tmp_path / "patient.mp4"
     shutil.copy(src.video, video)
-    settings = TrackerSettings(landmarker="insightface", model_dir=pack, det_size=320, min_face_fraction=0.0)
+    # random weights give boxes of any size, so no box is refused as tiny (min_face_px=1)
+    settings = TrackerSettings(landmarker="insightface", model_dir=pack, det_size=320, min_face_fraction=0.0,
+                               min_face_px=1)  # fmt: skip
 
     def insightface() -> VideoLandmarking:
         return VideoLandmarking(settings)

@@ -54,19 +54,41 @@ def test_bad_shapes_are_refused_with_a_clear_error() -> None:
         F.trajectory_features(lm, np.zeros((2, 106, 3)))
 
 
-def test_loop_padding_and_index_t() -> None:
+def test_loop_padding_and_window_index_t() -> None:
     std = F.standardise_length(5, 8)
     assert std.indices.tolist() == [0, 1, 2, 3, 4, 0, 1, 2]
-    np.testing.assert_allclose(std.index_t, 2 * np.array([0, 1, 2, 3, 4, 0, 1, 2]) / 8 - 1)
+    np.testing.assert_allclose(std.index_t, np.linspace(-1, 1, 8), atol=1e-7)
+    ref = F.standardise_length(5, 8, time_index="reference")
+    np.testing.assert_allclose(ref.index_t, 2 * np.array([0, 1, 2, 3, 4, 0, 1, 2]) / 8 - 1)
 
 
-def test_latter_truncation_and_index_t_beyond_one() -> None:
+def test_latter_truncation_and_the_reference_rule_beyond_one() -> None:
     std = F.standardise_length(260, 128)
     assert std.indices[0] == 132 and std.indices[-1] == 259 and std.indices.size == 128
-    assert std.index_t[0] == pytest.approx(2 * 132 / 128 - 1) and std.index_t[-1] > 3.0
+    assert std.index_t[0] == -1.0 and std.index_t[-1] == 1.0
+    ref = F.standardise_length(260, 128, time_index="reference")
+    assert ref.index_t[0] == pytest.approx(2 * 132 / 128 - 1) and ref.index_t[-1] > 3.0
     assert F.standardise_length(128, 128).indices.tolist() == list(range(128))
     with pytest.raises(F.FeatureError):
         F.standardise_length(0, 64)
+    with pytest.raises(F.FeatureError, match="time_index"):
+        F.standardise_length(10, 8, time_index="frames")
+
+
+def test_time_input_does_not_follow_clip_length_or_start_offset() -> None:
+    """index_t is the same for every clip; a long clip that only gained frames at its start gives the same model
+    input; under the reference rule both change with the clip's length."""
+    rng = np.random.default_rng(0)
+    clip = rng.normal(size=(90, 63, 5)).astype(np.float32)
+    windows = {n: F.standardise_length(n, 64).index_t for n in (10, 63, 64, 90, 300)}
+    assert all(np.array_equal(v, windows[64]) for v in windows.values())
+    base_traj, base_t = F.model_input(clip, 64)
+    for lead in (1, 17, 140):
+        longer = np.concatenate([rng.normal(size=(lead, 63, 5)).astype(np.float32), clip])
+        traj, index_t = F.model_input(longer, 64)
+        assert np.array_equal(traj, base_traj) and np.array_equal(index_t, base_t)
+        _, ref_t = F.model_input(longer, 64, time_index="reference")
+        assert not np.allclose(ref_t, F.model_input(clip, 64, time_index="reference")[1])
 
 
 def test_rgb_frame_indices() -> None:

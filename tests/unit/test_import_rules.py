@@ -10,7 +10,7 @@ import pytest
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("common", "phantom", "ingest", "tracker", "scorer", "dashboard", "trainer", "infra")
+PACKAGES = ("common", "phantom", "ingest", "tracker", "scorer", "dashboard", "fleet", "trainer", "infra")
 LEAF_OK = {"common", "phantom"}
 ALLOWED: dict[str, set[str]] = {
     "common": {"common"},
@@ -19,11 +19,16 @@ ALLOWED: dict[str, set[str]] = {
     "tracker": {"tracker"} | LEAF_OK,
     "scorer": {"scorer"} | LEAF_OK,
     "dashboard": {"dashboard"} | LEAF_OK,
+    "fleet": {"fleet"} | LEAF_OK,  # fleet analytics: a service beside the dashboard (common.longitudinal is shared)
     "trainer": {"trainer", "tracker"} | LEAF_OK,
     "infra": set(PACKAGES),
 }
 # Third-party modules a package must not pull in (the live contracts stay light and torch-free).
-FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {"common": {"torch", "aiortc", "fastapi"}, "phantom": {"torch"}}
+FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
+    "common": {"torch", "aiortc", "fastapi", "faust", "aiokafka"},
+    "phantom": {"torch"},
+    **{service: {"faust", "aiokafka"} for service in ("ingest", "tracker", "scorer", "dashboard")},  # optional extra
+}
 
 
 def imported_roots(path: Path) -> set[str]:

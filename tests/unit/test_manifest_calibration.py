@@ -109,3 +109,16 @@ def test_manifest_with_a_broken_calibration_is_refused() -> None:
     text["calibration"] = [0.5, 1.0]
     with pytest.raises(ModelError, match="malformed"):
         Manifest.from_json(json.dumps(text))
+
+
+def test_manifest_names_its_time_rule_and_refuses_unknown_ones(tmp_path: Path) -> None:
+    m = _manifest()
+    assert m.time_index == "window" and m.feature_version == 2
+    m.check_compatible()
+    ref = _manifest(time_index="reference")
+    ref.write(tmp_path)
+    assert Manifest.read(tmp_path).time_index == "reference"
+    with pytest.raises(ModelError, match="time_index"):
+        _manifest(time_index="frames").check_compatible()
+    with pytest.raises(ModelError, match="feature version"):
+        _manifest(feature_version=1).check_compatible()  # built on the old, length-leaking index_t

@@ -49,6 +49,25 @@ def test_dataset_pfed5(tmp_path: Path) -> None:
     assert (out / "PFED5" / "PFED5_train.csv").exists() and (out / "data" / "test_41.csv").exists()
 
 
+def test_acceptance_sets_record_their_cohort(tmp_path: Path) -> None:
+    import csv
+
+    from phantom.spec import PatientSpec
+
+    seeds = {}
+    for name, extra in (("train", []), ("held", ["--identities", "held-out"]), ("amp", ["--population", "amplitude"])):
+        out = tmp_path / name
+        args = ["dataset", "--layout", "pfed5", "--out", str(out), "--subjects", "2", "--size", "96", "72"]
+        args += ["--fps", "4"]
+        result = CliRunner().invoke(phantom, [*args, *extra])
+        assert result.exit_code == 0, result.output
+        with (out / "phantom_clips.csv").open() as fh:
+            specs = [PatientSpec.from_json(r["spec"]) for r in csv.DictReader(fh)]
+        seeds[name] = {s.identity_seed for s in specs}
+        assert {s.population for s in specs} == {"amplitude" if name == "amp" else "standard"}
+    assert seeds["train"] == seeds["amp"] and not seeds["train"] & seeds["held"]
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -56,6 +75,8 @@ def test_dataset_pfed5(tmp_path: Path) -> None:
         ["render", "--out", "{tmp}/x.mp4", "--protocol", "neuroface", "--task", "smile"],
         ["dataset", "--layout", "pfed5", "--out", "{tmp}/ds", "--subjects", "1"],
         ["dataset", "--layout", "dfew", "--out", "{tmp}/ds"],
+        ["dataset", "--layout", "pfed5", "--out", "{tmp}/ds", "--population", "wide"],
+        ["dataset", "--layout", "pfed5", "--out", "{tmp}/ds", "--identities", "new"],
     ],
 )
 def test_bad_arguments_fail_with_a_usage_error(tmp_path: Path, args: list[str]) -> None:

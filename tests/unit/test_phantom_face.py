@@ -1,4 +1,4 @@
-"""Phantom face: determinism, ground truth on the drawn pixels, the severity model, palsy asymmetry."""
+"""Phantom face: determinism, ground truth on the drawn pixels, severity in movement, palsy asymmetry."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from common.protocols import get_protocol
 from phantom import layout
 from phantom.face import Phantom
 from phantom.index_code import read_index
-from phantom.script import PHASES
+from phantom.script import PHASES, TASK_ACTIONS
 from phantom.spec import PROTOCOL_TASKS, SEVERITY_RANGE, PatientSpec
 
 pytestmark = pytest.mark.unit
@@ -56,7 +57,6 @@ def nose_wing_drop(lm: Landmarks) -> float:
 
 
 MEASURES: dict[tuple[str, str], Callable[[Landmarks], float]] = {
-    ("pfed5", "rest"): mouth_width,
     ("pfed5", "smile"): mouth_width,
     ("pfed5", "frown"): brow_to_pupil,
     ("pfed5", "squeeze_eyes"): brow_to_lower_lid,
@@ -76,10 +76,17 @@ MEASURES: dict[tuple[str, str], Callable[[Landmarks], float]] = {
 }
 
 
+def moving_tasks(protocol: str) -> list[str]:
+    """The tasks that ask for a movement (a resting task asks for none)."""
+    return [t for t in PROTOCOL_TASKS[protocol] if TASK_ACTIONS[protocol][t]]
+
+
 def range_of_motion(ph: Phantom) -> dict[str, float]:
-    """Per task: mean over repetitions of max |measure - idle median| over the non-idle frames."""
+    """Per moving task: mean over repetitions of max |measure - idle median| over the non-idle frames."""
     out: dict[str, list[float]] = {}
     for seg in ph.schedule:
+        if (ph.spec.protocol, seg.task) not in MEASURES:
+            continue
         truths = [ph.truth(i) for i in range(seg.start, seg.end)]
         values = np.array([MEASURES[ph.spec.protocol, seg.task](t.landmarks) for t in truths])
         idle = np.array([t.phase == "idle" for t in truths])
@@ -107,7 +114,7 @@ def test_different_seeds_give_different_faces() -> None:
 
 
 def test_schedule_covers_the_clip_and_truth_matches_it() -> None:
-    ph = Phantom(PatientSpec(seed=3, protocol="palsy", severity=1, reps=2), 256, 256, 20)
+    ph = Phantom(PatientSpec(seed=3, protocol="palsy", severity=1, reps=2), 320, 240, 20)
     sched = ph.schedule
     assert [(s.task, s.rep) for s in sched] == [(t, r) for t in PROTOCOL_TASKS["palsy"] for r in range(2)]
     assert sched[0].start == 0 and sched[-1].end == ph.n_frames
@@ -161,7 +168,8 @@ def test_eye_and_mouth_corners_sit_on_the_drawn_features(protocol: str) -> None:
     ]
     for seed in (0, 4, 7):
         lo, hi = SEVERITY_RANGE[protocol]
-        ph = Phantom(PatientSpec(seed=seed, protocol=protocol, severity=(lo + hi) / 2), 640, 480, 10)
+        spec = PatientSpec(seed=seed, protocol=protocol, severity=(lo + hi) / 2, nuisance=False)
+        ph = Phantom(spec, 640, 480, 10)
         for i in np.linspace(0, ph.n_frames - 1, 5).astype(int):
             rgb, lm = ph.render(int(i)), ph.truth(int(i)).landmarks
             for path, left, right in features:
@@ -177,22 +185,31 @@ def test_eye_and_mouth_corners_sit_on_the_drawn_features(protocol: str) -> None:
 
 @pytest.mark.parametrize("protocol", sorted(PROTOCOL_TASKS))
 def test_range_of_motion_falls_strictly_as_severity_rises(protocol: str) -> None:
+    """Every moving task of every protocol shows severity in its movement, nuisance and all (one seed = one person
+    with one set of traits and margins, so only severity differs between the clips compared). Closing the eyes
+    saturates when the lids meet: an expressive face still closes them fully at palsy grade 1 (House-Brackmann II
+    is "complete closure with minimal effort"), so there the first step may be flat within idle micro-motion."""
     lo, hi = SEVERITY_RANGE[protocol]
+    protocol_table = get_protocol(protocol)
     for seed in (0, 1):
         roms = [
             range_of_motion(Phantom(PatientSpec(seed, protocol, float(s), reps=2, head_motion=0.0), 320, 240, 12))
             for s in np.arange(lo, hi + 1)
         ]
-        for task in PROTOCOL_TASKS[protocol]:
+        for task in moving_tasks(protocol):
             values = [r[task] for r in roms]
-            assert all(a > b for a, b in itertools.pairwise(values)), (seed, task, values)
+            steps = list(itertools.pairwise(values))
+            if protocol_table.task(task).eyes_closed:
+                assert values[0] > values[1] - 0.01, (seed, task, values)
+                steps = steps[1:]
+            assert all(a > b for a, b in steps), (seed, task, values)
             assert values[-1] < 0.6 * values[0], (seed, task, values)
 
 
 def test_range_of_motion_falls_with_a_moving_head_too() -> None:
     mild = range_of_motion(Phantom(PatientSpec(2, "pfed5", 0.0, reps=2), 320, 240, 12))
     severe = range_of_motion(Phantom(PatientSpec(2, "pfed5", 4.0, reps=2), 320, 240, 12))
-    assert all(severe[t] < mild[t] for t in PROTOCOL_TASKS["pfed5"]), (mild, severe)
+    assert all(severe[t] < mild[t] for t in moving_tasks("pfed5")), (mild, severe)
 
 
 def _side_rom(ph: Phantom, task: str) -> tuple[float, float]:
@@ -213,26 +230,25 @@ def _side_rom(ph: Phantom, task: str) -> tuple[float, float]:
 
 @pytest.mark.parametrize("task", ["smile", "raise_brows"])
 def test_palsy_grade_weakens_the_named_side(task: str) -> None:
-    ratios = []
-    for grade in (0, 1, 2, 3):
-        ph = Phantom(
-            PatientSpec(4, "palsy", grade, palsy_side="left", reps=1, tasks=(task,), head_motion=0.0), 320, 240, 12
-        )
-        image_left, image_right = _side_rom(ph, task)
-        ratios.append(image_right / image_left)  # the patient's left is the image right
-    assert ratios[0] == pytest.approx(1.0, abs=0.15)  # a static head turn makes the sides differ a little
-    assert all(a > b for a, b in itertools.pairwise(ratios)), ratios
-    assert ratios[-1] < 0.3
-    mirrored = Phantom(
-        PatientSpec(4, "palsy", 3, palsy_side="right", reps=1, tasks=(task,), head_motion=0.0), 320, 240, 12
-    )
-    image_left, image_right = _side_rom(mirrored, task)
-    assert image_left / image_right < 0.3
+    for seed in (4, 5):
+        ratios = []
+        for grade in (0, 1, 2, 3):
+            spec = PatientSpec(seed, "palsy", grade, palsy_side="left", reps=1, tasks=(task,), head_motion=0.0)
+            image_left, image_right = _side_rom(Phantom(spec, 320, 240, 12), task)
+            ratios.append(image_right / image_left)  # the patient's left is the image right
+        # idle micro-motion and the subject's mild asymmetry make a healthy face's sides differ a little
+        assert 0.6 < ratios[0] < 1.6, ratios
+        assert all(a > b for a, b in itertools.pairwise(ratios)), ratios
+        assert ratios[-1] < 0.35 * ratios[0], ratios
+        spec = PatientSpec(seed, "palsy", 3, palsy_side="right", reps=1, tasks=(task,), head_motion=0.0)
+        image_left, image_right = _side_rom(Phantom(spec, 320, 240, 12), task)
+        assert image_left / image_right < 0.35 / ratios[0]
 
 
 def test_palsy_droops_the_weak_mouth_corner_at_rest() -> None:
-    healthy = Phantom(PatientSpec(4, "palsy", 0, reps=1, head_motion=0.0), 320, 240, 12).truth(0).landmarks
-    palsied = Phantom(PatientSpec(4, "palsy", 3, reps=1, head_motion=0.0), 320, 240, 12).truth(0).landmarks
+    healthy = Phantom(PatientSpec(4, "palsy", 0, reps=1, head_motion=0.0, nuisance=False), 320, 240, 12).truth(0)
+    palsied = Phantom(PatientSpec(4, "palsy", 3, reps=1, head_motion=0.0, nuisance=False), 320, 240, 12).truth(0)
+    healthy, palsied = healthy.landmarks, palsied.landmarks
     drop_right = (palsied[61, 1] - palsied[92, 1]) - (healthy[61, 1] - healthy[92, 1])
     drop_left = (palsied[52, 1] - palsied[38, 1]) - (healthy[52, 1] - healthy[38, 1])
     assert drop_right > 2.0 and abs(drop_left) < 0.5

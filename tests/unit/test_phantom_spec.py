@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from phantom import layout
@@ -20,8 +22,12 @@ def test_json_round_trip_keeps_every_field_and_the_identity() -> None:
         tasks=("smile",),
         identity_seed=9,
         head_motion=0.5,
+        population="timing",
+        appearance="photo",
+        nuisance=False,
     )
     back = PatientSpec.from_json(spec.to_json())
+    assert back.traits == spec.traits and back.traits != dataclasses.replace(spec, population="standard").traits
     assert back == spec
     assert back.identity == spec.identity == PatientSpec(seed=1, protocol="pfed5", severity=0, identity_seed=9).identity
     assert spec.identity != PatientSpec(seed=4, protocol="palsy", severity=1).identity
@@ -37,6 +43,8 @@ def test_json_round_trip_keeps_every_field_and_the_identity() -> None:
         ({"palsy_side": "up"}, "palsy_side"),
         ({"reps": 0}, "reps"),
         ({"tasks": ("blow",)}, "not in protocol"),
+        ({"population": "wide"}, "population"),
+        ({"appearance": "oil"}, "appearance"),
     ],
 )
 def test_invalid_specs_are_refused_with_a_clear_error(kwargs: dict[str, object], message: str) -> None:
@@ -47,7 +55,14 @@ def test_invalid_specs_are_refused_with_a_clear_error(kwargs: dict[str, object],
 
 
 @pytest.mark.parametrize(
-    "text", ["not json", "[1, 2]", '{"seed": 1}', '{"seed": 1, "protocol": "pfed5", "severity": 9}']
+    "text",
+    [
+        "not json",
+        "[1, 2]",
+        '{"seed": 1}',
+        '{"seed": 1, "protocol": "pfed5", "severity": 9}',
+        '{"seed": 1, "protocol": "pfed5", "severity": 1, "nuisance": "no"}',
+    ],
 )
 def test_malformed_json_is_refused(text: str) -> None:
     with pytest.raises(ValueError):

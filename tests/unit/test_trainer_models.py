@@ -149,3 +149,19 @@ def test_one_transpose_windows_equal_partition_then_split(factory: object, kind:
         got = skateformer.attention_unwindow(attn.attend(skateformer.attention_windows(x, kind, heads, cfg)), kind,
                                              shape, cfg)  # fmt: skip
     assert torch.equal(got, want)
+
+
+def test_deformation_channels_hold_movement_not_shape_or_head_motion() -> None:
+    torch.manual_seed(0)
+    shape = torch.randn(1, 1, 63, 2) * 40  # a face's own layout, constant over the window
+    head = torch.cumsum(torch.randn(1, 16, 1, 2), dim=1)  # the whole face drifting (nods, framing)
+    still = skateformer.deformation(shape + head + torch.zeros(1, 16, 63, 2))
+    assert still.abs().max() < 1e-4  # neither the shape nor the head motion reaches these channels
+    move = torch.zeros(1, 16, 63, 2)
+    move[0, 8:, 5, 0] = 6.0  # one point travels 6 px halfway through
+    out = skateformer.deformation(shape + head + move)
+    travel = out[0, :, 5, 0]
+    assert travel[8:].mean() - travel[:8].mean() == pytest.approx(6.0 * 62 / 63, abs=1e-4)
+    # the paper's shape keeps the reference's five input channels (official weights load); the small shapes add two
+    assert not skateformer.paper().motion_channels and SkateFormer(skateformer.paper(64)).stem[0].in_channels == 5
+    assert SkateFormer(skateformer.micro()).stem[0].in_channels == 7

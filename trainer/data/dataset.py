@@ -114,3 +114,22 @@ def load_dataset(cfg: RunConfig, heatmap: HeatmapSpec | None = None) -> LoadedDa
         out[expr] = ExpressionData(expr, *cached)
         log.info("%s: %d train / %d val / %d test clips", expr, *(len(c) for c in cached))
     return LoadedData(out, result.skipped, result.computed)
+
+
+def load_eval_set(cfg: RunConfig, root: Path, heatmap: HeatmapSpec | None = None) -> dict[str, list[CachedClip]]:
+    """Every usable clip of another dataset of the run's layout, by expression, all as test clips (an acceptance
+    set: its subjects are not the run's, whatever its own split files say)."""
+    records = read_layout(cfg.data.layout, Path(root), cfg.data)
+    wanted = cfg.data.expressions or sorted({r.expression for r in records})
+    if not wanted:
+        raise ConfigError(f"no clips in {root}: the layout {cfg.data.layout!r} lists none")
+    model_size = model_config(cfg, wanted[0]).rgb.image_size
+    result = build_cache([r for r in records if r.expression in wanted], Path(root) / ".feqa-cache",
+                         cfg.data.load_size, cfg.data.landmarks, heatmap=heatmap, model_size=model_size,
+                         fps=cfg.data.fps)  # fmt: skip
+    if result.skipped:
+        log.warning("%s: %d clips left out", root, len(result.skipped))
+    out: dict[str, list[CachedClip]] = {}
+    for clip in result.clips:
+        out.setdefault(clip.record.expression, []).append(clip)
+    return out

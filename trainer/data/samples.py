@@ -8,8 +8,10 @@ Items are dicts of named tensors, the names being the model family's inputs (``f
   (:mod:`common.model_input`): T_f frames spread uniformly over the clip, at the model's side (resized once from the
   crop by the one resize rule when the cache was built). Both normalised with the model's own mean/std
   (:class:`~trainer.models.formerdfer.FormerDFERConfig`) by the formula of :func:`common.model_input.normalise_rgb`.
-* ``trajectory`` [T_p, 63, 5] and ``index_t`` [T_p] (TraMP-Former): loop-padded or latter-truncated to T_p
-  (``common.features``); training reverses the clip at random (``index_t`` is not reversed, as in the reference).
+* ``trajectory`` [T_p, 63, 5] and ``index_t`` [T_p] (TraMP-Former): loop-padded or latter-truncated to T_p, with
+  ``index_t`` by the model config's ``time_index`` rule (``common.features``: position within the window unless
+  official weights need the reference's rule); training reverses the clip at random (``index_t`` is not reversed, as
+  in the reference).
 * ``heatmaps`` [T_f, 3, H, H] (QAFE-Net): the cached heatmap images at the same frame indices as ``frames``; training
   draws its own random crop and flip (independent of the RGB stream's, as in the reference), evaluation takes the
   centre crop (``common.heatmaps.model_heatmaps``, the function the scorer calls).
@@ -43,11 +45,13 @@ class SampleSpec:
     reverse_p: float = 0.5
     flip_p: float = 0.5
     fps: float = 25.0  # only checked here: the cache already picked the frames at the model's rate
+    time_index: str = "window"  # common.features.TIME_INDEX_RULES
 
     def input_spec(self) -> model_input.InputSpec:
         """The shared model-input spec (a model without a trajectory still samples its RGB frames by its rules)."""
         return model_input.InputSpec(t_p=max(self.t_p, 1), rgb_frames=self.rgb_frames, rgb_size=self.image_size,
-                                     rgb_mean=self.mean, rgb_std=self.std, fps=self.fps)  # fmt: skip
+                                     rgb_mean=self.mean, rgb_std=self.std, fps=self.fps,
+                                     time_index=self.time_index)  # fmt: skip
 
 
 def sample_spec(mcfg: Any, *, train: bool, reverse_p: float = 0.5, flip_p: float = 0.5) -> SampleSpec:
@@ -64,6 +68,7 @@ def sample_spec(mcfg: Any, *, train: bool, reverse_p: float = 0.5, flip_p: float
         heatmap=heatmap if isinstance(heatmap, HeatmapSpec) else None,
         reverse_p=reverse_p,
         flip_p=flip_p,
+        time_index=str(getattr(mcfg, "time_index", "window")),
     )
 
 

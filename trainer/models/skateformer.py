@@ -69,6 +69,13 @@ class SkateFormerConfig:
     drop_path: float = 0.2
     input_scale: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)  # per input channel; the reference feeds raw pixels
     bias_index: str = "centred"  # centred | reference (see the module docstring)
+    # Two derived input channels (see :func:`deformation`), scaled by ``motion_scale``; off in the reference's shape.
+    motion_channels: bool = False
+    motion_scale: float = 1 / 8
+
+    @property
+    def stem_channels(self) -> int:
+        return self.in_channels + (2 if self.motion_channels else 0)
 
     @property
     def num_points(self) -> int:
@@ -125,6 +132,7 @@ def small(t_p: int = 64) -> SkateFormerConfig:
         attn_drop=0.1,
         drop_path=0.1,
         input_scale=_SCALED_INPUT,
+        motion_channels=True,
     )
 
 
@@ -142,6 +150,7 @@ def micro(t_p: int = 16) -> SkateFormerConfig:
         attn_drop=0.0,
         drop_path=0.0,
         input_scale=_SCALED_INPUT,
+        motion_channels=True,
     )
 
 
@@ -339,6 +348,19 @@ class SkateStage(nn.Module):
         return x
 
 
+def deformation(xy: torch.Tensor) -> torch.Tensor:
+    """[B, T, V, 2] landmark positions -> each point's offset from its own mean position over the window, after the
+    frame's mean over all points (the whole face's translation: head motion, framing) is removed.
+
+    Movement is what carries severity, but in the raw positions a smile's few pixels of corner travel sit on top of
+    each face's own shape (tens of pixels between identities) and of head motion; a model trained on a hundred clips
+    fits those instead (measured on the phantom: see the README's training section). These channels put the movement
+    itself at the input; the raw positions stay beside them for static signs (lips parted at rest).
+    """
+    local = xy - xy.mean(dim=2, keepdim=True)
+    return local - local.mean(dim=1, keepdim=True)
+
+
 class SkateFormer(nn.Module):
     """The trajectory encoder. ``forward`` returns temporal tokens; :meth:`pooled` the clip feature."""
 
@@ -346,7 +368,7 @@ class SkateFormer(nn.Module):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
-        c_in = cfg.in_channels
+        c_in = cfg.stem_channels
         self.stem = nn.Sequential(
             nn.Conv2d(c_in, 2 * c_in, 1),
             nn.GELU(),
@@ -384,7 +406,10 @@ class SkateFormer(nn.Module):
     def forward(self, traj: torch.Tensor, index_t: torch.Tensor) -> torch.Tensor:
         """[B, T, V, C] trajectories, [B, T] index_t -> [B, T_out, C_last] tokens (mean over landmarks)."""
         scale = torch.tensor(self.cfg.input_scale, dtype=traj.dtype, device=traj.device)
-        x = self.stem((traj * scale).permute(0, 3, 1, 2))  # [B, E, T, V]
+        inputs = traj * scale
+        if self.cfg.motion_channels:
+            inputs = torch.cat([inputs, deformation(traj[..., :2]) * self.cfg.motion_scale], dim=-1)
+        x = self.stem(inputs.permute(0, 3, 1, 2))  # [B, E, T, V]
         te = self.temporal_embedding(index_t)
         x = x + torch.einsum("btc,cv->bctv", te, self.joint_embedding)
         for stage in self.stages:

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from common.features import TIME_INDEX_RULES
 from trainer.models import formerdfer, skateformer
 from trainer.models.base import config_from_dict
 from trainer.models.formerdfer import FormerDFER, FormerDFERConfig
@@ -51,6 +52,8 @@ class TrampFormerConfig:
     fusion_heads: int = 8
     fusion_ffn: int = 1024
     fusion: str = "tokens"  # tokens (ours) | reference (one token per side, as the reference code)
+    # index_t rule (common.features.TIME_INDEX_RULES) the trajectory input is built with; travels to the manifest
+    time_index: str = "window"
 
     def validate(self) -> None:
         self.skate.validate()
@@ -61,6 +64,8 @@ class TrampFormerConfig:
             raise ValueError("dim must be divisible by fusion_heads and by 4")
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if self.time_index not in TIME_INDEX_RULES:
+            raise ValueError(f"time_index must be one of {TIME_INDEX_RULES}, got {self.time_index!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

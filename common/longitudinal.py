@@ -1,7 +1,8 @@
 """A patient's task scores over time: their own baseline band, the trend, and a flag when recent scores worsen.
 
-Pure functions on numpy arrays (no web, database or Redis imports), so the same code can run elsewhere (the
-fleet analytics agents of issue 16). On every feqa scale a higher score is worse.
+Pure functions on numpy arrays (no web, database or Redis imports). The dashboard's patient page and the fleet
+analytics agents (``fleet/``, Faust on Kafka) both compute with this one module, so a patient's band, trend and flag
+are the same wherever they are computed. On every feqa scale a higher score is worse.
 
 - :func:`session_means`: one value per session (the mean of its task scores; withheld scores are not values).
 - :func:`baseline`: the band the patient's own early scores span: mean +/- ``k`` standard deviations of the first

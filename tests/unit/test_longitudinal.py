@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from dashboard.longitudinal import DAY_S, analyse, baseline, session_means, trend, worsening
+from common.longitudinal import DAY_S, analyse, baseline, session_means, trend, worsening
 
 pytestmark = pytest.mark.unit
 

@@ -1,0 +1,162 @@
+"""Trivial baselines on a phantom test set: the bar every model must clear (design.md §1, trainer.baselines).
+
+Per task: a constant (the training median), clip length alone, one landmark distance, and a small ridge fit on six
+hand-made motion features, each fitted on the training subjects and scored on the test subjects (Spearman and MAE),
+beside two ceilings: the highest Spearman any untied score can reach against the test labels, and, for a phantom
+set, the rater ceiling (Spearman of the face's latent severity against the rater's label, which no reader of the
+face can beat). Without ``--root`` a phantom PFED5 set is written to a temporary folder first. With ``--run`` the
+model's figures from that run's ``metrics*.json`` (``feqa evaluate RUN [--on NAME=ROOT]``) stand beside the
+baselines as ratios (model MAE over the best baseline's; below 0.8 is the acceptance bar).
+
+    python benchmarks/baselines.py [--quick] [--json PATH] [--root DATASET] [--layout pfed5|neuroface]
+                                   [--on NAME=ROOT ...] [--run RUN_DIR]
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+# Run as a script, this file's folder comes first on sys.path and its name would hide the packages.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import click  # noqa: E402
+import numpy as np  # noqa: E402
+
+from common import features  # noqa: E402
+from phantom.dataset import write_neuroface, write_pfed5  # noqa: E402
+from phantom.spec import PatientSpec  # noqa: E402
+from trainer.baselines import BASELINES, ClipView, best_baseline, score_baselines, spearman_ceiling  # noqa: E402
+from trainer.data.layouts import ClipRecord, read_layout  # noqa: E402
+from trainer.data.splits import split_by_subject  # noqa: E402
+from trainer.metrics import spearman  # noqa: E402
+from trainer.report import comparison_lines  # noqa: E402
+
+SCALES = {"pfed5": (0.0, 4.0, 25.0), "neuroface": (1.0, 5.0, 50.0)}
+
+
+def _view(record: ClipRecord) -> ClipView:
+    if record.trajectory is None or record.colour is None:
+        raise click.ClickException(f"clip {record.clip_id} has no trajectory/colour files (write the set with crops)")
+    traj = features.trajectory_from_files(np.load(record.trajectory), np.load(record.colour))
+    return ClipView(traj, record.n_frames, record.label)
+
+
+def _latent(root: Path, layout: str) -> dict[str, float]:
+    """Clip id -> the latent severity the phantom's face showed (phantom_clips.csv); empty for other data."""
+    path = root / "phantom_clips.csv"
+    if not path.is_file():
+        return {}
+    out: dict[str, float] = {}
+    with path.open(newline="") as fh:
+        for row in csv.reader(fh):
+            if row[0] in ("clip", "file"):
+                continue
+            spec = PatientSpec.from_json(row[-1])
+            if layout == "pfed5":
+                out[row[0]] = float(spec.severity)
+            else:
+                out.update({f"{row[0]}_{k + 1}": float(spec.severity) for k in range(spec.reps)})
+    return out
+
+
+def _by_expression(records: list[ClipRecord]) -> dict[str, list[ClipRecord]]:
+    out: dict[str, list[ClipRecord]] = {}
+    for r in records:
+        out.setdefault(r.expression, []).append(r)
+    return out
+
+
+def _score(
+    train: dict[str, list[ClipRecord]], test: dict[str, list[ClipRecord]], layout: str, root: Path
+) -> dict[str, dict[str, Any]]:
+    lo, hi, fps = SCALES[layout]
+    latent = _latent(root, layout)
+    out: dict[str, dict[str, Any]] = {}
+    for expr, clips in test.items():
+        scores = score_baselines([_view(r) for r in train[expr]], [_view(r) for r in clips], expr, fps, (lo, hi))
+        labels = [r.label for r in clips]
+        known = [(latent[r.clip_id], r.label) for r in clips if r.clip_id in latent]
+        out[expr] = {
+            "n": len(clips),
+            "ceiling_spearman": spearman_ceiling(labels),
+            "rater_ceiling": spearman(*zip(*known, strict=True)) if len(known) > 1 else float("nan"),
+            "baselines": {k: {"spearman": v.spearman, "mae": v.mae} for k, v in scores.items()},
+            "best_baseline": best_baseline(scores).name,
+        }
+    return out
+
+
+def _with_model(sets: dict[str, dict[str, dict[str, Any]]], run: Path) -> None:
+    for name, exprs in sets.items():
+        path = run / ("metrics.json" if name == "test" else f"metrics_{name}.json")
+        if not path.is_file():
+            raise click.ClickException(f"{path} missing: run `feqa evaluate {run}` (with --on {name}=ROOT) first")
+        model = json.loads(path.read_text())["expressions"]
+        for expr, m in exprs.items():
+            if expr in model:
+                best = m["baselines"][m["best_baseline"]]["mae"]
+                m["spearman_calibrated"] = model[expr]["spearman_calibrated"]
+                m["mae_calibrated"] = model[expr]["mae_calibrated"]
+                m["mae_vs_best_baseline"] = m["mae_calibrated"] / best if best > 0 else float("inf")
+
+
+@click.command()
+@click.option("--quick", is_flag=True, help="a small generated set (< 60 s)")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--root", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None)
+@click.option("--layout", type=click.Choice(sorted(SCALES)), default="pfed5", show_default=True)
+@click.option("--on", "extra", multiple=True, metavar="NAME=ROOT", help="score the baselines on every clip of it too")
+@click.option("--run", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None)
+def main(
+    quick: bool, json_path: Path | None, root: Path | None, layout: str, extra: tuple[str, ...], run: Path | None
+) -> None:
+    """Print the baselines per task (and the model beside them with --run); optionally write flat JSON."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        if root is None:
+            root = Path(tmp) / "phantom"
+            n, clips = (14, 2) if quick else (41, 3)
+            if layout == "pfed5":
+                write_pfed5(root, n_subjects=n, clips_per_task=clips, seed=101, width=160, height=120)
+            else:
+                write_neuroface(root, n_subjects=12 if quick else 36, reps=2, seed=101, width=160, height=120)
+        records = read_layout(layout, root)
+        split = split_by_subject(records, val_fraction=0.2, test_fraction=0.25, seed=0)
+        train = _by_expression([*split.train, *split.val])  # the baselines get every non-test subject
+        sets = {"test": _score(train, _by_expression(list(split.test)), layout, root)}
+        for item in extra:
+            name, _, other = item.partition("=")
+            sets[name] = _score(train, _by_expression(read_layout(layout, Path(other))), layout, Path(other))
+    if run is not None:
+        _with_model(sets, run)
+    figures: dict[str, float] = {}
+    for name, exprs in sets.items():
+        subjects = len({r.subject for r in [*split.train, *split.val]})
+        for line in comparison_lines(f"{name}: baselines fitted on {subjects} training subjects", exprs):
+            click.echo(line)
+        for expr, m in exprs.items():
+            click.echo(f"{'':>14} {expr}: rater ceiling {m['rater_ceiling']:.3f}, best baseline {m['best_baseline']}")
+            figures[f"{name}_{expr}_ceiling_spearman"] = round(m["ceiling_spearman"], 4)
+            figures[f"{name}_{expr}_rater_ceiling"] = round(m["rater_ceiling"], 4)
+            for b in BASELINES:
+                figures[f"{name}_{expr}_{b}_spearman"] = round(m["baselines"][b]["spearman"], 4)
+                figures[f"{name}_{expr}_{b}_mae"] = round(m["baselines"][b]["mae"], 4)
+            if "mae_vs_best_baseline" in m:
+                figures[f"{name}_{expr}_model_spearman"] = round(m["spearman_calibrated"], 4)
+                figures[f"{name}_{expr}_model_mae"] = round(m["mae_calibrated"], 4)
+                figures[f"{name}_{expr}_model_mae_vs_best_baseline"] = round(m["mae_vs_best_baseline"], 4)
+        click.echo("")
+    figures["seconds"] = round(time.perf_counter() - t0, 1)
+    if json_path is not None:
+        json_path.write_text(json.dumps(figures, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""The demo's models: one micro TraMP-Former per pfed5 task, trained on phantom patients landmarked by the real
+landmarker the live tracker runs (MediaPipe by default, never the phantom's ground truth), cached under
+``models/demo/<protocol>/<task>/<version>/`` and trained again only when missing or made for another landmarker.
+
+The phantom data are cut fairly (as in the scorer's ranking test): a clip starts a few frames before the phantom's
+own movement onset (the same leads for every severity) and every clip has the same length, so neither the onset
+delay nor the clip length can carry severity; only the face's movement can. The demo patient
+(:mod:`infra.demo_patient`) marks each live task repetition with exactly this rule, so a live task clip is what the
+model was trained on. Each model's validation Spearman (held-out subjects, one per severity) is printed and kept in
+its manifest; the trivial clip-length baseline is 0 by construction (every clip has one length).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from common.manifest import Manifest
+from common.protocols import get_protocol
+from phantom.face import Phantom
+from phantom.spec import PatientSpec
+
+log = logging.getLogger(__name__)
+
+DEMO_VERSION = "1"
+FPS = 10.0  # the demo's camera rate and the models' rate
+WIDTH, HEIGHT = 320, 240
+CLIP_FRAMES = 18  # every task clip, live and in training
+LEADS = (2, 3, 4)  # training clips start this many frames before the movement onset (cycled per severity)
+LIVE_LEAD = 3  # the live demo patient marks a task this many frames before its onset
+SEVERITIES = (0, 1, 2, 3, 4)
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoTraining:
+    """How much phantom data the demo models are trained on (the defaults fit 10 minutes on 2 cores)."""
+
+    tasks: tuple[str, ...] = ()  # empty: every pfed5 task
+    per_severity: int = 3  # training subjects per severity (plus one held out per severity for validation)
+    clips: int = 4  # repetitions used per subject
+    epochs: int = 12
+    first_seed: int = 7000
+    clip_frames: int = CLIP_FRAMES
+    # False: clips start a few frames before the movement onset (the demo patient's marks). True: clips start
+    # anywhere in the subject's continuous performance (seeded), for a patient whose task prompts are not tied to
+    # the phantom's movement (a browser patient page timing the tasks itself with a looping fake camera).
+    anywhere: bool = False
+
+
+def onsets(phantom: Phantom) -> list[tuple[str, int, int]]:
+    """(task, repetition, first frame of its movement) for every repetition of the phantom's script."""
+    out = []
+    for seg in phantom.schedule:
+        out.append((seg.task, seg.rep, next(i for i in range(seg.start, seg.end) if phantom.truth(i).phase == "onset")))
+    return out
+
+
+def demo_models_dir(models_root: Path) -> Path:
+    """Where the demo's artifacts live (separate from any model a user exported)."""
+    return models_root / "demo"
+
+
+def landmarker_identity(mediapipe_dir: Path) -> str:
+    from tracker.settings import TrackerSettings
+    from trainer.data.landmarking import VideoLandmarking
+
+    return VideoLandmarking(TrackerSettings(landmarker="mediapipe", mediapipe_dir=mediapipe_dir)).landmarker_name
+
+
+def missing(models: Path, tasks: tuple[str, ...], landmarker: str) -> list[str]:
+    """The tasks without a demo artifact made for ``landmarker`` (an unreadable manifest counts as missing)."""
+    out = []
+    for task in tasks:
+        try:
+            manifest = Manifest.read(models / "pfed5" / task / DEMO_VERSION)
+        except Exception:  # a missing or broken artifact is trained again
+            out.append(task)
+            continue
+        if manifest.landmarker != landmarker:
+            out.append(task)
+    return out
+
+
+def _subjects(task: str, cfg: DemoTraining, per_severity: int, offset: int) -> list[PatientSpec]:
+    seed = cfg.first_seed + offset
+    return [
+        PatientSpec(seed + 10 * k + sev, "pfed5", float(sev), reps=cfg.clips + 1, tasks=(task,), head_motion=0.0)
+        for k, sev in itertools.product(range(per_severity), SEVERITIES)
+    ]
+
+
+def _clips(specs: list[PatientSpec], cfg: DemoTraining) -> Iterator[tuple[PatientSpec, int, int]]:
+    """(subject, clip number, first frame) per clip; leads cycle within each severity."""
+    count: dict[float, int] = {}
+    for spec in specs:
+        ph = Phantom(spec, WIDTH, HEIGHT, FPS)
+        if cfg.anywhere:
+            rng = np.random.default_rng(spec.seed)
+            for k in range(cfg.clips):
+                yield spec, k, int(rng.integers(0, ph.n_frames - cfg.clip_frames + 1))
+            continue
+        for _task, rep, onset in onsets(ph)[: cfg.clips]:
+            k = count[spec.severity] = count.get(spec.severity, -1) + 1
+            yield spec, rep, onset - LEADS[k % len(LEADS)]
+
+
+def train_demo_models(
+    models: Path, mediapipe_dir: Path, cfg: DemoTraining | None = None, work: Path | None = None
+) -> dict[str, float]:
+    """Train and export every missing task's model into ``models``; return each task's validation Spearman."""
+    import torch
+
+    from phantom.video import write_video
+    from tracker.settings import TrackerSettings
+    from trainer import checkpoint
+    from trainer.checkpoint import BEST
+    from trainer.config import resolve
+    from trainer.data.cache import build_cache
+    from trainer.data.dataset import ExpressionData
+    from trainer.data.landmarking import VideoLandmarking
+    from trainer.data.records import ClipRecord
+    from trainer.export import export
+    from trainer.train import train_expression
+
+    cfg = cfg or DemoTraining()
+    tasks = cfg.tasks or get_protocol("pfed5").task_names
+    scale = get_protocol("pfed5").scale
+    landmarking = VideoLandmarking(TrackerSettings(landmarker="mediapipe", mediapipe_dir=mediapipe_dir))
+    out: dict[str, float] = {}
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory(prefix="feqa-demo-train-") as tmp:
+        root = Path(work or tmp)
+        for n, task in enumerate(tasks, 1):
+            t0 = time.monotonic()
+            log.info("demo model %d/%d: %s", n, len(tasks), task)
+            val_specs = _subjects(task, cfg, 1, offset=0)
+            train_specs = _subjects(task, cfg, cfg.per_severity, offset=1000)
+            records = []
+            for spec, rep, first in itertools.chain(_clips(val_specs, cfg), _clips(train_specs, cfg)):
+                video = root / "videos" / task / f"s{spec.seed}r{rep}.mp4"
+                video.parent.mkdir(parents=True, exist_ok=True)
+                write_video(Phantom(spec, WIDTH, HEIGHT, FPS), video, start=first, stop=first + cfg.clip_frames)
+                records.append(ClipRecord(f"{task}-s{spec.seed}r{rep}", str(spec.seed), task, spec.severity,
+                                          cfg.clip_frames, None, None, None, "train", video=video))  # fmt: skip
+            run_cfg = resolve(["micro"], [f"data.fps={FPS}", f"optim.epochs={cfg.epochs}"])
+            cached = build_cache(records, root / "cache", run_cfg.data.load_size, "video", lambda: landmarking,
+                                 model_size=32, fps=FPS)  # fmt: skip
+            val_ids = {str(s.seed) for s in val_specs}
+            train = [c for c in cached.clips if c.record.subject not in val_ids]
+            val = [c for c in cached.clips if c.record.subject in val_ids]
+            if len(val) < len(SEVERITIES) or len(train) < 2 * len(SEVERITIES):
+                raise RuntimeError(f"{task}: the landmarker found faces in too few phantom clips ({cached.skipped})")
+            run = root / "runs" / task
+            result = train_expression(run_cfg, ExpressionData(task, train, val, []), run, resume=False)
+            ckpt = checkpoint.read(run / BEST)  # typed: protocol, task, fps, label scale, landmarker, calibration
+            if (ckpt.protocol, ckpt.label_min, ckpt.label_max) != ("pfed5", scale.min, scale.max):
+                raise RuntimeError(f"{task}: demo checkpoint is for {ckpt.protocol} [{ckpt.label_min}, "
+                                   f"{ckpt.label_max}], not pfed5 [{scale.min}, {scale.max}]")  # fmt: skip
+            export(ckpt, models, version=DEMO_VERSION, name=f"demo_{task}",
+                   metrics={"clip_length_spearman": 0.0})  # fmt: skip
+            out[task] = result.best_val_spearman
+            log.info("demo model %s: validation Spearman %.2f (%.0f s)", task, result.best_val_spearman,
+                     time.monotonic() - t0)  # fmt: skip
+    return out

@@ -1,0 +1,140 @@
+"""A phantom patient on the ingest's public path: it joins with its link's token (giving consent), calls over
+WebRTC with an aiortc sender playing the phantom's whole protocol in real time, marks each task repetition with the
+page's task events (``task_start`` a few frames before the phantom's movement onset, ``task_end`` a fixed clip length
+later: the rule the demo models were trained with, :mod:`infra.demo_models`), and hangs up when the protocol is done.
+
+Media stays on loopback when the ingest does: the sender offers exactly the addresses it is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from typing import Any
+
+import httpx
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+from av import VideoFrame
+
+from common.logs import session_logger
+from infra.demo_models import CLIP_FRAMES, FPS, HEIGHT, LIVE_LEAD, WIDTH, onsets
+from ingest.ice import offered_host_addresses, rtc_configuration
+from phantom.face import Phantom
+from phantom.spec import PatientSpec
+from phantom.track import CLOCK_RATE, PhantomTrack
+
+log = logging.getLogger(__name__)
+
+
+class PatientError(RuntimeError):
+    """The ingest refused the phantom patient (the message says which step and why)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Mark:
+    frame: int  # phantom frame at which the event is sent
+    type: str  # task_start | task_end
+    task: str
+    rep: int
+
+
+def task_marks(phantom: Phantom) -> list[Mark]:
+    """The task events of the phantom's whole script, in frame order."""
+    out = []
+    for task, rep, onset in onsets(phantom):
+        start = max(0, onset - LIVE_LEAD)
+        out.append(Mark(start, "task_start", task, rep))
+        out.append(Mark(min(start + CLIP_FRAMES - 1, phantom.n_frames - 1), "task_end", task, rep))
+    return out
+
+
+class _CountingTrack(PhantomTrack):
+    """The phantom track that remembers the phantom frame it sent last (for the task events)."""
+
+    def __init__(self, phantom: Phantom) -> None:
+        super().__init__(phantom, loop=False)
+        self.last_frame = -1
+        self.finished = asyncio.Event()
+
+    async def recv(self) -> VideoFrame:
+        try:
+            frame = await super().recv()
+        except MediaStreamError:
+            self.finished.set()
+            raise
+        if frame.pts is not None:
+            self.last_frame = round(frame.pts * self.phantom.fps / CLOCK_RATE)
+        return frame
+
+
+@dataclasses.dataclass
+class PatientRun:
+    """What one phantom patient did."""
+
+    sid: str
+    spec: PatientSpec
+    frames_sent: int = 0
+    frames_dropped: int = 0
+    events: list[Mark] = dataclasses.field(default_factory=list)
+    end_state: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _check(res: httpx.Response, step: str) -> dict[str, Any]:
+    if res.status_code >= 400:
+        raise PatientError(f"{step}: the ingest answered {res.status_code}: {res.text[:300]}")
+    body: dict[str, Any] = res.json()
+    return body
+
+
+async def run_patient(
+    ingest_url: str,
+    token: str,
+    spec: PatientSpec,
+    *,
+    host_addresses: tuple[str, ...] = ("127.0.0.1",),
+    stop: asyncio.Event | None = None,
+) -> PatientRun:
+    """Join with ``token``, stream the phantom's protocol, mark its tasks, hang up; return what was sent."""
+    phantom = Phantom(spec, WIDTH, HEIGHT, FPS)
+    marks = task_marks(phantom)
+    async with httpx.AsyncClient(base_url=ingest_url, timeout=15) as http:
+        joined = _check(await http.post(f"/api/join/{token}", json={"consent": True}), "join")
+        sid, key = str(joined["sid"]), str(joined["key"])
+        slog = session_logger(log, sid)
+        run = PatientRun(sid, spec)
+        headers = {"X-Session-Key": key}
+        with offered_host_addresses(list(host_addresses)):
+            pc = RTCPeerConnection(rtc_configuration([]))
+        track = _CountingTrack(phantom)
+        try:
+            pc.addTransceiver(track, direction="sendonly")
+            with offered_host_addresses(list(host_addresses)):
+                await pc.setLocalDescription(await pc.createOffer())
+            local = pc.localDescription
+            answer = _check(await http.post(f"/api/sessions/{sid}/offer", json={"sdp": local.sdp, "type": local.type},
+                                            headers=headers), "offer")  # fmt: skip
+            await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
+            slog.info("phantom patient (severity %g) streaming %d frames", spec.severity, phantom.n_frames)
+            pending = list(marks)
+            t0 = time.monotonic()
+            while not track.finished.is_set() and not (stop is not None and stop.is_set()):
+                while pending and track.last_frame >= pending[0].frame:
+                    mark = pending.pop(0)
+                    body = {"type": mark.type, "task": mark.task, "rep": mark.rep}
+                    _check(await http.post(f"/api/sessions/{sid}/events", json=body, headers=headers), mark.type)
+                    run.events.append(mark)
+                if pc.connectionState in ("failed", "closed"):
+                    took = time.monotonic() - t0
+                    raise PatientError(f"the WebRTC connection {pc.connectionState} after {took:.1f} s")
+                await asyncio.sleep(0.5 / FPS)
+            run.frames_sent, run.frames_dropped = track.sent, track.dropped
+            reason = "completed" if track.finished.is_set() else "hangup"
+            run.end_state = _check(await http.post(f"/api/sessions/{sid}/end", json={"reason": reason},
+                                                   headers=headers), "end")  # fmt: skip
+            slog.info("phantom patient done: %d frames sent, %d dropped, %s", track.sent, track.dropped, run.end_state)
+        finally:
+            await pc.close()
+    return run

@@ -1,0 +1,85 @@
+"""A patient whose tab closes mid-session on the embedded stack (``feqa demo``'s processes): the phantom's WebRTC
+connection drops without the page's hangup request. The session must end with a recorded reason (in Redis and on
+the dashboard), and every resource be freed: the ingest's peer (a new offer is refused, its health shows no live
+session), the session's frames and crops in Redis, the tracker's and scorer's leases."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from common.streams import CROPS, FRAMES, OBS, lease_spec, session_key
+from infra.demo import USERNAME, Demo, DemoOptions
+from infra.demo_dashboard import ClinicianClient
+from infra.demo_patient import run_patient
+from infra.settings import StackSettings
+from phantom.spec import PatientSpec
+from tests.dashboard_kit import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+async def _until(check: object, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await check():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"not within {timeout_s} s: {what}")
+
+
+async def test_closed_patient_tab_ends_the_session_and_frees_everything(tmp_path: Path) -> None:
+    settings = StackSettings(data_dir=tmp_path / "feqa", ingest_port=free_port(), dashboard_port=free_port())
+    demo = Demo(DemoOptions(models_root=tmp_path / "models"), settings)
+    demo.start(tmp_path / "models" / "demo")  # no model: kinematics only, which is all this test needs
+    assert demo.stack is not None and demo.stack.redis is not None
+    r = aioredis.from_url(demo.stack.redis.url, decode_responses=True)
+    try:
+        async with ClinicianClient(demo.dashboard_url) as dash:
+            await dash.login(USERNAME, demo.password)
+            pid = await dash.patient("Tab closer", "FAULT-1", "synthetic")
+            created = await dash.start_session(pid, "pfed5")
+            token = str(created["join_url"]).rsplit("/", 1)[-1]
+            spec = PatientSpec(4242, "pfed5", 2.0, reps=3, head_motion=0.0)
+            patient = asyncio.create_task(run_patient(demo.ingest_url, token, spec))
+            sid = str(created["sid"])
+
+            async def observed() -> bool:
+                return int(await r.xlen(OBS.key(sid))) >= 10 and bool(await r.exists(CROPS.key(sid)))
+
+            await _until(observed, 60, "observations and crops of the live session")
+            assert await r.exists(FRAMES.key(sid)) and await r.exists(lease_spec("tracker").key(sid))
+            t_close = time.monotonic()
+            patient.cancel()  # the tab closes: the connection drops, no hangup request is sent
+            await asyncio.gather(patient, return_exceptions=True)
+
+            async def ended() -> bool:
+                return await r.hget(session_key(sid), "state") == "ended"
+
+            await _until(ended, 30, "the session ended")
+            reason = await r.hget(session_key(sid), "end_reason")
+            assert reason in ("hangup", "idle_timeout"), reason
+
+            async def freed() -> bool:
+                keys = [FRAMES.key(sid), CROPS.key(sid), lease_spec("tracker").key(sid), lease_spec("scorer").key(sid)]
+                return not any([await r.exists(k) for k in keys])
+
+            await _until(freed, 30, "frames, crops and leases freed")
+            print(f"ended ({reason}) and freed {time.monotonic() - t_close:.1f} s after the tab closed")
+
+            async def dashboard_ended() -> bool:
+                detail = await dash.json("GET", f"/api/sessions/{created['id']}")
+                return bool(detail["session"]["state"] == "ended")
+
+            await _until(dashboard_ended, 30, "the dashboard shows the session ended")
+            # the link is spent: joining again is refused with a clear status
+            async with ClinicianClient(demo.ingest_url) as again:
+                res = await again.http.post(f"/api/join/{token}", json={"consent": True})
+                assert res.status_code in (404, 409, 410), res.text
+    finally:
+        await r.aclose()
+        demo.stop()

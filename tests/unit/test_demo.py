@@ -1,0 +1,75 @@
+"""The demo's pure parts: severities spread over the scale, task marks tied to the phantom's movement onsets with one
+clip length, training cuts that cannot carry severity, and the cache check that retrains what is missing or made
+for another landmarker."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from pathlib import Path
+
+import pytest
+
+from infra.demo import DemoOptions, patient_specs, severities
+from infra.demo_models import CLIP_FRAMES, FPS, HEIGHT, LIVE_LEAD, WIDTH, DemoTraining, _clips, _subjects, missing
+from infra.demo_patient import task_marks
+from phantom.face import Phantom
+
+
+def test_severities_spread_inside_the_scale() -> None:
+    assert severities(1) == [2.0]
+    assert severities(2) == [1.0, 3.0]
+    assert severities(4) == [0.5, 1.5, 2.5, 3.5]
+    assert all(0 < s < 4 for s in severities(16)) and len(set(severities(16))) == 16
+
+
+def test_patients_keep_their_face_and_move_anew_each_round() -> None:
+    a, b = patient_specs(DemoOptions(patients=2), 0), patient_specs(DemoOptions(patients=2), 1)
+    assert [s.identity_seed for s in a] == [s.identity_seed for s in b]
+    assert [s.seed for s in a] != [s.seed for s in b]
+    assert [s.severity for s in a] == [1.0, 3.0] and all(s.protocol == "pfed5" for s in a)
+
+
+def test_task_marks_cover_every_repetition_with_one_clip_length() -> None:
+    ph = Phantom(patient_specs(DemoOptions(patients=1, reps=2), 0)[0], WIDTH, HEIGHT, FPS)
+    marks = task_marks(ph)
+    assert [m.frame for m in marks] == sorted(m.frame for m in marks)
+    pairs = list(zip(marks[0::2], marks[1::2], strict=True))
+    assert [(s.task, s.rep) for s, _ in pairs] == [(seg.task, seg.rep) for seg in ph.schedule]
+    for (start, end), seg in zip(pairs, ph.schedule, strict=True):
+        assert (start.type, end.type) == ("task_start", "task_end")
+        assert end.frame - start.frame == CLIP_FRAMES - 1
+        assert ph.truth(start.frame + LIVE_LEAD).phase == "onset"  # the mark precedes the movement by the lead
+        assert seg.start <= start.frame and end.frame < seg.end  # inside its own repetition
+
+
+@pytest.mark.parametrize("anywhere", [False, True])
+def test_training_cuts_have_one_length_and_no_onset_leak(anywhere: bool) -> None:
+    cfg = DemoTraining(per_severity=2, clips=3, anywhere=anywhere)
+    specs = _subjects("smile", cfg, cfg.per_severity, offset=0)
+    cuts = list(_clips(specs, cfg))
+    assert len(cuts) == len(specs) * cfg.clips
+    by_severity: dict[float, list[int]] = {}
+    for spec, _, first in cuts:
+        ph = Phantom(spec, WIDTH, HEIGHT, FPS)
+        assert first >= 0 and first + cfg.clip_frames <= ph.n_frames
+        if not anywhere:  # a few frames before the onset, the same leads for every severity
+            lead = next(i for i in range(first, ph.n_frames) if ph.truth(i).phase == "onset") - first
+            by_severity.setdefault(spec.severity, []).append(lead)
+    if not anywhere:
+        leads = list(by_severity.values())
+        assert all(sorted(x) == sorted(leads[0]) for x in leads), by_severity
+    assert len({s.seed for s in specs}) == len(specs)
+    assert sorted({s.severity for s in specs}) == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert {k: len(list(g)) for k, g in itertools.groupby(sorted(s.severity for s in specs))} == dict.fromkeys(
+        [0.0, 1.0, 2.0, 3.0, 4.0], 2
+    )
+
+
+def test_missing_models_are_retrained(tmp_path: Path) -> None:
+    assert missing(tmp_path, ("smile", "frown"), "mediapipe-facemesh/t1") == ["smile", "frown"]
+    broken = tmp_path / "pfed5" / "smile" / "1"
+    broken.mkdir(parents=True)
+    (broken / "manifest.json").write_text("{not json")
+    assert missing(tmp_path, ("smile",), "mediapipe-facemesh/t1") == ["smile"]
+    assert dataclasses.replace(DemoTraining(), tasks=("smile",)).tasks == ("smile",)
