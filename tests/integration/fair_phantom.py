@@ -1,11 +1,11 @@
 """A phantom PFED5 set where clip length cannot rank severity, and the trivial baselines a model must beat.
 
-Until the phantom itself draws timing independently of severity (issue 11), its clips get longer as severity rises
-(slower onset, later start): on the 16-subject set below clip length alone ranks the test clips at Spearman 0.98, so
-a model test asserting "rho > 0.5" could pass on the length leak. :func:`equalise_lengths` cuts every clip to the
-length of the shortest one (the movement of the most severe clip still peaks inside it), leaving amplitude and
-movement as the only ways to tell severities apart. The trivial baselines a model must beat are the trainer's own
-(:mod:`trainer.baselines`, which ``feqa evaluate`` reports beside every model).
+The phantom now draws timing independently of severity (issue 11); before that its clips got longer as severity rose
+and clip length alone ranked the 16-subject set's test clips at Spearman 0.98, so a model test asserting "rho > 0.5"
+could pass on the length leak. Cutting every clip to one length still closes any such leak by construction:
+:func:`equalise_lengths` cuts every clip to the length of the shortest one (the movement of the most severe clip
+still peaks inside it), leaving amplitude and movement as the only ways to tell severities apart.
+The trivial baselines a model must beat are the trainer's own (:func:`trainer.baselines.clip_baselines`, which ``feqa evaluate`` reports beside every model).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.baselines import baselines
+from trainer.baselines import clip_baselines
 
-__all__ = ["baselines", "equalise_lengths"]
+__all__ = ["clip_baselines", "equalise_lengths"]
 
 
 def _rows(path: Path) -> tuple[list[str], list[list[str]]]:
