@@ -5,7 +5,8 @@ and clip length alone ranked the 16-subject set's test clips at Spearman 0.98, s
 could pass on the length leak. Cutting every clip to one length still closes any such leak by construction:
 :func:`equalise_lengths` cuts every clip to the length of the shortest one (the movement of the most severe clip
 still peaks inside it), leaving amplitude and movement as the only ways to tell severities apart.
-The trivial baselines a model must beat are the trainer's own (:func:`trainer.baselines.clip_baselines`, which ``feqa evaluate`` reports beside every model).
+The trivial baselines a model must beat are the trainer's own (:func:`trainer.baselines.clip_baselines`, which
+``feqa evaluate`` reports beside every model).
 """
 
 from __future__ import annotations
