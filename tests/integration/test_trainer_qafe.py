@@ -1,5 +1,6 @@
-"""QAFE-Net end to end on the fair phantom PFED5 set: train (micro), score held-out subjects beside the trivial baselines,
-export with parity, and score a clip through the exported graphs from inputs built the way the scorer builds them."""
+"""QAFE-Net end to end on the fair phantom PFED5 set: train (micro), score held-out subjects beside the trivial
+baselines, export with parity, and score a clip through the exported graphs from inputs built the way the scorer
+builds them."""
 
 from __future__ import annotations
 
