@@ -55,10 +55,17 @@ class DemoTraining:
 
 
 def onsets(phantom: Phantom) -> list[tuple[str, int, int]]:
-    """(task, repetition, first frame of its movement) for every repetition of the phantom's script."""
+    """(task, repetition, first frame of its movement) for every repetition of the phantom's script.
+
+    The movement starts at the first frame past the idle lead-in: usually an ``onset`` frame, but a ramp shorter
+    than one frame period (the fair phantom draws ramp durations per subject) leaves no onset frame at a low rate,
+    and the movement then starts in ``hold``."""
     out = []
     for seg in phantom.schedule:
-        out.append((seg.task, seg.rep, next(i for i in range(seg.start, seg.end) if phantom.truth(i).phase == "onset")))
+        first = next((i for i in range(seg.start, seg.end) if phantom.truth(i).phase != "idle"), None)
+        if first is None:
+            raise ValueError(f"{seg.task} repetition {seg.rep}: the phantom's script has no movement frame")
+        out.append((seg.task, seg.rep, first))
     return out
 
 
