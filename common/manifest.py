@@ -1,9 +1,40 @@
-"""The model manifest: what a scorer needs to know to run ``models/<name>/<version>/`` (design.md §5).
+"""The model manifest: what a scorer needs to know to run ``models/<protocol>/<task>/<version>/`` (design.md §5).
 
 Written by the trainer's export next to the ONNX graphs, read by the scorer. A scorer refuses a manifest whose
-schema or feature version it does not know (:meth:`Manifest.check_compatible`). ``time_index`` names the rule for
-the trajectory encoder's time input (:data:`common.features.TIME_INDEX_RULES`): ``window`` for every model trained
-here; ``reference`` only for official weights trained on source frame numbers (it leaks clip length).
+schema, feature or heatmap version or family it does not know (:meth:`Manifest.check_compatible`). ``time_index``
+names the rule for the trajectory encoder's time input (:data:`common.features.TIME_INDEX_RULES`): ``window`` for every
+model trained here; ``reference`` only for official weights trained on source frame numbers (it leaks clip length).
+
+Graph contract per family
+-------------------------
+Every artifact has three ONNX graphs (``graphs`` keys; float32, batch axis 0 dynamic), all outputs named as here:
+
+* ``frame`` (``frame_encoder.onnx``): ``frames`` [N, 3, S, S] -> ``features`` [N, D]. The per-frame RGB encoder:
+  run it once per (session, frame) and cache the row; every window containing the frame reuses it.
+* ``window`` (``window.onnx``): ``frame_features`` [B, T_f, D] + the family's other inputs -> ``score`` [B],
+  ``raw`` [B]. What a live scorer runs per window, on cached features.
+* ``clip`` (``model.onnx``): ``frames`` [B, T_f, 3, S, S] + the family's other inputs -> ``score``, ``raw``. The
+  same function without the cache (for checks and offline scoring).
+
+``score`` is ``raw`` through :class:`Calibration` (inside the graph); ``raw`` is the regressor's own output.
+S = ``rgb_size``; T_f = ``rgb_frames``; D = the ``frame`` graph's output width. The scorer builds, from a window's
+observations (106 landmarks in 256-crop pixels, colours) and crops (256 x 256 RGB uint8):
+
+* ``frames``: the T_f crops picked by :func:`common.features.rgb_frame_indices` (uniform over the window or task
+  clip), resized to S x S, ``(x / 255 - rgb_mean) / rgb_std`` per channel, as [3, S, S]. ``rgb_mean``/``rgb_std``
+  differ per model (ImageNet's for the DFEW-224 weights; 0 and 1 for the upstream 112-px release).
+
+``family = "tramp_former"`` (TraMP-Former), window and clip inputs after the frames:
+
+* ``trajectory`` [B, T_p, 63, 5] and ``index_t`` [B, T_p], T_p = ``t_p``: :func:`common.features.model_input` on
+  :func:`common.features.trajectory_features` of the window's observations.
+
+``family = "qafe_net"`` (QAFE-Net), window and clip inputs after the frames (``t_p`` is 0: no trajectory):
+
+* ``heatmaps`` [B, T_f, 3, H, H], H = ``heatmap.crop``: at the *same* T_f frame indices as the frames,
+  :func:`common.heatmaps.model_heatmaps` of :func:`common.heatmaps.heatmap_frames` (landmarks [T, 106, 2] and
+  crops [T, 256, 256, 3]) with the manifest's ``heatmap`` spec. Drawing is per frame (about 2 ms in numpy), so a
+  scorer caches the [size, size, 3] uint8 image per frame like the frame features.
 
 :class:`Calibration` is the affine map (fitted on validation clips, then clamped to the label scale) that turns the
 regressor's raw output into the score a clinician sees. The exported graphs already apply it (their ``score``
@@ -23,11 +54,14 @@ import numpy as np
 import numpy.typing as npt
 
 from common.errors import ModelError
-from common.features import FEATURE_VERSION, TIME_INDEX_RULES
+from common.features import FEATURE_VERSION, TIME_INDEX_RULES, FeatureError
+from common.heatmaps import HEATMAP_VERSION, HeatmapSpec
 
 MANIFEST_SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 CALIBRATION_SOURCES = ("validation", "none")
+FAMILIES = ("tramp_former", "qafe_net")
+"""The model families whose graph contract is documented above."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +151,7 @@ class Manifest:
 
     name: str
     version: str
-    family: str  # e.g. "tramp_former"
+    family: str  # "tramp_former" | "qafe_net" (the graph contract above)
     task: str  # e.g. "smile"
     protocol: str  # e.g. "pfed5"
     graphs: dict[str, GraphSpec]  # "clip", "frame", "window"
@@ -140,6 +174,7 @@ class Manifest:
     model_config: dict[str, Any] = dataclasses.field(default_factory=dict)
     created: str = ""
     calibration: Calibration = _LABEL_SCALE_IDENTITY
+    heatmap: HeatmapSpec | None = None  # qafe_net: how the heatmap inputs are drawn (common.heatmaps)
 
     def __post_init__(self) -> None:
         if self.calibration is _LABEL_SCALE_IDENTITY:
@@ -153,6 +188,15 @@ class Manifest:
             )
         if self.feature_version != FEATURE_VERSION:
             raise ModelError(f"model built on feature version {self.feature_version}; this code has {FEATURE_VERSION}")
+        if self.family not in FAMILIES:
+            raise ModelError(f"model family {self.family!r} unknown (this code serves {', '.join(FAMILIES)})")
+        if self.family == "qafe_net":
+            if self.heatmap is None:
+                raise ModelError("a qafe_net manifest must say how its heatmaps are drawn (heatmap spec missing)")
+            if self.heatmap.version != HEATMAP_VERSION:
+                raise ModelError(
+                    f"model built on heatmap rules version {self.heatmap.version}; this code draws {HEATMAP_VERSION}"
+                )
         if self.time_index not in TIME_INDEX_RULES:
             raise ModelError(f"manifest time_index {self.time_index!r} unknown; expected one of {TIME_INDEX_RULES}")
 
@@ -181,6 +225,8 @@ class Manifest:
                 raw[key] = tuple(raw[key])
             if "calibration" in raw:  # absent in manifests written before it existed: identity over the label scale
                 raw["calibration"] = Calibration.from_dict(raw["calibration"])
+            if raw.get("heatmap") is not None:
+                raw["heatmap"] = _heatmap(raw["heatmap"])
             return cls(graphs=graphs, **raw)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"manifest is malformed: {exc}") from exc
@@ -191,3 +237,15 @@ class Manifest:
         if not path.is_file():
             raise ModelError(f"no {MANIFEST_FILE} in {folder}")
         return cls.from_json(path.read_text())
+
+
+def _heatmap(raw: dict[str, Any]) -> HeatmapSpec:
+    """A heatmap spec read without validating its version (check_compatible reports a mismatch clearly)."""
+    try:
+        fields = {f.name for f in dataclasses.fields(HeatmapSpec)}
+        unknown = set(raw) - fields
+        if unknown:
+            raise FeatureError(f"unknown heatmap spec fields {sorted(unknown)}")
+        return HeatmapSpec(**raw)
+    except (FeatureError, TypeError) as exc:
+        raise ModelError(f"manifest heatmap spec is malformed: {exc}") from exc

@@ -55,10 +55,17 @@ class DemoTraining:
 
 
 def onsets(phantom: Phantom) -> list[tuple[str, int, int]]:
-    """(task, repetition, first frame of its movement) for every repetition of the phantom's script."""
+    """(task, repetition, first frame of its movement) for every repetition of the phantom's script.
+
+    The movement starts at the first frame past the idle lead-in: usually an ``onset`` frame, but a ramp shorter
+    than one frame period (the fair phantom draws ramp durations per subject) leaves no onset frame at a low rate,
+    and the movement then starts in ``hold``."""
     out = []
     for seg in phantom.schedule:
-        out.append((seg.task, seg.rep, next(i for i in range(seg.start, seg.end) if phantom.truth(i).phase == "onset")))
+        first = next((i for i in range(seg.start, seg.end) if phantom.truth(i).phase != "idle"), None)
+        if first is None:
+            raise ValueError(f"{seg.task} repetition {seg.rep}: the phantom's script has no movement frame")
+        out.append((seg.task, seg.rep, first))
     return out
 
 
@@ -119,13 +126,14 @@ def train_demo_models(
 
     from phantom.video import write_video
     from tracker.settings import TrackerSettings
-    from trainer.calibration import checkpoint_calibration
+    from trainer import checkpoint
+    from trainer.checkpoint import BEST
     from trainer.config import resolve
     from trainer.data.cache import build_cache
+    from trainer.data.dataset import ExpressionData
     from trainer.data.landmarking import VideoLandmarking
-    from trainer.data.layouts import ClipRecord
+    from trainer.data.records import ClipRecord
     from trainer.export import export
-    from trainer.runs import BEST, ExpressionData, load_checkpoint
     from trainer.train import train_expression
 
     cfg = cfg or DemoTraining()
@@ -158,12 +166,12 @@ def train_demo_models(
                 raise RuntimeError(f"{task}: the landmarker found faces in too few phantom clips ({cached.skipped})")
             run = root / "runs" / task
             result = train_expression(run_cfg, ExpressionData(task, train, val, []), run, resume=False)
-            model, ckpt = load_checkpoint(run / BEST)
-            export(model, models / "pfed5" / task / DEMO_VERSION, name=f"demo_{task}", version=DEMO_VERSION,
-                   task=task, protocol="pfed5", fps=FPS, label_range=(scale.min, scale.max),
-                   metrics={"val_spearman": result.best_val_spearman, "clip_length_spearman": 0.0},
-                   calibration=checkpoint_calibration(ckpt),
-                   landmarker=landmarking.landmarker_name)  # fmt: skip
+            ckpt = checkpoint.read(run / BEST)  # typed: protocol, task, fps, label scale, landmarker, calibration
+            if (ckpt.protocol, ckpt.label_min, ckpt.label_max) != ("pfed5", scale.min, scale.max):
+                raise RuntimeError(f"{task}: demo checkpoint is for {ckpt.protocol} [{ckpt.label_min}, "
+                                   f"{ckpt.label_max}], not pfed5 [{scale.min}, {scale.max}]")  # fmt: skip
+            export(ckpt, models, version=DEMO_VERSION, name=f"demo_{task}",
+                   metrics={"clip_length_spearman": 0.0})  # fmt: skip
             out[task] = result.best_val_spearman
             log.info("demo model %s: validation Spearman %.2f (%.0f s)", task, result.best_val_spearman,
                      time.monotonic() - t0)  # fmt: skip

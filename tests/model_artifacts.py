@@ -16,6 +16,7 @@ import torch
 
 from common.manifest import Calibration, Manifest
 from common.protocols import get_protocol
+from trainer.checkpoint import Checkpoint
 from trainer.export import export
 from trainer.models.trampformer import SIZES, TrampFormer
 
@@ -39,12 +40,14 @@ def export_artifact(
     landmarker: str = LANDMARKER,
     calibration: Calibration | None = None,
 ) -> Path:
-    """Export ``model`` with parity checks into ``models/<protocol>/<task>/<version>/`` and return the folder."""
+    """Export ``model`` with parity checks into ``models/<protocol>/<task>/<version>/`` and return the folder
+    (through the trainer's own typed checkpoint, as ``feqa export`` does)."""
     scale = get_protocol(protocol).scale
-    folder = models / protocol / task / version
-    export(model, folder, name=f"tramp_{task}", version=version, task=task, protocol=protocol, fps=fps,
-           label_range=(scale.min, scale.max), calibration=calibration, landmarker=landmarker)  # fmt: skip
-    return folder
+    ckpt = Checkpoint(family="tramp_former", model_config=model.cfg.to_dict(), state=model.state_dict(),
+                      protocol=protocol, task=task, label_min=scale.min, label_max=scale.max, fps=fps,
+                      landmarker=landmarker, epoch=0, val_spearman=float("nan"), data_hash="test",
+                      calibration=calibration)  # fmt: skip
+    return export(ckpt, models, version=version, name=f"tramp_{task}", require_calibration=False).folder
 
 
 def copy_artifact(src: Path, models: Path, *, version: str, task: str = "smile") -> Path:

@@ -10,16 +10,26 @@ is fitted on the training subjects' clips of one expression and scored on the te
   over the clip (95th minus 5th percentile), through a line.
 - ``kinematics``: a small ridge fit on six hand-made motion features: that distance's range and peak speed, the
   face's overall motion, blinks per second, the median mouth opening and left/right asymmetry.
+- ``mean_displacement``: a line through the mean px distance of the 63 trajectory points from their first-frame
+  position.
+- ``peak_displacement``: a line through the largest per-frame mean of that distance.
 
-All features are read from the model's own input, the [T, 63, 5] trajectory (x, y in 256-crop pixels), normalised by
-the per-frame pupil distance. :func:`spearman_ceiling` is the highest Spearman any untied score can reach against the
-test labels (ties in integer labels cap it below 1).
+All features are read from the model's own input, the [T, 63, 5] trajectory (x, y in 256-crop pixels); the distance
+and kinematics features are normalised by the per-frame pupil distance. A line's slope fixes which way a baseline
+ranks, so its sign too is fitted on training clips only. :func:`spearman_ceiling` is the highest Spearman any untied
+score can reach against the test labels (ties in integer labels cap it below 1).
+
+:func:`clip_baselines` scores them on the trainer's cached clips; :func:`margin_over_baselines` is a model's test
+Spearman minus the best ranking baseline's (``constant`` ranks nothing): a model result counts only where it is
+positive (``feqa evaluate`` reports both beside every model).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +39,7 @@ from common.features import TRAMP_POINTS_106
 from trainer.metrics import spearman
 
 F64 = npt.NDArray[np.float64]
-BASELINES = ("constant", "length", "distance", "kinematics")
+BASELINES = ("constant", "length", "distance", "kinematics", "mean_displacement", "peak_displacement")
 RIDGE_ALPHA = 1.0
 _AT = {p: TRAMP_POINTS_106.index(p) for p in set(TRAMP_POINTS_106)}  # 106-index -> first slot of the 63
 
@@ -139,6 +149,14 @@ def motion_features(trajectory: npt.NDArray[np.floating], expression: str, fps: 
     return np.array([_range(d), speed, motion, blinks, float(np.median(inner_lip_gap(xy))), asymmetry])
 
 
+def displacement(trajectory: npt.NDArray[np.floating]) -> tuple[float, float]:
+    """(mean, peak) px distance of the 63 points from their first-frame position: over every frame and point, and
+    the largest per-frame mean."""
+    xy = np.asarray(trajectory, dtype=np.float64)[:, :, :2]
+    moved = np.linalg.norm(xy - xy[0], axis=-1)  # [T, 63]
+    return float(moved.mean()), float(moved.mean(axis=1).max())
+
+
 @dataclasses.dataclass(frozen=True)
 class ClipView:
     """What a baseline may look at: the model's trajectory input, the clip's real length, its label."""
@@ -181,13 +199,21 @@ def baseline_predictions(
     n_test = np.array([c.n_frames for c in test], dtype=np.float64)
     f_train = np.stack([motion_features(c.trajectory, expression, fps) for c in train])
     f_test = np.stack([motion_features(c.trajectory, expression, fps) for c in test])
-    slope, offset = _line(n_train, y)
-    d_slope, d_offset = _line(f_train[:, 0], y)
+    m_train = np.array([displacement(c.trajectory) for c in train], dtype=np.float64)
+    m_test = np.array([displacement(c.trajectory) for c in test], dtype=np.float64)
+
+    def line(x: F64, x_test: F64) -> F64:
+        slope, offset = _line(x, y)
+        out: F64 = slope * x_test + offset
+        return out
+
     return {
         "constant": np.full(len(test), float(np.median(y))),
-        "length": slope * n_test + offset,
-        "distance": d_slope * f_test[:, 0] + d_offset,
+        "length": line(n_train, n_test),
+        "distance": line(f_train[:, 0], f_test[:, 0]),
         "kinematics": _ridge(f_train, y, f_test),
+        "mean_displacement": line(m_train[:, 0], m_test[:, 0]),
+        "peak_displacement": line(m_train[:, 1], m_test[:, 1]),
     }
 
 
@@ -201,6 +227,40 @@ def score_baselines(
         clamped = np.clip(pred, *label_range)
         out[name] = BaselineScore(name, spearman(pred, label), float(np.abs(clamped - label).mean()))
     return out
+
+
+class _Record(Protocol):
+    @property
+    def n_frames(self) -> int: ...
+    @property
+    def label(self) -> float: ...
+
+
+class _Clip(Protocol):
+    """What :func:`clip_baselines` reads of a cached clip (:class:`trainer.data.cache.CachedClip`)."""
+
+    @property
+    def record(self) -> _Record: ...
+    def load(self) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.uint8]]: ...
+
+
+def clip_views(clips: Sequence[_Clip]) -> list[ClipView]:
+    return [ClipView(c.load()[0], c.record.n_frames, c.record.label) for c in clips]
+
+
+def clip_baselines(
+    train: Sequence[_Clip], test: Sequence[_Clip], expression: str, fps: float, label_range: tuple[float, float]
+) -> dict[str, BaselineScore]:
+    """:func:`score_baselines` on cached clips: fitted on ``train``, scored on ``test``."""
+    return score_baselines(clip_views(train), clip_views(test), expression, fps, label_range)
+
+
+def margin_over_baselines(model_spearman: float, scores: dict[str, BaselineScore]) -> float:
+    """The model's Spearman minus the best ranking baseline's (``constant`` ranks nothing; NaN Spearmans skipped)."""
+    ranked = [s.spearman for n, s in scores.items() if n != "constant" and math.isfinite(s.spearman)]
+    if not ranked:
+        raise ValueError("no baseline ranked the clips (every Spearman undefined)")
+    return model_spearman - max(ranked)
 
 
 def best_baseline(scores: dict[str, BaselineScore]) -> BaselineScore:

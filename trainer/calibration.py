@@ -3,10 +3,10 @@
 BMC ranks clips well but leaves the raw scores stretched and shifted off the label scale (see
 :func:`trainer.metrics.affine_calibration`). After training, the best checkpoint's predictions on the validation
 clips are mapped onto their labels by least squares; the map, clamped to the label scale, travels in ``best.pt``
-(key ``"calibration"``), into the exported graphs' ``score`` output and into ``manifest.json``. Test clips are never
-used. A fit is refused, and the identity (still clamped) is used with ``fitted_on == "none"``, when there are fewer
-than :data:`MIN_CLIPS` validation clips, when predictions are not finite or the labels all equal, or when the fitted
-scale is not a positive finite number (the model ranks validation backwards or not at all).
+(:class:`trainer.checkpoint.Checkpoint`), into the exported graphs' ``score`` output and into ``manifest.json``.
+Test clips are never used. A fit is refused, and the identity (still clamped) is used with ``fitted_on == "none"``,
+when there are fewer than :data:`MIN_CLIPS` validation clips, when predictions are not finite or the labels all
+equal, or when the fitted scale is not a positive finite number (the model ranks validation backwards or not at all).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from trainer.metrics import affine_calibration
 log = logging.getLogger(__name__)
 
 MIN_CLIPS = 4
-CHECKPOINT_KEY = "calibration"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,14 +36,9 @@ class CalibrationFit:
     val_mae_calibrated: float
     note: str  # why the identity was used; empty for a real fit
 
-    def to_checkpoint(self) -> dict[str, Any]:
-        """The dict stored in ``best.pt``: the calibration's fields plus the validation figures."""
-        return {
-            **self.calibration.to_dict(),
-            "val_mae_raw": self.val_mae_raw,
-            "val_mae_calibrated": self.val_mae_calibrated,
-            "note": self.note,
-        }
+    def report(self) -> dict[str, Any]:
+        """How the fit did on the validation clips (kept in ``best.pt`` beside the calibration itself)."""
+        return {"val_mae_raw": self.val_mae_raw, "val_mae_calibrated": self.val_mae_calibrated, "note": self.note}
 
 
 def fit_calibration(
@@ -75,9 +69,3 @@ def fit_calibration(
     raw_mae = float(np.abs(p - y).mean()) if p.size else float("nan")
     cal_mae = float(np.abs(cal.apply(p) - y).mean()) if p.size else float("nan")
     return CalibrationFit(cal, raw_mae, cal_mae, note)
-
-
-def checkpoint_calibration(ckpt: dict[str, Any]) -> Calibration | None:
-    """The calibration stored in a checkpoint, or None for one saved before calibrations existed."""
-    stored = ckpt.get(CHECKPOINT_KEY)
-    return Calibration.from_dict(stored) if isinstance(stored, dict) else None

@@ -13,7 +13,7 @@ from common.logs import setup_logging
 
 @click.group(name="trainer")
 def cli() -> None:
-    """Train, evaluate and export TraMP-Former models."""
+    """Train, evaluate and export scoring models (TraMP-Former, QAFE-Net)."""
 
 
 @cli.command()
@@ -44,11 +44,13 @@ def prepare(layers: tuple[str, ...], sets: tuple[str, ...]) -> None:
     """Build the feature cache a training run will read (landmarking source videos with the tracker), and report
     which clips are ready and which are left out and why. `feqa train` does this itself; run it first to check a
     dataset, or to landmark once before trying several configs."""
+    from trainer.builders import heatmap_spec, model_config
     from trainer.config import resolve
-    from trainer.runs import load_dataset
+    from trainer.data.dataset import load_dataset
 
     try:
-        data = load_dataset(resolve(list(layers), list(sets)))
+        cfg = resolve(list(layers), list(sets))
+        data = load_dataset(cfg, heatmap_spec(model_config(cfg, "")))
     except FeqaError as exc:
         raise click.ClickException(str(exc)) from exc
     for expr, d in data.expressions.items():
@@ -85,10 +87,10 @@ def _named_roots(items: tuple[str, ...]) -> dict[str, Path]:
 def evaluate(run_dir: Path, bootstrap: int, extra: tuple[str, ...]) -> None:
     """Test-set metrics and plots for a finished run, raw and calibrated, beside the trivial baselines.
 
-    Calibrated figures use each checkpoint's validation-fitted calibration; a checkpoint without one (saved before
-    calibrations existed) gets one fitted on its validation clips and saved into best.pt. The baselines (clip length,
-    one distance, a linear fit on motion features) are fitted on the run's training subjects and scored on the same
-    clips as the model.
+    Calibrated figures use each checkpoint's validation-fitted calibration (fitted when training finished); a
+    checkpoint without one comes from an unfinished run: finish it with `feqa train ... --resume`. The baselines
+    (trainer.baselines: clip length, one distance, a linear fit on motion features, displacement) are fitted on the
+    run's training subjects and scored on the same clips as the model.
     """
     from trainer.evaluate import evaluate as run_eval
     from trainer.report import comparison_lines
@@ -104,13 +106,16 @@ def evaluate(run_dir: Path, bootstrap: int, extra: tuple[str, ...]) -> None:
         c = m["calibration"]
         click.echo(
             f"{expr:>14}: raw        Spearman {m['spearman']:.3f} [{lo:.3f}, {hi:.3f}]  MAE {m['mae']:.3f}  "
-            f"RMSE {m['rmse']:.3f}"
+            f"RMSE {m['rmse']:.3f}  Pearson {m['pearson']:.3f}"
         )
         click.echo(
             f"{'':>14}  calibrated Spearman {m['spearman_calibrated']:.3f}  MAE {m['mae_calibrated']:.3f}  "
             f"RMSE {m['rmse_calibrated']:.3f}  (scale {c['scale']:.3f}, offset {c['offset']:.3f}, "
             f"fitted on {c['fitted_on']}, {c['n']} clips)"
         )
+        base = "  ".join(f"{name} {b['spearman']:.3f}" for name, b in m["baselines"].items())
+        click.echo(f"{'':>14}  {m['family']} vs baselines (test Spearman, same clips): {base}  "
+                   f"margin {m['margin_over_baselines']:+.3f}")  # fmt: skip
     click.echo(f"{'mean':>14}: Spearman {out['mean_spearman']:.3f}")
     for name, res in results.items():
         click.echo("")
@@ -120,65 +125,40 @@ def evaluate(run_dir: Path, bootstrap: int, extra: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("source", type=click.Path(path_type=Path, exists=True))
 @click.option("--models-dir", type=click.Path(path_type=Path), default=Path("models"), show_default=True)
-@click.option("--name", default="tramp", show_default=True, help="artifact name prefix (<name>_<expression>)")
 @click.option("--version", "version", default="1", show_default=True)
-def export(run_dir: Path, models_dir: Path, name: str, version: str) -> None:
-    """ONNX graphs (frame, window, clip) + manifest.json per expression, parity-checked against torch.
+@click.option("--name", default="", help="manifest name (default <family>_<task>)")
+def export(source: Path, models_dir: Path, version: str, name: str) -> None:
+    """ONNX graphs (frame, window, clip) + manifest.json into MODELS_DIR/<protocol>/<task>/<version>/, parity-checked
+    against torch. SOURCE is a run directory (every <task>/best.pt in it) or one best.pt: a checkpoint carries
+    everything the artifact needs (model, protocol, task, label scale, fps, landmarker, calibration).
 
-    The window and clip graphs output ``score`` (calibrated with the checkpoint's calibration, clamped to the label
-    scale) and ``raw``. A checkpoint without a calibration is exported with the identity (clamp only) and a loud
-    warning: run ``feqa evaluate`` on the run first to fit and save one.
+    The window and clip graphs output ``score`` (calibrated with the checkpoint's validation-fitted calibration,
+    clamped to the label scale) and ``raw``. Test metrics come from the run's metrics.json when `feqa evaluate` ran.
     """
-    from common.manifest import Calibration
-    from trainer.calibration import checkpoint_calibration
-    from trainer.config import load_resolved
+    from trainer import checkpoint
+    from trainer.checkpoint import BEST
     from trainer.export import export as run_export
-    from trainer.runs import BEST, load_checkpoint
 
+    paths = [source] if source.is_file() else sorted(source.glob(f"*/{BEST}"))
+    if not paths:
+        raise click.ClickException(f"no {BEST} under {source}")
+    metrics_path = (source.parent.parent if source.is_file() else source) / "metrics.json"
     try:
-        cfg = load_resolved(run_dir / "config.toml")
-        metrics_path = run_dir / "metrics.json"
         metrics = json.loads(metrics_path.read_text())["expressions"] if metrics_path.is_file() else {}
-        experts = sorted(p.parent.name for p in run_dir.glob(f"*/{BEST}"))
-        if not experts:
-            raise click.ClickException(f"no {BEST} under {run_dir}")
-        for expr in experts:
-            model, ckpt = load_checkpoint(run_dir / expr / BEST)
-            m = metrics.get(expr, {})
-            keys = ("spearman", "mae", "rmse", "spearman_calibrated", "mae_calibrated", "rmse_calibrated")
-            figures = {k: float(m[k]) for k in keys if k in m}
-            figures["val_spearman"] = float(ckpt["val_spearman"])
-            label_range = (cfg.data.label_min, cfg.data.label_max)
-            calibration = checkpoint_calibration(ckpt)
-            if calibration is None:
-                calibration = Calibration.identity(*label_range)
-                click.echo(
-                    f"WARNING: {run_dir / expr / BEST} has no score calibration; exporting the identity (scores "
-                    f"only clamped to {label_range}, NOT mapped onto the label scale). Run `feqa evaluate {run_dir}` "
-                    "first to fit one on the validation clips.",
-                    err=True,
-                )
-            res = run_export(
-                model,
-                models_dir / f"{name}_{expr}" / version,
-                name=f"{name}_{expr}",
-                version=version,
-                task=expr,
-                protocol=cfg.data.layout,
-                fps=cfg.data.fps,
-                label_range=label_range,
-                metrics=figures,
-                data_hash=str(ckpt.get("data_hash", "")),
-                calibration=calibration,
-                time_index=cfg.model.time_index,
-                landmarker=str(ckpt.get("landmarker", "")),
-            )
+        for path in paths:
+            ckpt = checkpoint.read(path)
+            ckpt.require_calibration(path)
+            m = metrics.get(ckpt.task, {})
+            keys = ("spearman", "mae", "rmse", "pearson", "spearman_calibrated", "mae_calibrated", "rmse_calibrated")
+            res = run_export(ckpt, models_dir, version=version, name=name,
+                             metrics={k: float(m[k]) for k in keys if k in m})  # fmt: skip
+            cal = res.manifest.calibration
             worst = max(res.max_abs_diff.values())
             click.echo(
-                f"{expr:>14}: {res.folder} (max abs diff vs torch {worst:.1e}; calibration scale "
-                f"{calibration.scale:.3f} offset {calibration.offset:.3f}, fitted on {calibration.fitted_on})"
+                f"{ckpt.task:>14}: {ckpt.family} -> {res.folder} (max abs diff vs torch {worst:.1e}; calibration "
+                f"scale {cal.scale:.3f} offset {cal.offset:.3f}, fitted on {cal.fitted_on})"
             )
     except FeqaError as exc:
         raise click.ClickException(str(exc)) from exc

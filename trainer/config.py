@@ -17,9 +17,17 @@ from common.errors import ConfigError
 
 @dataclasses.dataclass(frozen=True)
 class ModelSection:
-    size: str = "paper"  # paper | small | micro (trainer.models.trampformer.SIZES)
-    t_p: int = 128
+    family: str = "tramp_former"  # tramp_former | qafe_net (trainer.models.families)
+    size: str = "paper"  # paper | small | micro (the family's size factories)
+    t_p: int = 128  # TraMP-Former's trajectory length
     t_p_rest: int = 64  # the "sit at rest" expression uses a shorter trajectory (paper)
+    fusion: str = "tokens"  # TraMP-Former: tokens (ours) | reference (one token per side, the paper's code)
+    bias_index: str = "auto"  # SkateFormer: auto (reference with official weights, else centred) | centred | reference
+    rgb_size: int = 0  # Former-DFER frame side; 0 = the size's default (112 with the released upstream file)
+    rgb_frames: int = 0  # RGB frames per clip; 0 = the size's default (80 = 5 subclips; QAFE on UNBC uses 144 = 9)
+    rgb_norm: str = "auto"  # auto (what the loaded RGB weights were trained with) | imagenet | unit
+    heatmap: str = "rgb"  # QAFE-Net heatmaps: rgb (paper: weights x RGB) | jet (the shipped script)
+    position_on: str = "heatmap"  # QAFE-Net positional embedding: heatmap (shipped code) | rgb (paper text)
     # index_t rule (common.features): "window" = position within the window; "reference" = the TraMP code's source
     # frame numbers, which tell the model the clip's length: only for fine-tuning official weights trained with it
     time_index: str = "window"
@@ -27,7 +35,7 @@ class ModelSection:
 
 @dataclasses.dataclass(frozen=True)
 class DataSection:
-    layout: str = "pfed5"  # pfed5 | neuroface
+    layout: str = "pfed5"  # pfed5 | neuroface | unbc
     root: str = ""
     expressions: list[str] = dataclasses.field(default_factory=list)  # empty = every expression in the data
     cache_dir: str = ""  # empty = <root>/.feqa-cache
@@ -40,6 +48,8 @@ class DataSection:
     fps: float = 25.0
     label_min: float = 0.0
     label_max: float = 4.0
+    unbc_label: str = "vas"  # UNBC-McMaster: vas (sequence-level self-report 0-10) | pspi (frame-level, 0-16)
+    unbc_window: int = 0  # pspi only: clip windows of this many frames (0 = whole sequences), labelled at their end
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,14 +75,17 @@ class TrainSection:
     reverse_p: float = 0.5
     flip_p: float = 0.5
     eval_every: int = 1
+    eval_clips: int = 1  # evaluation: 1 = the uniform rule; N > 1 = mean over N random clips (QAFE on UNBC: 10)
     max_minutes: float = 0.0  # stop early after this wall time (0 = no limit)
 
 
 @dataclasses.dataclass(frozen=True)
 class PretrainedSection:
-    former_dfer: str = ""
-    former_dfer_map: str = "former_dfer"  # or former_dfer_released
-    skateformer: str = ""
+    former_dfer: str = ""  # Former-DFER DFEW weights (QAFE/TraMP 224 px file, or the upstream 112 px release)
+    former_dfer_map: str = "former_dfer"  # or former_dfer_released (the upstream file: 112 px, no normalisation)
+    skateformer: str = ""  # TraMP's DFEW-pretrained SkateFormer_256_rgb1x1.pth
+    slowonly: str = ""  # PoseC3D's pose_only.pth for QAFE-Net's heatmap encoder
+    whole: str = ""  # a whole official model (TraMP-Former or QAFE-Net training-script checkpoint)
 
 
 @dataclasses.dataclass(frozen=True)

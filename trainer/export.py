@@ -1,18 +1,18 @@
-"""Export a trained TraMP-Former to ONNX for the scorer, check parity against torch, write ``manifest.json``.
+"""Export a trained model (any family) to ONNX for the scorer, check parity against torch, write ``manifest.json``.
 
-Three graphs, all with a dynamic batch axis (exported with batch 2: a batch of 1 would freeze the axis):
+Everything comes from ``best.pt`` (:class:`trainer.checkpoint.Checkpoint`): the model, its protocol and task (the
+artifact goes to ``models/<protocol>/<task>/<version>/``, :func:`common.protocols.model_key`), label range, fps,
+landmarker, data hash and the validation-fitted calibration. Three graphs per model, all with a dynamic batch axis
+(exported with batch 2: a batch of 1 would freeze the axis); their inputs per family are the contract documented in
+:mod:`common.manifest`:
 
 * ``frame_encoder.onnx``: frames [N, 3, S, S] -> features [N, D]; run once per arriving frame and cached.
-* ``window.onnx``: cached frame features [B, T_f, D] + trajectory [B, T_p, 63, 5] + index_t [B, T_p]
-  -> score [B], raw [B].
-* ``model.onnx``: the whole clip, frames [B, T_f, 3, S, S] + trajectory + index_t -> score [B], raw [B].
+* ``window.onnx``: cached frame features [B, T_f, D] + the family's other inputs -> score [B], raw [B].
+* ``model.onnx``: the whole clip, frames [B, T_f, 3, S, S] + the family's other inputs -> score [B], raw [B].
 
 ``raw`` is the regressor's own output (for research); ``score`` is what a scorer shows:
-``clip(scale * raw + offset, label_min, label_max)`` with the :class:`~common.manifest.Calibration` passed to
-:func:`export` (fitted on validation clips when training finished), computed inside the graph. The same calibration
-is written into ``manifest.json``. Without one, the identity clamped to the label scale is used (``fitted_on ==
-"none"``); ``feqa export`` warns loudly then (a checkpoint from before calibrations existed: run ``feqa evaluate``
-on the run first, which fits and saves one).
+``clip(scale * raw + offset, label_min, label_max)``, computed inside the graph, with the same calibration written
+into ``manifest.json``.
 
 The export fails (and leaves no manifest) when any output of any graph differs from torch by more than
 ``tolerance`` at batch 1 and batch 3. A TensorRT fp16 engine is built from ``model.onnx`` only when
@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import logging
 import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -36,8 +38,9 @@ from torch import nn
 
 from common.errors import ModelError
 from common.manifest import Calibration, GraphSpec, Manifest, TensorSpec
-from trainer.data.samples import IMAGENET_MEAN, IMAGENET_STD
-from trainer.models.trampformer import TrampFormer
+from common.protocols import UnknownProtocol, model_key
+from trainer.builders import heatmap_spec
+from trainer.checkpoint import Checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +48,13 @@ PARITY_TOLERANCE = 1e-4
 
 
 class FrameGraph(nn.Module):
-    def __init__(self, model: TrampFormer) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_frames(frames)
+        out: torch.Tensor = self.model.encode_frames(frames)  # type: ignore[operator]
+        return out
 
 
 class CalibratedScore(nn.Module):
@@ -67,30 +71,28 @@ class CalibratedScore(nn.Module):
 
 
 class WindowGraph(nn.Module):
-    def __init__(self, model: TrampFormer, calibration: Calibration) -> None:
+    """Cached frame features + the family's other window inputs -> (score, raw)."""
+
+    def __init__(self, model: nn.Module, calibration: Calibration) -> None:
         super().__init__()
         self.model = model
         self.score = CalibratedScore(calibration)
 
-    def forward(
-        self, frame_features: torch.Tensor, trajectory: torch.Tensor, index_t: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        out: tuple[torch.Tensor, torch.Tensor] = self.score(
-            self.model.forward_features(frame_features, trajectory, index_t)
-        )
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out: tuple[torch.Tensor, torch.Tensor] = self.score(self.model.forward_features(*inputs))  # type: ignore[operator]
         return out
 
 
 class ClipGraph(nn.Module):
-    def __init__(self, model: TrampFormer, calibration: Calibration) -> None:
+    """The whole model on a clip -> (score, raw)."""
+
+    def __init__(self, model: nn.Module, calibration: Calibration) -> None:
         super().__init__()
         self.model = model
         self.score = CalibratedScore(calibration)
 
-    def forward(
-        self, frames: torch.Tensor, trajectory: torch.Tensor, index_t: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        out: tuple[torch.Tensor, torch.Tensor] = self.score(self.model(frames, trajectory, index_t))
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out: tuple[torch.Tensor, torch.Tensor] = self.score(self.model(*inputs))
         return out
 
 
@@ -102,19 +104,31 @@ class ExportResult:
     tensorrt_engine: Path | None
 
 
-def example_inputs(model: TrampFormer, batch: int, seed: int = 0) -> dict[str, dict[str, torch.Tensor]]:
-    """Random inputs of the right shapes for each graph."""
-    cfg = model.cfg
+def _input(name: str, cfg: Any, batch: int, feature_dim: int, g: torch.Generator) -> torch.Tensor:
+    """A random tensor of the shape the family's input ``name`` has."""
+    tf, s = cfg.rgb_frames, cfg.rgb.image_size
+    if name == "frames":
+        return torch.randn(batch, tf, 3, s, s, generator=g)
+    if name == "frame_features":
+        return torch.randn(batch, tf, feature_dim, generator=g)
+    if name == "trajectory":
+        return torch.randn(batch, cfg.skate.t_p, 63, 5, generator=g) * 20
+    if name == "index_t":
+        return torch.linspace(-1, 1, cfg.skate.t_p).expand(batch, cfg.skate.t_p).contiguous()
+    if name == "heatmaps":
+        h = cfg.heatmap.crop
+        return torch.rand(batch, tf, 3, h, h, generator=g)
+    raise ModelError(f"no example for model input {name!r}")
+
+
+def example_inputs(model: nn.Module, batch: int, seed: int = 0) -> dict[str, dict[str, torch.Tensor]]:
+    """Random inputs of the right shapes for each graph of ``model``'s family."""
+    cfg: Any = getattr(model, "cfg")  # noqa: B009 - every family keeps its config there
     g = torch.Generator().manual_seed(seed)
-    s, tf, tp, d = cfg.rgb.image_size, cfg.rgb_frames, cfg.skate.t_p, model.rgb_encoder.out_dim
-    frames = torch.randn(batch, tf, 3, s, s, generator=g)
-    traj = torch.randn(batch, tp, 63, 5, generator=g) * 20
-    index_t = torch.linspace(-1, 1, tp).expand(batch, tp).contiguous()
-    return {
-        "frame": {"frames": frames[:, 0]},
-        "window": {"frame_features": torch.randn(batch, tf, d, generator=g), "trajectory": traj, "index_t": index_t},
-        "clip": {"frames": frames, "trajectory": traj, "index_t": index_t},
-    }
+    dim = int(cfg.rgb.out_dim)
+    clip = {n: _input(n, cfg, batch, dim, g) for n in getattr(model, "INPUTS")}  # noqa: B009
+    window = {n: clip[n] if n in clip else _input(n, cfg, batch, dim, g) for n in getattr(model, "WINDOW_INPUTS")}  # noqa: B009
+    return {"frame": {"frames": clip["frames"][:, 0]}, "window": window, "clip": clip}
 
 
 _OUTPUTS: dict[str, tuple[str, ...]] = {"frame": ("features",), "window": ("score", "raw"), "clip": ("score", "raw")}
@@ -131,13 +145,16 @@ def _outputs(module: nn.Module, inputs: dict[str, torch.Tensor]) -> list[torch.T
 def export_graph(module: nn.Module, inputs: dict[str, torch.Tensor], outputs: Sequence[str], path: Path) -> None:
     """ONNX export with a dynamic batch axis on every input; ``outputs`` names the module's outputs in order."""
     batch = torch.export.Dim("batch", min=1, max=1024)
-    dynamic = {name: {0: batch} for name in inputs}
+    per_input = tuple({0: batch} for _ in inputs)
+    params = inspect.signature(module.forward).parameters.values()
+    varargs = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
+    dynamic: tuple[Any, ...] = (per_input,) if varargs else per_input  # forward(*inputs) takes them as one tuple
     torch.onnx.export(
         module,
         tuple(inputs.values()),
         str(path),
         input_names=list(inputs),
-        output_names=[outputs] if isinstance(outputs, str) else list(outputs),
+        output_names=list(outputs),
         dynamic_shapes=dynamic,
         dynamo=True,
         external_data=False,
@@ -203,36 +220,41 @@ def build_tensorrt(onnx_path: Path) -> Path | None:
     return out
 
 
-def export(
-    model: TrampFormer,
-    folder: Path,
-    *,
-    name: str,
-    version: str,
-    task: str,
-    protocol: str,
-    fps: float,
-    label_range: tuple[float, float],
-    metrics: dict[str, float] | None = None,
-    data_hash: str = "",
-    time_index: str = "window",
-    tolerance: float = PARITY_TOLERANCE,
-    calibration: Calibration | None = None,
-    landmarker: str = "",
-) -> ExportResult:
-    """Write the three graphs and the manifest into ``folder`` after checking parity; see the module docstring.
+def artifact_folder(models_dir: Path, ckpt: Checkpoint, version: str) -> Path:
+    """``models_dir/<protocol>/<task>/<version>``; a dataset that is no clinical protocol (UNBC-McMaster) has none."""
+    try:
+        key = model_key(ckpt.protocol, ckpt.task)
+    except UnknownProtocol as exc:
+        raise ModelError(f"{ckpt.protocol}/{ckpt.task} is not a protocol task the scorer serves ({exc})") from exc
+    if not version or "/" in version or version.startswith("."):
+        raise ModelError(f"version must be a plain folder name, got {version!r}")
+    return Path(models_dir) / key / version
 
-    ``calibration`` (default: the identity over ``label_range``) must clamp to ``label_range``. ``landmarker`` is
-    the identity of the landmarker the training observations came from (recorded in the checkpoint by training);
-    the scorer applies the model only to windows of the same landmarker.
-    """
-    calibration = calibration or Calibration.identity(*label_range)
-    if (calibration.clamp_min, calibration.clamp_max) != tuple(label_range):
+
+def export(
+    ckpt: Checkpoint,
+    models_dir: Path,
+    *,
+    version: str,
+    name: str = "",
+    metrics: dict[str, float] | None = None,
+    tolerance: float = PARITY_TOLERANCE,
+    require_calibration: bool = True,
+) -> ExportResult:
+    """Write the three graphs and the manifest of ``ckpt`` under ``models_dir`` after checking parity.
+
+    ``require_calibration=False`` exports the identity (clamp only) when the checkpoint has none (tests, benchmarks)."""
+    if ckpt.calibration is None and require_calibration:
+        raise ModelError(f"{ckpt.task}: the checkpoint has no score calibration (its run did not finish)")
+    calibration = ckpt.calibration or Calibration.identity(ckpt.label_min, ckpt.label_max)
+    if (calibration.clamp_min, calibration.clamp_max) != (ckpt.label_min, ckpt.label_max):
         raise ModelError(
             f"calibration clamps to [{calibration.clamp_min}, {calibration.clamp_max}] "
-            f"but the label scale is [{label_range[0]}, {label_range[1]}]"
+            f"but the label scale is [{ckpt.label_min}, {ckpt.label_max}]"
         )
-    model = model.eval().cpu()
+    folder = artifact_folder(models_dir, ckpt, version)
+    model = ckpt.model().cpu()
+    cfg: Any = getattr(model, "cfg")  # noqa: B009
     folder.mkdir(parents=True, exist_ok=True)
     modules: dict[str, nn.Module] = {
         "frame": FrameGraph(model).eval(),
@@ -258,30 +280,35 @@ def export(
             outputs=tuple(_spec(n, t) for n, t in zip(_OUTPUTS[key], outs, strict=True)),
             sha256=_sha256(path),
         )
-    cfg = model.cfg
+    skate = getattr(cfg, "skate", None)
     manifest = Manifest(
-        name=name,
+        name=name or f"{ckpt.family}_{ckpt.task}",
         version=version,
-        family="tramp_former",
-        task=task,
-        protocol=protocol,
+        family=ckpt.family,
+        task=ckpt.task,
+        protocol=ckpt.protocol,
         graphs=graphs,
-        fps=fps,
-        t_p=cfg.skate.t_p,
-        rgb_frames=cfg.rgb_frames,
-        rgb_size=cfg.rgb.image_size,
-        rgb_mean=IMAGENET_MEAN,
-        rgb_std=IMAGENET_STD,
-        label_min=label_range[0],
-        label_max=label_range[1],
-        metrics={**(metrics or {}), **{f"parity_max_abs_{k}": v for k, v in diffs.items()}},
-        data_hash=data_hash,
+        fps=ckpt.fps,
+        t_p=int(skate.t_p) if skate is not None else 0,
+        rgb_frames=int(cfg.rgb_frames),
+        rgb_size=int(cfg.rgb.image_size),
+        rgb_mean=tuple(cfg.rgb.mean),
+        rgb_std=tuple(cfg.rgb.std),
+        label_min=ckpt.label_min,
+        label_max=ckpt.label_max,
+        landmarker=ckpt.landmarker,
+        metrics={
+            **(metrics or {}),
+            "val_spearman": ckpt.val_spearman,
+            **{f"parity_max_abs_{k}": v for k, v in diffs.items()},
+        },
+        data_hash=ckpt.data_hash,
         code_version=_code_version(),
-        model_config=cfg.to_dict(),
-        time_index=time_index,
+        model_config=ckpt.model_config,
+        time_index=str(getattr(cfg, "time_index", "window")),
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         calibration=calibration,
-        landmarker=landmarker,
+        heatmap=heatmap_spec(cfg),
     )
     manifest.write(folder)
     return ExportResult(folder, manifest, diffs, build_tensorrt(folder / _FILES["clip"]))

@@ -1,5 +1,5 @@
-"""Evaluation metrics: Spearman per expression and their arithmetic mean, MAE, RMSE, per-subject errors, bootstrap
-confidence intervals."""
+"""Evaluation metrics: Spearman per expression and their arithmetic mean, MAE, RMSE, Pearson's r (the UNBC-McMaster
+figure), per-subject errors, bootstrap confidence intervals."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import spearmanr
+from scipy.stats import pearsonr, spearmanr
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,6 +20,7 @@ class ExpressionMetrics:
     mae_ci: tuple[float, float]
     rmse: float
     per_subject_mae: dict[str, float]
+    pearson: float = 0.0
 
 
 def spearman(pred: npt.ArrayLike, label: npt.ArrayLike) -> float:
@@ -28,6 +29,14 @@ def spearman(pred: npt.ArrayLike, label: npt.ArrayLike) -> float:
     if p.size < 2 or np.ptp(p) == 0 or np.ptp(y) == 0:
         return 0.0
     return float(spearmanr(p, y).statistic)
+
+
+def pearson(pred: npt.ArrayLike, label: npt.ArrayLike) -> float:
+    """Pearson's r; 0 when either side is constant."""
+    p, y = np.asarray(pred, dtype=np.float64), np.asarray(label, dtype=np.float64)
+    if p.size < 2 or np.ptp(p) == 0 or np.ptp(y) == 0:
+        return 0.0
+    return float(pearsonr(p, y).statistic)
 
 
 def bootstrap_ci(
@@ -60,6 +69,7 @@ def expression_metrics(
         mae_ci=bootstrap_ci(p, y, "mae", reps, seed),
         rmse=float(np.sqrt((err**2).mean())),
         per_subject_mae={str(s): float(np.abs(err[subj == s]).mean()) for s in sorted(set(subjects))},
+        pearson=pearson(p, y),
     )
 
 

@@ -10,7 +10,14 @@ from typing import Any
 
 from trainer.baselines import BASELINES
 
-_SHORT = {"constant": "const", "length": "length", "distance": "dist", "kinematics": "kinem"}
+_SHORT = {
+    "constant": "const",
+    "length": "length",
+    "distance": "dist",
+    "kinematics": "kinem",
+    "mean_displacement": "m.disp",
+    "peak_displacement": "p.disp",
+}
 
 
 def comparison_lines(title: str, expressions: dict[str, dict[str, Any]]) -> list[str]:

@@ -91,6 +91,7 @@ async def test_the_dataset_path_and_the_live_path_give_identical_model_inputs(tm
     from trainer.data.landmarking import VideoLandmarking
     from trainer.data.layouts import ClipRecord
     from trainer.data.samples import ClipSamples, SampleSpec
+    from trainer.models.formerdfer import IMAGENET_MEAN, IMAGENET_STD
 
     spec = PatientSpec(seed=4, protocol="pfed5", severity=1.0, reps=1, tasks=("smile",))
     ph = Phantom(spec, 320, 240, FPS)
@@ -105,11 +106,12 @@ async def test_the_dataset_path_and_the_live_path_give_identical_model_inputs(tm
         for packet in stream.encode():
             container.mux(packet)
     save_truth(truth_table(ph, range(n)), sidecar_path(video))
-    sizes = SampleSpec(t_p=16, rgb_frames=8, image_size=32, train=False, fps=FPS)
+    sizes = SampleSpec(t_p=16, rgb_frames=8, image_size=32, mean=IMAGENET_MEAN, std=IMAGENET_STD, train=False, fps=FPS)
     record = ClipRecord("clip", "001", "smile", 1.0, n, None, None, None, "test", video=video)
     landmarking = VideoLandmarking(TrackerSettings(landmarker="phantom"))
     result = build_cache([record], tmp_path / "cache", 36, "video", lambda: landmarking, model_size=32, fps=FPS)
-    frames, traj, index_t, _ = ClipSamples(result.clips, sizes)[0]
+    item = ClipSamples(result.clips, sizes)[0]
+    frames, traj, index_t = item["frames"], item["trajectory"], item["index_t"]
     # live: decode the same file, run the frames through the tracker pipeline, build the scorer's clip
     decoded = []
     with av.open(str(video)) as container:

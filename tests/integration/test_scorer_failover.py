@@ -232,7 +232,8 @@ async def test_a_round_slower_than_the_lease_keeps_the_session(
     models = tmp_path / "models"
     copy_artifact(shared_random_artifact("micro", fps=25.0), models, version="1")
     sid, ttl_ms, n = "slow0", 600, 30
-    spec = PatientSpec(seed=8, protocol="pfed5", severity=1.0, reps=1, tasks=("smile",))
+    # three repetitions: the fair phantom draws each one's length (one smile can be shorter than the 3 n frames read)
+    spec = PatientSpec(seed=8, protocol="pfed5", severity=1.0, reps=3, tasks=("smile",))
     await live_session(fbus, sid, phantom=spec.to_json(), fps=25.0)
     seen = observe(spec, range(3 * n), fps=25.0, sid=sid)  # a task clip of n frames per round
     await fbus.publish_many(OBS, seen.obs)

@@ -24,7 +24,6 @@ from phantom.face import Phantom
 from phantom.spec import PatientSpec
 from phantom.video import write_video
 from scorer.worker import ScorerWorker
-from tests.model_artifacts import export_artifact
 from tests.scorer_harness import (
     PhantomStream,
     open_session,
@@ -36,13 +35,15 @@ from tests.scorer_harness import (
     windows,
 )
 from tracker.settings import TrackerSettings
-from trainer.calibration import checkpoint_calibration
+from trainer import checkpoint
+from trainer.checkpoint import BEST
 from trainer.config import resolve
 from trainer.data.cache import build_cache
+from trainer.data.dataset import ExpressionData
 from trainer.data.landmarking import VideoLandmarking
 from trainer.data.layouts import ClipRecord
+from trainer.export import export
 from trainer.metrics import spearman
-from trainer.runs import BEST, ExpressionData, load_checkpoint
 from trainer.train import train_expression
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -102,10 +103,9 @@ def _train(tmp_path: Path) -> tuple[Path, dict[str, float]]:
     val = [c for c in cached.clips if c.record.subject in val_subjects]
     torch.set_num_threads(1)
     result = train_expression(cfg, ExpressionData("smile", train, val, []), tmp_path / "run", resume=False)
-    model, ckpt = load_checkpoint(tmp_path / "run" / BEST)
-    calibration = checkpoint_calibration(ckpt)
+    ckpt = checkpoint.read(tmp_path / "run" / BEST)
     models = tmp_path / "models"
-    export_artifact(models, model, fps=FPS, calibration=calibration)
+    export(ckpt, models, version="1")
     return models, {"val_spearman": result.best_val_spearman}
 
 

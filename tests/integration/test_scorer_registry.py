@@ -49,7 +49,7 @@ REFUSALS: dict[str, tuple[Callable[[Path], None], str]] = {
     "version mismatch": (lambda f: _edit(f, version="99"), "differs from its folder name"),
     "no landmarker": (lambda f: _edit(f, landmarker=""), "does not record the landmarker"),
     "wrong scale": (lambda f: _edit(f, calibration=Calibration.identity(0, 3)), "pfed5's scale is 0-4"),
-    "unknown family": (lambda f: _edit(f, family="qafe_net"), "family 'qafe_net' is unknown"),
+    "unknown family": (lambda f: _edit(f, family="no_such_family"), "model family 'no_such_family' unknown"),
     "missing graph": (lambda f: (f / "window.onnx").unlink(), "window.onnx is missing"),
     "corrupt graph": (lambda f: (f / "frame_encoder.onnx").write_bytes(b"\x08\x07garbage"), "sha256"),
     "unloadable graph": (lambda f: _corrupt_unhashed(f), "cannot load ONNX graph"),

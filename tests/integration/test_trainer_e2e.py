@@ -1,11 +1,11 @@
-"""End to end on a phantom PFED5-layout dataset: train (micro config), calibrate on validation, evaluate, export with
-parity and the calibrated ``score`` output, CLI."""
+"""End to end on a phantom PFED5-layout dataset: train TraMP-Former (micro config), calibrate on validation, evaluate,
+export from best.pt alone with parity and the calibrated ``score`` output, CLI."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -15,8 +15,12 @@ from click.testing import CliRunner
 
 from common.manifest import Calibration, Manifest
 from phantom.dataset import write_pfed5
-from trainer.calibration import checkpoint_calibration
+from trainer import checkpoint
+from trainer.baselines import clip_baselines, margin_over_baselines
+from trainer.checkpoint import Checkpoint
 from trainer.cli import cli
+from trainer.config import load_resolved
+from trainer.data.dataset import load_dataset
 
 pytestmark = pytest.mark.integration
 
@@ -61,41 +65,48 @@ def test_training_loss_falls_and_config_is_saved(run_dir: Path) -> None:
     assert (run_dir / "smile" / "best.pt").is_file() and (run_dir / "smile" / "last.pt").is_file()
 
 
-def _checkpoint(run_dir: Path) -> dict[str, Any]:
-    ckpt: dict[str, Any] = torch.load(run_dir / "smile" / "best.pt", map_location="cpu", weights_only=False)
-    return ckpt
+def _checkpoint(run_dir: Path) -> Checkpoint:
+    return checkpoint.read(run_dir / "smile" / "best.pt")
 
 
-def test_best_checkpoint_holds_a_validation_fitted_calibration(run_dir: Path) -> None:
-    stored = _checkpoint(run_dir)["calibration"]
-    cal = Calibration.from_dict(stored)
-    assert cal.fitted_on == "validation" and cal.scale > 0 and cal.n >= 4
+def test_best_checkpoint_is_typed_and_holds_a_validation_fitted_calibration(run_dir: Path) -> None:
+    ckpt = _checkpoint(run_dir)
+    assert (ckpt.family, ckpt.protocol, ckpt.task, ckpt.fps) == ("tramp_former", "pfed5", "smile", FPS)
+    assert (ckpt.label_min, ckpt.label_max) == (0.0, 4.0) and ckpt.landmarker == "phantom"
+    assert ckpt.model_config["skate"]["bias_index"] == "centred"  # no official weights: our rule
+    assert ckpt.model_config["time_index"] == "window" and ckpt.model_config["skate"]["motion_channels"]
+    assert ckpt.epoch >= 1 and len(ckpt.data_hash) == 16
+    cal = ckpt.calibration
+    assert cal is not None and cal.fitted_on == "validation" and cal.scale > 0 and cal.n >= 4
     assert (cal.clamp_min, cal.clamp_max) == (0.0, 4.0)
     # BMC's raw output sits off the label scale; the validation-fitted map brings it much closer
-    assert stored["val_mae_calibrated"] < stored["val_mae_raw"]
+    assert ckpt.calibration_report["val_mae_calibrated"] < ckpt.calibration_report["val_mae_raw"]
+    # our own files hold only tensors, numbers and strings
+    torch.load(run_dir / "smile" / "best.pt", weights_only=True)
+    torch.load(run_dir / "smile" / "last.pt", weights_only=True)
 
 
 def test_evaluate_held_out_spearman_and_plots(run_dir: Path) -> None:
-    # An old checkpoint without a calibration: evaluate fits one on validation (the same one training fitted) and
-    # saves it back into best.pt.
-    ckpt = _checkpoint(run_dir)
-    fitted = Calibration.from_dict(ckpt.pop("calibration"))
-    torch.save(ckpt, run_dir / "smile" / "best.pt")
     result = CliRunner().invoke(cli, ["evaluate", str(run_dir), "--bootstrap", "200"])
     assert result.exit_code == 0, result.output
-    refitted = checkpoint_calibration(_checkpoint(run_dir))
-    assert refitted is not None and refitted.fitted_on == "validation" and refitted.n == fitted.n
-    assert refitted.scale == pytest.approx(fitted.scale, rel=1e-5)
-    assert refitted.offset == pytest.approx(fitted.offset, abs=1e-5)
+    fitted = _checkpoint(run_dir).calibration
     metrics = json.loads((run_dir / "metrics.json").read_text())
     smile = metrics["expressions"]["smile"]
-    assert smile["spearman"] > 0.5, smile
+    cfg = load_resolved(run_dir / "config.toml")
+    data = load_dataset(cfg).expressions["smile"]
+    scores = clip_baselines(data.train + data.val, data.test, "smile", FPS, (0.0, 4.0))
+    # evaluate reports the same baselines beside the model (fitted on training and validation subjects, scored on
+    # the test clips), and the model's Spearman margin over the best ranking one
+    assert smile["baselines"] == {k: {"spearman": v.spearman, "mae": v.mae} for k, v in scores.items()}
+    assert smile["margin_over_baselines"] == pytest.approx(margin_over_baselines(smile["spearman"], scores))
+    assert smile["spearman"] > 0.5, smile["spearman"]
+    assert "vs baselines" in result.output
     lo, hi = smile["spearman_ci"]
     assert lo <= smile["spearman"] <= hi
     assert smile["per_subject_mae"] and smile["rmse"] >= smile["mae"]
     # BMC leaves the raw scores stretched and shifted (raw MAE about 1.8 here); the affine map fitted on validation
     # clips brings the test error under one grade (about 0.4 here).
-    assert Calibration.from_dict(smile["calibration"]) == refitted
+    assert Calibration.from_dict(smile["calibration"]) == fitted
     assert smile["rmse_calibrated"] >= smile["mae_calibrated"]
     assert smile["mae_calibrated"] < smile["mae"] and smile["mae_calibrated"] < 1.0
     assert smile["spearman_calibrated"] > 0.5
@@ -118,8 +129,9 @@ def test_evaluate_held_out_spearman_and_plots(run_dir: Path) -> None:
 def _window_inputs(manifest: Manifest, rng: np.random.Generator) -> list[dict[str, np.ndarray]]:
     """Window-graph inputs that drive the raw output across and beyond the label scale.
 
-    Random frame features and trajectories read as a still face (raw output well below 0 here); trajectories that
-    drift steadily over the window, at gains swept over five decades, read as ever larger movements.
+    Random frame features and trajectories at gains up to 1e4 push the calibrated output off the label scale;
+    trajectories that drift steadily over the window, at gains swept over five decades, read as ever larger
+    movements.
     """
     shapes = {s.name: tuple(int(d) for d in s.shape[1:]) for s in manifest.graphs["window"].inputs}
     batch = 32
@@ -130,7 +142,7 @@ def _window_inputs(manifest: Manifest, rng: np.random.Generator) -> list[dict[st
             "trajectory": (gain * rng.standard_normal((batch, *shapes["trajectory"]))).astype(np.float32),
             "index_t": index_t.copy(),
         }
-        for gain in (1.0, 100.0)
+        for gain in (1.0, 100.0, 1e4)
     ]
     t_p = shapes["trajectory"][0]
     drift = np.linspace(0, 1, t_p, dtype=np.float32)[None, :, None, None] * np.ones(shapes["trajectory"], np.float32)
@@ -144,18 +156,22 @@ def _window_inputs(manifest: Manifest, rng: np.random.Generator) -> list[dict[st
 
 
 def test_export_parity_calibrated_score_and_manifest(run_dir: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["export", str(run_dir), "--models-dir", str(tmp_path), "--version", "3"])
+    # best.pt alone is enough: export it from a folder holding nothing else
+    alone = tmp_path / "elsewhere" / "best.pt"
+    alone.parent.mkdir()
+    alone.write_bytes((run_dir / "smile" / "best.pt").read_bytes())
+    result = CliRunner().invoke(cli, ["export", str(alone), "--models-dir", str(tmp_path / "models"), "--version", "3"])
     assert result.exit_code == 0, result.output
-    assert "WARNING" not in result.output
-    folder = tmp_path / "tramp_smile" / "3"
+    folder = tmp_path / "models" / "pfed5" / "smile" / "3"
     manifest = Manifest.read(folder)
     manifest.check_compatible()
     assert manifest.task == "smile" and manifest.t_p == 16 and set(manifest.graphs) == {"frame", "window", "clip"}
-    assert manifest.fps == FPS
+    assert (manifest.family, manifest.protocol, manifest.fps, manifest.landmarker) == ("tramp_former", "pfed5", FPS,
+                                                                                      "phantom")  # fmt: skip
+    assert manifest.heatmap is None and manifest.time_index == "window"
     assert all(manifest.metrics[f"parity_max_abs_{k}"] <= 1e-4 for k in manifest.graphs)
-    assert "mae_calibrated" in manifest.metrics
     cal = manifest.calibration
-    assert cal == checkpoint_calibration(_checkpoint(run_dir)) and cal.fitted_on == "validation"
+    assert cal == _checkpoint(run_dir).calibration and cal.fitted_on == "validation"
     for graph in ("window", "clip"):
         assert [o.name for o in manifest.graphs[graph].outputs] == ["score", "raw"]
         sess = ort.InferenceSession(str(folder / manifest.graphs[graph].file), providers=["CPUExecutionProvider"])
@@ -170,7 +186,8 @@ def test_export_parity_calibrated_score_and_manifest(run_dir: Path, tmp_path: Pa
         raws.append(raw)
         scores.append(score)
     raw_all, score_all = np.concatenate(raws), np.concatenate(scores)
-    assert ((raw_all < 0.0) | (raw_all > 4.0)).any()  # the clamp was exercised ...
+    affine = cal.scale * raw_all + cal.offset
+    assert ((affine < 0.0) | (affine > 4.0)).any()  # the clamp was exercised ...
     assert ((score_all >= 0.0) & (score_all <= 4.0)).all()  # ... every shown score is on the label scale ...
     assert ((score_all > 0.1) & (score_all < 3.9)).sum() >= 3  # ... and the affine part was exercised too
 
@@ -180,6 +197,17 @@ def test_resume_continues_from_last_epoch(run_dir: Path, dataset: Path) -> None:
     assert result.exit_code == 0, result.output
     history = json.loads((run_dir / "smile" / "history.json").read_text())
     assert [h["epoch"] for h in history] == list(range(1, 12))
+
+
+def test_an_unfinished_checkpoint_is_refused_by_evaluate_and_export(run_dir: Path, tmp_path: Path) -> None:
+    unfinished = tmp_path / "run"
+    (unfinished / "smile").mkdir(parents=True)
+    (unfinished / "config.toml").write_text((run_dir / "config.toml").read_text())
+    checkpoint.save(unfinished / "smile" / "best.pt", dataclasses.replace(_checkpoint(run_dir), calibration=None))
+    for args in (["evaluate", str(unfinished)], ["export", str(unfinished), "--models-dir", str(tmp_path / "m")]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code != 0 and "--resume" in result.output, result.output
+    assert not (tmp_path / "m").exists()
 
 
 def test_bad_dataset_root_is_a_clear_error(tmp_path: Path) -> None:

@@ -23,7 +23,8 @@ from tracker.settings import TrackerSettings
 from trainer.cli import cli
 from trainer.data.cache import CacheResult, build_cache
 from trainer.data.landmarking import VideoLandmarking
-from trainer.data.layouts import ClipRecord, read_neuroface, read_pfed5
+from trainer.data.layouts import read_neuroface, read_pfed5
+from trainer.data.records import ClipRecord
 
 pytestmark = pytest.mark.integration
 

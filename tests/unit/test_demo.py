@@ -39,7 +39,10 @@ def test_task_marks_cover_every_repetition_with_one_clip_length() -> None:
     for (start, end), seg in zip(pairs, ph.schedule, strict=True):
         assert (start.type, end.type) == ("task_start", "task_end")
         assert end.frame - start.frame == CLIP_FRAMES - 1
-        assert ph.truth(start.frame + LIVE_LEAD).phase == "onset"  # the mark precedes the movement by the lead
+        # the mark precedes the movement by the lead: that frame is the first past the idle lead-in (onset, or hold
+        # where the ramp is shorter than a frame period)
+        assert ph.truth(start.frame + LIVE_LEAD).phase != "idle"
+        assert start.frame + LIVE_LEAD == seg.start or ph.truth(start.frame + LIVE_LEAD - 1).phase == "idle"
         assert seg.start <= start.frame and end.frame < seg.end  # inside its own repetition
 
 

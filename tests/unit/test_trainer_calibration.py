@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from common.manifest import Calibration
-from trainer.calibration import MIN_CLIPS, checkpoint_calibration, fit_calibration
+from trainer.calibration import MIN_CLIPS, fit_calibration
 
 pytestmark = pytest.mark.unit
 
@@ -25,9 +25,7 @@ def test_fit_maps_stretched_predictions_onto_the_label_scale() -> None:
     assert np.allclose(cal.apply(pred), LABEL)
     assert fit.val_mae_raw == pytest.approx(np.abs(pred - LABEL).mean())
     assert fit.val_mae_calibrated == pytest.approx(0.0, abs=1e-9) and fit.note == ""
-    stored = fit.to_checkpoint()
-    assert checkpoint_calibration({"calibration": stored}) == cal
-    assert stored["val_mae_raw"] == fit.val_mae_raw
+    assert fit.report() == {"val_mae_raw": fit.val_mae_raw, "val_mae_calibrated": fit.val_mae_calibrated, "note": ""}
 
 
 def test_reversed_predictions_get_the_identity(caplog: pytest.LogCaptureFixture) -> None:
@@ -60,7 +58,3 @@ def test_constant_labels_or_broken_predictions_get_the_identity() -> None:
     assert nan.calibration.fitted_on == "none" and "non-finite" in nan.note
     with pytest.raises(ValueError, match="equal length"):
         fit_calibration(LABEL, LABEL[:-1], (0.0, 4.0))
-
-
-def test_checkpoint_without_calibration_reads_as_none() -> None:
-    assert checkpoint_calibration({"model": {}, "epoch": 3}) is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -82,20 +84,71 @@ def test_tramp_former_forward_and_cached_path_agree() -> None:
     torch.testing.assert_close(score, cached)
 
 
-def test_fusion_attention_is_not_degenerate() -> None:
-    """The query projection receives gradient (it would not with one token per stream)."""
-    cfg = trampformer.micro()
+@pytest.mark.parametrize(("fusion", "degenerate"), [("tokens", False), ("reference", True)])
+def test_fusion_attention_is_degenerate_only_in_the_reference_mode(fusion: str, degenerate: bool) -> None:
+    """With one token per side (the reference) the softmax over one key is 1, so the query projection gets no
+    gradient; our token fusion gives it one."""
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(trampformer.micro(), fusion=fusion)
     model = trampformer.TrampFormer(cfg)
     frames = torch.randn(2, cfg.rgb_frames, 3, 32, 32)
     traj = torch.randn(2, cfg.skate.t_p, 63, 5)
     model(frames, traj, torch.zeros(2, cfg.skate.t_p)).sum().backward()
-    grad = model.fusion[0].q.weight.grad  # type: ignore[union-attr]
-    assert grad is not None and float(grad.abs().sum()) > 0
+    grad = model.fusion[0].attn.q.weight.grad  # type: ignore[union-attr]
+    assert grad is not None and (float(grad.abs().sum()) == 0.0) == degenerate
+
+
+def test_reference_fusion_is_the_pooled_single_token_computation() -> None:
+    """fusion = reference: each block adds W_o W_v LN(pooled trajectory) to the pooled RGB token, then its FFN."""
+    torch.manual_seed(1)
+    cfg = dataclasses.replace(trampformer.micro(), fusion="reference")
+    model = trampformer.TrampFormer(cfg).eval()
+    frames = torch.randn(2, cfg.rgb_frames, 3, 32, 32)
+    traj = torch.randn(2, cfg.skate.t_p, 63, 5)
+    index_t = torch.zeros(2, cfg.skate.t_p)
+    with torch.no_grad():
+        rgb = model.rgb_proj(model.rgb_encoder(frames)).mean(dim=1)
+        tok = model.traj_proj(model.traj_encoder.pooled(traj, index_t))
+        for block in model.fusion:
+            a = block.attn  # type: ignore[union-attr]
+            rgb = rgb + a.proj(a.v(block.norm_kv(tok)))  # type: ignore[union-attr, operator]
+            rgb = rgb + block.ffn(block.norm_2(rgb))  # type: ignore[union-attr, operator]
+        want = model.head(rgb).squeeze(-1)
+        got = model(frames, traj, index_t)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_former_dfer_at_112_pixels_has_49_tokens_and_its_own_normalisation() -> None:
+    cfg = dataclasses.replace(formerdfer.paper(), image_size=112, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    enc = formerdfer.FormerDFER(cfg).eval()
+    assert enc.s_former.pos_embedding.shape == (1, 49, 256)
+    with torch.no_grad():
+        assert enc(torch.rand(1, 16, 3, 112, 112)).shape == (1, 1, 512)
+    assert trampformer.TrampFormerConfig.from_dict(trampformer.TrampFormerConfig(rgb=cfg).to_dict()).rgb == cfg
+    with pytest.raises(ValueError, match="multiple of 16"):
+        dataclasses.replace(formerdfer.paper(), image_size=120).validate()
 
 
 def test_config_round_trips_through_dict() -> None:
     cfg = trampformer.small()
     assert trampformer.TrampFormerConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("factory", [skateformer.micro, skateformer.paper])
+@pytest.mark.parametrize("kind", PARTITION_TYPES)
+def test_one_transpose_windows_equal_partition_then_split(factory: object, kind: int) -> None:
+    """The forward pass's fused window layout is the documented partition, then q/k/v and heads, exactly."""
+    cfg = factory()  # type: ignore[operator]
+    torch.manual_seed(kind)
+    heads, hd = 2, 3
+    x = torch.randn(2, 3 * heads * hd, cfg.t_p, 63)
+    attn = skateformer.PartitionAttention(kind, heads * hd, heads, cfg).eval()
+    shape = (2, 3 * heads * hd, cfg.t_p, 63)
+    with torch.no_grad():
+        want = reverse(attn(partition(x, kind, cfg)), kind, shape, cfg)
+        got = skateformer.attention_unwindow(attn.attend(skateformer.attention_windows(x, kind, heads, cfg)), kind,
+                                             shape, cfg)  # fmt: skip
+    assert torch.equal(got, want)
 
 
 def test_deformation_channels_hold_movement_not_shape_or_head_motion() -> None:

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from common.errors import ModelError
+from trainer.keymaps import FORMER_DFER, FORMER_DFER_RELEASED, SKATEFORMER
 from trainer.models import formerdfer, skateformer
-from trainer.pretrained import FORMER_DFER, FORMER_DFER_RELEASED, SKATEFORMER, load_file, load_strict
+from trainer.pretrained import load_file, load_strict
 
 pytestmark = pytest.mark.unit
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from trainer.builders import model_config
 from trainer.config import resolve
 from trainer.data.cache import CachedClip
-from trainer.data.layouts import ClipRecord
+from trainer.data.records import ClipRecord
 from trainer.models.trampformer import TrampFormer
-from trainer.runs import model_config
-from trainer.train import predict
+from trainer.predict import predict
 
 pytestmark = pytest.mark.unit
 
@@ -39,7 +39,7 @@ def test_score_ignores_extra_lead_in_frames_only_under_the_window_rule(tmp_path:
     for lead in (5, 20, 60):  # the same movement, started later in a longer recording
         idle = np.repeat(movement[:1], lead, axis=0) + rng.normal(0.0, 0.2, (lead, 63, 5)).astype(np.float32)
         clips.append(_clip(tmp_path, f"lead{lead}", np.concatenate([idle, movement])))
-    scores = predict(model, clips, cfg, torch.device("cpu"))
+    scores = predict(model, clips, torch.device("cpu"))
     spread = float(np.ptp(scores))
     if rule == "window":
         assert spread <= 1e-7, scores  # identical model inputs

@@ -9,14 +9,15 @@ A clip's features come from one of two sources (``data.landmarks``: ``auto`` pic
 
 Both sources go through :mod:`common.model_input`, the code the live scorer runs on the same observations: frames
 picked by time at the model's ``fps`` (videos; distributed files are taken to be at that rate already), gaps filled,
-the trajectory computed, and each frame's crop resized by the one resize rule twice over: to ``load_size`` for the
-training augmentation (random crop to the model's size per sample) and straight to ``model_size``, the frames an
-evaluation item (and the live scorer) feeds the model. One ``.npz`` per clip under ``cache_dir``, named by a hash
-of the feature and model-input versions, both sizes, the fps, the clip's source files and (for videos) the
-landmarking identity, so a changed file, rule or landmarker never reads stale features. Each cached video clip
-also names its landmarker (e.g. ``mediapipe-facemesh/t1``), which training records and export writes into the
-manifest. A video clip the tracker
-cannot use (undecodable, too few faces) leaves a ``.skip.json`` beside it with the reason, so it is reported, not
+the trajectory computed, and each chosen frame's crop resized by the one resize rule twice over: to ``load_size`` for
+the training augmentation (random crop to the model's size per sample) and straight to ``model_size``, the frames an
+evaluation item (and the live scorer) feeds the model. Each clip also keeps its 106 crop landmarks (of the chosen
+frames), the name of the landmarker that made them (``ClipRecord.files_landmarker`` for files), and, when a model
+needs them (QAFE-Net), its landmark heatmap images drawn by :mod:`common.heatmaps` from the landmarks and the full
+256 crops of the chosen frames, before any resizing (the code the live scorer runs). One ``.npz`` per clip under
+``cache_dir``, named by a hash of the cache layout, the feature and model-input versions, both sizes, the fps, the
+heatmap spec, the clip's source files and (for videos) the landmarking identity, so a changed file, rule or
+landmarker never reads stale features. A video clip the tracker cannot use (undecodable, too few faces) leaves a ``.skip.json`` beside it with the reason, so it is reported, not
 recomputed, on the next run.
 """
 
@@ -34,24 +35,28 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from common import features, model_input
+from common import features, heatmaps, model_input
 from common.errors import ConfigError
+from common.heatmaps import HeatmapSpec
 from trainer.data.landmarking import LandmarkedClip, VideoLandmarking
-from trainer.data.layouts import ClipRecord
+from trainer.data.records import ClipRecord
+
+REF_SIDE = 256  # the reference crop side the landmarks are measured in (models.md §5)
 
 log = logging.getLogger(__name__)
 
 SOURCES = ("auto", "files", "video")
+CACHE_VERSION = 3
+"""Bumped whenever the arrays a cache file holds change (2: landmarks, landmarker, heatmaps; 3: frames_model)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class CachedClip:
     """A clip's record and the cache file holding ``trajectory`` [T, 63, 5], ``frames`` [T, L, L, 3] uint8 at the
-    load size and ``frames_model`` [T, S, S, 3] at the model's side (the same array when the sizes agree)."""
+    load size and ``frames_model`` [T, S, S, 3] at the model's side (absent when the sizes agree)."""
 
     record: ClipRecord
     path: Path
-    landmarker: str = ""  # identity of the landmarker whose observations made the features ("" = dataset files)
 
     def load(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
         """(trajectory, frames at the load size): what training augments."""
@@ -63,6 +68,20 @@ class CachedClip:
         with np.load(self.path) as data:
             key = "frames_model" if "frames_model" in data.files else "frames"
             return data["trajectory"], data[key]
+
+    def heatmaps(self) -> npt.NDArray[np.uint8]:
+        """[T, size, size, 3] heatmap images (only in caches built with a heatmap spec)."""
+        with np.load(self.path) as data:
+            if "heatmaps" not in data:
+                raise ConfigError(f"clip {self.record.clip_id}: its cache file holds no heatmaps")
+            out: npt.NDArray[np.uint8] = data["heatmaps"]
+            return out
+
+    @property
+    def landmarker(self) -> str:
+        """Name of the landmarker the clip's observations came from."""
+        with np.load(self.path) as data:
+            return str(data["landmarker"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,8 +132,10 @@ class FrameSizes:
         return f"mi{model_input.MODEL_INPUT_VERSION}/{self.load_size}/{self.model_size}/{self.fps}"
 
 
-def _key(record: ClipRecord, sizes: FrameSizes, landmarking: str = "") -> str:
-    h = hashlib.sha256(f"v{features.FEATURE_VERSION}/{sizes.tag()}/{record.clip_id}".encode())
+def _key(record: ClipRecord, sizes: FrameSizes, landmarking: str = "", heatmap: HeatmapSpec | None = None) -> str:
+    h = hashlib.sha256(f"c{CACHE_VERSION}/v{features.FEATURE_VERSION}/{sizes.tag()}/{record.clip_id}".encode())
+    if heatmap is not None:
+        h.update(json.dumps(heatmap.to_dict(), sort_keys=True).encode())
     if landmarking:
         if record.video is None:
             raise ConfigError(f"clip {record.clip_id} has no source video")
@@ -127,56 +148,92 @@ def _key(record: ClipRecord, sizes: FrameSizes, landmarking: str = "") -> str:
     return h.hexdigest()[:20]
 
 
-Arrays = dict[str, npt.NDArray[np.generic]]
-
-
-def _frame_arrays(crops: list[npt.NDArray[np.uint8]] | npt.NDArray[np.uint8], sizes: FrameSizes) -> Arrays:
-    """Each crop resized by the one rule to the load size and (when it differs) to the model's side."""
-    out: Arrays = {"frames": np.stack([model_input.resize_rgb(c, sizes.load_size) for c in crops])}
-    if sizes.model_size is not None and sizes.model_size != sizes.load_size:
-        out["frames_model"] = np.stack([model_input.resize_rgb(c, sizes.model_size) for c in crops])
-    return out
-
-
-def _read_frames(frames_dir: Path) -> list[npt.NDArray[np.uint8]]:
-    out = []
-    for f in sorted(frames_dir.glob("*.jpg")):
+def _read_frames(frames_dir: Path) -> npt.NDArray[np.uint8]:
+    """The clip's frame images, RGB, each brought to the 256 crop side (the landmark files' pixel grid)."""
+    files = sorted(frames_dir.glob("*.jpg"))
+    out = np.empty((len(files), REF_SIDE, REF_SIDE, 3), dtype=np.uint8)
+    for i, f in enumerate(files):
         img = cv2.imread(str(f), cv2.IMREAD_COLOR)
         if img is None:
             raise ConfigError(f"cannot decode frame {f}")
-        out.append(np.asarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), dtype=np.uint8))
+        out[i] = model_input.resize_rgb(np.asarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), dtype=np.uint8), REF_SIDE)
     return out
 
 
-def preprocess(record: ClipRecord, sizes: FrameSizes) -> Arrays:
+@dataclasses.dataclass(frozen=True)
+class ClipArrays:
+    """What one cache file holds."""
+
+    trajectory: npt.NDArray[np.float32]  # [T, 63, 5]
+    frames: npt.NDArray[np.uint8]  # [T, load_size, load_size, 3]
+    frames_model: npt.NDArray[np.uint8] | None  # [T, model_size, model_size, 3] (None: the load size is the model's)
+    landmarks: npt.NDArray[np.float32]  # [T, 106, 2] in 256-crop pixels (NaN where the source has no point)
+    landmarker: str
+    heatmaps: npt.NDArray[np.uint8] | None  # [T, size, size, 3]
+    face: npt.NDArray[np.bool_] | None = None  # [T] False where the chosen frame had no face and another stands in
+
+    def save(self, path: Path) -> None:
+        arrays: dict[str, npt.NDArray[np.generic]] = {"trajectory": self.trajectory, "frames": self.frames,
+                  "landmarks": self.landmarks, "landmarker": np.array(self.landmarker)}  # fmt: skip
+        optional = {"frames_model": self.frames_model, "heatmaps": self.heatmaps, "face": self.face}
+        arrays.update({k: v for k, v in optional.items() if v is not None})
+        _write(path, **arrays)
+
+
+def _arrays(
+    traj: npt.NDArray[np.float32],
+    landmarks: npt.NDArray[np.float32],
+    crops: npt.NDArray[np.uint8],
+    landmarker: str,
+    sizes: FrameSizes,
+    heatmap: HeatmapSpec | None,
+    face: npt.NDArray[np.bool_] | None = None,
+) -> ClipArrays:
+    """Cache arrays from full 256 crops: heatmaps drawn first, then each crop resized by the one rule
+    (:func:`common.model_input.resize_rgb`) to the load size and (when it differs) to the model's side."""
+    drawn = None if heatmap is None else heatmaps.heatmap_frames(landmarks, crops, heatmap)
+    frames = np.stack([model_input.resize_rgb(c, sizes.load_size) for c in crops])
+    frames_model = None
+    if sizes.model_size is not None and sizes.model_size != sizes.load_size:
+        frames_model = np.stack([model_input.resize_rgb(c, sizes.model_size) for c in crops])
+    return ClipArrays(traj, frames, frames_model, landmarks.astype(np.float32), landmarker, drawn, face)
+
+
+def preprocess(record: ClipRecord, sizes: FrameSizes, heatmap: HeatmapSpec | None = None) -> ClipArrays:
     """One clip's cache arrays from its distributed files (taken to be at the model's rate); raises
     :class:`ConfigError` naming the clip when they disagree."""
     if record.trajectory is None or record.colour is None or record.frames_dir is None:
         raise ConfigError(f"clip {record.clip_id}: missing trajectory, colour or frames")
     try:
-        traj = features.trajectory_from_files(np.load(record.trajectory), np.load(record.colour))
+        raw = np.load(record.trajectory)
+        traj = features.trajectory_from_files(raw, np.load(record.colour))
+        landmarks = features.landmarks_106_from_73(raw)
     except features.FeatureError as exc:
         raise ConfigError(f"clip {record.clip_id}: {exc}") from exc
     crops = _read_frames(record.frames_dir)
-    if len(crops) != traj.shape[0]:
-        raise ConfigError(f"clip {record.clip_id}: {len(crops)} frames on disk but {traj.shape[0]} trajectory frames")
-    return {"trajectory": traj, **_frame_arrays(crops, sizes)}
+    if crops.shape[0] != traj.shape[0]:
+        raise ConfigError(
+            f"clip {record.clip_id}: {crops.shape[0]} frames on disk but {traj.shape[0]} trajectory frames"
+        )
+    try:
+        return _arrays(traj, landmarks, crops, record.files_landmarker, sizes, heatmap)
+    except features.FeatureError as exc:
+        raise ConfigError(f"clip {record.clip_id}: {exc}") from exc
 
 
-def features_from_landmarks(clip: LandmarkedClip, sizes: FrameSizes) -> Arrays:
+def features_from_landmarks(clip: LandmarkedClip, sizes: FrameSizes, heatmap: HeatmapSpec | None = None) -> ClipArrays:
     """A landmarked video clip's cache arrays: :func:`common.model_input.prepare_clip` (frames by time at the
-    model's fps, gaps filled, trajectory), then each chosen frame's crop resized by the one rule."""
+    model's fps, gaps filled, trajectory), then the chosen frames' landmarks and crops through the same ``common``
+    rules as the files (heatmaps, the one resize rule)."""
     times = clip.times if clip.times is not None else np.arange(clip.face.size, dtype=np.float64)
     observed = model_input.ObservedClip.build(times, clip.landmarks, clip.colours, clip.face)
     prepared = model_input.prepare_clip(observed, sizes.fps if clip.times is not None else None)
-    return {
-        "trajectory": prepared.trajectory,
-        "face": prepared.own,
-        **_frame_arrays(clip.crops[prepared.rows], sizes),
-    }
+    rows = prepared.rows
+    return _arrays(prepared.trajectory, clip.landmarks[rows], clip.crops[rows], clip.landmarker, sizes, heatmap,
+                   prepared.own)  # fmt: skip
 
 
-def _write(path: Path, arrays: Arrays) -> None:
+def _write(path: Path, **arrays: npt.NDArray[np.generic]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)  # type: ignore[arg-type]
@@ -193,15 +250,17 @@ def build_cache(
     load_size: int,
     mode: str = "auto",
     landmarking: Callable[[], VideoLandmarking] | None = None,
+    heatmap: HeatmapSpec | None = None,
     *,
     model_size: int | None = None,
     fps: float | None = None,
 ) -> CacheResult:
     """Preprocess every record not cached yet (with progress bars) and return the cached clips in order.
 
-    ``landmarking`` builds the video landmarker, only when some clip needs one (it loads models). ``model_size`` is
-    the model's frame side (evaluation frames are then resized straight from the crops to it, as the live scorer
-    does; without it they come from the load-size frames) and ``fps`` the model's rate videos are resampled to."""
+    ``landmarking`` builds the video landmarker, only when some clip needs one (it loads models). ``heatmap``: also
+    draw and keep each clip's heatmap images (QAFE-Net). ``model_size`` is the model's frame side (evaluation frames
+    are then resized straight from the crops to it, as the live scorer does; without it they come from the
+    load-size frames) and ``fps`` the model's rate videos are resampled to."""
     cache_dir = Path(cache_dir)
     sizes = FrameSizes(load_size, model_size, fps)
     slots: list[CachedClip | None] = [None] * len(records)
@@ -212,14 +271,15 @@ def build_cache(
         if source_of(record, mode) == "video":
             videos.append(i)
             continue
-        path = cache_dir / f"{_key(record, sizes)}.npz"
+        path = cache_dir / f"{_key(record, sizes, heatmap=heatmap)}.npz"
         if not path.is_file():
-            _write(path, preprocess(record, sizes))
+            preprocess(record, sizes, heatmap).save(path)
             computed += 1
         slots[i] = CachedClip(record, path)
     if videos:
         lm = (landmarking or VideoLandmarking.from_environment)()
-        computed += _cache_videos([(i, records[i]) for i in videos], cache_dir, sizes, lm, slots, skipped)
+        items = [(i, records[i]) for i in videos]
+        computed += _cache_videos(items, cache_dir, sizes, lm, slots, skipped, heatmap)
     out = [c for c in slots if c is not None]
     left = [skipped[i] for i in sorted(skipped)]
     for s in left:
@@ -235,15 +295,16 @@ def _cache_videos(
     lm: VideoLandmarking,
     slots: list[CachedClip | None],
     skipped: dict[int, SkippedClip],
+    heatmap: HeatmapSpec | None,
 ) -> int:
     """Fill ``slots`` / ``skipped`` at each item's position from the cache or by landmarking; return clips computed."""
-    ident, name = lm.identity(), lm.landmarker_name
+    ident = lm.identity()
     todo: dict[int, tuple[int, Path]] = {}  # id(record) -> (position, cache file)
     for i, record in items:
-        path = cache_dir / f"{_key(record, sizes, ident)}.npz"
+        path = cache_dir / f"{_key(record, sizes, ident, heatmap)}.npz"
         skip = _skip_path(path)
         if path.is_file():
-            slots[i] = CachedClip(record, path, name)
+            slots[i] = CachedClip(record, path)
         elif skip.is_file():
             skipped[i] = SkippedClip(record.clip_id, json.loads(skip.read_text())["reason"])
         else:
@@ -267,7 +328,7 @@ def _cache_videos(
             if outcome.clip.face.size != record.n_frames:
                 log.info("clip %s: label file says %d frames, the video range has %d; using the video",
                          record.clip_id, record.n_frames, outcome.clip.face.size)  # fmt: skip
-            _write(path, features_from_landmarks(outcome.clip, sizes))
-            slots[i] = CachedClip(record, path, name)
+            features_from_landmarks(outcome.clip, sizes, heatmap).save(path)
+            slots[i] = CachedClip(record, path)
             computed += 1
     return computed

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -36,7 +37,7 @@ from tracker.landmarkers import LandmarkerChoice
 from tracker.pipeline import FrameJob, FramePipeline
 from tracker.mediapipe.models import RECORD
 from tracker.settings import TrackerSettings
-from trainer.data.layouts import ClipRecord
+from trainer.data.records import ClipRecord
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class LandmarkedClip:
     crops: npt.NDArray[np.uint8]  # [T, 256, 256, 3] RGB, zeros where no face
     face: npt.NDArray[np.bool_]  # [T]
     reasons: dict[str, int]  # why frames had no face, counted
+    landmarker: str = ""  # name of the landmarker that observed it (the scorer matches models on it)
     times: npt.NDArray[np.float64] | None = None  # [T] presentation time of each frame in the video, seconds
 
     @property
@@ -101,10 +103,29 @@ def session_info(sid: str, video: Path) -> SessionInfo:
                                height=int(truth.height))  # fmt: skip
 
 
+FOLDER_FPS = 30.0
+"""Capture rate assumed for a clip given as a folder of frame images (UNBC-McMaster): only spaces timestamps."""
+FOLDER_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _folder_frames(record: ClipRecord, folder: Path) -> Iterator[tuple[float, npt.NDArray[np.uint8]]]:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in FOLDER_SUFFIXES)
+    stop = record.video_end if record.video_end >= 0 else len(files)
+    for i in range(record.video_start, min(stop, len(files))):
+        bgr = cv2.imread(str(files[i]), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ConfigError(f"cannot decode frame {files[i]}")
+        yield i / FOLDER_FPS, np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+
+
 def _frames(record: ClipRecord) -> Iterator[tuple[float, npt.NDArray[np.uint8]]]:
-    """(time s, RGB frame) of the clip's frames ``[video_start, video_end)``; raises ``av.FFmpegError`` on bad data."""
+    """(time s, RGB frame) of the clip's frames ``[video_start, video_end)``, from a video file or a folder of frame
+    images; raises ``av.FFmpegError`` (or :class:`ConfigError` for a frame image) on bad data."""
     if record.video is None:
         raise ConfigError(f"clip {record.clip_id} has no source video")
+    if record.video.is_dir():
+        yield from _folder_frames(record, record.video)
+        return
     with av.open(str(record.video)) as container:
         if not container.streams.video:
             raise ConfigError(f"{record.video.name} has no video stream")
@@ -143,6 +164,7 @@ class _Running:
             crops=np.stack(self.crops),
             face=np.array(self.face, dtype=bool),
             reasons=dict(self.reasons),
+            landmarker=self.landmarker.name,
             times=np.array(self.times, dtype=np.float64),
         )
 

@@ -1,4 +1,5 @@
-"""Readers for the on-disk layouts of the real PFED5 and Toronto NeuroFace distributions (models.md §4.1, §4.2).
+"""Readers for the on-disk layouts of the real PFED5 and Toronto NeuroFace distributions (models.md §4.1, §4.2);
+UNBC-McMaster's is :mod:`trainer.data.unbc`.
 
 Both produce :class:`ClipRecord` lists: one expression trial per record, with its label, subject and files. Folder
 names differ between copies of the data, so files are found by their documented relative names under ``root``:
@@ -24,6 +25,9 @@ import numpy as np
 
 from common.errors import ConfigError
 from common.protocols import get_protocol
+from trainer.config import DataSection
+from trainer.data.records import ClipRecord
+from trainer.data.unbc import UnbcOptions, read_unbc
 
 log = logging.getLogger(__name__)
 
@@ -37,29 +41,6 @@ NEUROFACE_FOLDS: tuple[tuple[str, ...], ...] = (
     ("A010", "S008", "S001", "S009", "N017", "N007", "S012", "A006", "A002", "OP01", "S006", "S003"),
 )
 """Test subjects of the reference's three folds (with the stray space after 'S007' removed)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class ClipRecord:
-    """One labelled expression trial and where its files are."""
-
-    clip_id: str
-    subject: str
-    expression: str
-    label: float
-    n_frames: int
-    frames_dir: Path | None
-    trajectory: Path | None
-    colour: Path | None
-    split: str  # "train" / "test" as the label file says, or "" when the layout has none
-    video: Path | None = None  # full-frame source recording, when the copy has one
-    video_start: int = 0  # first frame of the clip in ``video`` (0-based)
-    video_end: int = -1  # one past its last frame; -1 = the end of the video
-
-    @property
-    def has_files(self) -> bool:
-        """Whether the distributed frames, trajectory and colour files are all there."""
-        return self.frames_dir is not None and self.trajectory is not None and self.colour is not None
 
 
 def _rows(path: Path) -> list[list[str]]:
@@ -86,6 +67,7 @@ def _index_npy(root: Path) -> tuple[dict[str, Path], dict[str, Path]]:
     return traj, colour
 
 
+LAYOUTS = ("pfed5", "neuroface", "unbc")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
 
@@ -124,6 +106,15 @@ class _DatasetFiles:
         self.videos = _TailIndex(videos)
 
 
+PHANTOM_MARKER = "phantom_clips.csv"
+
+
+def files_landmarker(root: Path) -> str:
+    """Who made a copy's distributed trajectory files: the real datasets' were made with insightface; a phantom
+    dataset (it has ``phantom_clips.csv`` at its root) writes its ground truth ("phantom")."""
+    return "phantom" if (Path(root) / PHANTOM_MARKER).is_file() else "insightface"
+
+
 def _find_csvs(root: Path, names: tuple[str, ...]) -> list[Path]:
     return [p for name in names for p in sorted(root.rglob(name))]
 
@@ -139,6 +130,7 @@ def read_pfed5(root: Path) -> list[ClipRecord]:
         raise ConfigError(f"{root}: no PFED5 label file (PFED5_train.csv or train_41.csv) found")
     traj, colour = _index_npy(root)
     found = _DatasetFiles(root)
+    made_by = files_landmarker(root)
     records: list[ClipRecord] = []
     for path in csvs:
         split = "test" if "test" in path.name else "train"
@@ -167,6 +159,7 @@ def read_pfed5(root: Path) -> list[ClipRecord]:
                     colour=colour.get(name),
                     split=split,
                     video=video,
+                    files_landmarker=made_by,
                 )
             )
     log.info("PFED5 at %s: %d clips, %d subjects", root, len(records), len({r.subject for r in records}))
@@ -182,6 +175,7 @@ def read_neuroface(root: Path) -> list[ClipRecord]:
         raise ConfigError(f"{root}: no NeuroFace label file split_6tasks_sum.csv found")
     traj, colour = _index_npy(root)
     found = _DatasetFiles(root)
+    made_by = files_landmarker(root)
     records: list[ClipRecord] = []
     for row in _rows(csvs[0]):
         file, subject, group, task, rep = (c.strip() for c in row[:5])
@@ -223,14 +217,20 @@ def read_neuroface(root: Path) -> list[ClipRecord]:
                 video=video,
                 video_start=max(start - 1, 0),
                 video_end=end,
+                files_landmarker=made_by,
             )
         )
     log.info("NeuroFace at %s: %d clips, %d subjects", root, len(records), len({r.subject for r in records}))
     return records
 
 
-def read_layout(layout: str, root: Path) -> list[ClipRecord]:
-    readers = {"pfed5": read_pfed5, "neuroface": read_neuroface}
-    if layout not in readers:
-        raise ConfigError(f"unknown dataset layout {layout!r}; expected one of {sorted(readers)}")
-    return readers[layout](root)
+def read_layout(layout: str, root: Path, options: DataSection | None = None) -> list[ClipRecord]:
+    """The clips of the ``layout`` dataset under ``root`` (``options``: the run's data section, for UNBC's labels)."""
+    opts = options or DataSection(layout=layout)
+    if layout == "pfed5":
+        return read_pfed5(root)
+    if layout == "neuroface":
+        return read_neuroface(root)
+    if layout == "unbc":
+        return read_unbc(root, UnbcOptions(opts.unbc_label, opts.unbc_window, opts.fold))
+    raise ConfigError(f"unknown dataset layout {layout!r}; expected one of {sorted(LAYOUTS)}")

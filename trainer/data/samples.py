@@ -1,55 +1,87 @@
-"""Torch dataset of model inputs, with the paper's augmentation in training.
+"""Torch dataset of model inputs, with the papers' augmentation in training.
 
-Training: random temporal sampling of the RGB frames (consecutive from a random start), random crop and horizontal
-flip of the frames, random reversal of the trajectory clip (``index_t`` is not reversed, as in the reference).
-Evaluation: exactly what the live scorer feeds the model (:mod:`common.model_input`): RGB frames spread uniformly
-over the clip, at the model's side (resized once from the crop by the one resize rule when the cache was built),
-normalised by the same function. Trajectories are always loop-padded or latter-truncated to T_p, with ``index_t`` by the
-config's ``model.time_index`` rule (``common.features``: position within the window unless official weights need the
-reference's rule).
+Items are dicts of named tensors, the names being the model family's inputs (``frames``, ``trajectory``,
+``index_t``, ``heatmaps``) plus ``label``:
+
+* ``frames`` [T_f, 3, S, S]: training draws T_f consecutive frames from a random start, a random S x S crop of the
+  cached load-size frames and a horizontal flip; evaluation is exactly what the live scorer feeds the model
+  (:mod:`common.model_input`): T_f frames spread uniformly over the clip, at the model's side (resized once from the
+  crop by the one resize rule when the cache was built). Both normalised with the model's own mean/std
+  (:class:`~trainer.models.formerdfer.FormerDFERConfig`) by the formula of :func:`common.model_input.normalise_rgb`.
+* ``trajectory`` [T_p, 63, 5] and ``index_t`` [T_p] (TraMP-Former): loop-padded or latter-truncated to T_p, with
+  ``index_t`` by the model config's ``time_index`` rule (``common.features``: position within the window unless
+  official weights need the reference's rule); training reverses the clip at random (``index_t`` is not reversed, as
+  in the reference).
+* ``heatmaps`` [T_f, 3, H, H] (QAFE-Net): the cached heatmap images at the same frame indices as ``frames``; training
+  draws its own random crop and flip (independent of the RGB stream's, as in the reference), evaluation takes the
+  centre crop (``common.heatmaps.model_heatmaps``, the function the scorer calls).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from common import model_input
+from common.heatmaps import HeatmapSpec, model_heatmaps
 from trainer.data.cache import CachedClip
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+Item = dict[str, torch.Tensor]
 
 
 @dataclasses.dataclass(frozen=True)
 class SampleSpec:
-    t_p: int
+    t_p: int  # 0: the model takes no trajectory
     rgb_frames: int
     image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
     train: bool
+    heatmap: HeatmapSpec | None = None
     reverse_p: float = 0.5
     flip_p: float = 0.5
-    fps: float = 25.0
-    time_index: str = "window"
+    fps: float = 25.0  # only checked here: the cache already picked the frames at the model's rate
+    time_index: str = "window"  # common.features.TIME_INDEX_RULES
 
     def input_spec(self) -> model_input.InputSpec:
-        return model_input.InputSpec(t_p=self.t_p, rgb_frames=self.rgb_frames, rgb_size=self.image_size,
-                                     rgb_mean=IMAGENET_MEAN, rgb_std=IMAGENET_STD, fps=self.fps,
+        """The shared model-input spec (a model without a trajectory still samples its RGB frames by its rules)."""
+        return model_input.InputSpec(t_p=max(self.t_p, 1), rgb_frames=self.rgb_frames, rgb_size=self.image_size,
+                                     rgb_mean=self.mean, rgb_std=self.std, fps=self.fps,
                                      time_index=self.time_index)  # fmt: skip
 
 
-def normalise(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 [..., 3, H, W] -> ImageNet-normalised float (the formula of :func:`common.model_input.normalise_rgb`)."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
-    return (frames.float() / 255.0 - mean) / std
+def sample_spec(mcfg: Any, *, train: bool, reverse_p: float = 0.5, flip_p: float = 0.5) -> SampleSpec:
+    """What one model config needs from each clip (any family's config)."""
+    skate = getattr(mcfg, "skate", None)
+    heatmap = getattr(mcfg, "heatmap", None)
+    return SampleSpec(
+        t_p=int(skate.t_p) if skate is not None else 0,
+        rgb_frames=int(mcfg.rgb_frames),
+        image_size=int(mcfg.rgb.image_size),
+        mean=tuple(mcfg.rgb.mean),
+        std=tuple(mcfg.rgb.std),
+        train=train,
+        heatmap=heatmap if isinstance(heatmap, HeatmapSpec) else None,
+        reverse_p=reverse_p,
+        flip_p=flip_p,
+        time_index=str(getattr(mcfg, "time_index", "window")),
+    )
 
 
-class ClipSamples(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]):
-    """Items are (frames [T_f, 3, S, S], trajectory [T_p, 63, 5], index_t [T_p], label [])."""
+def normalise(frames: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """uint8 [..., 3, H, W] -> (x / 255 - mean) / std per channel (the formula of
+    :func:`common.model_input.normalise_rgb`)."""
+    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    return (frames.float() / 255.0 - m) / s
+
+
+class ClipSamples(Dataset[Item]):
+    """One item per clip (times ``replicate`` in training); see the module docstring."""
 
     def __init__(self, clips: list[CachedClip], spec: SampleSpec, seed: int = 0, replicate: int = 1) -> None:
         self.clips = clips
@@ -64,24 +96,41 @@ class ClipSamples(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> Item:
         clip = self.clips[i % len(self.clips)]
         spec = self.spec
         rng = np.random.default_rng([self.seed, self.epoch, i])
         traj, frames = clip.load() if spec.train else clip.load_eval()
         s = model_input.sample(traj.shape[0], spec.input_spec(), train=spec.train, rng=rng)
-        model_traj = np.ascontiguousarray(traj[s.traj_idx])
-        if spec.train and rng.random() < spec.reverse_p:
-            model_traj = model_traj[::-1].copy()
-        if spec.train:
-            rgb = torch.from_numpy(frames[s.rgb_idx]).permute(0, 3, 1, 2)  # [T, 3, L, L]
-            size, load = spec.image_size, rgb.shape[-1]
-            y, x = (int(v) for v in rng.integers(0, load - size + 1, size=2))
-            rgb = rgb[..., y : y + size, x : x + size]
-            if rng.random() < spec.flip_p:
-                rgb = rgb.flip(-1)
-            out = normalise(rgb)
-        else:
-            out = torch.from_numpy(model_input.rgb_input(frames[s.rgb_idx], spec.input_spec()))
-        label = torch.tensor(clip.record.label, dtype=torch.float32)
-        return out.contiguous(), torch.from_numpy(model_traj), torch.from_numpy(s.index_t), label
+        item: Item = {}
+        if spec.t_p:
+            model_traj = np.ascontiguousarray(traj[s.traj_idx])
+            if spec.train and rng.random() < spec.reverse_p:
+                model_traj = model_traj[::-1].copy()
+            item["trajectory"] = torch.from_numpy(model_traj)
+            item["index_t"] = torch.from_numpy(s.index_t)
+        idx = s.rgb_idx
+        item["frames"] = self._frames(frames[idx], rng)
+        if spec.heatmap is not None:
+            item["heatmaps"] = self._heatmaps(clip.heatmaps()[idx], spec.heatmap, rng)
+        item["label"] = torch.tensor(clip.record.label, dtype=torch.float32)
+        return item
+
+    def _frames(self, frames: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        spec = self.spec
+        if not spec.train:
+            return torch.from_numpy(model_input.rgb_input(frames, spec.input_spec()))
+        rgb = torch.from_numpy(frames).permute(0, 3, 1, 2)  # [T, 3, L, L]
+        size, load = spec.image_size, rgb.shape[-1]
+        y, x = (int(v) for v in rng.integers(0, load - size + 1, size=2))
+        rgb = rgb[..., y : y + size, x : x + size]
+        if rng.random() < spec.flip_p:
+            rgb = rgb.flip(-1)
+        return normalise(rgb, spec.mean, spec.std).contiguous()
+
+    def _heatmaps(self, images: np.ndarray, hspec: HeatmapSpec, rng: np.random.Generator) -> torch.Tensor:
+        if not self.spec.train:
+            return torch.from_numpy(model_heatmaps(images, hspec))
+        y, x = (int(v) for v in rng.integers(0, hspec.size - hspec.crop + 1, size=2))
+        out = torch.from_numpy(model_heatmaps(images, hspec, offset=(y, x)))
+        return out.flip(-1).contiguous() if rng.random() < self.spec.flip_p else out

@@ -7,7 +7,8 @@ import dataclasses
 import numpy as np
 
 from common.errors import ConfigError
-from trainer.data.layouts import NEUROFACE_FOLDS, ClipRecord
+from trainer.data.layouts import NEUROFACE_FOLDS
+from trainer.data.records import ClipRecord
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,13 @@ What the reference code does differently, and why we do not:
 * Fixed naively, its subclip packing puts subclips on the batch axis in subclip-major order and then reshapes to
   [B, n, D], mixing samples when B > 1. We reshape [B*T, 3, H, W] -> [B*T, D] -> [B*n, L, D] -> [B, n, D], which keeps
   each sample's subclips together.
-* It hard-codes 224 (or 112) and 512 in views; here shapes come from the config.
+* It hard-codes 224 (or 112) and 512 in views; here shapes come from the config. Any multiple of 16 works (the
+  S-Former's tokens are the layer-3 grid, side / 16): 224 for the QAFE/TraMP DFEW checkpoints, 112 for the upstream
+  Former-DFER release.
+
+Normalisation travels with the weights: ``mean`` / ``std`` (per channel, on frames scaled to [0, 1]) are part of the
+config, so they are saved in every checkpoint and manifest. The default is ImageNet's (what QAFE-Net and TraMP-Former
+apply); the upstream 112-px release was trained on [0, 1] frames without it (:data:`UNIT`).
 """
 
 from __future__ import annotations
@@ -24,6 +30,11 @@ import torch
 from torch import nn
 
 from trainer.models.layers import Transformer
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+UNIT = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+"""mean and std that leave [0, 1] frames as they are (the upstream Former-DFER recipe)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +53,8 @@ class FormerDFERConfig:
     t_head_dim: int = 64
     t_mlp_dim: int = 1024
     subclip_len: int = 16
+    mean: tuple[float, float, float] = IMAGENET_MEAN  # frames are (x / 255 - mean) / std, per channel
+    std: tuple[float, float, float] = IMAGENET_STD
 
     @property
     def num_patches(self) -> int:
@@ -53,8 +66,10 @@ class FormerDFERConfig:
         return self.widths[3]
 
     def validate(self) -> None:
-        if self.image_size % 32:
-            raise ValueError(f"image_size must be a multiple of 32, got {self.image_size}")
+        if self.image_size % 16 or self.image_size <= 0:
+            raise ValueError(f"image_size must be a positive multiple of 16, got {self.image_size}")
+        if len(self.mean) != 3 or len(self.std) != 3 or not all(s > 0 for s in self.std):
+            raise ValueError(f"mean and std need 3 values each (std > 0), got {self.mean}, {self.std}")
 
 
 def paper() -> FormerDFERConfig:

@@ -1,4 +1,4 @@
-"""Small building blocks shared by the encoders: tanh-GELU, pre-norm transformer layers, drop-path."""
+"""Small building blocks shared by the models: tanh-GELU, pre-norm transformer layers, drop-path, cross-attention."""
 
 from __future__ import annotations
 
@@ -91,3 +91,29 @@ class DropPath(nn.Module):
         keep = 1.0 - self.p
         mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
         return x * mask / keep
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention of queries from one token set over keys/values from another: separate bias-free q, k, v
+    projections (the QAFE-Net and TraMP-Former reference layout), scale head_dim**-0.5, an output projection."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} does not split over {heads} heads")
+        self.heads = heads
+        self.q = nn.Linear(dim, dim, bias=False)
+        self.k = nn.Linear(dim, dim, bias=False)
+        self.v = nn.Linear(dim, dim, bias=False)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, query: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """[B, N, D] queries attend over [B, M, D] context -> [B, N, D]."""
+        b, n, d = query.shape
+        m, hd = context.shape[1], d // self.heads
+        q = self.q(query).reshape(b, n, self.heads, hd).transpose(1, 2)
+        k = self.k(context).reshape(b, m, self.heads, hd).transpose(1, 2)
+        v = self.v(context).reshape(b, m, self.heads, hd).transpose(1, 2)
+        attn = torch.softmax((q @ k.transpose(-2, -1)) * hd**-0.5, dim=-1)
+        out: torch.Tensor = self.proj((attn @ v).transpose(1, 2).reshape(b, n, d))
+        return out

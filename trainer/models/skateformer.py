@@ -17,9 +17,20 @@ type  tokens per window           which frames / which landmarks
 ====  ==========================  ==================================================
 
 Kept from upstream for checkpoint compatibility: the attention scale is ``heads**-0.5`` (not ``head_dim**-0.5``)
-and q, k, v come straight from the block's input mapping. Differences from the reference: the type-3/4 relative
-bias tables are indexed centred (offset + G_max - 1), so one temporal offset maps to the same row at any T_p (the
-reference slices the first 2G-1 rows, which shifts the mapping between T_p=256 pre-training and T_p=128 fine-tuning).
+and q, k, v come straight from the block's input mapping.
+
+Relative position bias, two index rules (``SkateFormerConfig.bias_index``; the tables have the same shapes in both,
+so one checkpoint loads under either, but the function computed differs):
+
+* ``"centred"`` (ours, the default when training from scratch): window token ``a = t * P1 + n`` (time-major) uses its
+  own frame ``t`` within the window, row ``t_a - t_b + L - 1`` for types 1-2 and ``t_a - t_b + G_max - 1`` for types
+  3-4, so a temporal offset maps to the same table row at every T_p.
+* ``"reference"`` (what the SkateFormer/TraMP reference code computes, so official weights mean what they learned):
+  for types 1 and 3 the reference tiles its [P0, P0] bias over the whole token axis (``.repeat`` on a 5-D tensor),
+  so token ``a`` uses ``a mod P0`` as its time index, not ``a // P1``; for types 3 and 4 it slices the first
+  ``2G - 1`` table rows, so the row is ``t_a - t_b + G - 1``, which equals the centred row only at T_p = 256
+  (G = G_max = 32). Chosen automatically when official SkateFormer or TraMP weights are loaded
+  (:func:`trainer.builders.build_model`) and recorded in the config that travels with the checkpoint.
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ from torch import nn
 from trainer.models.layers import DropPath, Mlp
 
 PARTITION_TYPES = (1, 2, 3, 4)
+BIAS_INDEX_RULES = ("centred", "reference")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +68,7 @@ class SkateFormerConfig:
     drop: float = 0.0
     drop_path: float = 0.2
     input_scale: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)  # per input channel; the reference feeds raw pixels
+    bias_index: str = "centred"  # centred | reference (see the module docstring)
     # Two derived input channels (see :func:`deformation`), scaled by ``motion_scale``; off in the reference's shape.
     motion_channels: bool = False
     motion_scale: float = 1 / 8
@@ -86,6 +99,8 @@ class SkateFormerConfig:
             t //= 2
         if self.global_tokens > self.bias_global_tokens:
             raise ValueError("global_tokens must not exceed bias_global_tokens")
+        if self.bias_index not in BIAS_INDEX_RULES:
+            raise ValueError(f"bias_index must be one of {BIAS_INDEX_RULES}, got {self.bias_index!r}")
         if len(self.input_scale) != self.in_channels:
             raise ValueError("input_scale needs one factor per input channel")
         if self.num_heads % 8:
@@ -169,9 +184,68 @@ def reverse(windows: torch.Tensor, kind: int, shape: tuple[int, int, int, int], 
     return y.permute(*back).reshape(b, c, t, v)
 
 
-def _relative_index(tokens_t: int, table_half: int) -> torch.Tensor:
-    pos = torch.arange(tokens_t)
-    return pos[:, None] - pos[None, :] + table_half - 1
+_ORDERS = {1: (0, 2, 4, 3, 5, 1), 2: (0, 2, 5, 3, 4, 1), 3: (0, 3, 4, 2, 5, 1), 4: (0, 3, 5, 2, 4, 1)}
+"""Per partition type, the permutation of [B, C, a, b, M, N] to [B, window, window, token, token, C]."""
+
+
+def _grid(x: torch.Tensor, kind: int, cfg: SkateFormerConfig, lead: tuple[int, ...]) -> torch.Tensor:
+    """[B, C, T, V] as [B, *lead, a, b, M, N] with C = prod(lead) and (a, b) the partition's split of time."""
+    b, _, t, _ = x.shape
+    a, inner = (
+        (t // cfg.segment_len, cfg.segment_len) if kind in (1, 2) else (cfg.global_tokens, t // cfg.global_tokens)
+    )
+    return x.reshape(b, *lead, a, inner, cfg.regions, cfg.points_per_region)
+
+
+def attention_windows(x: torch.Tensor, kind: int, heads: int, cfg: SkateFormerConfig) -> torch.Tensor:
+    """[B, 3 * heads * hd, T, V] (q, k, v channels) -> [3, windows, heads, tokens, hd] in one transpose.
+
+    The same windows and tokens as :func:`partition` followed by the split into q, k, v and heads, without the
+    intermediate copies (fewer Transpose nodes in the exported graph)."""
+    c3 = x.shape[1]
+    hd = c3 // (3 * heads)
+    g = _grid(x, kind, cfg, (3, heads, hd))  # dims: 0 B, 1 qkv, 2 head, 3 hd, 4-7 the grid
+    o = _ORDERS[kind]
+    wa, wb, ta, tb = (o[i] + 2 for i in range(1, 5))
+    y = g.permute(1, 0, wa, wb, 2, ta, tb, 3)
+    return y.reshape(3, -1, heads, y.shape[5] * y.shape[6], hd)
+
+
+def attention_unwindow(
+    out: torch.Tensor, kind: int, shape: tuple[int, int, int, int], cfg: SkateFormerConfig
+) -> torch.Tensor:
+    """Inverse of :func:`attention_windows` for the attention output [windows, heads, tokens, hd] -> [B, C, T, V]."""
+    b, _, t, v = shape
+    heads, hd = out.shape[1], out.shape[3]
+    sizes = _grid(torch.empty(b, 1, t, v, device="meta"), kind, cfg, (1,)).shape[2:]  # (a, inner, M, N)
+    o = _ORDERS[kind]
+    y = out.reshape(b, sizes[o[1] - 2], sizes[o[2] - 2], heads, sizes[o[3] - 2], sizes[o[4] - 2], hd)
+    # y dims: 0 B, 1-2 window, 3 head, 4-5 token, 6 hd; back to [B, head, hd, a, inner, M, N]
+    where = {o[1]: 1, o[2]: 2, o[3]: 4, o[4]: 5}
+    back = y.permute(0, 3, 6, where[2], where[3], where[4], where[5])
+    return back.reshape(b, heads * hd, t, v)
+
+
+def bias_index(kind: int, cfg: SkateFormerConfig) -> torch.Tensor:
+    """[tokens, tokens] rows into the flattened bias table of partition type ``kind`` under ``cfg.bias_index``.
+
+    Tokens of a window are time-major: token ``a`` is frame ``a // P1``, landmark ``a % P1`` of the window, with
+    ``P0`` frames (L for types 1-2, G for types 3-4) and ``P1`` landmarks (N for types 1 and 3, M for 2 and 4).
+    """
+    local = kind in (1, 2)
+    p0 = cfg.segment_len if local else cfg.global_tokens
+    p1 = cfg.points_per_region if kind in (1, 3) else cfg.regions
+    reference = cfg.bias_index == "reference"
+    # Row offset: L - 1 for types 1-2; G_max - 1 (centred) or G - 1 (reference, its first 2G-1 rows) for types 3-4.
+    offset = p0 - 1 if local or reference else cfg.bias_global_tokens - 1
+    token = torch.arange(p0 * p1)
+    frame = token % p0 if reference and kind in (1, 3) else token // p1  # the reference tiles types 1 and 3
+    row = frame[:, None] - frame[None, :] + offset
+    if kind in (1, 3):
+        return row
+    m = cfg.regions
+    region = token % p1  # types 2 and 4: a window holds one slot in each of the M regions
+    return row * m * m + region[:, None] * m + region[None, :]
 
 
 class PartitionAttention(nn.Module):
@@ -183,37 +257,33 @@ class PartitionAttention(nn.Module):
         self.heads = heads
         self.scale = heads**-0.5  # upstream quirk, kept so official weights mean the same
         self.cfg = cfg
-        local = kind in (1, 2)
-        tokens_t = cfg.segment_len if local else cfg.global_tokens
-        half = cfg.segment_len if local else cfg.bias_global_tokens
-        self.other = cfg.points_per_region if kind in (1, 3) else cfg.regions
+        half = cfg.segment_len if kind in (1, 2) else cfg.bias_global_tokens
         rows = 2 * half - 1
         if kind in (1, 3):
             self.bias_table = nn.Parameter(torch.zeros(rows, heads))
-            rel = _relative_index(tokens_t, half)  # [tt, tt]
-            flat = rel[:, None, :, None].expand(tokens_t, self.other, tokens_t, self.other)
         else:
-            m = cfg.regions
-            self.bias_table = nn.Parameter(torch.zeros(rows, m, m, heads))
-            rel = _relative_index(tokens_t, half)
-            reg = torch.arange(m)
-            flat = rel[:, None, :, None] * m * m + reg[None, :, None, None] * m + reg[None, None, None, :]
+            self.bias_table = nn.Parameter(torch.zeros(rows, cfg.regions, cfg.regions, heads))
         nn.init.trunc_normal_(self.bias_table, std=0.02)
-        n_tok = tokens_t * self.other
-        self.register_buffer("bias_index", flat.reshape(n_tok, n_tok).contiguous(), persistent=False)
+        self.register_buffer("bias_index", bias_index(kind, cfg).contiguous(), persistent=False)
         self.attn_drop = nn.Dropout(cfg.attn_drop)
 
     def forward(self, qkv: torch.Tensor) -> torch.Tensor:
         """[windows, tokens, 3 * C] -> [windows, tokens, C]."""
         w, n, c3 = qkv.shape
         parts = qkv.reshape(w, n, 3, self.heads, c3 // (3 * self.heads)).permute(2, 0, 3, 1, 4)
+        out = self.attend(parts)
+        return out.transpose(1, 2).reshape(w, n, c3 // 3)
+
+    def attend(self, parts: torch.Tensor) -> torch.Tensor:
+        """[3, windows, heads, tokens, hd] (q, k, v) -> [windows, heads, tokens, hd]."""
         q, k, v = parts[0], parts[1], parts[2]
+        n = q.shape[2]
         logits = (q * self.scale) @ k.transpose(-2, -1)
         index: torch.Tensor = self.bias_index  # type: ignore[assignment]
         bias = self.bias_table.reshape(-1, self.heads)[index.reshape(-1)].reshape(n, n, self.heads)
         attn = torch.softmax(logits + bias.permute(2, 0, 1).unsqueeze(0), dim=-1)
         out: torch.Tensor = self.attn_drop(attn) @ v
-        return out.transpose(1, 2).reshape(w, n, c3 // 3)
+        return out
 
 
 class SkateBlock(nn.Module):
@@ -253,11 +323,13 @@ class SkateBlock(nn.Module):
         f = self.mapping(self.norm_1(skip)).permute(0, 3, 1, 2)  # [B, 2C, T, V]
         f_g, f_t, f_attn = torch.split(f, [c // 4, c // 4, 3 * c // 2], dim=1)
         groups = self.gconv.shape[0]
-        g = torch.einsum("bgctu,gvu->bgctv", f_g.reshape(b, groups, c // 4 // groups, t, v), self.gconv)
+        # learned adjacency per group: [B, g, c*t, V] @ [g, V, V]^T (a batched MatMul rather than an ONNX Einsum)
+        g = f_g.reshape(b, groups, c // 4 // groups * t, v) @ self.gconv.transpose(1, 2).unsqueeze(0)
         outs = [g.reshape(b, c // 4, t, v), self.tconv(f_t)]
-        for kind, part, attn in zip(PARTITION_TYPES, torch.chunk(f_attn, 4, dim=1), self.attention, strict=True):
-            windows = partition(part, kind, self.cfg)
-            outs.append(reverse(attn(windows), kind, (b, part.shape[1], t, v), self.cfg))
+        for kind, part, module in zip(PARTITION_TYPES, torch.chunk(f_attn, 4, dim=1), self.attention, strict=True):
+            attn: PartitionAttention = module  # type: ignore[assignment]
+            windows = attention_windows(part, kind, attn.heads, self.cfg)
+            outs.append(attention_unwindow(attn.attend(windows), kind, (b, part.shape[1], t, v), self.cfg))
         y = self.proj_drop(self.proj(torch.cat(outs, dim=1).permute(0, 2, 3, 1)))
         y = skip + self.drop_path(y)
         y = y + self.drop_path(self.mlp(self.norm_2(y)))

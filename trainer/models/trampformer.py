@@ -5,12 +5,18 @@ One regressor per expression. Inputs: RGB frames [B, T_f, 3, H, W] (clean layout
 
 What the reference does differently, and what we do:
 
-* Fusion (models.md §0 item 6): the reference pools each stream to a single token before fusing, so the
-  cross-attention has one key, its softmax is identically 1, W_q and W_k get no gradient and "RGB as query"
-  reduces to adding a projected trajectory vector. Here the RGB stream keeps one token per subclip (the queries) and
-  the trajectory stream keeps its temporal tokens from SkateFormer's last stage (the keys and values), so the
-  attention really selects trajectory moments per RGB subclip. Only the RGB tokens are updated (RGB as query); the
-  head reads their mean.
+* Fusion (models.md §0 item 6), ``fusion`` in the config:
+
+  - ``"tokens"`` (ours, the default): the reference pools each stream to a single token before fusing, so its
+    cross-attention has one key, its softmax is identically 1, W_q and W_k get no gradient and "RGB as query"
+    reduces to adding a projected trajectory vector. Here the RGB stream keeps one token per subclip (the queries)
+    and the trajectory stream keeps its temporal tokens from SkateFormer's last stage (the keys and values), so the
+    attention really selects trajectory moments per RGB subclip. Only the RGB tokens are updated (RGB as query); the
+    head reads their mean.
+  - ``"reference"``: exactly the reference's computation (one token per side: the RGB subclip features projected
+    and averaged, the trajectory feature averaged over time and landmarks), for reproducing the paper's numbers
+    (``-c reference`` in the trainer; see the README).
+
 * RGB layout (item 5): see :mod:`trainer.models.formerdfer`; frames go in as [B, T, 3, H, W].
 * Training recipe (item 7) lives in the configs: the paper's SGD recipe and the shipped Adam recipe are both there,
   BMC gets (prediction, label) in the paper's order, and the best epoch is picked on a validation split.
@@ -19,14 +25,19 @@ What the reference does differently, and what we do:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from common.features import TIME_INDEX_RULES
 from trainer.models import formerdfer, skateformer
+from trainer.models.base import config_from_dict
 from trainer.models.formerdfer import FormerDFER, FormerDFERConfig
+from trainer.models.layers import CrossAttention
 from trainer.models.skateformer import SkateFormer, SkateFormerConfig
+
+FUSIONS = ("tokens", "reference")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +51,9 @@ class TrampFormerConfig:
     fusion_blocks: int = 3
     fusion_heads: int = 8
     fusion_ffn: int = 1024
+    fusion: str = "tokens"  # tokens (ours) | reference (one token per side, as the reference code)
+    # index_t rule (common.features.TIME_INDEX_RULES) the trajectory input is built with; travels to the manifest
+    time_index: str = "window"
 
     def validate(self) -> None:
         self.skate.validate()
@@ -48,18 +62,17 @@ class TrampFormerConfig:
             raise ValueError(f"rgb_frames={self.rgb_frames} must be a multiple of subclip_len={self.rgb.subclip_len}")
         if self.dim % self.fusion_heads or self.dim % 4:
             raise ValueError("dim must be divisible by fusion_heads and by 4")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if self.time_index not in TIME_INDEX_RULES:
+            raise ValueError(f"time_index must be one of {TIME_INDEX_RULES}, got {self.time_index!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrampFormerConfig:
-        skate_raw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw["skate"].items()}
-        rgb_raw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw["rgb"].items()}
-        skate = SkateFormerConfig(**skate_raw)
-        rgb = FormerDFERConfig(**rgb_raw)
-        rest = {k: v for k, v in raw.items() if k not in ("skate", "rgb")}
-        return cls(skate=skate, rgb=rgb, **rest)
+        return config_from_dict(cls, raw)
 
 
 def paper(t_p: int = 128) -> TrampFormerConfig:
@@ -85,33 +98,30 @@ SIZES = {"paper": paper, "small": small, "micro": micro}
 
 
 class TrampBlock(nn.Module):
-    """RGB tokens attend to trajectory tokens; only the RGB tokens are updated (pre-norm, residual, FFN)."""
+    """RGB tokens attend to trajectory tokens; only the RGB tokens are updated (pre-norm, residual, FFN).
+
+    One LayerNorm serves both keys and values, as in the reference code (the paper's equations show two)."""
 
     def __init__(self, dim: int, heads: int, ffn: int) -> None:
         super().__init__()
-        self.heads = heads
         self.norm_q = nn.LayerNorm(dim)
         self.norm_kv = nn.LayerNorm(dim)
-        self.q = nn.Linear(dim, dim, bias=False)
-        self.kv = nn.Linear(dim, 2 * dim, bias=False)
-        self.proj = nn.Linear(dim, dim)
+        self.attn = CrossAttention(dim, heads)
         self.norm_2 = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn), nn.GELU(), nn.Linear(ffn, dim))
 
     def forward(self, rgb: torch.Tensor, traj: torch.Tensor) -> torch.Tensor:
-        b, n, d = rgb.shape
-        m = traj.shape[1]
-        hd = d // self.heads
-        q = self.q(self.norm_q(rgb)).reshape(b, n, self.heads, hd).transpose(1, 2)
-        kv = self.kv(self.norm_kv(traj)).reshape(b, m, 2, self.heads, hd).permute(2, 0, 3, 1, 4)
-        attn = torch.softmax((q * hd**-0.5) @ kv[0].transpose(-2, -1), dim=-1)
-        rgb = rgb + self.proj((attn @ kv[1]).transpose(1, 2).reshape(b, n, d))
+        rgb = rgb + self.attn(self.norm_q(rgb), self.norm_kv(traj))
         out: torch.Tensor = rgb + self.ffn(self.norm_2(rgb))
         return out
 
 
 class TrampFormer(nn.Module):
     """The fused regressor. See the module docstring for inputs and what differs from the reference."""
+
+    FAMILY: ClassVar[str] = "tramp_former"
+    INPUTS: ClassVar[tuple[str, ...]] = ("frames", "trajectory", "index_t")
+    WINDOW_INPUTS: ClassVar[tuple[str, ...]] = ("frame_features", "trajectory", "index_t")
 
     def __init__(self, cfg: TrampFormerConfig) -> None:
         super().__init__()
@@ -139,6 +149,8 @@ class TrampFormer(nn.Module):
         """Score from cached frame features [B, T_f, D_rgb], trajectories [B, T_p, 63, 5] and index_t [B, T_p]."""
         rgb = self.rgb_proj(self.rgb_encoder.encode_subclips(frame_features))
         tokens = self.traj_proj(self.traj_encoder(traj, index_t))
+        if self.cfg.fusion == "reference":  # one token per side (mean over subclips; over time and landmarks)
+            rgb, tokens = rgb.mean(dim=1, keepdim=True), tokens.mean(dim=1, keepdim=True)
         for block in self.fusion:
             rgb = block(rgb, tokens)
         out: torch.Tensor = self.head(rgb.mean(dim=1)).squeeze(-1)

@@ -1,0 +1,49 @@
+"""A phantom PFED5 set where clip length cannot rank severity, and the trivial baselines a model must beat.
+
+The phantom now draws timing independently of severity (issue 11); before that its clips got longer as severity rose
+and clip length alone ranked the 16-subject set's test clips at Spearman 0.98, so a model test asserting "rho > 0.5"
+could pass on the length leak. Cutting every clip to one length still closes any such leak by construction:
+:func:`equalise_lengths` cuts every clip to the length of the shortest one (the movement of the most severe clip
+still peaks inside it), leaving amplitude and movement as the only ways to tell severities apart.
+The trivial baselines a model must beat are the trainer's own (:func:`trainer.baselines.clip_baselines`, which
+``feqa evaluate`` reports beside every model).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from trainer.baselines import clip_baselines
+
+__all__ = ["clip_baselines", "equalise_lengths"]
+
+
+def _rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    with path.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    return rows[0], rows[1:]
+
+
+def equalise_lengths(root: Path) -> int:
+    """Cut every clip of a phantom PFED5 layout (frames, trajectory, colour, label files) to the shortest clip's
+    length; return that length."""
+    label_files = sorted((root / "PFED5").glob("PFED5_*.csv")) + sorted((root / "data").glob("*_41.csv"))
+    n = min(int(r[2]) for f in label_files for r in _rows(f)[1])
+    for f in label_files:
+        header, rows = _rows(f)
+        for r in rows:
+            r[2] = str(n)
+            if len(r) == 5:
+                r[3] = str(round(n / 25.0, 2))
+        with f.open("w", newline="") as fh:
+            csv.writer(fh).writerows([header, *rows])
+    for clip in sorted((root / "PFED5").glob("*/*/")):
+        for jpg in sorted(clip.glob("*.jpg"))[n:]:
+            jpg.unlink()
+    for folder in ("landmarks", "RGB_1x1_fromLK"):
+        for npy in (root / folder).rglob("*.npy"):
+            np.save(npy, np.load(npy)[:n])
+    return n
