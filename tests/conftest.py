@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -170,3 +171,12 @@ def mediapipe_dir() -> Path:
     if not is_complete(directory, CONVERTER_VERSION):
         pytest.fail(f"MediaPipe face models missing or stale in {directory}: run `feqa tracker fetch-models`")
     return directory
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored() -> Iterator[None]:
+    """Whatever a test (or `feqa demo` run in-process) puts in os.environ is gone before the next test."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)

@@ -23,16 +23,19 @@ async def test_the_ingest_needs_the_key_from_its_file(redis_server: RedisServer,
     import httpx
 
     key = tmp_path / "ingest_api_key"
-    key.write_text("file-key-42\n")
+    key.write_text("file-key-0123456789-42\n")
     settings = IngestSettings(common=CommonSettings(redis_url=redis_server.url), api_key_file=key,
                               ice_host_addresses=["127.0.0.1"])  # fmt: skip
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://localhost") as http,
+    ):
         body = {"patient_id": "p1", "protocol": "pfed5"}
         assert (await http.post("/api/sessions", json=body)).status_code == 401
         assert (await http.post("/api/sessions", json=body, headers={"X-Api-Key": "wrong"})).status_code == 401
-        ok = await http.post("/api/sessions", json=body, headers={"X-Api-Key": "file-key-42"})
+        ok = await http.post("/api/sessions", json=body, headers={"X-Api-Key": "file-key-0123456789-42"})
         assert ok.status_code == 201, ok.text
 
 
