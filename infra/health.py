@@ -105,20 +105,21 @@ async def _tcp(hostport: str, timeout_s: float) -> str | None:
 # ---------------------------------------------------------------------------------------------- per service
 
 
-async def _ingest(timeout_s: float, _max_age_s: float) -> Problems:
+async def _http_service(module: str, cls: str, timeout_s: float) -> Problems:
+    """An HTTP service is healthy when its /healthz answers at the host and port its settings name."""
     problems: Problems = []
-    s = _settings("ingest.settings", "IngestSettings", problems)
+    s = _settings(module, cls, problems)
     if s is not None:
         problems += filter(None, [await _http(s.host, s.port, "/healthz", timeout_s)])
     return problems
+
+
+async def _ingest(timeout_s: float, _max_age_s: float) -> Problems:
+    return await _http_service("ingest.settings", "IngestSettings", timeout_s)
 
 
 async def _dashboard(timeout_s: float, _max_age_s: float) -> Problems:
-    problems: Problems = []
-    s = _settings("dashboard.settings", "DashboardSettings", problems)
-    if s is not None:
-        problems += filter(None, [await _http(s.host, s.port, "/healthz", timeout_s)])
-    return problems
+    return await _http_service("dashboard.settings", "DashboardSettings", timeout_s)
 
 
 async def _tracker(timeout_s: float, max_age_s: float) -> Problems:
