@@ -29,7 +29,10 @@ def write_task_scores(db: DbSession, scores: Sequence[tuple[str, Score]]) -> tup
     """Store the task scores among ``(stream id, score)``; returns (written, skipped).
 
     A score already stored (same ``Score.key``: a redelivery after a crash) or for a session this dashboard does
-    not know is skipped, so the caller may ack every entry after this returns.
+    not know is skipped, so the caller may ack every entry after this returns. So is a second task score for a
+    (session, task, repetition) that has one already: a tracker handover (the old owner stalled past its lease while
+    finishing the task) can emit a task's end twice, with clip ends a few frames apart, so the keys differ; a task
+    repetition keeps the first score stored, as the clinician charts one number per repetition.
     """
     wanted = [(entry_id, s) for entry_id, s in scores if s.kind == "task"]
     if not wanted:
@@ -38,6 +41,9 @@ def write_task_scores(db: DbSession, scores: Sequence[tuple[str, Score]]) -> tup
     sessions = {row.sid: row for row in db.scalars(select(Session).where(Session.sid.in_(sids)))}
     keys = {s.key for _, s in wanted}
     have = set(db.scalars(select(TaskScore.key).where(TaskScore.key.in_(keys))))
+    ids = [row.id for row in sessions.values()]
+    reps = set(db.execute(select(TaskScore.session_id, TaskScore.task, TaskScore.rep)
+                          .where(TaskScore.session_id.in_(ids))).tuples())  # fmt: skip
     written = 0
     for entry_id, score in wanted:
         session = sessions.get(score.sid)
@@ -46,7 +52,12 @@ def write_task_scores(db: DbSession, scores: Sequence[tuple[str, Score]]) -> tup
             continue
         if score.key in have:
             continue
+        if (session.id, score.task, score.rep) in reps:
+            session_logger(log, score.sid).warning("a second task score for %s rep %d (clip end %d); the first one "
+                                                   "stored is kept", score.task, score.rep, score.last_seq)  # fmt: skip
+            continue
         have.add(score.key)
+        reps.add((session.id, score.task, score.rep))
         row = TaskScore(
             key=score.key,
             session_id=session.id,

@@ -9,6 +9,12 @@ Before starting anything the launcher checks its ports (infra.preflight). Each s
 ``python -m <service>`` with ``FEQA_REDIS_URL`` pointing at the launcher's Redis and the key file in its settings.
 The launcher prints the URLs, watches the children, and on Ctrl-C / SIGTERM (or when a child dies) stops them all by
 their PIDs: SIGTERM, then SIGKILL after a grace period, and Redis last.
+
+Fault helpers (the fault and soak tests drive a running stack with them): :meth:`Stack.kill` SIGKILLs one service
+process by its PID (no clean-up runs, as when a machine dies), :meth:`Stack.add` starts one more instance of a service
+(a second tracker, or the replacement of a killed one) with the launcher's environment and a log of its own
+(``logs/<service>-<n>.log``), and :meth:`Stack.restart_redis` restarts Redis on the same port; it keeps no
+persistence, so every stream, group, lease and session hash is gone and the services must recover on their own.
 """
 
 from __future__ import annotations
@@ -91,6 +97,8 @@ class Stack:
         self.exit_reason = ""
         self.data = settings.data_dir.resolve()
         self.key: credentials.ServiceKeyFile | None = None
+        self._env: dict[str, str] = {}
+        self._spawned: dict[str, int] = {}  # service name -> processes started so far (names the extra logs)
 
     def start(self) -> None:
         """Check the ports, make the data folder and the key, start Redis and the services, record where they are;
@@ -112,6 +120,7 @@ class Stack:
             FEQA_DASHBOARD_PORT=str(self.settings.dashboard_port),
         )
         env.update(self._service_env(data, env))
+        self._env = env
         logs = data / "logs"
         logs.mkdir(exist_ok=True, mode=0o700)
         try:
@@ -150,17 +159,52 @@ class Stack:
         return runinfo.RunInfo(os.getpid(), redis_url, self.settings.host, self.settings.ingest_port, key_file,
                                {label: url for label, url in self.urls()})  # fmt: skip
 
-    def _spawn(self, spec: ServiceSpec, env: dict[str, str], logs: Path) -> None:
+    def _spawn(self, spec: ServiceSpec, env: dict[str, str], logs: Path) -> Child:
         url = None
         if spec.port_of is not None:
             url = f"http://{self.settings.host}:{spec.port_of(self.settings)}{spec.page}"
-        path = logs / f"{spec.name}.log"
+        n = self._spawned.get(spec.name, 0) + 1
+        self._spawned[spec.name] = n
+        path = logs / (f"{spec.name}.log" if n == 1 else f"{spec.name}-{n}.log")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         out = os.fdopen(fd, "ab")
         proc = subprocess.Popen([sys.executable, "-m", spec.name], env=env, start_new_session=True,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
         log.info("started %s (pid %d), logging to %s", spec.name, proc.pid, path)
-        self.children.append(Child(spec, proc, url, path, out))
+        child = Child(spec, proc, url, path, out)
+        self.children.append(child)
+        return child
+
+    def instances(self, name: str) -> list[Child]:
+        """The running processes of service ``name``, oldest first."""
+        return [c for c in self.children if c.spec.name == name]
+
+    def add(self, name: str, env: dict[str, str] | None = None) -> Child:
+        """Start one more process of service ``name`` (with ``env`` over the launcher's environment) and wait until
+        it is up, as :meth:`start` does; :class:`ConfigError` when it cannot start."""
+        spec = next((s for s in self.services if s.name == name), None)
+        if spec is None or not self._env:
+            raise ConfigError(f"{name} is not a service of this running stack")
+        child = self._spawn(spec, dict(self._env, **(env or {})), self.data / "logs")
+        if child.url:
+            self._wait_port(child)
+        else:
+            self._wait_alive(child)
+        return child
+
+    def kill(self, child: Child) -> None:
+        """SIGKILL one service process by its PID (nothing of it runs afterwards) and forget it."""
+        child.proc.send_signal(signal.SIGKILL)
+        child.proc.wait(10)
+        child.log_file.close()
+        self.children.remove(child)
+        log.info("killed %s (pid %d)", child.spec.name, child.proc.pid)
+
+    def restart_redis(self) -> None:
+        """Stop Redis and start it again on the same port (its data is gone: it keeps no persistence)."""
+        if self.redis is None:
+            raise ConfigError("the stack's Redis is not running")
+        self.redis.restart()
 
     def _wait_port(self, child: Child) -> None:
         port = child.spec.port_of(self.settings) if child.spec.port_of else 0

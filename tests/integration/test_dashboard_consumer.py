@@ -67,10 +67,12 @@ async def test_task_scores_are_stored_once(redis_server: RedisServer, tmp_path: 
     withheld = score(sid, kind="task", task="rest", last_seq=90, value=None)
     await publish_scores(bus, [score(sid, last_seq=i) for i in range(5)] + [*tasks, withheld])
     await publish_scores(bus, [tasks[0]])  # the scorer published one twice (a retried publish)
+    # a tracker handover emitted the smile's end twice: a second task score of that repetition, clip end 8 later
+    await publish_scores(bus, [score(sid, kind="task", task="smile", rep=0, last_seq=108, value=3.5)])
     for _ in range(5):
         await consumer.step()
     assert _count(db) == 3
-    assert consumer.stats.duplicates == 1 and consumer.stats.task_scores == 3
+    assert consumer.stats.duplicates == 2 and consumer.stats.task_scores == 3
     with db.session() as s:
         rows = {r.task: r for r in s.scalars(select(TaskScore))}
         kin = list(s.scalars(select(Kinematic).where(Kinematic.task_score_id == rows["smile"].id)))
