@@ -17,6 +17,13 @@ session is announced, so every stream a session ever has exists when it ends and
 
 Only the winner then removes the session from ``feqa:live``, announces ``ended`` on ``feqa:sessions`` and puts
 ``session_end`` on ``events:{sid}``. Video lasts nowhere else: the live Redis keeps no disk snapshot (infra).
+
+A session whose hash is gone while its ingest still serves it has lost its state: the live Redis keeps no
+persistence, so a restart of it forgets every session (hash, consent, events, observations, leases). Such a session
+does not resume: its consent and task marks are gone, and scoring it on would mix a lost past into new records.
+Its ingest ends the call and :meth:`SessionStore.announce_lost` announces ``ended`` with reason ``state_lost`` on
+``feqa:sessions`` (nothing of the session is written back), so the dashboard records the end with that reason and
+the workers drop the session; the patient starts a new one.
 """
 
 from __future__ import annotations
@@ -88,6 +95,8 @@ redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
 
+STATE_LOST = "state_lost"  # the end reason of a session whose state Redis lost (see the module doc)
+
 
 class SessionStore:
     """Reads and writes sessions for one process."""
@@ -151,6 +160,13 @@ class SessionStore:
         """Sessions listed live (started and not yet ended)."""
         members = await self.bus.run("live set", lambda r: r.smembers(LIVE.key()))
         return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+
+    async def announce_lost(self, sid: str, protocol: str = "") -> None:
+        """Announce the end of a session whose hash is gone while it was served (see the module doc)."""
+        await self.unlist(sid)
+        await self.bus.publish(SESSIONS, SessionAnnounce(sid=sid, state="ended", protocol=protocol, ts=time.time(),
+                                                         reason=STATE_LOST))  # fmt: skip
+        session_logger(log, sid).warning("session state lost (Redis restarted or was flushed): announced its end")
 
     async def unlist(self, sid: str) -> None:
         await self.bus.run("live set", lambda r: r.srem(LIVE.key(), sid))

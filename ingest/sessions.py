@@ -87,10 +87,15 @@ class IngestSessions:
         """End the session (first reason wins, frames and crops deleted) and give its ingest lease back.
 
         The end first waits (at most ``drain_s``) until the tracker has taken every published frame, so the last
-        frames of the last task are observed before the frames are deleted."""
+        frames of the last task are observed before the frames are deleted. A session whose hash is gone (Redis
+        lost its state) is announced ended with reason ``state_lost`` (common.session_store)."""
         try:
             await self._drain(sid)
-            return await self.store.end(sid, reason, stats)
+            if await self.store.end(sid, reason, stats):
+                return True
+            if await self.store.get(sid) is None:  # its state is lost (Redis restarted): say so, do not resume
+                await self.store.announce_lost(sid)
+            return False
         finally:
             await self.liveness.release(sid)
 

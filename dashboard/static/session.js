@@ -8,8 +8,11 @@
   const MAX = 3000;
   document.getElementById("patient").textContent = detail.patient ? detail.patient.display_name : "Session";
   const stateBox = document.getElementById("state");
-  const setState = (st) => stateBox.replaceChildren(badge(st === "ended" ? "ended" : "live", st));
-  setState(s.state);
+  // why a session ended, in words where the code alone would puzzle a clinician
+  const ENDED = { state_lost: "the server lost this session's live state (a restart); start a new session" };
+  const setState = (st, why) => stateBox.replaceChildren(badge(st === "ended" ? "ended" : "live",
+    st === "ended" && why ? `ended: ${ENDED[why] || why}` : st));
+  setState(s.state, s.end_reason);
   const consent = Object.entries(s.consent).map(([k, v]) => `${k.replace("_", " ")}: ${v ? "yes" : "no"}`).join(", ");
   document.getElementById("facts").textContent = `${proto.title} · session ${s.sid} · started ${when(s.started_ts || s.created_ts)} · consent ${consent}`;
   document.getElementById("pdf").href = `/api/sessions/${id}/report.pdf`;
@@ -122,7 +125,7 @@
       const e = item.d;
       if (e.type === "task_start") { activeTask = e.task; setTask(e.task); plotData[0].length = 0; plotData[1].length = 0; plot.setData(plotData); }
       else if (e.type === "task_end") setTask("");
-      else if (e.type === "session_end") setState("ended");
+      else if (e.type === "session_end") setState("ended", e.text);
     } else if (item.t === "coach") { const c = document.getElementById("coach"); c.textContent = item.d.text; c.classList.remove("hidden"); }
     else if (item.t === "health") onHealth(item.d);
     else if (item.t === "socket") document.getElementById("socket").textContent = item.up ? "live connection up" : "reconnecting…";

@@ -33,12 +33,14 @@ from sqlalchemy import select
 
 from common.bus import Bus
 from common.messages import Score
-from common.streams import SCORES, WINDOWS, lease_spec
+from common.session_store import STATE_LOST
+from common.streams import HEALTH, SCORES, WINDOWS, lease_spec
 from dashboard.db import Database
+from dashboard.tables import Session as DbSession
 from dashboard.tables import TaskScore
 from infra.demo import USERNAME, Demo, DemoOptions
 from infra.demo_dashboard import ClinicianClient
-from infra.demo_patient import PatientRun, run_patient
+from infra.demo_patient import PatientError, PatientRun, run_patient
 from infra.settings import StackSettings
 from infra.stack import Child, Stack
 from phantom.spec import PatientSpec
@@ -288,4 +290,74 @@ async def test_restarted_dashboard_page_resumes_and_gets_missed_task_scores(faul
     print(
         f"dashboard killed and restarted; {len(missed)} task scores written while it was down reached the page; "
         f"{len(got)} stored for {len(expected)} task ends"
+    )
+
+
+async def ended_session(dash: ClinicianClient, session_id: int) -> dict[str, Any] | None:
+    detail: dict[str, Any] = await dash.json("GET", f"/api/sessions/{session_id}")
+    return detail if detail["session"]["state"] == "ended" else None
+
+
+async def test_redis_restart_mid_session_ends_it_with_a_clear_reason(faults: FaultStack, tmp_path: Path) -> None:
+    """Redis restarts (same port, no persistence: every session's state is gone). The decided behaviour
+    (common.session_store): the session does not resume; its ingest ends the call and announces the end with reason
+    ``state_lost``, which the dashboard records and shows. Every service reconnects (none exits, each publishes
+    health again), nothing is half-written in the database, nothing of the session is left in Redis, and a new
+    session on the restarted Redis is tracked and scored."""
+    async with clinician_and_bus(faults) as (dash, bus):
+        spec = PatientSpec(5404, "pfed5", 2.0, reps=3, tasks=("smile",), head_motion=0.0)
+        p = await start_patient(faults, dash, spec)
+
+        async def task_scored() -> bool:
+            return bool(await scores(bus, p.sid, "task"))
+
+        await until(task_scored, 90, "the first task score")
+        pids = {c.proc.pid for c in faults.stack.children}
+        restarted_at = time.time()
+        faults.stack.restart_redis()
+        with pytest.raises(PatientError):  # the call ends: the ingest closes it
+            await asyncio.wait_for(p.task, 60)
+
+        detail = await until(lambda: ended_session(dash, p.session_id), 30, "the dashboard records the session's end")
+        assert detail["session"]["end_reason"] == STATE_LOST, detail["session"]
+        assert len(detail["task_scores"]) >= 1  # what was stored before the restart stays
+
+        async def healthy_again() -> bool:
+            seen = {(d.message.service, d.message.instance) for d in await bus.range(HEALTH)
+                    if d.message.ts > restarted_at}  # fmt: skip
+            return Counter(service for service, _ in seen) == Counter(
+                {"ingest": 1, "tracker": 2, "scorer": 1, "dashboard": 1}
+            )
+
+        await until(healthy_again, 30, "every service publishes health again")
+        assert {c.proc.pid for c in faults.stack.children} == pids, "a service restarted"
+        assert all(c.proc.poll() is None for c in faults.stack.children)
+
+        async def nothing_of_the_session_left() -> bool:
+            keys = await bus.run("keys", lambda r: r.keys(f"*{p.sid}*"))
+            return not keys
+
+        await until(nothing_of_the_session_left, 30, "no key of the lost session in Redis")
+        # the services work on the restarted Redis: a new session is tracked and scored to its task scores
+        again = await start_patient(faults, dash, PatientSpec(5405, "pfed5", 2.0, reps=1, tasks=("smile",),
+                                                              head_motion=0.0))  # fmt: skip
+        run = await asyncio.wait_for(again.task, 120)
+
+        async def stored() -> list[tuple[str, int]] | None:
+            got = await stored_task_scores(faults, again.session_id)
+            return got if len(got) >= len(task_ends(run)) else None
+
+        assert Counter(await until(stored, 60, "the new session's task scores")) == Counter(task_ends(run))
+        await until(lambda: ended_session(dash, again.session_id), 30, "the new session ends on the dashboard")
+    db = faults.database()
+    try:
+        with db.session() as s:  # nothing half-written: no task score without its session, no session left live
+            orphans = s.scalars(select(TaskScore).where(TaskScore.session_id.not_in(select(DbSession.id)))).all()
+            live = s.scalars(select(DbSession).where(DbSession.state == "live")).all()
+        assert not orphans and not live, (orphans, [(x.sid, x.state) for x in live])
+    finally:
+        db.close()
+    print(
+        f"Redis restarted: the session ended ({detail['session']['end_reason']}) on the dashboard; services "
+        "reconnected; a new session was scored"
     )
