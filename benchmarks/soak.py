@@ -8,8 +8,10 @@ and withheld (``no_model``), task scores are stored withheld; the load on every 
 
 Figures, each the end of the run beside its start (the reference is the same stack after warm-up, the first quarter
 of the run):
-- memory: every service's resident set (and Redis's), sampled every 2 s; ``rss_growth_pct`` is the largest rise of
-  one process's median RSS over the last fifth of the run against its median over the fifth after warm-up.
+- memory: every service's resident set (and Redis's), taken at the same point of every round (its sessions just
+  ended), so a session's own buffers do not pass for growth; ``rss_growth_pct`` is the largest rise of one
+  process's median over the last two rounds against its median over the two rounds after warm-up (the first
+  quarter of the rounds, at least one); ``rss_<process>_peak_mb`` is the largest of the samples taken every 2 s.
 - lag: score latency (a window score's publish time minus the capture time of the window's last frame);
   ``latency_ratio`` is the median over the last third of the run after warm-up against the first third, and
   ``latency_slope_ms_per_min`` the least-squares trend.
@@ -91,21 +93,29 @@ class Memory:
         self.procs = {name: psutil.Process(pid) for name, pid in procs.items()}
         self.every_s = every_s
         self.samples: list[tuple[float, dict[str, float]]] = []
+        self.rounds: list[dict[str, float]] = []
 
     async def run(self) -> None:
         while True:
-            self.samples.append((time.monotonic(), {n: p.memory_info().rss / 2**20 for n, p in self.procs.items()}))
+            self.samples.append((time.monotonic(), self.snapshot()))
             await asyncio.sleep(self.every_s)
 
-    def growth(self, warm_until: float, end: float) -> dict[str, tuple[float, float]]:
-        """Per process: median RSS (MiB) over the fifth after warm-up and over the last fifth."""
-        span = (end - warm_until) / 5
+    def snapshot(self) -> dict[str, float]:
+        return {n: p.memory_info().rss / 2**20 for n, p in self.procs.items()}
+
+    def mark_round(self) -> None:
+        """RSS at the end of a round (the same point of every round)."""
+        self.rounds.append(self.snapshot())
+
+    def growth(self) -> dict[str, tuple[float, float, float]]:
+        """Per process: median RSS (MiB) of the two rounds after warm-up, of the last two rounds, and the peak."""
+        warm = max(1, len(self.rounds) // 4)
+        first, last = self.rounds[warm : warm + 2], self.rounds[-2:]
         out = {}
-        for name in self.procs:
-            first = [s[name] for t, s in self.samples if warm_until <= t < warm_until + span]
-            last = [s[name] for t, s in self.samples if t >= end - span]
-            if first and last:
-                out[name] = (statistics.median(first), statistics.median(last))
+        if len(self.rounds) > warm:
+            for name in self.procs:
+                peak = max((s[name] for _, s in self.samples), default=float("nan"))
+                out[name] = (statistics.median(r[name] for r in first), statistics.median(r[name] for r in last), peak)
         return out
 
 
@@ -160,6 +170,7 @@ async def soak(duration_s: float, sessions: int, data_dir: Path, progress: bool 
                         if s.kind == "window" and s.capture_ts > 0:
                             latencies.append((now_mono - (now_wall - s.ts), (s.ts - s.capture_ts) * 1000))
                 sids.extend(sid for _, sid in joins)
+                memory.mark_round()
                 round_no += 1
                 bar.update(min(round(time.monotonic() - t0), round(duration_s)) - bar.n)
             bar.close()
@@ -195,8 +206,9 @@ def figures(duration_s: float, sessions: int, rounds: int, t0: float, end: float
     out: dict[str, Any] = {"duration_s": round(end - t0, 1), "sessions_at_once": sessions, "rounds": rounds,
                            "sessions_run": n_sessions, "leftover_keys": len(leftover),
                            "leftover_key_names": ",".join(sorted(leftover)[:20])}  # fmt: skip
-    growth = memory.growth(warm, end)
-    for name, (first, last) in growth.items():
+    growth = memory.growth()
+    for name, (first, last, peak) in growth.items():
+        out[f"rss_{name}_peak_mb"] = round(peak, 1)
         out[f"rss_{name}_start_mb"] = round(first, 1)
         out[f"rss_{name}_end_mb"] = round(last, 1)
         out[f"rss_{name}_growth_pct"] = round(100 * (last / first - 1), 2)
@@ -219,11 +231,12 @@ def figures(duration_s: float, sessions: int, rounds: int, t0: float, end: float
 def table(f: dict[str, Any]) -> str:
     lines = [f"soak: {f['sessions_run']} sessions ({f['sessions_at_once']} at a time, {f['rounds']} rounds) in "
              f"{f['duration_s']:.0f} s; {f['scores']} window scores",
-             f"{'process':<10} {'RSS after warm-up MiB':>22} {'RSS at the end MiB':>19} {'growth %':>9}"]  # fmt: skip
+             f"{'process':<10} {'RSS after warm-up MiB':>22} {'RSS at the end MiB':>19} {'growth %':>9} "
+             f"{'peak MiB':>9}"]  # fmt: skip
     for name in (*SERVICES, "redis"):
         if f"rss_{name}_start_mb" in f:
             lines.append(f"{name:<10} {f[f'rss_{name}_start_mb']:>22.1f} {f[f'rss_{name}_end_mb']:>19.1f} "
-                         f"{f[f'rss_{name}_growth_pct']:>9.2f}")  # fmt: skip
+                         f"{f[f'rss_{name}_growth_pct']:>9.2f} {f[f'rss_{name}_peak_mb']:>9.1f}")  # fmt: skip
     lines.append(f"score latency p50: first third {f['latency_p50_first_ms']:.0f} ms, last third "
                  f"{f['latency_p50_last_ms']:.0f} ms (ratio {f['latency_ratio']:.2f}; trend "
                  f"{f['latency_slope_ms_per_min']:+.1f} ms/min)")  # fmt: skip

@@ -267,9 +267,17 @@ class Bus:
         async def op(r: aioredis.Redis) -> list[Raw]:
             # JUSTID claims the ids on both 6.2 and 7.x; entries trimmed while pending then read back as missing
             # (6.2 would otherwise hand back nil entries without their ids) and are acked below.
-            reply = await r.xautoclaim(
-                key, group, consumer, min_idle_time=min_idle_ms, start_id="0-0", count=count, justid=True
-            )
+            try:
+                reply = await r.xautoclaim(
+                    key, group, consumer, min_idle_time=min_idle_ms, start_id="0-0", count=count, justid=True
+                )
+            except ResponseError as exc:
+                # The stream went since its group was made: the session ended (its frames are deleted then), or
+                # Redis restarted. Nothing is pending there any more; the group is made again where allowed.
+                if "NOGROUP" not in str(exc):
+                    raise
+                self._groups.discard((key, group))
+                return []
             if reply and any(isinstance(part, list) for part in reply):  # a raw reply: [next, ids, (deleted)]
                 reply = reply[1]
             ids = [text(i) for i in reply or []]

@@ -197,6 +197,15 @@ async def test_reclaim_skips_entries_trimmed_while_pending(rbus: Bus, sid: str) 
     assert await pending_count(rbus, spec, sid) == 0  # the vanished entries were acked, not left pending
 
 
+async def test_reclaim_on_a_stream_deleted_since_is_empty(rbus: Bus, sid: str) -> None:
+    """A session's frames are deleted at its end while a worker still renews its lease and reclaims: no error."""
+    await live_session(rbus, sid)
+    await rbus.ensure_group(FRAMES, sid)
+    assert await rbus.reclaim(FRAMES, sid, "alive", min_idle_ms=10) == []  # the group is now known to the bus
+    await rbus.run("delete", lambda r: r.delete(FRAMES.key(sid)))  # the session's end deletes its frames
+    assert await rbus.reclaim(FRAMES, sid, "alive", min_idle_ms=10) == []
+
+
 async def test_redis_restart_mid_stream(sid: str) -> None:
     srv = RedisServer().start()
     backoff = Backoff(first_s=0.02, cap_s=0.2, budget_s=15)
