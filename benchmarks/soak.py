@@ -15,6 +15,7 @@ of the run):
 - lag: score latency (a window score's publish time minus the capture time of the window's last frame);
   ``latency_ratio`` is the median over the last third of the run after warm-up against the first third, and
   ``latency_slope_ms_per_min`` the least-squares trend.
+- crashes: ``services_exited`` counts the stack's processes that exited during the run (should be 0).
 - leftovers: once the sessions have ended and their retention (20 s here; observations 0) has passed, the keys in
   Redis that a fresh stack (its services started and publishing health, plus the ``feqa:sessions`` announcements
   stream its first session makes) did not have (``leftover_keys``: should be 0). Used join links
@@ -190,13 +191,15 @@ async def soak(duration_s: float, sessions: int, data_dir: Path, progress: bool 
 
         with contextlib.suppress(RuntimeError):  # what is left is reported (leftover_keys)
             await _until(clean, RETENTION_S + 40, "only a fresh stack's keys left in Redis")
+        exited = [f"{c.spec.name} ({c.proc.returncode})" for c in stack.children if c.proc.poll() is not None]
     finally:
         sampler.cancel()
         await asyncio.gather(sampler, return_exceptions=True)
         await bus.close()
         demo.stop()
     out = figures(duration_s, sessions, round_no, t0, end, memory, latencies, leftover, len(sids))
-    out.update(join_links_left=len(joins_ttl), join_link_max_ttl_s=round(max(joins_ttl, default=0.0)))
+    out.update(join_links_left=len(joins_ttl), join_link_max_ttl_s=round(max(joins_ttl, default=0.0)),
+               services_exited=len(exited), services_exited_names=",".join(exited))  # fmt: skip
     return out
 
 
@@ -240,6 +243,7 @@ def table(f: dict[str, Any]) -> str:
     lines.append(f"score latency p50: first third {f['latency_p50_first_ms']:.0f} ms, last third "
                  f"{f['latency_p50_last_ms']:.0f} ms (ratio {f['latency_ratio']:.2f}; trend "
                  f"{f['latency_slope_ms_per_min']:+.1f} ms/min)")  # fmt: skip
+    lines.append(f"services that exited during the run: {f['services_exited']} {f['services_exited_names']}")
     lines.append(f"keys left in Redis beyond a fresh stack's: {f['leftover_keys']} {f['leftover_key_names']}")
     lines.append(f"used join links still there (they expire; ingest.tokens): {f['join_links_left']}, longest TTL "
                  f"{f['join_link_max_ttl_s']} s")  # fmt: skip

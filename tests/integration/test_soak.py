@@ -1,7 +1,7 @@
 """The soak's short version (benchmarks/soak.py, 1 minute of 4 phantom sessions at a time over WebRTC through the
-embedded stack with the real landmarker): every service's memory stays flat within 10 % after warm-up, the score
-latency does not grow, and once the sessions have ended and their retention passed, Redis holds only the keys a
-fresh stack has. ``python benchmarks/soak.py --long`` runs the 30-minute version."""
+embedded stack with the real landmarker): no service exits, every service's memory stays flat within 10 % after
+warm-up, the score latency does not grow, and once the sessions have ended and their retention passed, Redis holds
+only the keys a fresh stack has. ``python benchmarks/soak.py --long`` runs the 30-minute version."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(400
 async def test_four_sessions_for_a_minute_leave_memory_lag_and_redis_flat(tmp_path: Path) -> None:
     f = await soak(60.0, 4, tmp_path, progress=False)
     print(table(f))
+    assert f["services_exited"] == 0, f["services_exited_names"]
     assert f["sessions_run"] >= 4 and f["scores"] >= 12, f  # enough scores for the latency thirds
     for name in ("ingest", "tracker", "scorer", "dashboard", "redis"):
         assert f[f"rss_{name}_growth_pct"] <= 10.0, (name, f)
