@@ -1,8 +1,10 @@
-"""Shared fixtures: one real Redis server per test session, and a fresh bus per test."""
+"""Shared fixtures: one real Redis server per test session and a fresh bus per test; a Redis of a module's or a
+test's own where the code under test reads everything in its Redis or the test stops it."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
@@ -58,6 +60,31 @@ def redis_server() -> Iterator[RedisServer]:
         server.stop()
 
 
+@contextlib.contextmanager
+def redis_of_its_own() -> Iterator[RedisServer]:
+    """A real redis-server on 127.0.0.1 that only its holder uses (stopped by its PID afterwards)."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def module_redis() -> Iterator[RedisServer]:
+    """A Redis of the test module's own, shared by its tests: for tests of code that reads everything in its Redis
+    (every session, the one dead-letter stream), so other modules' keys stay out. Tests still use fresh ``sid``s."""
+    with redis_of_its_own() as server:
+        yield server
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """A Redis of the test's own: for tests that stop it (a service whose Redis is gone) or need it empty."""
+    with redis_of_its_own() as server:
+        yield server
+
+
 TEST_BACKOFF = Backoff(first_s=0.02, cap_s=0.5, budget_s=15)
 
 # The ingest's service credential in tests (the ingest refuses to start without one), and the header carrying it.
@@ -79,6 +106,24 @@ async def bus(redis_server: RedisServer) -> AsyncIterator[Bus]:
     """A bus connected to the session's Redis."""
     async for b in open_bus(redis_server.url):
         yield b
+
+
+@pytest.fixture
+async def module_bus(module_redis: RedisServer, request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
+    """A bus connected to the module's own Redis (:func:`module_redis`), its client named for the test module."""
+    async for b in open_bus(module_redis.url, _client_name(request)):
+        yield b
+
+
+@pytest.fixture
+async def private_bus(private_redis: RedisServer, request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
+    """A bus connected to the test's own Redis (:func:`private_redis`)."""
+    async for b in open_bus(private_redis.url, _client_name(request)):
+        yield b
+
+
+def _client_name(request: pytest.FixtureRequest) -> str:
+    return request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
 
 
 @pytest.fixture

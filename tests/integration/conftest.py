@@ -7,17 +7,29 @@ from pathlib import Path
 import pytest
 
 from phantom.dataset import write_pfed5
-from tests.integration.fair_phantom import equalise_lengths
+from tests.integration.fair_phantom import equalise_lengths, shortest_planned_clip
 
 # 8 fps keeps every clip (about 25-40 frames, cut to the shortest) close to the micro models' windows; 16 subjects
 # give 12 test clips per expression from 4 held-out subjects.
 FAIR_FPS = 8.0
 
 
+FAIR = {"n_subjects": 16, "clips_per_task": 3, "seed": 3}
+
+
 @pytest.fixture(scope="session")
 def fair_pfed5(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A phantom PFED5 layout whose clips all have one length (see tests/integration/fair_phantom.py)."""
-    root = write_pfed5(tmp_path_factory.mktemp("pfed5"), n_subjects=16, clips_per_task=3, seed=3, width=320,
-                       height=240, fps=FAIR_FPS)  # fmt: skip
+    root = write_pfed5(tmp_path_factory.mktemp("pfed5"), width=320, height=240, fps=FAIR_FPS, **FAIR)
     equalise_lengths(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def fair_pfed5_smile(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """:func:`fair_pfed5`'s smile clips alone, the same files byte for byte (cut to the whole layout's one length),
+    for tests that train on smiles only: the other four tasks' clips (four fifths of the rendering) are not made."""
+    root = write_pfed5(tmp_path_factory.mktemp("pfed5-smile"), width=320, height=240, fps=FAIR_FPS, only=("smile",),
+                       **FAIR)  # fmt: skip
+    equalise_lengths(root, to=shortest_planned_clip(fps=FAIR_FPS, **FAIR))
     return root

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from phantom.face import Phantom
+from phantom.plan import Cohort, plan_pfed5
 from trainer.baselines import clip_baselines
 
-__all__ = ["clip_baselines", "equalise_lengths"]
+__all__ = ["clip_baselines", "equalise_lengths", "shortest_planned_clip"]
 
 
 def _rows(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -27,11 +29,25 @@ def _rows(path: Path) -> tuple[list[str], list[list[str]]]:
     return rows[0], rows[1:]
 
 
-def equalise_lengths(root: Path) -> int:
+def shortest_planned_clip(n_subjects: int, clips_per_task: int, seed: int, fps: float) -> int:
+    """The length in frames of the shortest clip of the whole PFED5 plan ``write_pfed5`` would write for these
+    arguments (every task), from the phantoms' schedules alone: nothing is rendered."""
+    return min(
+        seg.end - seg.start
+        for clip in plan_pfed5(n_subjects, clips_per_task, seed, Cohort())
+        for seg in Phantom(clip.spec, 320, 240, fps).schedule[:1]
+    )
+
+
+def equalise_lengths(root: Path, to: int | None = None) -> int:
     """Cut every clip of a phantom PFED5 layout (frames, trajectory, colour, label files) to the shortest clip's
-    length; return that length."""
+    length, or to ``to`` frames when given (a layout of some tasks only, cut as the whole plan would be; see
+    :func:`shortest_planned_clip`); return that length."""
     label_files = sorted((root / "PFED5").glob("PFED5_*.csv")) + sorted((root / "data").glob("*_41.csv"))
-    n = min(int(r[2]) for f in label_files for r in _rows(f)[1])
+    shortest = min(int(r[2]) for f in label_files for r in _rows(f)[1])
+    if to is not None and to > shortest:
+        raise ValueError(f"cannot cut clips to {to} frames: the shortest one here has {shortest}")
+    n = shortest if to is None else to
     for f in label_files:
         header, rows = _rows(f)
         for r in rows:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -24,7 +24,7 @@ from fleet.producer import KafkaProducer, ProducerUnavailable
 from fleet.records import ScoreRecord
 from fleet.settings import FleetSettings
 from infra.redis_server import RedisServer
-from tests.conftest import live_session, open_bus
+from tests.conftest import live_session
 from tests.fleet_kit import FakeKafka, task_score
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -32,25 +32,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 SETTINGS = FleetSettings(block_ms=30, reclaim_idle_ms=300, health_every_s=0.2, send_timeout_s=2.0)
 
 
-@pytest.fixture(scope="module")
-def own_redis() -> Iterator[RedisServer]:
-    """A Redis of its own: the bridge reads every session of its Redis, so other tests' sessions stay out."""
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
+# The bridge reads every session of its Redis: these tests use a Redis of the module's own (tests/conftest.py
+# module_redis, module_bus), so other tests' sessions stay out.
 
 
 @pytest.fixture
-async def fbus(own_redis: RedisServer) -> AsyncIterator[Bus]:
-    async for b in open_bus(own_redis.url, "fleet-test"):
-        yield b
-
-
-@pytest.fixture
-def raw(own_redis: RedisServer) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(own_redis.url)
+def raw(module_redis: RedisServer) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(module_redis.url)
     yield client
     client.close()
 
@@ -82,14 +70,14 @@ async def scores_for(bus: Bus, sid: str, values: list[float | None]) -> list[Sco
     return scores
 
 
-async def test_task_scores_reach_kafka_keyed_by_patient_and_are_acked_after(fbus: Bus, sid: str) -> None:
+async def test_task_scores_reach_kafka_keyed_by_patient_and_are_acked_after(module_bus: Bus, sid: str) -> None:
     early, late = sid + "a", sid + "b"
-    await live_session(fbus, early)  # started (and scored) before the bridge runs: nothing of it is lost
-    s1 = await scores_for(fbus, early, [1.0, 2.0, None])
+    await live_session(module_bus, early)  # started (and scored) before the bridge runs: nothing of it is lost
+    s1 = await scores_for(module_bus, early, [1.0, 2.0, None])
     kafka = FakeKafka()
-    bridge = ScoresBridge(fbus, kafka, SETTINGS, "bridge-1")
-    await live_session(fbus, late, consent=Consent(live_scoring=True, research=True))
-    s2 = await scores_for(fbus, late, [3.5])
+    bridge = ScoresBridge(module_bus, kafka, SETTINGS, "bridge-1")
+    await live_session(module_bus, late, consent=Consent(live_scoring=True, research=True))
+    s2 = await scores_for(module_bus, late, [3.5])
     await run_until(bridge, lambda: len(kafka.sent) == 4, "four task scores")
     got = decoded(kafka)
     assert {t for t, _, _ in got} == {"feqa.scores"}
@@ -101,23 +89,23 @@ async def test_task_scores_reach_kafka_keyed_by_patient_and_are_acked_after(fbus
     assert first["sid"] == early and first["session_ts"] > 0 and got[2][2]["score"] is None  # withheld ones too
     assert bridge.counters["skipped_window"] == 2 and bridge.counters["sent"] == 4
     for s in (early, late):
-        assert await pending_count(fbus, FLEET_SCORES, s) == 0
+        assert await pending_count(module_bus, FLEET_SCORES, s) == 0
     # the dashboard's own group is untouched: it still has every entry to read
-    got_dash = await fbus.consume(SCORES, [early], "dash", count=50, block_ms=None)
+    got_dash = await module_bus.consume(SCORES, [early], "dash", count=50, block_ms=None)
     assert len(got_dash) == 4
 
 
-async def test_nothing_is_acked_while_kafka_refuses_and_nothing_is_lost(fbus: Bus, sid: str) -> None:
-    await live_session(fbus, sid)
-    scores = await scores_for(fbus, sid, [1.0, 1.5, 2.0])
+async def test_nothing_is_acked_while_kafka_refuses_and_nothing_is_lost(module_bus: Bus, sid: str) -> None:
+    await live_session(module_bus, sid)
+    scores = await scores_for(module_bus, sid, [1.0, 1.5, 2.0])
     kafka = FakeKafka(fail=lambda n: "broker unreachable (fake)" if n <= 3 else "")
-    bridge = ScoresBridge(fbus, kafka, SETTINGS, "bridge-2")
+    bridge = ScoresBridge(module_bus, kafka, SETTINGS, "bridge-2")
     pending_seen: list[int] = []
 
     async def watch() -> None:
         while kafka.calls < 3:
             await asyncio.sleep(0.01)
-        pending_seen.append(await pending_count(fbus, FLEET_SCORES, sid))
+        pending_seen.append(await pending_count(module_bus, FLEET_SCORES, sid))
 
     watcher = asyncio.ensure_future(watch())
     await run_until(bridge, lambda: len(kafka.sent) == 3, "the batch after Kafka recovers")
@@ -125,27 +113,27 @@ async def test_nothing_is_acked_while_kafka_refuses_and_nothing_is_lost(fbus: Bu
     assert pending_seen == [4]  # read, refused by Kafka, held unacked
     assert bridge.counters["send_failures"] == 3
     assert [v["key"] for _, _, v in decoded(kafka)] == [s.key for s in scores if s.kind == "task"]  # once each
-    assert await pending_count(fbus, FLEET_SCORES, sid) == 0
+    assert await pending_count(module_bus, FLEET_SCORES, sid) == 0
 
 
 async def test_a_bridge_killed_between_kafka_and_its_ack_is_taken_over_and_repeats_are_harmless(
-    fbus: Bus, sid: str
+    module_bus: Bus, sid: str
 ) -> None:
-    await live_session(fbus, sid)
-    scores = await scores_for(fbus, sid, [1.0, 1.2, 0.8, 2.5])
+    await live_session(module_bus, sid)
+    scores = await scores_for(module_bus, sid, [1.0, 1.2, 0.8, 2.5])
     doomed_kafka = FakeKafka(hang_after_send=True)
-    doomed = ScoresBridge(fbus, doomed_kafka, SETTINGS, "bridge-doomed")
+    doomed = ScoresBridge(module_bus, doomed_kafka, SETTINGS, "bridge-doomed")
     stop = asyncio.Event()
     task = asyncio.ensure_future(doomed.run(stop))
     while not doomed_kafka.sent:
         await asyncio.sleep(0.01)
     task.cancel()  # killed after Kafka took the batch, before the Redis ack
     await asyncio.gather(task, return_exceptions=True)
-    assert await pending_count(fbus, FLEET_SCORES, sid) == 5
+    assert await pending_count(module_bus, FLEET_SCORES, sid) == 5
     kafka = FakeKafka()
-    heir = ScoresBridge(fbus, kafka, SETTINGS, "bridge-heir")
+    heir = ScoresBridge(module_bus, kafka, SETTINGS, "bridge-heir")
     await run_until(heir, lambda: len(kafka.sent) == 4, "the heir to resend the pending batch")
-    assert heir.counters["reclaimed"] == 5 and await pending_count(fbus, FLEET_SCORES, sid) == 0
+    assert heir.counters["reclaimed"] == 5 and await pending_count(module_bus, FLEET_SCORES, sid) == 0
     # every score reached Kafka twice; the agents count each once
     both = doomed_kafka.sent + kafka.sent
     assert sorted(json.loads(v)["key"] for _, _, v in both) == sorted(2 * [s.key for s in scores if s.kind == "task"])
@@ -164,17 +152,19 @@ async def test_a_bridge_killed_between_kafka_and_its_ack_is_taken_over_and_repea
     assert sent[-1].sessions == 1 and sent[-1].baseline_mean == pytest.approx((1.0 + 1.2 + 0.8 + 2.5) / 4)
 
 
-async def test_bad_entries_are_dead_lettered_and_the_bridge_goes_on(fbus: Bus, raw: redis.Redis, sid: str) -> None:
-    await live_session(fbus, sid)
+async def test_bad_entries_are_dead_lettered_and_the_bridge_goes_on(
+    module_bus: Bus, raw: redis.Redis, sid: str
+) -> None:
+    await live_session(module_bus, sid)
     key = SCORES.key(sid)
     junk = [{b"junk": b"1"}, task_score(sid, 1.0).encode() | {b"v": b"7"}, {b"k": b"score", b"v": b"2", b"m": b"{"}]
     bad_ids = [raw.xadd(key, f).decode() for f in junk]  # type: ignore[arg-type]
     stray = task_score("someone-else", 2.0)  # a score of another session in this session's stream
-    await fbus.publish(SCORES, stray, sid=sid)
+    await module_bus.publish(SCORES, stray, sid=sid)
     good = task_score(sid, 3.0, rep=4)
-    await fbus.publish(SCORES, good)
+    await module_bus.publish(SCORES, good)
     kafka = FakeKafka()
-    bridge = ScoresBridge(fbus, kafka, SETTINGS, "bridge-3")
+    bridge = ScoresBridge(module_bus, kafka, SETTINGS, "bridge-3")
     dl_before = raw.xlen(DEADLETTER.key())
     await run_until(bridge, lambda: len(kafka.sent) == 1, "the good score")
     assert [json.loads(v)["key"] for _, _, v in kafka.sent] == [good.key]
@@ -183,39 +173,39 @@ async def test_bad_entries_are_dead_lettered_and_the_bridge_goes_on(fbus: Bus, r
     assert "another" not in letters[3].error and "someone-else" in letters[3].error
     assert DeadLetter.unpack_fields(letters[0].original) == junk[0]
     assert bridge.counters["wrong_session"] == 1 and bridge.health().counters["bus_dead_lettered"] == 4
-    assert await pending_count(fbus, FLEET_SCORES, sid) == 0
+    assert await pending_count(module_bus, FLEET_SCORES, sid) == 0
 
 
-async def test_a_score_whose_session_is_gone_is_counted_not_sent(fbus: Bus, raw: redis.Redis, sid: str) -> None:
-    await live_session(fbus, sid)
-    await scores_for(fbus, sid, [1.0])
+async def test_a_score_whose_session_is_gone_is_counted_not_sent(module_bus: Bus, raw: redis.Redis, sid: str) -> None:
+    await live_session(module_bus, sid)
+    await scores_for(module_bus, sid, [1.0])
     raw.delete(f"session:{{{sid}}}")  # the session hash expired (retention) before the bridge saw its scores
     kafka = FakeKafka()
-    bridge = ScoresBridge(fbus, kafka, SETTINGS, "bridge-4")
+    bridge = ScoresBridge(module_bus, kafka, SETTINGS, "bridge-4")
     await run_until(bridge, lambda: bridge.counters["no_session"] == 1, "the orphan score")
-    assert kafka.sent == [] and await pending_count(fbus, FLEET_SCORES, sid) == 0
+    assert kafka.sent == [] and await pending_count(module_bus, FLEET_SCORES, sid) == 0
 
 
-async def test_an_ended_session_is_drained_then_dropped(fbus: Bus, sid: str) -> None:
-    await live_session(fbus, sid)
-    await SessionStore(fbus).end(sid, "completed")
-    await fbus.publish(SCORES, task_score(sid, 2.0))  # a task score that arrives just after the end
+async def test_an_ended_session_is_drained_then_dropped(module_bus: Bus, sid: str) -> None:
+    await live_session(module_bus, sid)
+    await SessionStore(module_bus).end(sid, "completed")
+    await module_bus.publish(SCORES, task_score(sid, 2.0))  # a task score that arrives just after the end
     kafka = FakeKafka()
-    bridge = ScoresBridge(fbus, kafka, SETTINGS, "bridge-5")
+    bridge = ScoresBridge(module_bus, kafka, SETTINGS, "bridge-5")
     await run_until(bridge, lambda: len(kafka.sent) == 1, "the late task score")
-    quick = ScoresBridge(fbus, FakeKafka(), FleetSettings(drain_after_end_s=0, block_ms=30), "bridge-6")
+    quick = ScoresBridge(module_bus, FakeKafka(), FleetSettings(drain_after_end_s=0, block_ms=30), "bridge-6")
     await quick.step()
     assert sid not in quick._readable()
 
 
-async def test_the_bridge_publishes_health(fbus: Bus, sid: str) -> None:
-    await live_session(fbus, sid)
-    await scores_for(fbus, sid, [1.0])
+async def test_the_bridge_publishes_health(module_bus: Bus, sid: str) -> None:
+    await live_session(module_bus, sid)
+    await scores_for(module_bus, sid, [1.0])
     kafka = FakeKafka()
-    bridge = ScoresBridge(fbus, kafka, SETTINGS, "bridge-7")
+    bridge = ScoresBridge(module_bus, kafka, SETTINGS, "bridge-7")
 
     async def health() -> list[Health]:
-        return [d.message for d in await fbus.latest(HEALTH, None, 50) if d.message.instance == "bridge-7"]
+        return [d.message for d in await module_bus.latest(HEALTH, None, 50) if d.message.instance == "bridge-7"]
 
     seen: list[Health] = []
 

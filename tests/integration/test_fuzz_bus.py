@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
@@ -17,7 +16,6 @@ from common.bus import Bus
 from common.messages import ALL_MESSAGES, DeadLetter, Message
 from common.streams import DEADLETTER, StreamSpec
 from infra.redis_server import RedisServer
-from tests.conftest import open_bus
 from tests.fuzz_kit import damaged, examples, junk_fields, message_strategy, run_property, well_typed
 
 pytestmark = [pytest.mark.integration, pytest.mark.fuzz, pytest.mark.timeout(3600)]
@@ -25,19 +23,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.fuzz, pytest.mark.timeout(360
 KINDS = {cls.KIND: cls for cls in ALL_MESSAGES}
 
 
-@pytest.fixture(scope="module")
-def own_redis() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-async def fbus(own_redis: RedisServer) -> AsyncIterator[Bus]:
-    async for b in open_bus(own_redis.url, "fuzz"):
-        yield b
+# Dead letters land in the one dead-letter stream: a Redis of the module's own (tests/conftest.py module_redis,
+# module_bus) keeps other tests' dead letters out of what these tests count.
 
 
 def entries(cls: type[Message]) -> st.SearchStrategy[dict[bytes, bytes]]:
@@ -47,13 +34,13 @@ def entries(cls: type[Message]) -> st.SearchStrategy[dict[bytes, bytes]]:
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
 async def test_every_entry_is_delivered_well_typed_or_dead_lettered(
-    kind: str, fbus: Bus, own_redis: RedisServer, long_run: bool
+    kind: str, module_bus: Bus, module_redis: RedisServer, long_run: bool
 ) -> None:
     cls = KINDS[kind]
     spec = StreamSpec(f"fuzz-{kind}:{{sid}}", cls, maxlen=1000, group="g")
     sid = f"f{kind}{time.time_ns()}"
-    raw = redis.Redis.from_url(own_redis.url)
-    await fbus.ensure_group(spec, sid)
+    raw = redis.Redis.from_url(module_redis.url)
+    await module_bus.ensure_group(spec, sid)
     counts = {"delivered": 0, "dead": 0}
     tasks_before = len(asyncio.all_tasks())
 
@@ -61,11 +48,11 @@ async def test_every_entry_is_delivered_well_typed_or_dead_lettered(
         entry_id = raw.xadd(spec.key(sid), fields).decode()  # type: ignore[arg-type]
         newest = raw.xrevrange(DEADLETTER.key(), count=1)
         letter_before = newest[0][0] if newest else b""
-        got = await fbus.consume(spec, [sid], "c", count=10, block_ms=None)
+        got = await module_bus.consume(spec, [sid], "c", count=10, block_ms=None)
         if got:
             (d,) = got
             assert d.id == entry_id and well_typed(d.message) == [], d.message
-            await fbus.ack(got)
+            await module_bus.ack(got)
             counts["delivered"] += 1
         else:
             ((letter_id, letter_fields),) = raw.xrevrange(DEADLETTER.key(), count=1)
@@ -74,7 +61,7 @@ async def test_every_entry_is_delivered_well_typed_or_dead_lettered(
             assert letter.entry_id == entry_id and letter.stream == spec.key(sid) and letter.error
             assert DeadLetter.unpack_fields(letter.original) == fields  # kept whole
             counts["dead"] += 1
-        assert await pending_count(fbus, spec, sid) == 0
+        assert await pending_count(module_bus, spec, sid) == 0
 
     ran = await run_property(entries(cls), one)
     raw.close()
@@ -83,19 +70,19 @@ async def test_every_entry_is_delivered_well_typed_or_dead_lettered(
     assert len(asyncio.all_tasks()) == tasks_before  # no task left hanging
 
 
-async def test_plain_reads_skip_and_count_what_does_not_decode(fbus: Bus, own_redis: RedisServer) -> None:
+async def test_plain_reads_skip_and_count_what_does_not_decode(module_bus: Bus, module_redis: RedisServer) -> None:
     spec = StreamSpec("fuzz-plain:{sid}", KINDS["event"], maxlen=1000)
-    raw = redis.Redis.from_url(own_redis.url)
+    raw = redis.Redis.from_url(module_redis.url)
 
     async def batch(entries: list[dict[bytes, bytes]]) -> None:
         sid = f"p{time.time_ns()}"
         for fields in entries:
             raw.xadd(spec.key(sid), fields)  # type: ignore[arg-type]
-        skipped = fbus.stats.skipped
-        ok = await fbus.range(spec, sid)
-        newest = await fbus.latest(spec, sid, 10)
+        skipped = module_bus.stats.skipped
+        ok = await module_bus.range(spec, sid)
+        newest = await module_bus.latest(spec, sid, 10)
         assert all(well_typed(d.message) == [] for d in ok + newest)
-        assert fbus.stats.skipped - skipped == 2 * (len(entries) - len(ok))
+        assert module_bus.stats.skipped - skipped == 2 * (len(entries) - len(ok))
 
     await run_property(st.lists(entries(KINDS["event"]), min_size=1, max_size=5), batch)
     raw.close()

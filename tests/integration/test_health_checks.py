@@ -7,7 +7,6 @@ import asyncio
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -25,7 +24,6 @@ from infra.health import check
 from infra.redis_server import RedisServer
 from ingest.app import create_app as ingest_app
 from ingest.settings import IngestSettings
-from tests.conftest import open_bus
 from tests.dashboard_kit import free_port, make_accounts, running, serve, settings_for, sqlite_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -33,37 +31,28 @@ ROOT = Path(__file__).resolve().parents[2]
 FEQA = str(Path(sys.executable).with_name("feqa"))  # the console script, as a container runs it
 
 
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
+# Some checks are tested against a Redis that goes away: each test has a Redis of its own (tests/conftest.py
+# private_redis, private_bus).
 
 
 @pytest.fixture
-async def hbus(own_redis: RedisServer) -> AsyncIterator[Bus]:
-    async for b in open_bus(own_redis.url, "health-test"):
-        yield b
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, own_redis: RedisServer) -> pytest.MonkeyPatch:
-    monkeypatch.setenv("FEQA_REDIS_URL", own_redis.url)
+def env(monkeypatch: pytest.MonkeyPatch, private_redis: RedisServer) -> pytest.MonkeyPatch:
+    monkeypatch.setenv("FEQA_REDIS_URL", private_redis.url)
     return monkeypatch
 
 
-async def test_dashboard_healthz_and_its_check(env: pytest.MonkeyPatch, own_redis: RedisServer, tmp_path: Path) -> None:
+async def test_dashboard_healthz_and_its_check(
+    env: pytest.MonkeyPatch, private_redis: RedisServer, tmp_path: Path
+) -> None:
     url = sqlite_url(tmp_path)
     make_accounts(url)
     port = free_port()
     env.setenv("FEQA_DASHBOARD_PORT", str(port))
-    async with running(settings_for(own_redis.url, url), background=False) as (app, _), serve(app, port) as base:
+    async with running(settings_for(private_redis.url, url), background=False) as (app, _), serve(app, port) as base:
         res = await httpx.AsyncClient().get(base + "/healthz")
         assert res.status_code == 200 and res.json() == {"ok": True, "database": "ok", "redis": "ok"}
         assert await check("dashboard") == []
-        own_redis.stop()  # Redis gone: the dashboard says so within its 2 s, and the check fails with it
+        private_redis.stop()  # Redis gone: the dashboard says so within its 2 s, and the check fails with it
         t0 = time.monotonic()
         res = await httpx.AsyncClient(timeout=10).get(base + "/healthz")
         assert res.status_code == 503 and res.json()["redis"].startswith("failing") and res.json()["database"] == "ok"
@@ -73,11 +62,11 @@ async def test_dashboard_healthz_and_its_check(env: pytest.MonkeyPatch, own_redi
     assert "no answer" in (await check("dashboard"))[0]  # stopped
 
 
-async def test_ingest_check(env: pytest.MonkeyPatch, own_redis: RedisServer) -> None:
+async def test_ingest_check(env: pytest.MonkeyPatch, private_redis: RedisServer) -> None:
     port = free_port()
     env.setenv("FEQA_INGEST_PORT", str(port))
     key = SecretStr("health-check-test-key-0123")  # the probe itself needs no key: /healthz is public
-    app = ingest_app(IngestSettings(common=CommonSettings(redis_url=own_redis.url), port=port, api_key=key))
+    app = ingest_app(IngestSettings(common=CommonSettings(redis_url=private_redis.url), port=port, api_key=key))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
     task = asyncio.ensure_future(server.serve())
     try:
@@ -95,11 +84,11 @@ async def test_ingest_check(env: pytest.MonkeyPatch, own_redis: RedisServer) -> 
 
 
 async def test_tracker_check(
-    env: pytest.MonkeyPatch, own_redis: RedisServer, hbus: Bus, mediapipe_dir: Path, tmp_path: Path
+    env: pytest.MonkeyPatch, private_redis: RedisServer, private_bus: Bus, mediapipe_dir: Path, tmp_path: Path
 ) -> None:
     env.setenv("FEQA_TRACKER_MEDIAPIPE_DIR", str(mediapipe_dir))
     assert (await check("tracker"))[0].startswith("no Health entry of tracker from this host")
-    await _health(hbus, "tracker", f"{socket.gethostname()}-42", 1)
+    await _health(private_bus, "tracker", f"{socket.gethostname()}-42", 1)
     assert await check("tracker") == []
     env.setenv("FEQA_TRACKER_MEDIAPIPE_DIR", str(tmp_path))
     assert await check("tracker") == [
@@ -111,7 +100,7 @@ async def test_tracker_check(
                                                                  str(tmp_path / "2d106det.onnx")]  # fmt: skip
     env.setenv("FEQA_TRACKER_LANDMARKER", "mediapipe")
     env.setenv("FEQA_TRACKER_MEDIAPIPE_DIR", str(mediapipe_dir))
-    own_redis.stop()
+    private_redis.stop()
     problems = await check("tracker", timeout_s=1.0)
     assert len(problems) == 1 and problems[0].startswith("Redis does not answer")
 
@@ -121,18 +110,20 @@ async def _health(bus: Bus, service: str, instance: str, age_s: float) -> None:
     await bus.publish(HEALTH, Health(service=service, instance=instance, ts=now - age_s, started_ts=now - 60))
 
 
-async def test_fleet_bridge_check_needs_kafka_and_a_fresh_health_entry(env: pytest.MonkeyPatch, hbus: Bus) -> None:
+async def test_fleet_bridge_check_needs_kafka_and_a_fresh_health_entry(
+    env: pytest.MonkeyPatch, private_bus: Bus
+) -> None:
     broker = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)  # a port that accepts connections
     port = broker.sockets[0].getsockname()[1]
     host = socket.gethostname()
     try:
         env.setenv("FEQA_FLEET_BROKERS", f"127.0.0.1:{free_port()},127.0.0.1:{port}")  # one of two brokers is enough
         assert (await check("fleet-bridge"))[0].startswith(f"no Health entry of fleet-bridge from this host ({host})")
-        await _health(hbus, "fleet-bridge", "elsewhere-1", 0)  # another host's bridge does not count
+        await _health(private_bus, "fleet-bridge", "elsewhere-1", 0)  # another host's bridge does not count
         assert (await check("fleet-bridge"))[0].startswith("no Health entry")
-        await _health(hbus, "fleet-bridge", f"{host}-77", 100)
+        await _health(private_bus, "fleet-bridge", f"{host}-77", 100)
         assert "last reported 100 s ago" in (await check("fleet-bridge", max_age_s=30))[0]
-        await _health(hbus, "fleet-bridge", f"{host}-78", 1)
+        await _health(private_bus, "fleet-bridge", f"{host}-78", 1)
         assert await check("fleet-bridge") == []
         dead = free_port()
         env.setenv("FEQA_FLEET_BROKERS", f"127.0.0.1:{dead}")
@@ -143,14 +134,14 @@ async def test_fleet_bridge_check_needs_kafka_and_a_fresh_health_entry(env: pyte
         broker.close()
 
 
-async def test_scorer_check(env: pytest.MonkeyPatch, hbus: Bus) -> None:
+async def test_scorer_check(env: pytest.MonkeyPatch, private_bus: Bus) -> None:
     import importlib.util
 
     if importlib.util.find_spec("scorer.settings") is None:
         assert await check("scorer") == ["scorer.settings is not built into this image"]
         return
     assert (await check("scorer"))[0].startswith("no Health entry of scorer")
-    await _health(hbus, "scorer", f"{socket.gethostname()}-5", 1)
+    await _health(private_bus, "scorer", f"{socket.gethostname()}-5", 1)
     assert await check("scorer") == []
 
 

@@ -31,10 +31,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def run_dir(fair_pfed5: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run_dir(fair_pfed5_smile: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("qafe-run")
     args = ["train", "-c", "micro", "--run-dir", str(run)]
-    for item in (f'data.root="{fair_pfed5}"', 'data.expressions=["smile"]', f"data.fps={FAIR_FPS}",
+    for item in (f'data.root="{fair_pfed5_smile}"', 'data.expressions=["smile"]', f"data.fps={FAIR_FPS}",
                  "model.family=qafe_net"):  # fmt: skip
         args += ["--set", item]
     result = CliRunner().invoke(cli, args)
