@@ -39,12 +39,13 @@ class FaceMesh:
         batch, maps = self._batch.fill(images, rois)
         coords, logits = self.runner.run(batch)
         verts = coords.reshape(len(maps), N_VERTICES, 3)
-        out = np.empty_like(verts)
-        for i, m in enumerate(maps):
-            out[i, :, :2] = roi_mod.apply(m, verts[i, :, :2] - 0.5)  # outputs are continuous crop coordinates
-            out[i, :, 2] = verts[i, :, 2] * float(np.hypot(m[0, 0], m[1, 0]))
+        m = np.stack(maps)  # [N, 2, 3] crop px -> frame px
+        out = np.empty(verts.shape, np.float32)
+        xy = verts[:, :, :2].astype(np.float64) - 0.5  # outputs are continuous crop coordinates
+        out[:, :, :2] = xy @ m[:, :, :2].transpose(0, 2, 1) + m[:, None, :, 2]
+        out[:, :, 2] = verts[:, :, 2] * np.hypot(m[:, 0, 0], m[:, 1, 0])[:, None]
         presence = 1.0 / (1.0 + np.exp(-np.clip(logits.reshape(-1).astype(np.float64), -100.0, 100.0)))
-        return out.astype(np.float32), presence.astype(np.float32)
+        return out, presence.astype(np.float32)
 
     @staticmethod
     def tracking_roi(vertices: F32) -> Roi:

@@ -40,6 +40,9 @@ EYE_RINGS = (  # the mesh's eye outlines (MediaPipe's named contours), image-lef
     [362, 398, 384, 385, 386, 387, 388, 466, 263, 249, 390, 373, 374, 380, 381, 382],
 )
 EYE_LIDS = ((159, 145), (386, 374))  # (upper, lower) lid mid vertices of each eye
+_CORNER_A, _CORNER_B = [a for a, _ in EYE_CORNERS], [b for _, b in EYE_CORNERS]
+_LID_UP, _LID_LO = [u for u, _ in EYE_LIDS], [lo for _, lo in EYE_LIDS]
+_RINGS = np.array(EYE_RINGS)
 FLIPS = (True, False)  # the model sees every eye as an image-right eye
 N_IRIS = 5
 
@@ -52,22 +55,19 @@ def eye_rois(mesh: F32) -> tuple[roi_mod.Roi, roi_mod.Roi]:
 
 def eye_opening(mesh: F32) -> F64:
     """[2] lid distance / corner distance of each eye (image-left first)."""
-    out = []
-    for (a, b), (up, lo) in zip(EYE_CORNERS, EYE_LIDS, strict=True):
-        width = float(np.linalg.norm(mesh[b, :2] - mesh[a, :2]))
-        out.append(float(np.linalg.norm(mesh[lo, :2] - mesh[up, :2])) / max(width, 1e-6))
-    return np.asarray(out, dtype=np.float64)
+    width = np.linalg.norm(mesh[_CORNER_B, :2] - mesh[_CORNER_A, :2], axis=1)
+    lids = np.linalg.norm(mesh[_LID_LO, :2] - mesh[_LID_UP, :2], axis=1)
+    return np.asarray(lids / np.maximum(width, 1e-6), dtype=np.float64)
 
 
-def _eye_frame(mesh: F32, eye: int) -> F64:
-    """3x3 similarity from an eye's own frame to frame px: origin at the mean of its 16 outline vertices (steadier
-    than the two corners alone), x axis the corner-to-corner vector (unit = the corner distance)."""
-    a, b = EYE_CORNERS[eye]
-    ex = np.asarray(mesh[b, :2] - mesh[a, :2], np.float64)
-    m = np.eye(3)
-    m[:2, 0], m[:2, 1] = ex, (-ex[1], ex[0])
-    m[:2, 2] = np.asarray(mesh[EYE_RINGS[eye], :2], np.float64).mean(axis=0)
-    return m
+def _eye_frames(mesh: F32) -> tuple[F64, F64, F64]:
+    """Both eyes' own frames: origin [2, 2] at the mean of the 16 outline vertices (steadier than the two corners
+    alone), x axis [2, 2] the corner-to-corner vector (unit = the corner distance), y axis [2, 2] that turned by
+    +90 degrees."""
+    ex = np.asarray(mesh[_CORNER_B, :2] - mesh[_CORNER_A, :2], np.float64)
+    ey = np.stack([-ex[:, 1], ex[:, 0]], axis=1)
+    origin = np.asarray(mesh[_RINGS, :2], np.float64).mean(axis=1)
+    return origin, ex, ey
 
 
 class Iris:
@@ -85,23 +85,21 @@ class Iris:
         batch, maps = self._batch.fill([im for im in images for _ in (0, 1)], rois, FLIPS * n)
         _, iris = self.runner.run(batch)
         pts = iris.reshape(len(rois), N_IRIS, 3)[:, :, :2] - 0.5  # continuous -> pixel-centre crop coordinates
-        out = np.stack([roi_mod.apply(m, p) for m, p in zip(maps, pts, strict=True)])
+        m = np.stack(maps)
+        out = pts.astype(np.float64) @ m[:, :, :2].transpose(0, 2, 1) + m[:, None, :, 2]
         return out.reshape(n, 2, N_IRIS, 2).astype(np.float32)
 
     @staticmethod
     def to_eye(mesh: F32, pupils: F32) -> F32:
-        """[2, 2] pupils (frame px) in the eyes' own frames of ``mesh`` (:func:`_eye_frame`)."""
-        out = []
-        for eye, p in enumerate(pupils):
-            inv = np.linalg.inv(_eye_frame(mesh, eye))
-            out.append(inv[:2, :2] @ np.asarray(p, np.float64) + inv[:2, 2])
-        return np.asarray(out, dtype=np.float32)
+        """[2, 2] pupils (frame px) in the eyes' own frames of ``mesh`` (:func:`_eye_frames`)."""
+        origin, ex, ey = _eye_frames(mesh)
+        d = np.asarray(pupils, np.float64) - origin
+        norm2 = np.maximum((ex * ex).sum(axis=1), 1e-12)
+        return np.stack([(d * ex).sum(axis=1) / norm2, (d * ey).sum(axis=1) / norm2], axis=1).astype(np.float32)
 
     @staticmethod
     def from_eye(mesh: F32, local: F32) -> F32:
         """[2, 2] frame px of pupils given in the eyes' own frames of ``mesh`` (inverse of :meth:`to_eye`)."""
-        out = []
-        for eye, p in enumerate(local):
-            m = _eye_frame(mesh, eye)
-            out.append(m[:2, :2] @ np.asarray(p, np.float64) + m[:2, 2])
-        return np.asarray(out, dtype=np.float32)
+        origin, ex, ey = _eye_frames(mesh)
+        loc = np.asarray(local, np.float64)
+        return np.asarray(origin + loc[:, :1] * ex + loc[:, 1:] * ey, dtype=np.float32)
