@@ -37,7 +37,7 @@ class TrackerSettings(ServiceSettings):
         5,
         ge=1,
         description="run the iris model every N frames of a track; between, the pupils ride on the mesh's eye"
-        " corners (1 = every frame)",
+        " outlines (1 = every frame)",
     )
     iris_reopen: float = Field(
         0.08,
