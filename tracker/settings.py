@@ -33,6 +33,18 @@ class TrackerSettings(ServiceSettings):
         0.5, gt=0, lt=1, description="below this Face Mesh presence the face is re-detected"
     )
     iris: bool = Field(True, description="run the iris model for the pupils (else the eye outline's centre)")
+    iris_every: int = Field(
+        5,
+        ge=1,
+        description="run the iris model every N frames of a track; between, the pupils ride on the mesh's eye"
+        " outlines (1 = every frame)",
+    )
+    iris_reopen: float = Field(
+        0.08,
+        gt=0,
+        description="an eye opening (lid / corner distance) change above this since the last iris run "
+        "runs it again at once",
+    )
     smooth: bool = Field(True, description="One Euro filter on the MediaPipe landmarks against jitter")
     smooth_min_cutoff_hz: float = Field(2.0, gt=0, description="One Euro cutoff at rest (lower: smoother, more lag)")
     smooth_beta: float = Field(5.0, ge=0, description="One Euro speed coefficient (higher: less lag in motion)")

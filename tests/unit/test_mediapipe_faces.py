@@ -255,6 +255,9 @@ def test_a_batch_of_sessions_runs_in_one_call_per_model(landmarker: MediapipeLan
     assert [r.calls for r in runners] == [[3], [3], [6]]  # detector, mesh (in detect), iris: both eyes of 3 faces
     for i, p in enumerate(pts):  # each session's face, shifted by its own roll
         np.testing.assert_allclose(p[38, 0] - pts[0][38, 0], 8 * i, atol=1.0)
-    nxt = [FrameInput(f.sid, 1, f.rgb) for f in frames]  # a tracked frame: mesh and iris again, no detector
-    lm.landmarks(nxt, [d[0].box for d in dets])
-    assert [r.calls for r in runners] == [[3], [3, 3], [6, 6]]
+    nxt = [FrameInput(f.sid, 1, f.rgb) for f in frames]  # a tracked frame: the mesh again, no detector, and no
+    lm.landmarks(nxt, [d[0].box for d in dets])  # iris either (it runs every iris_every frames of a track)
+    assert [r.calls for r in runners] == [[3], [3, 3], [6]]
+    lm.s = settings.model_copy(update={"iris_every": 1})
+    lm.landmarks([FrameInput(f.sid, 2, f.rgb) for f in frames], [d[0].box for d in dets])
+    assert [r.calls for r in runners] == [[3], [3, 3, 3], [6, 6]]

@@ -13,6 +13,7 @@ from common.errors import ModelError
 from phantom.layout import N_POINTS, NAMES, idx
 from tracker.mediapipe import roi
 from tracker.mediapipe.anchors import generate
+from tracker.mediapipe.batch import CropBatch
 from tracker.mediapipe.blazeface import BlazeFace, weighted_nms
 from tracker.mediapipe.filter import OneEuro
 from tracker.mediapipe.table import IRIS_LEFT, IRIS_RIGHT, TABLE_FILE, default_table, parse
@@ -101,6 +102,22 @@ def test_crop_flip_mirrors_and_maps_back() -> None:
     flipped, mf = roi.crop(img, r, 64, flip=True)
     np.testing.assert_array_equal(flipped, plain[:, ::-1])
     np.testing.assert_allclose(roi.apply(mf, np.array([[63 - 10.0, 5.0]])), roi.apply(m, np.array([[10.0, 5.0]])))
+
+
+def test_the_reused_crop_buffers_give_the_plain_crops() -> None:
+    """Crops warped into the reused batch buffers equal :func:`roi.crop` scaled to [0, 1], flipped or not, when
+    the batch grows and when a later, smaller batch reuses the buffers."""
+    rng = np.random.default_rng(2)
+    img = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    rois = [roi.Roi(80.0, 60.0, 70.0, 0.3), roi.Roi(30.0, 20.0, 50.0, -0.5), roi.Roi(150.0, 110.0, 40.0, 1.0)]
+    batch = CropBatch(32)
+    for picks, flips in (([0], [False]), ([0, 1, 2], [True, False, True]), ([2], [False])):
+        x, maps = batch.fill([img] * len(picks), [rois[i] for i in picks], flips)
+        assert x.shape == (len(picks), 32, 32, 3) and x.dtype == np.float32
+        for k, (i, flip) in enumerate(zip(picks, flips, strict=True)):
+            crop, m = roi.crop(img, rois[i], 32, flip=flip)
+            np.testing.assert_allclose(x[k], crop.astype(np.float32) / 255.0, atol=1e-6)
+            np.testing.assert_allclose(maps[k], m, atol=1e-9)
 
 
 def test_the_table_has_every_index_once_per_region_and_a_version() -> None:

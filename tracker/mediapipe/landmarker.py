@@ -12,7 +12,10 @@ How it meets the tracker's two calls (both batched across every session of a tic
 * ``landmarks``: a face found by ``detect`` in this frame keeps the mesh computed there; any other frame runs the
   mesh in the tracking ROI of the previous mesh; when its presence falls below ``mesh_min_presence`` the frame is
   detected again at once (the face nearest the previous box, :func:`tracker.geometry.choose_face`) and, failing
-  that, has no face (NaN points: the tracker reports it). Then the iris model adds the pupils, the table maps the
+  that, has no face (NaN points: the tracker reports it). Then the iris model adds the pupils (every
+  ``iris_every`` frames of a track, at once on a new track or when an eye opens or closes by more than
+  ``iris_reopen``; between, the pupils keep their place in the eye's own frame, :mod:`tracker.mediapipe.iris`),
+  the table maps the
   mesh to the 106 layout, and a One Euro filter per session smooths idle jitter (reset when the face is
   re-acquired elsewhere, on a gap, or lost). Times come from the frames' capture times (``seq / fps`` without).
 
@@ -37,7 +40,7 @@ from tracker.mediapipe import roi as roi_mod
 from tracker.mediapipe.blazeface import LEFT_EYE, RIGHT_EYE, BlazeFace, FaceDetection
 from tracker.mediapipe.facemesh import FaceMesh
 from tracker.mediapipe.filter import OneEuro
-from tracker.mediapipe.iris import Iris
+from tracker.mediapipe.iris import EYE_RINGS, Iris, eye_opening
 from tracker.mediapipe.models import DETECTOR, IRIS, MESH, verified_path
 from tracker.mediapipe.runners import OrtRunner
 from tracker.mediapipe.table import Table, default_table
@@ -45,10 +48,6 @@ from tracker.settings import TrackerSettings
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
-_EYE_RINGS = (
-    [33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7],
-    [362, 398, 384, 385, 386, 387, 388, 466, 263, 249, 390, 373, 374, 380, 381, 382],
-)
 REACQUIRE_IOU = 0.3  # a re-acquired face whose box overlaps the last output less than this restarts the filter
 
 
@@ -71,15 +70,24 @@ class _Session:
     found: list[_Found] = dataclasses.field(default_factory=list)
     filt_seq: int = -1
     filt_before: tuple[F64 | None, F64 | None, float] | None = None  # filter state before frame ``filt_seq``
+    iris_local: F32 | None = None  # [2, 2] pupils of the last iris run, in that frame's eye-crop coordinates
+    iris_seq: int = -1
+    iris_open: F64 | None = None  # eye openings at the last iris run
 
     def lose(self) -> None:
-        self.vertices = self.out_box = None
+        self.vertices = self.out_box = self.iris_local = None
         self.filt.reset()
+
+    def iris_due(self, seq: int, vertices: F32, reacquired: bool, every: int, reopen: float) -> bool:
+        """Whether this frame runs the iris model (else the last run's pupils are carried by the eye corners)."""
+        if self.iris_local is None or self.iris_open is None or reacquired or not 0 < seq - self.iris_seq < every:
+            return True
+        return bool(np.abs(eye_opening(vertices) - self.iris_open).max() > reopen)
 
 
 def eye_centres(vertices: F32) -> F32:
     """[2, 2] centres of the two eye outlines (image-left eye first), the pupils' stand-in without the iris model."""
-    return np.stack([vertices[ring, :2].mean(axis=0) for ring in _EYE_RINGS]).astype(np.float32)
+    return np.stack([vertices[ring, :2].mean(axis=0) for ring in EYE_RINGS]).astype(np.float32)
 
 
 def _box_roi(box: Points) -> roi_mod.Roi:
@@ -194,11 +202,7 @@ class MediapipeLandmarker:
                     verts[i] = mesh[k]
             for i, vv in zip(lost, self._redetect([frames[i] for i in lost], [boxes[i] for i in lost]), strict=True):
                 verts[i], reacquired[i] = vv, vv is not None
-        ok = [(i, vv) for i, vv in enumerate(verts) if vv is not None]
-        pupils = None
-        if self.iris is not None and ok:
-            pupils = self.iris.run([frames[i].rgb for i, _ in ok], np.stack([vv for _, vv in ok]))
-        row = {i: k for k, (i, _) in enumerate(ok)}
+        pupils = self._pupils(frames, verts, reacquired)
         out: list[Points] = []
         for i, f in enumerate(frames):
             sess = self._session(f.sid)
@@ -207,8 +211,31 @@ class MediapipeLandmarker:
                 sess.lose()
                 out.append(np.full((106, 2), np.nan, dtype=np.float32))
                 continue
-            centres = pupils[row[i], :, 0] if pupils is not None else None
-            out.append(self._finish(sess, f, found, centres, reacquired[i]))
+            out.append(self._finish(sess, f, found, pupils.get(i), reacquired[i]))
+        return out
+
+    def _pupils(self, frames: Sequence[FrameInput], verts: Sequence[F32 | None],
+                reacquired: Sequence[bool]) -> dict[int, F32]:  # fmt: skip
+        """[2, 2] pupils of each frame with a face: the iris model on the frames due for it (one batch), carried by
+        the eye corners on the others; none without the iris model."""
+        if self.iris is None:
+            return {}
+        every, reopen = self.s.iris_every, self.s.iris_reopen
+        ok = [(i, vv) for i, vv in enumerate(verts) if vv is not None]
+        due = [(i, vv) for i, vv in ok if self._session(frames[i].sid).iris_due(frames[i].seq, vv, reacquired[i],
+                                                                                 every, reopen)]  # fmt: skip
+        out: dict[int, F32] = {}
+        if due:
+            found = self.iris.run([frames[i].rgb for i, _ in due], [vv for _, vv in due])
+            for k, (i, vv) in enumerate(due):
+                sess, centres = self._session(frames[i].sid), found[k, :, 0]
+                sess.iris_local, sess.iris_seq = self.iris.to_eye(vv, centres), frames[i].seq
+                sess.iris_open = eye_opening(vv)
+                out[i] = centres
+        for i, vv in ok:
+            local = self._session(frames[i].sid).iris_local
+            if i not in out and local is not None:
+                out[i] = self.iris.from_eye(vv, local)
         return out
 
     def _found(self, f: FrameInput, box: Points) -> _Found | None:
