@@ -144,11 +144,12 @@ def test_one_transpose_windows_equal_partition_then_split(factory: object, kind:
     x = torch.randn(2, 3 * heads * hd, cfg.t_p, 63)
     attn = skateformer.PartitionAttention(kind, heads * hd, heads, cfg).eval()
     shape = (2, 3 * heads * hd, cfg.t_p, 63)
+    last = x.permute(0, 2, 3, 1)  # the block works channels last
     with torch.no_grad():
         want = reverse(attn(partition(x, kind, cfg)), kind, shape, cfg)
-        got = skateformer.attention_unwindow(attn.attend(skateformer.attention_windows(x, kind, heads, cfg)), kind,
-                                             shape, cfg)  # fmt: skip
-    assert torch.equal(got, want)
+        got = skateformer.attention_unwindow(attn.attend(skateformer.attention_windows(last, kind, heads, cfg)), kind,
+                                             (2, cfg.t_p, 63), cfg)  # fmt: skip
+    assert torch.equal(got.permute(0, 3, 1, 2), want)
 
 
 def test_deformation_channels_hold_movement_not_shape_or_head_motion() -> None:
@@ -165,3 +166,41 @@ def test_deformation_channels_hold_movement_not_shape_or_head_motion() -> None:
     # the paper's shape keeps the reference's five input channels (official weights load); the small shapes add two
     assert not skateformer.paper().motion_channels and SkateFormer(skateformer.paper(64)).stem[0].in_channels == 5
     assert SkateFormer(skateformer.micro()).stem[0].in_channels == 7
+
+
+def _channel_first_block(blk: skateformer.SkateBlock, x: torch.Tensor) -> torch.Tensor:
+    """A SkateFormer block written channels first, from the documented partition and its inverse (eval mode)."""
+    cfg = blk.cfg
+    if blk.downsample is not None:
+        x = blk.downsample(x)
+    b, c, t, v = x.shape
+    skip = x.permute(0, 2, 3, 1)
+    f = blk.mapping(blk.norm_1(skip)).permute(0, 3, 1, 2)
+    f_g, f_t, f_a = torch.split(f, [c // 4, c // 4, 3 * c // 2], dim=1)
+    groups = blk.gconv.shape[0]
+    g = torch.einsum("bgctv,gwv->bgctw", f_g.reshape(b, groups, c // 4 // groups, t, v), blk.gconv)
+    outs = [g.reshape(b, c // 4, t, v), blk.tconv(f_t)]
+    for kind, part, attn in zip(PARTITION_TYPES, torch.chunk(f_a, 4, dim=1), blk.attention, strict=True):
+        outs.append(reverse(attn(partition(part, kind, cfg)), kind, (b, part.shape[1], t, v), cfg))
+    y = skip + blk.proj(torch.cat(outs, dim=1).permute(0, 2, 3, 1))
+    out: torch.Tensor = (y + blk.mlp(blk.norm_2(y))).permute(0, 3, 1, 2)
+    return out
+
+
+@pytest.mark.parametrize("factory", [skateformer.micro, skateformer.small])
+def test_channels_last_block_computes_the_channel_first_block(factory: object) -> None:
+    """The blocks run channels last (fewer transposes in the exported graph); the function is the channel-first one,
+    for a block with the stride-2 down-sampling conv and one without."""
+    cfg = factory()  # type: ignore[operator]
+    torch.manual_seed(1)
+    model = skateformer.SkateFormer(cfg).eval()
+    for stage, width_in in ((0, cfg.embed_dim), (1, cfg.channels[0])):
+        blk: skateformer.SkateBlock = model.stages[stage].blocks[0]  # type: ignore[index, assignment]
+        for p in blk.parameters():  # non-neutral weights: every bias table and adjacency matters
+            p.data.normal_(0, 0.2)
+        x = torch.randn(2, width_in, cfg.t_p, 63)
+        with torch.no_grad():
+            want = _channel_first_block(blk, x)
+            got = blk(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        assert got.shape == want.shape
+        assert torch.allclose(got, want, atol=1e-5, rtol=1e-5), float((got - want).abs().max())
