@@ -43,6 +43,7 @@ class TrainResult:
     best_val_spearman: float
     epochs_run: int
     history: list[dict[str, float]]
+    stopped_by_time_budget: bool = False  # train.max_minutes ended it: the epoch count depended on the machine
 
 
 def make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -115,7 +116,7 @@ def train_expression(cfg: RunConfig, data: ExpressionData, out_dir: Path, resume
         generator=gen,
     )
     val_label = labels(data.val)
-    t0 = time.monotonic()
+    t0, stopped = time.monotonic(), False
     for epoch in range(start, cfg.optim.epochs):
         model.train()
         train_ds.set_epoch(epoch)
@@ -154,14 +155,18 @@ def train_expression(cfg: RunConfig, data: ExpressionData, out_dir: Path, resume
                 "torch_rng": torch.get_rng_state(),
             },
         )
-        if cfg.train.max_minutes and time.monotonic() - t0 > 60 * cfg.train.max_minutes:
-            log.info("%s: time budget of %.1f min reached after epoch %d", data.expression, cfg.train.max_minutes,
-                     epoch + 1)  # fmt: skip
+        over = cfg.train.max_minutes and time.monotonic() - t0 > 60 * cfg.train.max_minutes
+        if over and epoch + 1 < cfg.optim.epochs:
+            log.warning("%s: time budget of %.1f min reached after epoch %d of %d: this run is not reproducible "
+                        "(the epoch count depended on the machine's load; set train.max_minutes = 0 for a "
+                        "reproducible run)", data.expression, cfg.train.max_minutes, epoch + 1,
+                        cfg.optim.epochs)  # fmt: skip
+            stopped = True
             break
     (out_dir / "history.json").write_text(json.dumps(history, indent=1))
     if (out_dir / BEST).is_file():
         _calibrate_best(cfg, out_dir / BEST, data, device)
-    return TrainResult(data.expression, best_epoch, best_rho, len(history), history)
+    return TrainResult(data.expression, best_epoch, best_rho, len(history), history, stopped)
 
 
 def _calibrate_best(cfg: RunConfig, path: Path, data: ExpressionData, device: torch.device) -> None:
@@ -184,6 +189,14 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False) -> list[TrainResu
     data = load_dataset(cfg, heatmap_spec(model_config(cfg, "")))
     (run_dir / "data_report.json").write_text(json.dumps(data.report(), indent=1))
     results = [train_expression(cfg, d, run_dir / expr, resume) for expr, d in data.expressions.items()]
-    summary = {r.expression: {"best_epoch": r.best_epoch, "val_spearman": r.best_val_spearman} for r in results}
+    summary = {
+        r.expression: {
+            "best_epoch": r.best_epoch,
+            "val_spearman": r.best_val_spearman,
+            "epochs_run": r.epochs_run,
+            "stopped_by_time_budget": r.stopped_by_time_budget,
+        }
+        for r in results
+    }
     (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
     return results
