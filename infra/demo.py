@@ -22,7 +22,7 @@ from typing import Any
 
 from common.errors import ConfigError
 from infra.demo_dashboard import ClinicianClient, demo_account
-from infra.demo_models import DemoTraining, demo_models_dir, landmarker_identity, missing, train_demo_models
+from infra.demo_models import DemoTraining, crop_side, demo_models_dir, landmarker_identity, missing, train_demo_models
 from infra.demo_patient import PatientRun, run_patient
 from infra.settings import StackSettings
 from infra.stack import Stack
@@ -100,7 +100,8 @@ class Demo:
         os.environ["FEQA_MODELS_DIR"] = str(models)
         os.environ["FEQA_TRACKER_LANDMARKER"] = "mediapipe"  # the real landmarker, never the phantom's truth
         os.environ["FEQA_TRACKER_MEDIAPIPE_DIR"] = str(self.opts.mediapipe_dir.resolve())
-        os.environ.setdefault("FEQA_TRACKER_CROP_SIZE", "256")  # the crops the demo models were trained on
+        # crops of the side the demo models take (their shared rgb_size, else 256): the same pixels as training
+        os.environ.setdefault("FEQA_TRACKER_CROP_SIZE", str(crop_side(models)))
         # The phantom's smooth shading at 320x240 measures 11-20 on the blur gate (variance of the Laplacian of the
         # crop; 15 by default): the demo lowers it so a still phantom is not withheld as blurry.
         os.environ.setdefault("FEQA_TRACKER_MIN_SHARPNESS", "5")
