@@ -5,8 +5,11 @@ key, 0600, made at the first start: infra.credentials), ``stack.json`` while the
 infra.runinfo), ``logs/<service>.log`` (each service's output) and ``redis/redis.log``. Its Redis keeps no snapshot
 on disk and never evicts (infra.redis_server), so no patient frame is ever written there.
 
-Before starting anything the launcher checks its ports (infra.preflight). Each service runs as
-``python -m <service>`` with ``FEQA_REDIS_URL`` pointing at the launcher's Redis and the key file in its settings.
+Before starting anything the launcher checks its ports (infra.preflight). The workers scale out on one Redis:
+``trackers`` and ``scorers`` processes (``FEQA_STACK_TRACKERS`` / ``FEQA_STACK_SCORERS``; the second and later log to
+``logs/tracker-2.log`` ...) share the sessions through their leases, each named by its host and PID.
+Each service runs as ``python -m <service>`` with ``FEQA_REDIS_URL`` pointing at the launcher's Redis and the key
+file in its settings.
 The launcher prints the URLs, watches the children, and on Ctrl-C / SIGTERM (or when a child dies) stops them all by
 their PIDs: SIGTERM, then SIGKILL after a grace period, and Redis last.
 """
@@ -116,7 +119,8 @@ class Stack:
         logs.mkdir(exist_ok=True, mode=0o700)
         try:
             for spec in self.services:
-                self._spawn(spec, env, logs)
+                for k in range(self.instances(spec)):
+                    self._spawn(spec, env, logs, k)
             for child in self.children:
                 if child.url:
                     self._wait_port(child)
@@ -150,11 +154,15 @@ class Stack:
         return runinfo.RunInfo(os.getpid(), redis_url, self.settings.host, self.settings.ingest_port, key_file,
                                {label: url for label, url in self.urls()})  # fmt: skip
 
-    def _spawn(self, spec: ServiceSpec, env: dict[str, str], logs: Path) -> None:
+    def instances(self, spec: ServiceSpec) -> int:
+        """How many processes of ``spec`` run: the workers scale out (``trackers``, ``scorers``), the rest are 1."""
+        return {"tracker": self.settings.trackers, "scorer": self.settings.scorers}.get(spec.name, 1)
+
+    def _spawn(self, spec: ServiceSpec, env: dict[str, str], logs: Path, k: int = 0) -> None:
         url = None
         if spec.port_of is not None:
             url = f"http://{self.settings.host}:{spec.port_of(self.settings)}{spec.page}"
-        path = logs / f"{spec.name}.log"
+        path = logs / (f"{spec.name}.log" if k == 0 else f"{spec.name}-{k + 1}.log")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         out = os.fdopen(fd, "ab")
         proc = subprocess.Popen([sys.executable, "-m", spec.name], env=env, start_new_session=True,
