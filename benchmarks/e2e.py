@@ -98,8 +98,10 @@ async def _tracker_counters(bus: Bus) -> dict[str, float]:
         if service == "tracker":
             for k in ("frames", "stale"):
                 out[k] = out.get(k, 0.0) + h.counters.get(k, 0.0)
-            if h.gauges.get("sessions", 0.0) > 0:  # several trackers: the slowest one that holds sessions
-                lag = h.gauges.get("lag_p50_ms", float("nan"))
+            # several trackers: the slowest (one that observed nothing reports 0; its recent frames are kept after
+            # the sessions end, so this is read after a level too)
+            lag = h.gauges.get("lag_p50_ms", float("nan"))
+            if lag == lag:
                 out["tracker_lag_p50_ms"] = max(out.get("tracker_lag_p50_ms", lag), lag)
         if service == "ingest":
             out["ingest_p50_ms"] = h.gauges.get("latency_p50_ms", float("nan"))
