@@ -19,12 +19,17 @@ Figures:
   latency over the run below 0.05 s/s), the tracker keeping >= 95 % of frames (not skipped as stale) and p99 under
   2 s. Full mode runs 1, 2, 4, 6, 8 sessions for 2 minutes each (stopping at the first failure); ``--quick`` 1 and 2
   sessions for 25 s (lag growth over 25 s is a weaker test: the table says which mode ran).
-- CPU: the stack's processes (receiving side: Redis and the four services, from /proc) per session, and this
-  process's (senders: phantom rendering and VP8 encoding) separately.
+- CPU: the stack's processes (receiving side: Redis and the four services, from /proc) per session, in all and per
+  service (``s<N>_cpu_pct_per_session_<service>``), and this process's (senders: phantom rendering and VP8
+  encoding) separately. The machine's load average before and after is kept beside them (other work on a shared
+  machine takes cores from the stack).
+- Scale-out: the stack runs ``--trackers`` tracker processes (default 2 on a machine with 2 or more CPUs) and
+  ``--scorers`` scorers, sharing the sessions by lease as in a deployment.
 
-    python benchmarks/e2e.py [--quick] [--json PATH]
+    python benchmarks/e2e.py [--quick] [--json PATH] [--trackers N] [--scorers N]
 
-JSON keys: latency_p50_ms, latency_p99_ms (1 session), max_realtime_sessions, and per-level figures.
+JSON keys: latency_p50_ms, latency_p99_ms (1 session), max_realtime_sessions, trackers, scorers, load averages, and
+per-level figures.
 """
 
 from __future__ import annotations
@@ -93,7 +98,11 @@ async def _tracker_counters(bus: Bus) -> dict[str, float]:
         if service == "tracker":
             for k in ("frames", "stale"):
                 out[k] = out.get(k, 0.0) + h.counters.get(k, 0.0)
-            out["tracker_lag_p50_ms"] = h.gauges.get("lag_p50_ms", float("nan"))
+            # several trackers: the slowest (one that observed nothing reports 0; its recent frames are kept after
+            # the sessions end, so this is read after a level too)
+            lag = h.gauges.get("lag_p50_ms", float("nan"))
+            if lag == lag:
+                out["tracker_lag_p50_ms"] = max(out.get("tracker_lag_p50_ms", lag), lag)
         if service == "ingest":
             out["ingest_p50_ms"] = h.gauges.get("latency_p50_ms", float("nan"))
     return out
@@ -102,9 +111,12 @@ async def _tracker_counters(bus: Bus) -> dict[str, float]:
 async def _level(demo: Demo, bus: Bus, n: int, seconds: float, round_no: int) -> dict[str, Any]:
     """``n`` concurrent sessions for ``seconds``; latencies and CPU."""
     assert demo.stack is not None
-    pids = [c.proc.pid for c in demo.stack.children]
+    by_service: dict[str, list[int]] = {}
+    for c in demo.stack.children:
+        by_service.setdefault(c.spec.name, []).append(c.proc.pid)
     if demo.stack.redis is not None and demo.stack.redis.proc is not None:
-        pids.append(demo.stack.redis.proc.pid)
+        by_service["redis"] = [demo.stack.redis.proc.pid]
+    pids = [p for group in by_service.values() for p in group]
     stop = asyncio.Event()
     arrivals: list[tuple[float, dict[str, Any]]] = []
     windows: dict[tuple[str, int, str], float] = {}
@@ -120,6 +132,7 @@ async def _level(demo: Demo, bus: Bus, n: int, seconds: float, round_no: int) ->
         ws_url = demo.dashboard_url.replace("http://", "ws://") + "/ws"
         before = await _tracker_counters(bus)
         cpu0, own0, t0 = _cpu_s(pids), time.process_time(), time.monotonic()
+        service0 = {name: _cpu_s(group) for name, group in by_service.items()}
         async with websockets.connect(ws_url, origin=Origin(demo.dashboard_url),
                                       additional_headers={"Cookie": dash.cookie_header}) as ws:  # fmt: skip
             for _, _, sid in joins:
@@ -152,6 +165,7 @@ async def _level(demo: Demo, bus: Bus, n: int, seconds: float, round_no: int) ->
             await asyncio.gather(*patients, return_exceptions=True)
             wall = time.monotonic() - t0
             cpu, own = _cpu_s(pids) - cpu0, time.process_time() - own0
+            per_service = {name: _cpu_s(group) - service0[name] for name, group in by_service.items()}
             await asyncio.sleep(2.0)  # the last scores
             receiver.cancel()
             reader.cancel()
@@ -188,17 +202,22 @@ async def _level(demo: Demo, bus: Bus, n: int, seconds: float, round_no: int) ->
         "transport_p50_ms": after.get("ingest_p50_ms", float("nan")),
         "receiving_cpu_pct_per_session": 100 * cpu / wall / n,
         "sender_cpu_pct_per_session": 100 * own / wall / n,
+        **{f"cpu_pct_per_session_{name}": 100 * v / wall / n for name, v in sorted(per_service.items())},
         "realtime": realtime,
     }
 
 
-async def main(quick: bool) -> dict[str, Any]:
+async def main(quick: bool, trackers: int, scorers: int) -> dict[str, Any]:
     levels, seconds = ((1, 2), 25.0) if quick else ((1, 2, 4, 6, 8), 120.0)
     opts = DemoOptions(training=DemoTraining(tasks=("smile",)))
     models = prepare_models(opts, print)
+    print(f"stack: {trackers} tracker and {scorers} scorer processes; load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs before the run")  # fmt: skip
+    load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="feqa-bench-e2e-") as tmp:
         os.environ["FEQA_LOG_LEVEL"] = os.environ.get("FEQA_LOG_LEVEL", "WARNING")
-        settings = StackSettings(data_dir=Path(tmp), ingest_port=_port(), dashboard_port=_port())
+        settings = StackSettings(data_dir=Path(tmp), ingest_port=_port(), dashboard_port=_port(), trackers=trackers,
+                                 scorers=scorers)  # fmt: skip
         demo = Demo(opts, settings)
         demo.start(models)
         assert demo.stack is not None
@@ -220,6 +239,10 @@ async def main(quick: bool) -> dict[str, Any]:
                     row["window_to_score_p50_ms"], row["score_to_dashboard_p50_ms"], row["transport_p50_ms"], ratio,
                     row["receiving_cpu_pct_per_session"], row["sender_cpu_pct_per_session"], str(row["realtime"])),
                     flush=True)  # fmt: skip
+                services = {k.removeprefix("cpu_pct_per_session_"): v for k, v in row.items()
+                            if k.startswith("cpu_pct_per_session_")}  # fmt: skip
+                print("          receiving cpu % per session by service: "
+                      + ", ".join(f"{k} {v:.1f}" for k, v in services.items()), flush=True)  # fmt: skip
                 if not row["realtime"]:
                     break
         finally:
@@ -232,6 +255,10 @@ async def main(quick: bool) -> dict[str, Any]:
         "latency_p50_ms": rows[0]["latency_p50_ms"],
         "latency_p99_ms": rows[0]["latency_p99_ms"],
         "max_realtime_sessions": best,
+        "trackers": trackers,
+        "scorers": scorers,
+        "load_average_before": load0,
+        "load_average_after": os.getloadavg()[0],
     }
     for r in rows:
         for k, v in r.items():
@@ -247,8 +274,14 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 and 2 sessions for 25 s each (< 1 minute of load)")
     parser.add_argument("--json", type=Path, help="write the figures as a flat JSON object")
+    default_trackers = 2 if (os.cpu_count() or 1) >= 2 else 1
+    parser.add_argument("--trackers", type=int, default=default_trackers,
+                        help=f"tracker processes sharing the sessions (default here: {default_trackers})")  # fmt: skip
+    parser.add_argument("--scorers", type=int, default=1, help="scorer processes sharing the sessions")
     args = parser.parse_args()
+    if args.trackers < 1 or args.scorers < 1:
+        parser.error("--trackers and --scorers need at least 1")
     logging.basicConfig(level=logging.WARNING)
-    result = asyncio.run(main(args.quick))
+    result = asyncio.run(main(args.quick, args.trackers, args.scorers))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1, sort_keys=True))

@@ -1,7 +1,8 @@
 """``feqa demo``: the embedded stack (:mod:`infra.stack`) with phantom patients streaming into it.
 
 1. The demo models (:mod:`infra.demo_models`) are trained on first run (progress bars; cached under
-   ``models/demo/``), through the same MediaPipe landmarker the tracker runs; the scorer serves them.
+   ``models/demo/``), through the same MediaPipe landmarker the tracker runs, one task per CPU at a time
+   (:mod:`infra.demo_parallel`); the scorer serves them.
 2. The dashboard's database gets the demo clinic and a clinician whose password is generated for this run.
 3. The stack starts (Redis, ingest, tracker with the real landmarker, scorer, dashboard); the URL and login print.
 4. As that clinician, the demo adds N phantom patients (severities spread over the pfed5 scale) and starts their
@@ -22,7 +23,8 @@ from typing import Any
 
 from common.errors import ConfigError
 from infra.demo_dashboard import ClinicianClient, demo_account
-from infra.demo_models import DemoTraining, demo_models_dir, landmarker_identity, missing, train_demo_models
+from infra.demo_models import DemoTraining, crop_side, demo_models_dir, landmarker_identity, missing
+from infra.demo_parallel import default_workers, train_parallel
 from infra.demo_patient import PatientRun, run_patient
 from infra.settings import StackSettings
 from infra.stack import Stack
@@ -42,6 +44,7 @@ class DemoOptions:
     mediapipe_dir: Path = Path("models/mediapipe")
     final_wait_s: float = 20.0  # how long a finished session's last task scores are waited for
     training: DemoTraining = dataclasses.field(default_factory=DemoTraining)
+    train_workers: int = 0  # processes training the demo models on first run; 0: one per CPU (infra.demo_parallel)
 
 
 def severities(n: int) -> list[float]:
@@ -67,7 +70,8 @@ def prepare_models(opts: DemoOptions, echo: Callable[[str], None]) -> Path:
     todo = missing(models, tasks, landmarker_identity(opts.mediapipe_dir))
     if todo:
         echo(f"training the demo models for {', '.join(todo)} on phantom patients (once; cached in {models})")
-        spearman = train_demo_models(models, opts.mediapipe_dir, dataclasses.replace(opts.training, tasks=tuple(todo)))
+        workers = opts.train_workers or default_workers(len(todo))
+        spearman = train_parallel(models, opts.mediapipe_dir, opts.training, tuple(todo), workers, echo)
         for task, rho in spearman.items():
             echo(f"  {task:<14} validation Spearman {rho:.2f} (held-out phantom subjects; clip-length baseline 0)")
     return models
@@ -100,7 +104,8 @@ class Demo:
         os.environ["FEQA_MODELS_DIR"] = str(models)
         os.environ["FEQA_TRACKER_LANDMARKER"] = "mediapipe"  # the real landmarker, never the phantom's truth
         os.environ["FEQA_TRACKER_MEDIAPIPE_DIR"] = str(self.opts.mediapipe_dir.resolve())
-        os.environ.setdefault("FEQA_TRACKER_CROP_SIZE", "256")  # the crops the demo models were trained on
+        # crops of the side the demo models take (their shared rgb_size, else 256): the same pixels as training
+        os.environ.setdefault("FEQA_TRACKER_CROP_SIZE", str(crop_side(models)))
         # The phantom's smooth shading at 320x240 measures 11-20 on the blur gate (variance of the Laplacian of the
         # crop; 15 by default): the demo lowers it so a still phantom is not withheld as blurry.
         os.environ.setdefault("FEQA_TRACKER_MIN_SHARPNESS", "5")

@@ -95,6 +95,21 @@ def missing(models: Path, tasks: tuple[str, ...], landmarker: str) -> list[str]:
     return out
 
 
+def crop_side(models: Path, protocol: str = "pfed5") -> int:
+    """The side of the RGB crops the tracker should publish for the demo's models: their common ``rgb_size`` when
+    they all agree (the scorer then uses each crop as it comes, resized once from the 256 reference crop, exactly
+    as in training), else 256 (the reference crop, which every model resizes itself). A 32 px crop is 3 KB on
+    ``crops:{sid}`` where a 256 px one is 196 KB, written by the tracker and read back by the scorer per frame."""
+    sides = set()
+    for path in sorted((models / protocol).glob("*/*/manifest.json")):
+        try:
+            sides.add(Manifest.read(path.parent).rgb_size)
+        except Exception:  # an unreadable artifact is the scorer's to report; it does not decide the crop size
+            log.warning("unreadable demo manifest %s: crops stay 256 px", path)
+            return 256
+    return sides.pop() if len(sides) == 1 else 256
+
+
 def _subjects(task: str, cfg: DemoTraining, per_severity: int, offset: int) -> list[PatientSpec]:
     seed = cfg.first_seed + offset
     return [

@@ -24,5 +24,9 @@ class StackSettings(BaseSettings):
     host: str = Field("127.0.0.1", description="address the HTTP services bind to")
     ingest_port: int = Field(8000, ge=0, lt=65536, description="patient page and WebRTC signalling")
     dashboard_port: int = Field(8001, ge=0, lt=65536, description="clinician dashboard")
+    trackers: int = Field(
+        1, ge=1, le=16, description="tracker processes; they share the sessions by lease (one per core helps)"
+    )
+    scorers: int = Field(1, ge=1, le=16, description="scorer processes; they share the sessions by lease")
     start_timeout_s: float = Field(30.0, gt=0, description="how long a service may take to come up")
     common: CommonSettings = Field(default_factory=CommonSettings)

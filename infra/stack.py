@@ -5,8 +5,11 @@ key, 0600, made at the first start: infra.credentials), ``stack.json`` while the
 infra.runinfo), ``logs/<service>.log`` (each service's output) and ``redis/redis.log``. Its Redis keeps no snapshot
 on disk and never evicts (infra.redis_server), so no patient frame is ever written there.
 
-Before starting anything the launcher checks its ports (infra.preflight). Each service runs as
-``python -m <service>`` with ``FEQA_REDIS_URL`` pointing at the launcher's Redis and the key file in its settings.
+Before starting anything the launcher checks its ports (infra.preflight). The workers scale out on one Redis:
+``trackers`` and ``scorers`` processes (``FEQA_STACK_TRACKERS`` / ``FEQA_STACK_SCORERS``; the second and later log to
+``logs/tracker-2.log`` ...) share the sessions through their leases, each named by its host and PID.
+Each service runs as ``python -m <service>`` with ``FEQA_REDIS_URL`` pointing at the launcher's Redis and the key
+file in its settings.
 The launcher prints the URLs, watches the children, and on Ctrl-C / SIGTERM (or when a child dies) stops them all by
 their PIDs: SIGTERM, then SIGKILL after a grace period, and Redis last.
 
@@ -125,7 +128,8 @@ class Stack:
         logs.mkdir(exist_ok=True, mode=0o700)
         try:
             for spec in self.services:
-                self._spawn(spec, env, logs)
+                for _ in range(self.instance_count(spec)):
+                    self._spawn(spec, env, logs)
             for child in self.children:
                 if child.url:
                     self._wait_port(child)
@@ -158,6 +162,10 @@ class Stack:
         key_file = env.get("FEQA_INGEST_API_KEY_FILE", "")
         return runinfo.RunInfo(os.getpid(), redis_url, self.settings.host, self.settings.ingest_port, key_file,
                                {label: url for label, url in self.urls()})  # fmt: skip
+
+    def instance_count(self, spec: ServiceSpec) -> int:
+        """How many processes of ``spec`` start: the workers scale out (``trackers``, ``scorers``), the rest are 1."""
+        return {"tracker": self.settings.trackers, "scorer": self.settings.scorers}.get(spec.name, 1)
 
     def _spawn(self, spec: ServiceSpec, env: dict[str, str], logs: Path) -> Child:
         url = None

@@ -7,6 +7,9 @@ change) within ``resume_grace_s`` and the new connection takes the session over 
 the old one without ending anything; the new peer continues the same frame pump, so frame numbers and capture
 times keep rising; the new connection has its own sender clock). Only when nobody came back does the session end,
 with the reason the connection gave (``hangup``, ``ice_failed``).
+
+Each video receiver gets :class:`ingest.jitter.MarkerJitterBuffer` before media flows: a frame goes to the decoder
+when its last packet arrives, not one frame period later when the next frame starts (aiortc's own rule).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from common.bus import Bus
 from common.logs import session_logger
+from ingest import jitter
 from ingest.clock import SenderClock, watch_sender_reports
 from ingest.framing import FrameShaper
 from ingest.ice import offered_host_addresses, rtc_configuration
@@ -85,6 +89,9 @@ class IngestPeer:
                 kinds = {t.kind for t in self.pc.getTransceivers()}
                 if "video" not in kinds:
                     raise OfferError("the offer has no video: share the camera and try again")
+                for t in self.pc.getTransceivers():  # before any packet: frames decode at their last packet
+                    if t.kind == "video":
+                        jitter.install(t.receiver)
                 answer = await self.pc.createAnswer()
                 await self.pc.setLocalDescription(answer)
         except OfferError:

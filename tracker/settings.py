@@ -55,7 +55,12 @@ class TrackerSettings(ServiceSettings):
     det_thresh: float = Field(0.5, gt=0, lt=1, description="insightface detector score threshold (reference 0.5)")
     nms_thresh: float = Field(0.4, gt=0, lt=1, description="insightface detector NMS IoU (reference 0.4)")
     providers: tuple[str, ...] = Field(("CPUExecutionProvider",), description="ONNX Runtime providers, in order")
-    intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per session; 0 = runtime default")
+    intra_op_threads: int = Field(
+        1,
+        ge=0,
+        description="ONNX Runtime threads per model session (idle ones sleep, never spin); 0 = one per core. "
+        "Scale out with tracker processes rather than threads",
+    )
 
     # tracking
     detect_every: int = Field(5, ge=1, description="run the detector every N frames while tracking holds")

@@ -185,3 +185,48 @@ def test_a_busy_port_stops_feqa_up_with_a_clear_message(tmp_path: Path) -> None:
 def test_the_working_directory_is_git_ignored() -> None:
     found = subprocess.run(["git", "check-ignore", "-q", ".feqa/redis/dump.rdb"], cwd=ROOT, check=False)
     assert found.returncode == 0, ".feqa/ must be in .gitignore"
+
+
+def test_workers_scale_out_to_several_processes_on_one_redis(tmp_path: Path) -> None:
+    """FEQA_STACK_TRACKERS / _SCORERS start that many worker processes; each reports its own health (a consumer of
+    its own in the group), logs to its own file, and all stop with the stack."""
+    import asyncio
+
+    from common.bus import Bus
+    from common.health import latest_health
+
+    proc, lines = _start(tmp_path, FEQA_STACK_TRACKERS="2", FEQA_STACK_SCORERS="2")
+    started = _started(lines)
+    url = json.loads((tmp_path / "data" / "stack.json").read_text())["redis_url"]
+
+    async def instances() -> dict[str, set[str]]:
+        bus = await Bus.connect(url, name="test-scale-out")
+        try:
+            out: dict[str, set[str]] = {}
+            deadline = time.monotonic() + 45
+            while time.monotonic() < deadline:
+                out = {}
+                for service, instance in await latest_health(bus):
+                    out.setdefault(service, set()).add(instance)
+                want = [w for w in ("tracker", "scorer") if w in started]
+                if all(len(out.get(w, ())) >= 2 for w in want):
+                    break
+                await asyncio.sleep(0.5)
+            return out
+        finally:
+            await bus.close()
+
+    try:
+        assert "tracker" in started, lines
+        seen = asyncio.run(instances())
+        assert len(seen.get("tracker", ())) == 2, seen
+        if "scorer" in started:
+            assert len(seen.get("scorer", ())) == 2, seen
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=40)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    logs = tmp_path / "data" / "logs"
+    assert (logs / "tracker.log").stat().st_size > 0 and (logs / "tracker-2.log").stat().st_size > 0

@@ -10,8 +10,20 @@ from pathlib import Path
 
 import pytest
 
+from common.manifest import GraphSpec, Manifest, TensorSpec
 from infra.demo import DemoOptions, patient_specs, severities
-from infra.demo_models import CLIP_FRAMES, FPS, HEIGHT, LIVE_LEAD, WIDTH, DemoTraining, _clips, _subjects, missing
+from infra.demo_models import (
+    CLIP_FRAMES,
+    FPS,
+    HEIGHT,
+    LIVE_LEAD,
+    WIDTH,
+    DemoTraining,
+    _clips,
+    _subjects,
+    crop_side,
+    missing,
+)
 from infra.demo_patient import task_marks
 from phantom.face import Phantom
 
@@ -76,3 +88,23 @@ def test_missing_models_are_retrained(tmp_path: Path) -> None:
     (broken / "manifest.json").write_text("{not json")
     assert missing(tmp_path, ("smile",), "mediapipe-facemesh/t1") == ["smile"]
     assert dataclasses.replace(DemoTraining(), tasks=("smile",)).tasks == ("smile",)
+
+
+def _artifact(models: Path, task: str, rgb_size: int) -> None:
+    (models / "pfed5" / task / "1").mkdir(parents=True)
+    graph = GraphSpec(file="model.onnx", inputs=(TensorSpec("trajectory", ("batch", 16, 63, 5)),),
+                      outputs=(TensorSpec("score", ("batch",)), TensorSpec("raw", ("batch",))))  # fmt: skip
+    Manifest(name=f"demo_{task}", version="1", family="tramp_former", task=task, protocol="pfed5",
+             graphs={"clip": graph}, fps=10.0, t_p=16, rgb_frames=8, rgb_size=rgb_size, rgb_mean=(0.5, 0.5, 0.5),
+             rgb_std=(0.2, 0.2, 0.2), label_min=0.0, label_max=4.0).write(models / "pfed5" / task / "1")  # fmt: skip
+
+
+def test_crops_take_the_side_the_demo_models_share(tmp_path: Path) -> None:
+    assert crop_side(tmp_path) == 256  # no models yet: the reference crop
+    _artifact(tmp_path, "smile", 32)
+    _artifact(tmp_path, "frown", 32)
+    assert crop_side(tmp_path) == 32
+    _artifact(tmp_path, "rest", 64)  # models disagree: every one resizes the 256 crop itself
+    assert crop_side(tmp_path) == 256
+    (tmp_path / "pfed5" / "rest" / "1" / "manifest.json").write_text("{not json")
+    assert crop_side(tmp_path) == 256
