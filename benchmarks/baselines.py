@@ -14,7 +14,6 @@ baselines as ratios (model MAE over the best baseline's; below 0.8 is the accept
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 import tempfile
@@ -31,8 +30,8 @@ import numpy as np  # noqa: E402
 
 from common import features  # noqa: E402
 from phantom.dataset import write_neuroface, write_pfed5  # noqa: E402
-from phantom.spec import PatientSpec  # noqa: E402
 from trainer.baselines import BASELINES, ClipView, best_baseline, score_baselines, spearman_ceiling  # noqa: E402
+from trainer.bound import phantom_clip_specs  # noqa: E402
 from trainer.data.layouts import ClipRecord, read_layout  # noqa: E402
 from trainer.data.splits import split_by_subject  # noqa: E402
 from trainer.metrics import spearman  # noqa: E402
@@ -50,20 +49,7 @@ def _view(record: ClipRecord) -> ClipView:
 
 def _latent(root: Path, layout: str) -> dict[str, float]:
     """Clip id -> the latent severity the phantom's face showed (phantom_clips.csv); empty for other data."""
-    path = root / "phantom_clips.csv"
-    if not path.is_file():
-        return {}
-    out: dict[str, float] = {}
-    with path.open(newline="") as fh:
-        for row in csv.reader(fh):
-            if row[0] in ("clip", "file"):
-                continue
-            spec = PatientSpec.from_json(row[-1])
-            if layout == "pfed5":
-                out[row[0]] = float(spec.severity)
-            else:
-                out.update({f"{row[0]}_{k + 1}": float(spec.severity) for k in range(spec.reps)})
-    return out
+    return {clip_id: float(spec.severity) for clip_id, (spec, _) in phantom_clip_specs(root, layout).items()}
 
 
 def _by_expression(records: list[ClipRecord]) -> dict[str, list[ClipRecord]]:

@@ -41,6 +41,7 @@ from phantom.script import build_script
 from phantom.severity import hold_decay, side_gains, weak_image_side
 from phantom.spec import PatientSpec
 from trainer.baselines import BaselineScore
+from trainer.data.layouts import PHANTOM_MARKER
 from trainer.metrics import spearman
 
 F64 = npt.NDArray[np.float64]
@@ -76,24 +77,30 @@ def truth_of(spec: PatientSpec, rep: int, clip_id: str, label: float) -> ClipTru
     return ClipTruth(clip_id, label, float(spec.severity), amplitude, ramp, decay)
 
 
-def read_truths(root: Path, labels: dict[str, float], layout: str) -> dict[str, ClipTruth]:
-    """Clip id -> truth for every labelled clip of a phantom dataset at ``root`` (empty when it is not one).
-
-    ``labels`` maps the layout's clip ids to their rater labels (NeuroFace ids are ``<file>_<repID>``)."""
-    path = root / "phantom_clips.csv"
+def phantom_clip_specs(root: Path, layout: str) -> dict[str, tuple[PatientSpec, int]]:
+    """Clip id -> (the phantom patient that clip shows, its repetition) for a phantom dataset at ``root``; empty when
+    ``root`` is not one (no ``phantom_clips.csv``). PFED5 clips are one repetition each; NeuroFace ids are
+    ``<file>_<repID>``, one per repetition of the file's patient."""
+    path = root / PHANTOM_MARKER
     if not path.is_file():
         return {}
-    out: dict[str, ClipTruth] = {}
+    out: dict[str, tuple[PatientSpec, int]] = {}
     with path.open(newline="") as fh:
         for row in csv.reader(fh):
             if row[0] in ("clip", "file"):
                 continue
             spec = PatientSpec.from_json(row[-1])
             ids = [row[0]] if layout == "pfed5" else [f"{row[0]}_{k + 1}" for k in range(spec.reps)]
-            for rep, clip_id in enumerate(ids):
-                if clip_id in labels:
-                    out[clip_id] = truth_of(spec, rep if layout != "pfed5" else 0, clip_id, labels[clip_id])
+            out.update({clip_id: (spec, rep) for rep, clip_id in enumerate(ids)})
     return out
+
+
+def read_truths(root: Path, labels: dict[str, float], layout: str) -> dict[str, ClipTruth]:
+    """Clip id -> truth for every labelled clip of a phantom dataset at ``root`` (empty when it is not one).
+
+    ``labels`` maps the layout's clip ids to their rater labels (NeuroFace ids are ``<file>_<repID>``)."""
+    specs = phantom_clip_specs(root, layout)
+    return {c: truth_of(spec, rep, c, labels[c]) for c, (spec, rep) in specs.items() if c in labels}
 
 
 def _ridge(x: F64, y: F64, x_test: F64, alpha: float = 1e-3) -> F64:
