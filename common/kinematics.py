@@ -23,18 +23,26 @@ face, at 25-30 fps; the tests pin their direction):
 
 - ``rom_<region>`` **range of motion**, IOD: how far the region's moving points travel in the window. Per point, the
   spread of its positions (the 95th minus the 5th percentile, per axis, combined as a distance); averaged over the
-  most mobile third of the region's points (a smile moves the mouth corners, not the middle of the lips). On the
+  most mobile third of the region's points (the mouth's own rule follows). On the
   phantom a region the task does not use stays at 0.02-0.09 (micro-motion, blinks, the rest of the face pulling);
-  a healthy smile moves the mouth about 0.11-0.15 IOD, a frown or brow raise the brows about 0.12-0.14, a wide
-  mouth opening the mouth about 0.3. Smaller with hypomimia (severity-4 phantom: smile about 0.06-0.09, frown 0.04)
-  or on a weak side.
+  a healthy smile moves the mouth corners about 0.08-0.18 IOD (subjects differ in expressiveness), a frown or brow
+  raise the brows about 0.12-0.14. Smaller with hypomimia (severity-4 phantom: smile about 0.04-0.08, frown 0.04)
+  or on a weak side. The mouth's range is its **corners'** travel (both corners averaged for ``rom_mouth``, the
+  patient's own corner for each half): a smile, a spread or a pucker moves the corners, while lips that hang
+  parted at rest (hypomimia anchors 3-4) move the middle of the lower lip, which ``mouth_opening`` reports; counted
+  in the range they made a severe face's barely moving smile look as wide as a mild one. The corners are taken
+  about the mouth's side-to-side centre (the mean x of its 20 points): the mouth sits in front of the eyes, so a
+  head turn slides it sideways past them (about 0.14 IOD for a 20-degree turn) although it does not move on the
+  face. A mouth opening moves the corners less than the lips (a wide opening about 0.1-0.18).
 - ``speed_<region>`` **peak speed**, IOD per second: the 95th percentile over the window of the region's mean point
-  speed, from positions smoothed over about 0.1 s (so landmark jitter does not count as motion). A healthy phantom
-  smile peaks near 0.22-0.24 IOD/s at the mouth (a mouth opening 0.45), a severe one near 0.11-0.16 (slower, smaller
-  movement; a tremor adds speed without range); a still face 0.05-0.15.
+  speed, from positions smoothed over about 0.1 s (so landmark jitter does not count as motion; the mouth's points
+  about its side-to-side centre, as for its range). Healthy phantom smiles peak near 0.11-0.25 IOD/s at the mouth
+  (subjects differ; a mouth opening 0.2-0.6), severe ones near 0.08-0.18 (slower, smaller movement; a tremor adds
+  speed without range); a resting face 0.07-0.2 (blinks, micro-motion, spontaneous expressions).
 - ``asym_<brow|eye|mouth>`` **left/right asymmetry**, no unit, -1 .. 1: ``(rom_left - rom_right) / (rom_left +
   rom_right)``. 0 is symmetric; **negative means the patient's left side moves less** (a left-sided weakness),
-  positive the right. Healthy phantom faces stay within about ±0.1; a grade-3 (high) phantom palsy reaches about
+  positive the right. Healthy phantom faces mostly stay within about ±0.1 (a subject's own mild asymmetry can
+  reach 0.2 at the mouth corners); a grade-3 (high) phantom palsy reaches about
   ∓0.35 at the mouth while smiling and ∓0.6 at the brows while raising them. Left out when the region barely moves
   (both ranges under 0.04 IOD), where the ratio would be noise.
 - ``blink_rate`` **blinks per minute**: eye closures (the mean lid gap of both eyes falling below half its median
@@ -76,6 +84,9 @@ REGIONS: dict[str, tuple[int, ...]] = {
     "nose": tuple(range(72, 86)),
     "jaw": tuple(range(0, 33)),
 }
+MOUTH = REGIONS["mouth"]
+# Points whose travel is a region's range of motion, where it is not the most mobile third of the region's points.
+ROM_POINTS: dict[str, tuple[int, ...]] = {"mouth": (52, 61), "mouth_left": (61,), "mouth_right": (52,)}
 PAIRS = ("brow", "eye", "mouth")
 MIN_SYMMETRY_ROM = 0.04  # IOD: below this on both sides a region is still and its asymmetry is not reported
 MIN_BLINK_WINDOW_S = 2.0
@@ -126,6 +137,13 @@ def _smooth(points: FloatArray, ts: FloatArray) -> FloatArray:
     return np.asarray((csum[k:] - csum[:-k]) / k, dtype=np.float64)
 
 
+def _mouth_centred(points: FloatArray) -> FloatArray:
+    """``points`` with the mouth's 20 points moved so that their mean x is 0 in every frame (see ``rom_``)."""
+    out = points.copy()
+    out[:, MOUTH, 0] -= points[:, MOUTH, 0].mean(axis=1, keepdims=True)
+    return out
+
+
 def _lid_gap(points: FloatArray) -> FloatArray:
     """Mean upper-to-lower lid distance of both eyes per frame, [T]."""
     gaps = [np.hypot(*(points[:, u] - points[:, d]).T) for u, d in (*_LIDS_LEFT, *_LIDS_RIGHT)]
@@ -150,7 +168,7 @@ def kinematics(landmarks: npt.ArrayLike, capture_ts: npt.ArrayLike) -> dict[str,
     pts, ok = face_frame(landmarks)
     if ts_all.shape != (pts.shape[0],):
         raise FeatureError(f"capture times have shape {list(ts_all.shape)}, landmarks {pts.shape[0]} frames")
-    pts, ts = pts[ok], ts_all[ok]
+    pts, ts = _mouth_centred(pts[ok]), ts_all[ok]
     if ts.size > 1 and np.any(np.diff(ts) < 0):
         raise FeatureError("capture times must be non-decreasing")
     duration = float(ts[-1] - ts[0]) if ts.size else 0.0
@@ -164,8 +182,11 @@ def kinematics(landmarks: npt.ArrayLike, capture_ts: npt.ArrayLike) -> dict[str,
     rom: dict[str, float] = {}
     spread_all = _spread(pts)
     for name, idx in REGIONS.items():
-        spread = np.sort(spread_all[list(idx)])[::-1]
-        rom[name] = float(np.mean(spread[: max(1, len(idx) // 3)]))
+        if name in ROM_POINTS:
+            rom[name] = float(np.mean(spread_all[list(ROM_POINTS[name])]))
+        else:
+            spread = np.sort(spread_all[list(idx)])[::-1]
+            rom[name] = float(np.mean(spread[: max(1, len(idx) // 3)]))
         out[f"rom_{name}"] = rom[name]
         region_speed = np.nanmean(speed[:, idx], axis=1)
         if np.isfinite(region_speed).any():

@@ -37,15 +37,8 @@ def test_palsy_asymmetry_points_to_the_weak_side(task: str, region: str) -> None
     assert left_weak[f"rom_{region}_left"] < left_weak[f"rom_{region}_right"]
 
 
-_SMILE_ROM_OPEN = pytest.mark.xfail(strict=True, reason=(
-    "open defect: on the fair phantom's subject 2, rom_mouth stays 0.14-0.15 IOD from severity 0 to 4 while the "
-    "corner-to-corner width range falls 0.129 -> 0.024: the most-mobile-third rule picks up mouth motion that is not "
-    "the smile (subject 1 falls 0.156 -> 0.092 as it should)"))  # fmt: skip
-
-
 @pytest.mark.parametrize(("protocol", "task", "region"), [
-    pytest.param("pfed5", "smile", "mouth", marks=_SMILE_ROM_OPEN), ("pfed5", "frown", "brow_left"),
-    ("neuroface", "open", "mouth")])  # fmt: skip
+    ("pfed5", "smile", "mouth"), ("pfed5", "frown", "brow_left"), ("neuroface", "open", "mouth")])  # fmt: skip
 def test_higher_severity_gives_smaller_range_of_motion(protocol: str, task: str, region: str) -> None:
     lo, hi = (0.0, 4.0) if protocol == "pfed5" else (1.0, 5.0)
     severities = np.linspace(lo, hi, 5)
