@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from phantom.face import Phantom
+from phantom.script import build_script
 from phantom.spec import APPEARANCES, PROTOCOL_TASKS, PatientSpec
 from phantom.traits import check_population
 
@@ -76,7 +76,7 @@ class PlannedClip:
 
     def n_frames(self, fps: float, rep: int = 0) -> int:
         """Frames of repetition ``rep`` at ``fps`` (from the script alone, nothing is drawn)."""
-        seg = Phantom(self.spec, 64, 48, fps).schedule[rep]
+        seg = build_script(self.spec, fps).segments[rep]  # what Phantom(spec, ..., fps).schedule holds
         return seg.end - seg.start
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainer.metrics import affine_calibration, expression_metrics, mean_spearman, spearman
+from trainer.metrics import (
+    affine_calibration,
+    bootstrap_ci,
+    expression_metrics,
+    mean_spearman,
+    spearman,
+    subject_bootstrap_ci,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -44,3 +51,17 @@ def test_expression_metrics_and_intervals() -> None:
     assert mean_spearman([m, m]) == pytest.approx(m.spearman)
     with pytest.raises(ValueError, match="equal length"):
         expression_metrics("smile", pred, label[:-1], subjects)
+
+
+def test_subject_bootstrap_resamples_whole_subjects() -> None:
+    # four subjects, three clips each, every clip a copy of its subject's one reading: four independent points
+    label = np.repeat([0.0, 1.0, 2.0, 3.0], 3)
+    pred = np.repeat([0.2, 2.5, 1.0, 3.1], 3)  # one pair of subjects out of order
+    subjects = [s for s in "abcd" for _ in range(3)]
+    clip_lo, clip_hi = bootstrap_ci(pred, label, "spearman", 500, 0)
+    lo, hi = subject_bootstrap_ci(pred, label, subjects, "spearman", 500, 0)
+    assert hi - lo > 1.3 * (clip_hi - clip_lo)  # the clip bootstrap counts 12 points where there are 4
+    assert lo < 0.2 < spearman(pred, label) <= hi
+    assert subject_bootstrap_ci(label + 1, label, subjects, "mae", 200, 0) == pytest.approx((1.0, 1.0))
+    with pytest.raises(ValueError, match="equal length"):
+        subject_bootstrap_ci(pred, label, subjects[:-1], "spearman", 10, 0)
