@@ -7,8 +7,9 @@ set, the rater ceiling (Spearman of the face's latent severity against the rater
 face can beat). Every baseline's Spearman has a 95 % subject-bootstrap interval (whole subjects resampled: one
 subject's clips share its traits and severity level, so they are not independent evidence). Without ``--root`` a
 phantom PFED5 set is written to a temporary folder first (``--quick``: 28 subjects with one clip per task, 8 of
-them test subjects). With ``--run`` the model's figures from that run's ``metrics*.json`` (``feqa evaluate RUN [--on NAME=ROOT]``) stand beside the
-baselines as ratios (model MAE over the best baseline's; below 0.8 is the acceptance bar).
+them test subjects). With ``--run`` the model's figures from that run's ``metrics*.json`` (``feqa evaluate RUN
+[--on NAME=ROOT]``) stand beside the baselines as ratios (model MAE over the best baseline's; below 0.8 is the
+acceptance bar).
 
     python benchmarks/baselines.py [--quick] [--json PATH] [--root DATASET] [--layout pfed5|neuroface]
                                    [--on NAME=ROOT ...] [--run RUN_DIR]
