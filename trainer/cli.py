@@ -117,11 +117,17 @@ def evaluate(run_dir: Path, bootstrap: int, extra: tuple[str, ...]) -> None:
         click.echo(f"{'':>14}  {m['family']} vs baselines (test Spearman, same clips): {base}  "
                    f"margin {m['margin_over_baselines']:+.3f}")  # fmt: skip
     click.echo(f"{'mean':>14}: Spearman {out['mean_spearman']:.3f}")
+    report: list[str] = []
     for name, res in results.items():
-        click.echo("")
         title = "test subjects" if name == "test" else f"{name} ({sets[name]}, every clip)"
-        for line in comparison_lines(f"model beside the baselines on {title}:", res["expressions"]):
-            click.echo(line)
+        report += ["", *comparison_lines(f"model beside the baselines on {title}:", res["expressions"])]
+        for expr, m in res["expressions"].items():
+            lo, hi = m["spearman_ci"]
+            report.append(f"{expr:>14}: model raw Spearman {m['spearman']:.3f}, clip bootstrap [{lo:.3f}, {hi:.3f}]")
+    for line in report:
+        click.echo(line)
+    (run_dir / "report.txt").write_text("\n".join(report[1:]) + "\n")
+    click.echo(f"\nthe tables above are in {run_dir / 'report.txt'}")
 
 
 @cli.command()
