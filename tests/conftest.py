@@ -1,5 +1,6 @@
 """Shared fixtures: one real Redis server per test session and a fresh bus per test; a Redis of a module's or a
-test's own where the code under test reads everything in its Redis or the test stops it."""
+test's own where the code under test reads everything in its Redis or the test stops it; the session's prebuilt
+models (tests/prebuild.py), started once the tests are collected, and the tests that need them run last."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from common.session_store import Retention, SessionStore
 from common.streams import FRAMES, OBS
 from infra.redis_server import RedisServer
 from ingest.sessions import IngestSessions
+from tests.prebuild import FINISH_ORDER, Prebuilds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,6 +44,47 @@ def pytest_configure(config: pytest.Config) -> None:
     hypothesis_settings.register_profile("feqa-short", max_examples=SHORT_EXAMPLES, **common)
     hypothesis_settings.register_profile("feqa-long", max_examples=LONG_EXAMPLES, **common)
     hypothesis_settings.load_profile("feqa-long" if config.getoption("--long") else "feqa-short")
+
+
+_PREBUILDS = pytest.StashKey[Prebuilds]()
+
+
+def _prebuilds(config: pytest.Config) -> Prebuilds:
+    if _PREBUILDS not in config.stash:
+        config.stash[_PREBUILDS] = Prebuilds()
+    return config.stash[_PREBUILDS]
+
+
+def _builds_of(item: pytest.Item) -> set[str]:
+    return {name for mark in item.iter_markers("prebuilt") for name in mark.args}
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Start the builds the selected tests need, and run those tests after all others (the builds that usually
+    finish first come first), so the builds have the rest of the run on the core it leaves idle."""
+    needs = {item.nodeid: _builds_of(item) for item in items}
+    wanted = sorted(set().union(*needs.values()), key=FINISH_ORDER.index)
+    if wanted and not config.getoption("collectonly"):
+        _prebuilds(config).start(wanted)
+
+    def order(item: pytest.Item) -> int:
+        names = needs[item.nodeid]
+        return 1 + max(FINISH_ORDER.index(n) for n in names) if names else 0
+
+    items.sort(key=order)  # stable: the original order within each group
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _PREBUILDS in config.stash:
+        config.stash[_PREBUILDS].close()
+
+
+@pytest.fixture(scope="session")
+def prebuilt(request: pytest.FixtureRequest) -> Prebuilds:
+    """The session's builds (tests/prebuild.py): ``prebuilt.wait(name)`` is a finished build's folder. A test using
+    one names it with ``@pytest.mark.prebuilt(name)`` so that it starts as soon as the tests are collected."""
+    return _prebuilds(request.config)
 
 
 @pytest.fixture(scope="session")

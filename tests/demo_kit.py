@@ -1,11 +1,15 @@
-"""What the demo and end-to-end tests share: the demo's smile model trained once per test process (through the real
-MediaPipe landmarker, by the demo's own training code), a ``feqa demo`` child process whose printed lines are read
-as they come, and a logged-in dashboard's live websocket."""
+"""What the demo and end-to-end tests share: the demo's smile and frown models, trained once per test run by the
+demo's own training code (through the real MediaPipe landmarker, two tasks at a time in child processes, as a first
+``feqa demo`` run does) in a build started when the tests are collected (tests/prebuild.py); a ``feqa demo`` child
+process whose printed lines are read as they come; and a logged-in dashboard's live websocket.
+
+``python -m tests.demo_kit FOLDER`` is that build: the models under ``FOLDER/demo``, each task's validation Spearman
+and the lines ``train_parallel`` printed in ``FOLDER/training.json``, and everything the training wrote to stderr
+(this process's bar over the tasks, none of the children's) in ``FOLDER/training.log``."""
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import json
 import os
@@ -14,7 +18,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -24,35 +27,51 @@ from typing import Any
 import websockets
 from websockets.typing import Origin
 
-from infra.demo_models import DemoTraining, demo_models_dir, landmarker_identity, missing, train_demo_models
+from infra.demo_models import DemoTraining, demo_models_dir, landmarker_identity, missing
 from tests.dashboard_kit import free_port
+from tests.prebuild import LOG, finished
 
 MEDIAPIPE = Path(__file__).resolve().parents[1] / "models" / "mediapipe"
 # Small but fair: 2 training subjects per severity (plus 1 held out), 5 clips each of one length (3.2 s at 10 fps)
-# starting anywhere in the phantom's continuous smiling, so the one model serves both the demo patient (whose task
-# marks follow the phantom's onsets) and the browser patient page (which times the tasks itself, HOLD_S long).
+# starting anywhere in the phantom's continuous performance, so the one smile model serves both the demo patient
+# (whose task marks follow the phantom's onsets) and the browser patient page (which times the tasks itself, HOLD_S
+# long). The frown model is trained beside it (the second process of a two-at-a-time training costs no wall time on
+# two cores) and serves the demo's frown tasks.
 HOLD_S = 3.2
-TRAINING = DemoTraining(tasks=("smile",), per_severity=2, clips=5, epochs=12, anywhere=True, clip_frames=32,
+TASKS = ("smile", "frown")
+TRAINING = DemoTraining(tasks=TASKS, per_severity=2, clips=5, epochs=12, anywhere=True, clip_frames=32,
                         first_seed=8000)  # fmt: skip
-_ROOT: list[Path] = []
+WORKERS = 2  # two processes whatever the machine's CPU count: the parallel path is what the demo test checks
+RESULT = "training.json"
+TRAINING_LOG = "training.log"
 
 
-def smile_models_root() -> Path:
-    """A models root whose demo/ folder holds the demo smile model (trained on the first call of this process)."""
-    if not _ROOT:
-        keep = os.environ.get("FEQA_TEST_DEMO_MODELS")  # a developer's speed-up across runs; CI leaves it unset
-        if keep:
-            root = Path(keep)
-            if not missing(demo_models_dir(root), TRAINING.tasks, landmarker_identity(MEDIAPIPE)):
-                _ROOT.append(root)
-                return root
-        else:
-            root = Path(tempfile.mkdtemp(prefix="feqa-demo-models-"))
-            atexit.register(shutil.rmtree, root, True)
-        spearman = train_demo_models(demo_models_dir(root), MEDIAPIPE, TRAINING)
-        print("demo smile model, validation Spearman:", spearman)
-        _ROOT.append(root)
-    return _ROOT[0]
+def models_ready(root: Path) -> bool:
+    """Whether ``root`` holds a finished training: every task's artifact for this landmarker, and its record."""
+    return (root / RESULT).is_file() and not missing(demo_models_dir(root), TASKS, landmarker_identity(MEDIAPIPE))
+
+
+def train(root: Path) -> None:
+    """The build: train :data:`TASKS` two at a time into ``demo_models_dir(root)`` (a developer's folder kept with
+    ``FEQA_TEST_DEMO_MODELS`` is reused while it is still valid)."""
+    from infra.demo_parallel import train_parallel
+
+    if models_ready(root):
+        return
+    lines: list[str] = []
+    t0 = time.monotonic()
+    spearman = train_parallel(demo_models_dir(root), MEDIAPIPE, TRAINING, TASKS, WORKERS, lines.append)
+    sys.stderr.flush()
+    shutil.copyfile(root / LOG, root / TRAINING_LOG)
+    record = {"spearman": spearman, "lines": lines, "seconds": round(time.monotonic() - t0, 1)}
+    (root / RESULT).write_text(json.dumps(record))
+    print("demo models trained:", record, flush=True)
+
+
+def training_record(root: Path) -> dict[str, Any]:
+    """What the build recorded: ``spearman`` per task, the printed ``lines``, ``seconds``."""
+    record: dict[str, Any] = json.loads((root / RESULT).read_text())
+    return record
 
 
 class DemoProcess:
@@ -130,3 +149,9 @@ async def watch_scores(
             msg = json.loads(raw)
             got.extend(item["d"] for item in msg.get("items", []) if item.get("t") == "score")
     return got
+
+
+if __name__ == "__main__":  # the build: python -m tests.demo_kit FOLDER
+    folder = Path(sys.argv[1])
+    train(folder)
+    finished(folder)

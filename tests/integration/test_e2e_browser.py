@@ -5,10 +5,10 @@ each session's page. The smile task scores appear on that page and in the dashbo
 rank the severities of three held-out phantoms (0, 2, 4).
 
 The patient page times the tasks itself (countdown, hold, rest) while the fake camera loops its clip, so a task's
-frames start at an arbitrary point of the phantom's performance. The smile model (tests/demo_kit.py, shared with
-the demo test) is trained by the demo's training code, through MediaPipe, on clips of one fixed length starting
-anywhere in a phantom's continuous smiling (``DemoTraining(anywhere=True)``): neither clip length nor movement
-onset can carry severity, and the live task clip (``HOLD_S`` at 10 fps) has that length.
+frames start at an arbitrary point of the phantom's performance. The smile model (tests/demo_kit.py, trained once
+per test run and shared with the demo test) is trained by the demo's training code, through MediaPipe, on clips of
+one fixed length starting anywhere in a phantom's continuous smiling (``DemoTraining(anywhere=True)``): neither clip
+length nor movement onset can carry severity, and the live task clip (``HOLD_S`` at 10 fps) has that length.
 
 The ranking check asks the sessions' mean smile scores to rise with severity by at least ``MARGIN`` per step (a
 constant or saturated output orders nothing). With the small model a CI run can afford (validation Spearman about
@@ -36,9 +36,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.prebuild import Prebuilds
 from trainer.metrics import spearman
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow, pytest.mark.prebuilt("demo"),
+              pytest.mark.timeout(1800)]  # fmt: skip
 
 CHROMIUM = "/usr/bin/chromium"
 SEVERITIES = (0.0, 2.0, 4.0)
@@ -60,16 +62,14 @@ def _namespace_problem() -> str | None:
     return None
 
 
-def test_browser_patients_scored_live_on_the_dashboard_rank_severity(tmp_path: Path) -> None:
+def test_browser_patients_scored_live_on_the_dashboard_rank_severity(tmp_path: Path, prebuilt: Prebuilds) -> None:
     problem = _namespace_problem()
     if problem:
         pytest.skip(problem)
-    from tests.demo_kit import smile_models_root
-
-    root = smile_models_root()  # trained once per test process, shared with the demo test
+    root = prebuilt.wait("demo", timeout_s=600)  # trained once per test run, shared with the demo test
     out = tmp_path / "result.json"
-    cmd = f"ip link set lo up && exec {sys.executable} {Path(__file__).resolve()} {out}"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "FEQA_TEST_DEMO_MODELS": str(root)}
+    cmd = f"ip link set lo up && exec {sys.executable} {Path(__file__).resolve()} {out} {root}"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.run(["unshare", "-n", "sh", "-c", cmd], capture_output=True, timeout=1100, env=env)
     log_tail = (proc.stdout + proc.stderr).decode(errors="replace")[-6000:]
     assert proc.returncode == 0, log_tail
@@ -134,7 +134,7 @@ async def _patient(pw: Any, join_url: str, clip: Path) -> str:
         await browser.close()
 
 
-async def _scenario(out: Path, work: Path) -> None:
+async def _scenario(out: Path, root: Path, work: Path) -> None:
     from playwright.async_api import async_playwright
 
     from common.manifest import Manifest
@@ -143,10 +143,9 @@ async def _scenario(out: Path, work: Path) -> None:
     from infra.demo_models import demo_models_dir
     from infra.settings import StackSettings
     from tests.dashboard_kit import free_port
-    from tests.demo_kit import HOLD_S, MEDIAPIPE, smile_models_root
+    from tests.demo_kit import HOLD_S, MEDIAPIPE
 
     started = time.monotonic()
-    root = smile_models_root()  # the parent's (FEQA_TEST_DEMO_MODELS)
     spearman = Manifest.read(demo_models_dir(root) / "pfed5" / "smile" / "1").metrics
     os.environ.update(FEQA_INGEST_HOLD_S=str(HOLD_S), FEQA_INGEST_REPS=str(REPS), FEQA_INGEST_COUNTDOWN_S="1.0",
                       FEQA_INGEST_REST_S="0.5", FEQA_LOG_LEVEL="WARNING")  # fmt: skip
@@ -194,4 +193,4 @@ async def _scenario(out: Path, work: Path) -> None:
 
 if __name__ == "__main__":
     with tempfile.TemporaryDirectory(prefix="feqa-e2e-browser-") as tmp:
-        asyncio.run(_scenario(Path(sys.argv[1]), Path(tmp)))
+        asyncio.run(_scenario(Path(sys.argv[1]), Path(sys.argv[2]), Path(tmp)))

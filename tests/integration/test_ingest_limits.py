@@ -220,7 +220,9 @@ async def test_unknown_hosts_cannot_open_the_coaching_socket(redis_server: Redis
         )
         await writer.drain()
         status = await asyncio.wait_for(reader.readline(), 5)
+        # closed here and waited for, so no half-closed socket is left for the server's shutdown to deal with
         writer.close()
+        await asyncio.wait_for(writer.wait_closed(), 5)
         return status
 
     settings = ingest_settings(redis_server.url, unused_tcp_port)

@@ -8,31 +8,25 @@ severity gets exactly the same multiset of clip lengths, so clip length (and the
 has zero rank correlation with severity. The model's Spearman is reported beside that clip-length baseline and a
 constant one, on the same live clips, and must beat them.
 
-Training runs in a child process (this file run as a script) with a fixed seed (``train.seed=0``) and a fixed
-``PYTHONHASHSEED``: training is not yet bit-reproducible across hash seeds (one CI run scored Spearman 0.36 where
-others passed), so without that the test's outcome was a draw of the test process's hash seed. With both fixed it
-trains one model, and the live ranking must clear the bar by a margin measured for that model (see ``HASH_SEED``).
+Training runs in a child process (tests/ranking_model.py, a build started when the tests are collected:
+tests/prebuild.py) with a fixed seed (``train.seed=0``) and a fixed ``PYTHONHASHSEED``: training is not yet
+bit-reproducible across hash seeds (one CI run scored Spearman 0.36 where others passed), so without that the test's
+outcome was a draw of the test process's hash seed. With both fixed it trains one model, and the live ranking must
+clear the bar by a margin measured for that model (see ``tests.ranking_model.HASH_SEED``).
 """
 
 from __future__ import annotations
 
-import itertools
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-import torch
 
 from common.bus import Bus
 from infra.redis_server import RedisServer
-from phantom.face import Phantom
 from phantom.spec import PatientSpec
-from phantom.video import write_video
 from scorer.worker import ScorerWorker
+from tests import ranking_model
+from tests.prebuild import Prebuilds
+from tests.ranking_model import FPS, cuts, subjects
 from tests.scorer_harness import (
     PhantomStream,
     open_session,
@@ -43,98 +37,16 @@ from tests.scorer_harness import (
     wait_for,
     windows,
 )
-from tracker.settings import TrackerSettings
-from trainer import checkpoint
-from trainer.checkpoint import BEST
-from trainer.config import resolve
-from trainer.data.cache import build_cache
-from trainer.data.dataset import ExpressionData
-from trainer.data.landmarking import VideoLandmarking
-from trainer.data.layouts import ClipRecord
-from trainer.export import export
 from trainer.metrics import spearman
-from trainer.train import train_expression
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]
-FPS = 8.0
-SEVERITIES = (0, 1, 2, 3, 4)
-LENGTHS = (12, 14, 16, 18)  # frames; every severity gets each length equally often
-CLIPS = 4  # clips per subject, one per repetition (a fifth repetition is left as a tail)
-LEADS = (2, 3, 4)  # frames before the movement onset
-HASH_SEED = "0"  # the training child's PYTHONHASHSEED
-
-
-def _onsets(ph: Phantom) -> list[int]:
-    """The first frame of each repetition's movement (phase ``onset``)."""
-    out = []
-    for seg in ph.schedule:
-        out.append(next(i for i in range(seg.start, seg.end) if ph.truth(i).phase == "onset"))
-    return out
-
-
-def _subjects(first_seed: int, per_severity: int) -> list[PatientSpec]:
-    specs = []
-    for k, sev in itertools.product(range(per_severity), SEVERITIES):
-        specs.append(PatientSpec(seed=first_seed + 10 * k + sev, protocol="pfed5", severity=float(sev), reps=CLIPS + 1,
-                                 tasks=("smile",), head_motion=0.0))  # fmt: skip
-    return specs
-
-
-def _cuts(specs: list[PatientSpec]) -> list[tuple[PatientSpec, int, int, int]]:
-    """(subject, repetition, first frame, frames) per clip: lengths and leads cycle within each severity. The
-    longest clip ends before its repetition does, so clips never overlap."""
-    count: dict[float, int] = {}
-    out = []
-    for spec in specs:
-        ph = Phantom(spec, 320, 240, FPS)
-        for rep, onset in list(enumerate(_onsets(ph)))[:CLIPS]:
-            k = count[spec.severity] = count.get(spec.severity, -1) + 1
-            out.append((spec, rep, onset - LEADS[k % len(LEADS)], LENGTHS[k % len(LENGTHS)]))
-    return out
-
-
-def _train(tmp_path: Path) -> tuple[Path, dict[str, float]]:
-    specs = _subjects(100, per_severity=4)  # 20 subjects, 4 clips each
-    records = []
-    for spec, rep, first, n in _cuts(specs):
-        video = tmp_path / "videos" / f"s{spec.seed}.mp4"
-        if not video.is_file():
-            video.parent.mkdir(parents=True, exist_ok=True)
-            write_video(Phantom(spec, 320, 240, FPS), video)
-        records.append(ClipRecord(f"s{spec.seed}r{rep}", f"{spec.seed}", "smile", spec.severity, n, None, None, None,
-                                  "train", video=video, video_start=first, video_end=first + n))  # fmt: skip
-    cfg = resolve(["micro"], [f"data.fps={FPS}", "optim.epochs=12", "train.seed=0"])
-    landmarking = VideoLandmarking(TrackerSettings(landmarker="phantom"))
-    cached = build_cache(records, tmp_path / "cache", cfg.data.load_size, "video", lambda: landmarking,
-                         model_size=32, fps=FPS)  # fmt: skip
-    assert len(cached.clips) == len(records), cached.skipped
-    val_subjects = {str(s.seed) for s in specs[: len(SEVERITIES)]}  # one subject of each severity
-    train = [c for c in cached.clips if c.record.subject not in val_subjects]
-    val = [c for c in cached.clips if c.record.subject in val_subjects]
-    torch.set_num_threads(1)
-    result = train_expression(cfg, ExpressionData("smile", train, val, []), tmp_path / "run", resume=False)
-    ckpt = checkpoint.read(tmp_path / "run" / BEST)
-    models = tmp_path / "models"
-    export(ckpt, models, version="1")
-    return models, {"val_spearman": result.best_val_spearman}
-
-
-def _train_in_child(tmp_path: Path) -> tuple[Path, dict[str, float]]:
-    """:func:`_train` in a child process whose string hashing is fixed (``PYTHONHASHSEED=HASH_SEED``)."""
-    out = tmp_path / "trained.json"
-    env = {**os.environ, "PYTHONHASHSEED": HASH_SEED, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), str(tmp_path), str(out)], env=env,
-                          capture_output=True, timeout=1200)  # fmt: skip
-    assert proc.returncode == 0, (proc.stdout + proc.stderr).decode(errors="replace")[-4000:]
-    trained = json.loads(out.read_text())
-    return Path(trained["models"]), trained["info"]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.prebuilt("ranking"), pytest.mark.timeout(1500)]
 
 
 async def test_task_scores_rank_held_out_phantom_severities(
-    bus: Bus, redis_server: RedisServer, sid: str, tmp_path: Path
+    bus: Bus, redis_server: RedisServer, sid: str, prebuilt: Prebuilds
 ) -> None:
-    models, train_info = _train_in_child(tmp_path)
-    live = _cuts(_subjects(500, per_severity=2))  # 10 held-out subjects, 40 task clips
+    models, train_info = ranking_model.read(prebuilt.wait("ranking", timeout_s=1200))
+    live = cuts(subjects(500, per_severity=2))  # 10 held-out subjects, 40 task clips
     scorer = ScorerWorker(scorer_settings(redis_server.url, models, consumer="rank"), bus)
     sessions: dict[str, tuple[PatientSpec, list[tuple[int, int, int]]]] = {}
     for spec, rep, first, n in live:
@@ -183,8 +95,3 @@ async def test_task_scores_rank_held_out_phantom_severities(
     assert rho_length == pytest.approx(0.0, abs=1e-9)  # clip length cannot rank severity here
     assert rho > 0.6 and rho_raw > 0.6, report
     assert rho > abs(rho_length) + 0.5, report
-
-
-if __name__ == "__main__":  # the training child: python test_scorer_ranking.py WORK_DIR RESULT_JSON
-    trained_models, info = _train(Path(sys.argv[1]))
-    Path(sys.argv[2]).write_text(json.dumps({"models": str(trained_models), "info": info}))
