@@ -424,7 +424,9 @@ class SkateFormer(nn.Module):
         for layer in self.stem:  # the 1x1 convolutions applied channels last, as the Linear maps they are
             x = F.linear(x, layer.weight.flatten(1), layer.bias) if isinstance(layer, nn.Conv2d) else layer(x)
         te = self.temporal_embedding(index_t)
-        x = x + torch.einsum("btc,cv->btvc", te, self.joint_embedding)  # [B, T, V, E]
+        # te[b, t, c] * J[c, v] as a broadcast product (one factor pair, no sum: exactly the einsum "btc,cv->btvc",
+        # which ONNX Runtime ran as a slow Einsum kernel)
+        x = x + te.unsqueeze(2) * self.joint_embedding.t()  # [B, T, V, E]
         for stage in self.stages:
             x = stage(x)
         out: torch.Tensor = x.mean(dim=2)
