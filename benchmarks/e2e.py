@@ -26,7 +26,7 @@ Figures:
 - Scale-out: the stack runs ``--trackers`` tracker processes (default 2 on a machine with 2 or more CPUs) and
   ``--scorers`` scorers, sharing the sessions by lease as in a deployment.
 
-    python benchmarks/e2e.py [--quick] [--json PATH] [--trackers N] [--scorers N]
+    python benchmarks/e2e.py [--quick] [--json PATH] [--trackers N] [--scorers N] [--levels 1,4] [--seconds S]
 
 JSON keys: latency_p50_ms, latency_p99_ms (1 session), max_realtime_sessions, trackers, scorers, load averages, and
 per-level figures.
@@ -207,8 +207,11 @@ async def _level(demo: Demo, bus: Bus, n: int, seconds: float, round_no: int) ->
     }
 
 
-async def main(quick: bool, trackers: int, scorers: int) -> dict[str, Any]:
+async def main(quick: bool, trackers: int, scorers: int, levels_: tuple[int, ...] = (),
+               seconds_: float = 0.0) -> dict[str, Any]:  # fmt: skip
     levels, seconds = ((1, 2), 25.0) if quick else ((1, 2, 4, 6, 8), 120.0)
+    custom = bool(levels_ or seconds_)
+    levels, seconds = levels_ or levels, seconds_ or seconds
     opts = DemoOptions(training=DemoTraining(tasks=("smile",)))
     models = prepare_models(opts, print)
     print(f"stack: {trackers} tracker and {scorers} scorer processes; load average {os.getloadavg()[0]:.1f} "
@@ -250,7 +253,7 @@ async def main(quick: bool, trackers: int, scorers: int) -> dict[str, Any]:
             demo.stop()
     best = max([r["sessions"] for r in rows if r["realtime"]], default=0)
     figures: dict[str, Any] = {
-        "mode": "quick" if quick else "full",
+        "mode": ("quick" if quick else "full") + (" (custom levels or seconds)" if custom else ""),
         "seconds_per_level": seconds,
         "latency_p50_ms": rows[0]["latency_p50_ms"],
         "latency_p99_ms": rows[0]["latency_p99_ms"],
@@ -278,10 +281,14 @@ if __name__ == "__main__":
     parser.add_argument("--trackers", type=int, default=default_trackers,
                         help=f"tracker processes sharing the sessions (default here: {default_trackers})")  # fmt: skip
     parser.add_argument("--scorers", type=int, default=1, help="scorer processes sharing the sessions")
+    parser.add_argument("--levels", type=lambda v: tuple(int(x) for x in v.split(",")), default=(),
+                        help="session counts to try, comma separated (default: the mode's; the first gives the "
+                        "latency keys)")  # fmt: skip
+    parser.add_argument("--seconds", type=float, default=0.0, help="seconds per level (default: the mode's)")
     args = parser.parse_args()
     if args.trackers < 1 or args.scorers < 1:
         parser.error("--trackers and --scorers need at least 1")
     logging.basicConfig(level=logging.WARNING)
-    result = asyncio.run(main(args.quick, args.trackers, args.scorers))
+    result = asyncio.run(main(args.quick, args.trackers, args.scorers, args.levels, args.seconds))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1, sort_keys=True))

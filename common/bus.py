@@ -142,6 +142,45 @@ class Bus:
         self.stats.refused += refused
         return [None if i is None else text(i) for i in ids]
 
+    async def commit(
+        self, writes: Sequence[tuple[StreamSpec[Any], Sequence[Message]]], acks: Iterable[Delivery[Any]] = ()
+    ) -> list[list[str | None]]:
+        """Append every group of messages (each to its spec's stream), then acknowledge ``acks``, in one MULTI/EXEC
+        round trip: what was made of the acked entries and their acks land together or not at all (a lost
+        connection, or a write Redis refuses while queueing, e.g. out of memory, applies none of it), so an entry is
+        never acked without its output (at least once). A retry after a lost EXEC reply may store the writes twice
+        (consumers de-duplicate). Returns each group's ids in order, None where a session's stream is gone.
+
+        Every key of one session shares its ``{sid}`` hash tag; with a Redis Cluster client this becomes one
+        transaction per session (slot)."""
+        groups = [(spec, [_key_for(spec, m, None) for m in messages], messages) for spec, messages in writes]
+        by_key = _by_stream(acks)
+        n_writes = sum(len(keys) for _, keys, _ in groups)
+        if not n_writes and not by_key:
+            return [[] for _ in groups]
+
+        async def op(r: aioredis.Redis) -> list[Any]:
+            pipe = r.pipeline(transaction=True)
+            for spec, keys, messages in groups:
+                for key, m in zip(keys, messages, strict=True):
+                    pipe.xadd(key, dict[Any, Any](m.encode()), maxlen=spec.maxlen, approximate=spec.approximate,
+                              nomkstream=spec.session_bound)  # fmt: skip
+            for (key, group), ids in by_key.items():
+                pipe.xack(key, group, *ids)
+            return list(await pipe.execute())
+
+        replies = await self.run("commit", op)
+        out: list[list[str | None]] = []
+        at = 0
+        for _, keys, _ in groups:
+            out.append([None if i is None else text(i) for i in replies[at : at + len(keys)]])
+            at += len(keys)
+        refused = sum(ids.count(None) for ids in out)
+        self.stats.published += n_writes - refused
+        self.stats.refused += refused
+        self.stats.acked += sum(int(x) for x in replies[at:])
+        return out
+
     async def ensure_group(self, spec: StreamSpec[Any], sid: str | None = None, start_id: str = "0") -> bool:
         """Create the spec's consumer group unless it exists; False when a session's stream is gone (it ended).
 
@@ -220,9 +259,7 @@ class Bus:
 
     async def ack(self, deliveries: Iterable[Delivery[Any]]) -> int:
         """Acknowledge processed deliveries (grouped per stream, one round trip)."""
-        by_key: dict[tuple[str, str], list[str]] = {}
-        for d in deliveries:
-            by_key.setdefault((d.stream, d.spec.consumer_group), []).append(d.id)
+        by_key = _by_stream(deliveries)
         if len(by_key) <= 1:
             return sum([await self._ack_raw(key, group, ids) for (key, group), ids in by_key.items()])
 
@@ -317,9 +354,57 @@ class Bus:
     ) -> list[Delivery[Message]]:
         """Fan-out read (no group) after the given ids; callers advance their cursors to the returned ids."""
         self._check_block(block_ms)
-        specs = {spec.key(s): (spec, s) for spec, s in cursors}
         streams: dict[Any, Any] = {spec.key(s): cur for (spec, s), cur in cursors.items()}
         reply = await self.run("tail", lambda r: r.xread(streams, count=count, block=block_ms))
+        return await self._decode_tail(cursors, reply)
+
+    async def poll(
+        self,
+        spec: StreamSpec[M],
+        sids: Sequence[str | None],
+        consumer: str,
+        cursors: Mapping[tuple[StreamSpec[Any], str | None], str],
+        *,
+        count: int = 16,
+        block_ms: int | None = 1000,
+        tail_count: int = 100,
+    ) -> tuple[list[Delivery[Message]], list[Delivery[M]]]:
+        """:meth:`tail` (without waiting) and then :meth:`consume` in one round trip: the fan-out entries after
+        ``cursors``, and the group's new entries of the sessions' streams (waiting up to ``block_ms`` for them)."""
+        self._check_block(block_ms)
+        group = spec.consumer_group
+        keys = await self._readable(spec, sids)
+        streams: dict[Any, Any] = {s.key(sid): cur for (s, sid), cur in cursors.items()}
+
+        async def op(r: aioredis.Redis) -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            pipe.xread(streams, count=tail_count)
+            if keys:
+                pipe.xreadgroup(group, consumer, dict.fromkeys(keys, ">"), count=count, block=block_ms)
+            return list(await pipe.execute(raise_on_error=False))
+
+        replies = await self.run(f"poll {group}", op)
+        for reply in replies[:1]:
+            if isinstance(reply, Exception):
+                raise reply
+        tail = await self._decode_tail(cursors, replies[0])
+        if not keys:
+            if block_ms and not tail:
+                await asyncio.sleep(block_ms / 1000)
+            return tail, []
+        read = replies[1]
+        if isinstance(read, ResponseError) and any(m in str(read) for m in ("NOGROUP", "UNBLOCKED")):
+            return tail, await self.consume(spec, sids, consumer, count=count, block_ms=None)  # remakes groups
+        if isinstance(read, Exception):
+            raise read
+        out = await self._decode(spec, keys, flatten(read), "dead_letter", consumer)
+        self.stats.consumed += len(out)
+        return tail, out
+
+    async def _decode_tail(
+        self, cursors: Mapping[tuple[StreamSpec[Any], str | None], str], reply: Any
+    ) -> list[Delivery[Message]]:
+        specs = {spec.key(s): (spec, s) for spec, s in cursors}
         out: list[Delivery[Message]] = []
         for key, entry_id, fields in flatten(reply):
             spec, s = specs[key]
@@ -366,3 +451,11 @@ def _key_for(spec: StreamSpec[Any], message: Message, sid: str | None) -> str:
     if not found:
         raise ValueError(f"stream {spec.template} needs a session id")
     return spec.key(str(found))
+
+
+def _by_stream(deliveries: Iterable[Delivery[Any]]) -> dict[tuple[str, str], list[str]]:
+    """Entry ids per (stream key, consumer group), for XACK."""
+    by_key: dict[tuple[str, str], list[str]] = {}
+    for d in deliveries:
+        by_key.setdefault((d.stream, d.spec.consumer_group), []).append(d.id)
+    return by_key

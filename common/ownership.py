@@ -25,6 +25,7 @@ when that worker dies.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 
@@ -43,7 +44,9 @@ class OwnershipChange:
 
 
 class SessionOwnership:
-    """The sessions one worker of ``role`` holds. Call :meth:`maintain` every ``ttl_ms / 3``."""
+    """The sessions one worker of ``role`` holds. Call :meth:`maintain` every ``ttl_ms / 3`` to take sessions on,
+    and :meth:`renew` on its own schedule (a task) every ``ttl_ms / 3`` so a long piece of work cannot let a held
+    lease expire."""
 
     def __init__(self, bus: Bus, role: str, owner: str, ttl_ms: int) -> None:
         self.bus = bus
@@ -94,6 +97,24 @@ class SessionOwnership:
                 self.owned.discard(sid)
                 lost.append(sid)
         return OwnershipChange(tuple(gained), tuple(lost), tuple(renewed))
+
+    async def renew(self) -> tuple[str, ...]:
+        """Renew every held lease now (concurrently), on the holder's own schedule, apart from any work in hand;
+        return the sessions found lost (expired or taken over: drop their state, ack nothing more of them).
+
+        A holder renews only what it still holds (common.leases.Leases.renew): a lease that expired meanwhile is
+        not taken back here (:meth:`maintain` competes for it again like any free session)."""
+        held = sorted(self.owned)
+        if not held:
+            return ()
+        alive = await asyncio.gather(*(self.leases.renew(sid, self.owner, self.ttl_ms) for sid in held))
+        lost: list[str] = []
+        for sid, ok in zip(held, alive, strict=True):
+            if not ok and sid in self.owned:  # (one released meanwhile is no loss)
+                session_logger(log, sid).warning("%s lease lost (expired or taken over)", self.role)
+                self.owned.discard(sid)
+                lost.append(sid)
+        return tuple(lost)
 
     async def release(self, sid: str) -> None:
         """Give a session's lease back (it ended, or this worker stops)."""

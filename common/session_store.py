@@ -7,7 +7,8 @@ it is atomic and the first reason wins however many processes end the same sessi
 a sweeper on a lost ingest):
 
 - the hash gets state ``ended``, the end time, the reason, the session's counters and its purge times;
-- ``frames:{sid}`` and ``crops:{sid}`` are deleted at once, and so is the patient page's key; the bus never
+- ``frames:{sid}`` and ``crops:{sid}`` are deleted at once, and so are the patient page's key and the session's
+  join links (``joinlinks:{sid}`` lists them; their records are deleted right after the script); the bus never
   recreates a session's stream (XADD NOMKSTREAM), so no frame or crop of the session can be stored again;
 - ``obs:{sid}`` expires after the observation retention (0: deleted now); the hash and every other stream of the
   session after the session retention.
@@ -43,7 +44,17 @@ from common.logs import session_logger
 from common.messages import Event, SessionAnnounce, SessionInfo
 from common.scripts import run_script
 from common.settings import CommonSettings
-from common.streams import EVENTS, LIVE, PAGE_KEY, SESSION_STREAMS, SESSIONS, StreamSpec, session_key
+from common.streams import (
+    EVENTS,
+    JOIN,
+    JOIN_LINKS,
+    LIVE,
+    PAGE_KEY,
+    SESSION_STREAMS,
+    SESSIONS,
+    StreamSpec,
+    session_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +188,9 @@ class SessionStore:
         r = self.retention
         fields = SessionInfo.changes(state="ended", ended_ts=now, end_reason=reason, stats=stats or {},
                                      purge_ts=now + r.session_s, obs_purge_ts=now + r.obs_s)  # fmt: skip
-        gone = [s.key(sid) for s in SESSION_STREAMS if s.retention == "delete"] + [PAGE_KEY.key(sid)]
+        links_key = JOIN_LINKS.key(sid)
+        links = await self.bus.run(f"read {links_key}", lambda r: r.smembers(links_key))
+        gone = [s.key(sid) for s in SESSION_STREAMS if s.retention == "delete"] + [PAGE_KEY.key(sid), links_key]
         obs = [s.key(sid) for s in SESSION_STREAMS if s.retention == "obs"]
         kept = [s.key(sid) for s in SESSION_STREAMS if s.retention == "session"]
         keys = [session_key(sid), *gone, *obs, *kept]
@@ -185,6 +198,9 @@ class SessionStore:
         args = [*head, *(x for kv in fields.items() for x in kv)]
         won, protocol = await run_script(self.bus, f"end {sid}", _END, keys, args)
         protocol = protocol.decode() if isinstance(protocol, bytes) else str(protocol)
+        if links:  # the links die with the session (whoever ends it; a link record is outside the session's slot)
+            records = [JOIN.key(d.decode() if isinstance(d, bytes) else str(d)) for d in links]
+            await self.bus.run(f"revoke join links of {sid}", lambda r: r.delete(*records))
         if int(won) != 1:
             if int(won) < 0:
                 await self.unlist(sid)

@@ -31,7 +31,8 @@ tracker-lease:{sid}     string   owner of the session's tracking                
 scorer-lease:{sid}      string   owner of the session's scoring                   TTL (renewed by its holder)
 ingest-lease:{sid}      string   the ingest serving the session (liveness)        TTL; missing while live = ended
 feqa:live               set      sids of live sessions (the sweepers' list)       removed when the session ends
-feqa:join:<digest>      hash     a join link: sha256 of the token -> sid, expiry  TTL; one session (resumable)
+feqa:join:<digest>      hash     a join link: sha256 of the token -> sid, expiry  TTL; revoked at session end
+joinlinks:{sid}         set      digests of the session's join links              deleted at session end
 pagekey:{sid}           string   sha256 of the patient page's session key         deleted at session end
 ======================= ======== ================================================ =================================
 
@@ -238,6 +239,8 @@ ALL_STREAMS: tuple[StreamSpec[Any], ...] = (
 SESSION = KeySpec("session:{sid}", "hash", "SessionInfo (common.messages)", "session retention (expire)")
 LIVE = KeySpec("feqa:live", "set", "session ids of live sessions", "the session's end")
 JOIN = KeySpec("feqa:join:<digest>", "hash", "a join link: sid, expiry, used", "TTL (the link's lifetime)")
+JOIN_LINKS = KeySpec("joinlinks:{sid}", "set", "digests of the session's join links (revoked at its end)",
+                     "the session's end")  # fmt: skip
 PAGE_KEY = KeySpec("pagekey:{sid}", "string", "sha256 of the patient page's session key", "the session's end")
 LEASE_ROLES = ("ingest", "tracker", "scorer")
 
@@ -249,7 +252,7 @@ def lease_spec(role: str) -> KeySpec:
     return KeySpec(f"{role}-lease:{{sid}}", "string", f"the {role} instance holding the session", "TTL")
 
 
-ALL_KEYS: tuple[KeySpec, ...] = (SESSION, *(lease_spec(r) for r in LEASE_ROLES), LIVE, JOIN, PAGE_KEY)
+ALL_KEYS: tuple[KeySpec, ...] = (SESSION, *(lease_spec(r) for r in LEASE_ROLES), LIVE, JOIN, JOIN_LINKS, PAGE_KEY)
 
 SESSION_STREAMS: tuple[StreamSpec[Any], ...] = tuple(s for s in ALL_STREAMS if s.session_bound)
 

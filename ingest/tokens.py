@@ -8,6 +8,9 @@
   ``keep_s``, the longest a session may run): opening it again, e.g. after a reload, resumes the session
   (:meth:`JoinTokens.peek` says ``used``; ingest.state rebinds the session to the new page). It can never start
   another session.
+- The session's links are listed in ``joinlinks:{sid}`` (their digests, kept as long as the longest-lived of them),
+  so the session's end revokes them whoever ends it (common.session_store deletes the records): a link opened after
+  its session ended is unknown (404).
 - The page key, handed to the page at its join, authorises the page's later calls (offer, task events, end,
   coaching socket). Only its SHA-256 is stored, in ``pagekey:{sid}``, which the session's end deletes; a resume
   replaces it, so the page that resumed holds the only valid key.
@@ -26,7 +29,7 @@ import redis.asyncio as aioredis
 from common.bus import Bus
 from common.errors import PermanentError
 from common.scripts import run_script
-from common.streams import JOIN, PAGE_KEY, session_key
+from common.streams import JOIN, JOIN_LINKS, PAGE_KEY, session_key
 
 
 class TokenError(PermanentError):
@@ -56,6 +59,13 @@ end
 return {0, rec[1]}
 """
 
+
+# KEYS: the session's link list. ARGV: digest, keep ms. Adds the digest; the list lives as long as its longest link.
+_LIST = """
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
 
 # KEYS: page key, session hash. ARGV: digest, ttl ms. 1 when set; 0 when the session is gone or ended.
 _REPLACE = """
@@ -91,7 +101,12 @@ class JoinTokens:
             await pipe.execute()
 
         await self._bus.run("issue join link", op)
+        await self._list(sid, token, keep_ms)
         return token, expires_at
+
+    async def _list(self, sid: str, token: str, keep_ms: int) -> None:
+        """Note the link among its session's (revoked at the session's end) for at least ``keep_ms``."""
+        await run_script(self._bus, "list join link", _LIST, [JOIN_LINKS.key(sid)], [digest(token), keep_ms])
 
     async def peek(self, token: str) -> tuple[str, bool]:
         """The session of a known token and whether it was used, without using it (404 unknown, 410 expired
@@ -103,6 +118,7 @@ class JoinTokens:
         sid, used = await self._check(token, "claim")
         if used:
             raise TokenError(USED, 409)
+        await self._list(sid, token, self._keep_ms)  # the list now lives as long as the used link
         return sid
 
     async def _check(self, token: str, mode: str) -> tuple[str, bool]:

@@ -43,7 +43,7 @@ from typing import Any
 
 from common.bus import Bus, Delivery
 from common.dedupe import RecentKeys
-from common.errors import DecodeError
+from common.errors import BusUnavailable, DecodeError
 from common.health import HealthPublisher, percentiles
 from common.liveness import sweep
 from common.logs import session_logger
@@ -111,6 +111,7 @@ class TrackerWorker:
         self.lag_ms: collections.deque[float] = collections.deque(maxlen=600)
         self.health = HealthPublisher(bus, "tracker", self.consumer, self.health_sample, settings.health_every_s)
         self._reclaimed: list[Delivery[Frame]] = []
+        self._background = False  # run(): leases renewed, health and sweeps published by tasks of their own
 
     def health_sample(self) -> tuple[dict[str, float], dict[str, float]]:
         """Counters: the WorkerStats fields (frames, faces, stale, duplicates, dead_lettered, reclaimed, windows,
@@ -121,29 +122,46 @@ class TrackerWorker:
         return counters, {"sessions": float(len(self.owned)), "lag_p50_ms": p50, "lag_p99_ms": p99}
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Tick until ``stop``; meanwhile tasks of their own renew the held leases (every third of their TTL,
+        whatever a batch in hand costs), publish health and sweep sessions whose ingest died."""
         log.info("tracker worker %s started", self.consumer)
+        self._background = True
+        tasks = [asyncio.create_task(self._keep_leases(), name="tracker-leases"),
+                 asyncio.create_task(self.health.run(), name="tracker-health"),
+                 asyncio.create_task(self._keep_sweeping(), name="tracker-sweep")]  # fmt: skip
         try:
             while not stop.is_set():
                 await self.tick()
         finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._background = False
             for sid in list(self.owned):
                 await self._drop(sid, release=True)
             log.info("tracker worker %s stopped: %s", self.consumer, self.stats)
 
     async def tick(self) -> int:
-        """One round: control streams, leases, one read of frames; returns how many frames were handled."""
-        await self._poll_control()
+        """One round: sessions whose lease was lost dropped, leases competed for when due, then control streams and
+        frames in one read; returns how many frames were handled. (Called alone, without :meth:`run`, it also
+        renews, publishes health and sweeps when those are due.)"""
+        for sid in [sid for sid in self.owned if sid not in self.ownership.owned]:
+            await self._drop(sid, release=False)  # found lost by the lease task
         if time.monotonic() >= self._next_lease_s:
             self._next_lease_s = time.monotonic() + self.ownership.renew_every_s
             await self._maintain_leases()
-        if time.monotonic() >= self._next_sweep_s:
-            self._next_sweep_s = time.monotonic() + self.s.sweep_every_s
-            self.stats.swept += len(await sweep(self.store))
-        if time.monotonic() >= self._next_health_s:
-            self._next_health_s = time.monotonic() + self.s.health_every_s
-            await self.health.publish()
-        fresh = await self.bus.consume(FRAMES, list(self.owned), self.consumer, count=self.s.read_count,
-                                       block_ms=self.s.block_ms)  # fmt: skip
+        if not self._background:
+            if time.monotonic() >= self._next_sweep_s:
+                self._next_sweep_s = time.monotonic() + self.s.sweep_every_s
+                self.stats.swept += len(await sweep(self.store))
+            if time.monotonic() >= self._next_health_s:
+                self._next_health_s = time.monotonic() + self.s.health_every_s
+                await self.health.publish()
+        control, fresh = await self.bus.poll(
+            FRAMES, list(self.owned), self.consumer, self._control_cursors(), count=self.s.read_count,
+            block_ms=self.s.block_ms, tail_count=500,
+        )  # fmt: skip
+        await self._on_control(control)
         deliveries, self._reclaimed = [*self._reclaimed, *fresh], []
         if deliveries:
             await self._handle(deliveries)
@@ -152,15 +170,36 @@ class TrackerWorker:
             await self._publish_windows([w for o in self.owned.values() for w in o.windows.due(now)])
         return len(deliveries)
 
+    async def _keep_leases(self) -> None:
+        """Renew the held leases every third of their TTL, on this task's own schedule (a long batch in the tick
+        cannot let them expire); a lease found lost is dropped by the next tick."""
+        while True:
+            await asyncio.sleep(self.ownership.renew_every_s)
+            try:
+                await self.ownership.renew()
+            except BusUnavailable as exc:
+                log.error("tracker %s: leases not renewed: %s", self.consumer, exc)
+
+    async def _keep_sweeping(self) -> None:
+        while True:
+            try:
+                self.stats.swept += len(await sweep(self.store))
+            except BusUnavailable as exc:
+                log.error("tracker %s: sweep failed: %s", self.consumer, exc)
+            await asyncio.sleep(self.s.sweep_every_s)
+
     # ------------------------------------------------------------------------------------------ control
 
-    async def _poll_control(self) -> None:
+    def _control_cursors(self) -> dict[tuple[StreamSpec[Any], str | None], str]:
         cursors: dict[tuple[StreamSpec[Any], str | None], str] = {(SESSIONS, None): self._sessions_cursor}
         cursors.update({(EVENTS, o.sid): o.events_cursor for o in self.owned.values()})
+        return cursors
+
+    async def _on_control(self, deliveries: Sequence[Delivery[Message]]) -> None:
         windows: list[Window] = []
         announced: list[SessionAnnounce] = []
         now = time.time()
-        for d in await self.bus.tail(cursors, count=500, block_ms=None):
+        for d in deliveries:
             msg = d.message
             if d.spec is SESSIONS:
                 self._sessions_cursor = d.id
@@ -208,6 +247,8 @@ class TrackerWorker:
             if sid in self.owned:
                 await self._drop(sid, release=False)
         for sid in change.gained:
+            if sid in self.owned:  # lost (the lease task) and taken back in this round: its state starts afresh
+                await self._drop(sid, release=False)
             await self._adopt(sid)
         for sid in (*change.gained, *change.renewed):
             got = await self.bus.reclaim(FRAMES, sid, self.consumer, min_idle_ms=self.s.reclaim_idle_ms,
@@ -285,29 +326,32 @@ class TrackerWorker:
                 jobs.append(FrameJob(f, None, "stale"))
             else:
                 jobs.append(FrameJob(f, owned.landmarker, owned.reason))
-        if jobs:
-            results = await asyncio.to_thread(self.pipeline.process, jobs)
-            now = time.time()
-            self.lag_ms.extend((now - r.obs.capture_ts) * 1000 for r in results)
-            windows: list[Window] = []
-            coach: list[Event] = []
-            for r in results:
-                owned_s = self.owned.get(r.obs.sid)
-                if owned_s is not None:
-                    w, c = owned_s.windows.on_sample(r.sample, now)
-                    windows.extend(w)
-                    coach.extend(c)
-            obs: list[Obs] = [r.obs for r in results]
-            crops: list[Crop] = [r.crop for r in results if r.crop is not None]
-            await self.bus.publish_many(OBS, obs)
-            refused = (await self.bus.publish_many(CROPS, crops)).count(None)
-            self.stats.crops_refused += refused
-            await self._publish_windows(windows)
-            await self.bus.publish_many(COACH, coach)
-            self.stats.frames += len(results)
-            self.stats.faces += sum(1 for r in results if r.obs.face)
-            self.stats.coach += len(coach)
-        await self.bus.ack(done)
+        results = await asyncio.to_thread(self.pipeline.process, jobs) if jobs else []
+        # A lease lost while the batch ran (the lease task found it taken): that session's frames stay pending for
+        # the new owner, who reclaims and observes them; nothing of them is written or acked here.
+        held = self.ownership.owned
+        results = [r for r in results if r.obs.sid in held]
+        done = [d for d in done if d.sid in held]
+        now = time.time()
+        self.lag_ms.extend((now - r.obs.capture_ts) * 1000 for r in results)
+        windows: list[Window] = []
+        coach: list[Event] = []
+        for r in results:
+            owned_s = self.owned.get(r.obs.sid)
+            if owned_s is not None:
+                w, c = owned_s.windows.on_sample(r.sample, now)
+                windows.extend(w)
+                coach.extend(c)
+        obs: list[Obs] = [r.obs for r in results]
+        crops: list[Crop] = [r.crop for r in results if r.crop is not None]
+        # One round trip: observations, crops, windows, coaching, then the frames' acks, all or nothing.
+        _, crop_ids, _, _ = await self.bus.commit([(OBS, obs), (CROPS, crops), (WINDOWS, windows), (COACH, coach)],
+                                                  done)  # fmt: skip
+        self.stats.crops_refused += crop_ids.count(None)
+        self.stats.windows += len(windows)
+        self.stats.frames += len(results)
+        self.stats.faces += sum(1 for r in results if r.obs.face)
+        self.stats.coach += len(coach)
 
     async def _publish_windows(self, windows: Sequence[Window]) -> None:
         if windows:

@@ -8,10 +8,12 @@ import asyncio
 import pytest
 
 from common.bus import Bus
-from common.streams import JOIN
+from common.liveness import sweep
+from common.session_store import SessionStore
+from common.streams import JOIN, JOIN_LINKS
 from infra.redis_server import RedisServer
 from ingest.tokens import JoinTokens, PageKeys, TokenError, digest
-from tests.conftest import session_of
+from tests.conftest import live_session, session_of
 from tests.integration.test_ingest_api import client, offer_sdp
 
 pytestmark = pytest.mark.integration
@@ -41,6 +43,36 @@ async def test_tokens_are_single_use_expire_and_store_only_a_digest(bus: Bus) ->
     with pytest.raises(TokenError, match="expired") as expired:
         await tokens.peek(other)
     assert expired.value.status == 410
+
+
+async def test_a_sessions_links_are_revoked_when_it_ends_whoever_ends_it(bus: Bus, sid: str) -> None:
+    tokens = JoinTokens(bus, ttl_s=60, keep_s=12 * 3600)
+
+    async def exists(key: str) -> bool:
+        return bool(await bus.run("x", lambda r: r.exists(key)))
+
+    async def pttl(key: str) -> int:
+        return int(await bus.run("x", lambda r: r.pttl(key)))
+
+    for ended_by in ("ingest", "sweeper"):
+        s = f"{sid}-{ended_by}"
+        await live_session(bus, s, ingest_ttl_ms=150 if ended_by == "sweeper" else 120_000)
+        used, _ = await tokens.issue(s)
+        spare, _ = await tokens.issue(s)  # a second link of the same session, never used
+        assert await tokens.claim(used) == s
+        assert await pttl(JOIN_LINKS.key(s)) > 3600_000  # as long as the used link
+        records = [JOIN.key(digest(t)) for t in (used, spare)]
+        assert all([await exists(k) for k in records])
+        if ended_by == "ingest":
+            assert await SessionStore(bus).end(s, "hangup")
+        else:  # the ingest died: its lease lapses and a sweeper (any tracker or ingest) ends the session
+            await asyncio.sleep(0.3)
+            assert s in await sweep(SessionStore(bus))
+        assert not any([await exists(k) for k in [*records, JOIN_LINKS.key(s)]]), ended_by
+        for token in (used, spare):
+            with pytest.raises(TokenError, match="unknown") as gone:
+                await tokens.peek(token)
+            assert gone.value.status == 404
 
 
 async def test_a_link_claimed_by_many_at_once_goes_to_one(bus: Bus) -> None:

@@ -40,7 +40,7 @@ def test_stream_bounds_meet_the_design() -> None:
 def test_the_key_table_lists_every_other_key() -> None:
     templates = {k.template for k in ALL_KEYS}
     assert templates == {"session:{sid}", "ingest-lease:{sid}", "tracker-lease:{sid}", "scorer-lease:{sid}",
-                         "feqa:live", "feqa:join:<digest>", "pagekey:{sid}"}  # fmt: skip
+                         "feqa:live", "feqa:join:<digest>", "joinlinks:{sid}", "pagekey:{sid}"}  # fmt: skip
     assert lease_spec("scorer").key("a") == "scorer-lease:{a}"
     with pytest.raises(ValueError, match="unknown lease role"):
         lease_spec("janitor")
