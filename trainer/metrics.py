@@ -4,6 +4,7 @@ figure), per-subject errors, bootstrap confidence intervals."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -43,13 +44,7 @@ def bootstrap_ci(
     pred: npt.NDArray[np.float64], label: npt.NDArray[np.float64], stat: str, reps: int, seed: int
 ) -> tuple[float, float]:
     """95 % percentile interval of ``stat`` ("spearman" or "mae") over clips resampled with replacement."""
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(reps):
-        i = rng.integers(0, pred.size, pred.size)
-        values.append(spearman(pred[i], label[i]) if stat == "spearman" else float(np.abs(pred[i] - label[i]).mean()))
-    lo, hi = np.percentile(values, [2.5, 97.5])
-    return float(lo), float(hi)
+    return _interval(pred, label, lambda rng: rng.integers(0, pred.size, pred.size), stat, reps, seed)
 
 
 def subject_bootstrap_ci(
@@ -64,10 +59,23 @@ def subject_bootstrap_ci(
         raise ValueError("pred, label and subjects must be non-empty and of equal length")
     subj = np.asarray(subjects)
     groups = [np.flatnonzero(subj == s) for s in sorted(set(subjects))]
+    return _interval(p, y, lambda rng: np.concatenate([groups[g] for g in rng.integers(0, len(groups), len(groups))]),
+                     stat, reps, seed)  # fmt: skip
+
+
+def _interval(
+    p: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64],
+    draw: Callable[[np.random.Generator], npt.NDArray[np.intp]],
+    stat: str,
+    reps: int,
+    seed: int,
+) -> tuple[float, float]:
+    """95 % percentile interval of ``stat`` over ``reps`` resamples, each the clip indices ``draw(rng)`` picks."""
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(reps):
-        i = np.concatenate([groups[g] for g in rng.integers(0, len(groups), len(groups))])
+        i = draw(rng)
         values.append(spearman(p[i], y[i]) if stat == "spearman" else float(np.abs(p[i] - y[i]).mean()))
     lo, hi = np.percentile(values, [2.5, 97.5])
     return float(lo), float(hi)
