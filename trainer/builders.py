@@ -25,6 +25,7 @@ from common.errors import ConfigError
 from common.heatmaps import HeatmapSpec
 from trainer.config import RunConfig
 from trainer.keymaps import KEY_MAPS, QAFE_PARTS
+from trainer.models import skateformer
 from trainer.models.families import get_family
 from trainer.models.formerdfer import IMAGENET_MEAN, IMAGENET_STD, UNIT, FormerDFERConfig
 from trainer.pretrained import load_file
@@ -70,7 +71,11 @@ def model_config(cfg: RunConfig, expression: str) -> Any:
     if cfg.model.rgb_frames:
         changes["rgb_frames"] = cfg.model.rgb_frames
     if fam.name == "tramp_former":
-        changes["skate"] = dataclasses.replace(mcfg.skate, bias_index=_bias_index(cfg))
+        skate = dataclasses.replace(mcfg.skate, bias_index=_bias_index(cfg))
+        if cfg.model.motion_norm != "size":
+            norm = cfg.model.motion_norm
+            skate = dataclasses.replace(skate, motion_norm=norm, motion_scale=skateformer.MOTION_SCALES.get(norm, 1.0))
+        changes["skate"] = skate
         changes["fusion"] = cfg.model.fusion
         changes["time_index"] = cfg.model.time_index
     elif cfg.model.time_index != "window":

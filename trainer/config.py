@@ -31,6 +31,8 @@ class ModelSection:
     # index_t rule (common.features): "window" = position within the window; "reference" = the TraMP code's source
     # frame numbers, which tell the model the clip's length: only for fine-tuning official weights trained with it
     time_index: str = "window"
+    # SkateFormer deformation channels' unit: "size" (the size factory's: pixels) | pixels | iod
+    motion_norm: str = "size"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -58,3 +58,12 @@ def test_wrong_combinations_are_config_errors(tmp_path: Path) -> None:
         build_model(resolve(["micro"], ["model.rgb_norm=sepia"]), "smile")
     with pytest.raises(ConfigError, match="unknown model family"):
         build_model(resolve(["micro"], ["model.family=algrnet"]), "smile")
+
+
+def test_motion_norm_setting_picks_the_deformation_unit_and_its_scale() -> None:
+    default = build_model(resolve(["micro"], []), "smile").cfg.skate  # type: ignore[union-attr]
+    assert (default.motion_norm, default.motion_scale) == ("pixels", skateformer.MOTION_SCALES["pixels"])
+    iod = build_model(resolve(["micro"], ["model.motion_norm=iod"]), "smile").cfg.skate  # type: ignore[union-attr]
+    assert (iod.motion_norm, iod.motion_scale) == ("iod", skateformer.MOTION_SCALES["iod"])
+    with pytest.raises(ConfigError, match="motion_norm"):
+        build_model(resolve(["micro"], ["model.motion_norm=inches"]), "smile")

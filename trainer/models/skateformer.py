@@ -78,6 +78,9 @@ class SkateFormerConfig:
     # Two derived input channels (see :func:`deformation`), scaled by ``motion_scale``; off in the reference's shape.
     motion_channels: bool = False
     motion_scale: float = 1 / 8
+    # The deformation channels' unit: "pixels" of the 256 crop (checkpoints from before this field) or "iod", the
+    # window's mean inter-pupil distance, so a movement's size reads alike at every camera distance and face size
+    motion_norm: str = "pixels"
 
     @property
     def stem_channels(self) -> int:
@@ -107,6 +110,8 @@ class SkateFormerConfig:
             raise ValueError("global_tokens must not exceed bias_global_tokens")
         if self.bias_index not in BIAS_INDEX_RULES:
             raise ValueError(f"bias_index must be one of {BIAS_INDEX_RULES}, got {self.bias_index!r}")
+        if self.motion_norm not in MOTION_NORMS:
+            raise ValueError(f"motion_norm must be one of {MOTION_NORMS}, got {self.motion_norm!r}")
         if len(self.input_scale) != self.in_channels:
             raise ValueError("input_scale needs one factor per input channel")
         if self.num_heads % 8:
@@ -120,6 +125,12 @@ def paper(t_p: int = 128) -> SkateFormerConfig:
     """The TraMP configuration: 128/256/256/256, 2 blocks per stage; G = T_p / 8 (16 at 128, 8 at 64)."""
     return SkateFormerConfig(t_p=t_p, global_tokens=t_p // 8)
 
+
+MOTION_NORMS = ("pixels", "iod")
+PUPIL_SLOTS = (4, 22)
+"""The two pupils among the 63 points (insightface 106-indices 38 and 92: ``common.features.TRAMP_POINTS_106``)."""
+MOTION_SCALES = {"pixels": 1 / 8, "iod": 10.0}
+"""Each unit's factor: crop pixels / 8, or inter-pupil distances x 10 (a full smile's corner travel, ~0.1 IOD, near 1)."""
 
 _SCALED_INPUT = (1 / 64, 1 / 64, 1 / 255, 1 / 255, 1 / 255)
 """The reduced sizes train from scratch on little data; pixel offsets and 0-255 colours brought near unit range."""
@@ -372,6 +383,22 @@ def deformation(xy: torch.Tensor) -> torch.Tensor:
     return local - local.mean(dim=1, keepdim=True)
 
 
+def inter_pupil(xy: torch.Tensor) -> torch.Tensor:
+    """[B, T, V, 2] landmark positions -> [B, 1, 1, 1] the window's mean distance between the pupils."""
+    gap = xy[:, :, PUPIL_SLOTS[0]] - xy[:, :, PUPIL_SLOTS[1]]
+    iod = torch.sqrt((gap * gap).sum(dim=-1)).mean(dim=1)  # [B]
+    return iod.clamp_min(1e-3).view(-1, 1, 1, 1)
+
+
+def motion_input(xy: torch.Tensor, cfg: SkateFormerConfig) -> torch.Tensor:
+    """The two deformation channels as the stem sees them: in crop pixels or in inter-pupil distances
+    (``cfg.motion_norm``), times ``cfg.motion_scale``."""
+    moved = deformation(xy)
+    if cfg.motion_norm == "iod":
+        moved = moved / inter_pupil(xy)
+    return moved * cfg.motion_scale
+
+
 class SkateFormer(nn.Module):
     """The trajectory encoder. ``forward`` returns temporal tokens; :meth:`pooled` the clip feature."""
 
@@ -419,7 +446,7 @@ class SkateFormer(nn.Module):
         scale = torch.tensor(self.cfg.input_scale, dtype=traj.dtype, device=traj.device)
         inputs = traj * scale
         if self.cfg.motion_channels:
-            inputs = torch.cat([inputs, deformation(traj[..., :2]) * self.cfg.motion_scale], dim=-1)
+            inputs = torch.cat([inputs, motion_input(traj[..., :2], self.cfg)], dim=-1)
         x = inputs
         for layer in self.stem:  # the 1x1 convolutions applied channels last, as the Linear maps they are
             x = F.linear(x, layer.weight.flatten(1), layer.bias) if isinstance(layer, nn.Conv2d) else layer(x)
