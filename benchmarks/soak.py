@@ -20,8 +20,8 @@ of the run):
   second half of the run (``rss_redis_*``), a bound on what the allocator keeps, and so is what Redis holds
   (``used_memory``: ``redis_used_peak_first_mb``, ``redis_used_peak_last_mb``, ``redis_used_growth_pct``). A
   stream without MAXLEN or a key without expiry shows as ``redis_used_left_mb``: ``used_memory`` once the
-  sessions' retention has passed minus a fresh stack's (the stack's own streams, health and announcements, are
-  capped: ~1.5 MiB at most).
+  sessions' retention has passed minus a fresh stack's (the stack's own streams are capped: health ~0.6 KiB an
+  entry, 2,000 at most, ~1.2 MiB; announcements ~0.17 KiB, about 6 a round; a leaked frames stream is ~3 MiB).
 - lag: score latency (a window score's publish time minus the capture time of the window's last frame);
   ``latency_ratio`` is the median over the last third of the run after warm-up against the first third, and
   ``latency_slope_ms_per_min`` the least-squares trend.
