@@ -8,10 +8,20 @@ and withheld (``no_model``), task scores are stored withheld; the load on every 
 
 Figures, each the end of the run beside its start (the reference is the same stack after warm-up, the first quarter
 of the run):
-- memory: every service's resident set (and Redis's), taken at the same point of every round (its sessions just
-  ended), so a session's own buffers do not pass for growth; ``rss_growth_pct`` is the largest rise of one
-  process's median over the last two rounds against its median over the two rounds after warm-up (the first
-  quarter of the rounds, at least one); ``rss_<process>_peak_mb`` is the largest of the samples taken every 2 s.
+- memory: every service's resident set, taken at the same point of every round (its sessions just ended), so a
+  session's own buffers do not pass for growth; ``rss_growth_pct`` is the largest rise of one process's median
+  over the last two rounds against its median over the two rounds after warm-up (the first quarter of the rounds,
+  at least one); ``rss_<process>_peak_mb`` is the largest of the samples taken every 2 s.
+- Redis: within one round its data set swings from ~3 MiB to ~100 MiB (the sessions' frames and crops, deleted at
+  their end) and its allocator (jemalloc) hands the freed pages back to the system on its own schedule (dirty page
+  decay), so one instant's RSS lands anywhere between the round's high-water mark and the purged level (seen: 67
+  to 119 MiB within one round, allocator_rss_ratio up to 24): a round-end sample moved by > 10 % with nothing
+  growing. Redis's RSS is therefore compared by its high-water mark (the largest 2 s sample) in the first and the
+  second half of the run (``rss_redis_*``), a bound on what the allocator keeps, and so is what Redis holds
+  (``used_memory``: ``redis_used_peak_first_mb``, ``redis_used_peak_last_mb``, ``redis_used_growth_pct``). A
+  stream without MAXLEN or a key without expiry shows as ``redis_used_left_mb``: ``used_memory`` once the
+  sessions' retention has passed minus a fresh stack's (the stack's own streams are capped: health ~0.6 KiB an
+  entry, 2,000 at most, ~1.2 MiB; announcements ~0.17 KiB, about 6 a round; a leaked frames stream is ~3 MiB).
 - lag: score latency (a window score's publish time minus the capture time of the window's last frame);
   ``latency_ratio`` is the median over the last third of the run after warm-up against the first third, and
   ``latency_slope_ms_per_min`` the least-squares trend.
@@ -67,6 +77,7 @@ SOAK_ENV = {"FEQA_SESSION_RETENTION_S": str(RETENTION_S), "FEQA_OBS_RETENTION_S"
 STACK_KEYS = {"feqa:sessions"}  # made by the first session's announcement; bounded (common.streams)
 JOIN_PREFIX = "feqa:join:"  # join links are revoked when their session ends (ingest.tokens)
 SERVICES = ("ingest", "tracker", "scorer", "dashboard")
+REDIS_USED = "redis_used"  # a Memory sample's key for Redis's used_memory
 
 
 async def _keys(bus: Bus) -> set[str]:
@@ -87,22 +98,38 @@ async def _until(check: Callable[[], Any], timeout_s: float, what: str) -> None:
         await asyncio.sleep(0.5)
 
 
-class Memory:
-    """RSS of the stack's processes, sampled every ``every_s`` while running."""
+def high_water(samples: list[tuple[float, dict[str, float]]], name: str, t0: float, end: float) -> tuple[float, float]:
+    """The largest sample of ``name`` in the first and in the second half of ``t0``..``end``: a high-water mark,
+    which a round's timing moves far less than it moves one instant's sample."""
+    mid = (t0 + end) / 2
+    early = [s[name] for t, s in samples if t0 <= t < mid]
+    late = [s[name] for t, s in samples if mid <= t <= end]
+    return max(early, default=float("nan")), max(late, default=float("nan"))
 
-    def __init__(self, procs: dict[str, int], every_s: float = 2.0) -> None:
+
+class Memory:
+    """RSS of the stack's processes and Redis's ``used_memory``, sampled every ``every_s`` while running."""
+
+    def __init__(self, procs: dict[str, int], bus: Bus, every_s: float = 2.0) -> None:
         self.procs = {name: psutil.Process(pid) for name, pid in procs.items()}
+        self.bus = bus
         self.every_s = every_s
         self.samples: list[tuple[float, dict[str, float]]] = []
         self.rounds: list[dict[str, float]] = []
 
     async def run(self) -> None:
         while True:
-            self.samples.append((time.monotonic(), self.snapshot()))
+            sample = self.snapshot() | {REDIS_USED: await self.redis_used()}
+            self.samples.append((time.monotonic(), sample))
             await asyncio.sleep(self.every_s)
 
     def snapshot(self) -> dict[str, float]:
         return {n: p.memory_info().rss / 2**20 for n, p in self.procs.items()}
+
+    async def redis_used(self) -> float:
+        """What Redis holds (``used_memory``, MiB): the data set and buffers, not the pages its allocator keeps."""
+        info = await self.bus.run("info memory", lambda r: r.info("memory"))
+        return float(info["used_memory"]) / 2**20
 
     def mark_round(self) -> None:
         """RSS at the end of a round (the same point of every round)."""
@@ -137,7 +164,7 @@ async def soak(duration_s: float, sessions: int, data_dir: Path, progress: bool 
     assert stack.redis.proc is not None
     bus = await Bus.connect(stack.redis.url, name="soak")
     procs = {c.spec.name: c.proc.pid for c in stack.children} | {"redis": stack.redis.proc.pid}
-    memory = Memory(procs)
+    memory = Memory(procs, bus)
     sampler = asyncio.create_task(memory.run())
     latencies: list[tuple[float, float]] = []  # (monotonic time of the score, latency ms)
     sids: list[str] = []
@@ -148,6 +175,7 @@ async def soak(duration_s: float, sessions: int, data_dir: Path, progress: bool 
 
         await _until(all_healthy, 60, "every service publishes health")
         fresh = await _keys(bus)
+        used_fresh = await memory.redis_used()
         t0 = time.monotonic()
         bar = tqdm(total=round(duration_s), unit="s", desc="soak", disable=not progress)
         async with ClinicianClient(demo.dashboard_url) as dash:
@@ -190,6 +218,7 @@ async def soak(duration_s: float, sessions: int, data_dir: Path, progress: bool 
 
         with contextlib.suppress(RuntimeError):  # what is left is reported (leftover_keys)
             await _until(clean, RETENTION_S + 40, "only a fresh stack's keys left in Redis")
+        used_after = await memory.redis_used()
         exited = [f"{c.spec.name} ({c.proc.returncode})" for c in stack.children if c.proc.poll() is not None]
     finally:
         sampler.cancel()
@@ -198,7 +227,9 @@ async def soak(duration_s: float, sessions: int, data_dir: Path, progress: bool 
         demo.stop()
     out = figures(duration_s, sessions, round_no, t0, end, memory, latencies, leftover, len(sids))
     out.update(join_links_left=len(joins_ttl), join_link_max_ttl_s=round(max(joins_ttl, default=0.0)),
-               services_exited=len(exited), services_exited_names=",".join(exited))  # fmt: skip
+               services_exited=len(exited), services_exited_names=",".join(exited),
+               redis_used_fresh_mb=round(used_fresh, 2), redis_used_after_mb=round(used_after, 2),
+               redis_used_left_mb=round(used_after - used_fresh, 2))  # fmt: skip
     return out
 
 
@@ -209,11 +240,16 @@ def figures(duration_s: float, sessions: int, rounds: int, t0: float, end: float
                            "sessions_run": n_sessions, "leftover_keys": len(leftover),
                            "leftover_key_names": ",".join(sorted(leftover)[:20])}  # fmt: skip
     growth = memory.growth()
+    if "redis" in growth:  # Redis's RSS by its high-water marks (module docstring: why not at the round's end)
+        growth["redis"] = (*high_water(memory.samples, "redis", t0, end), growth["redis"][2])
     for name, (first, last, peak) in growth.items():
         out[f"rss_{name}_peak_mb"] = round(peak, 1)
         out[f"rss_{name}_start_mb"] = round(first, 1)
         out[f"rss_{name}_end_mb"] = round(last, 1)
         out[f"rss_{name}_growth_pct"] = round(100 * (last / first - 1), 2)
+    used_first, used_last = high_water(memory.samples, REDIS_USED, t0, end)
+    out.update(redis_used_peak_first_mb=round(used_first, 1), redis_used_peak_last_mb=round(used_last, 1),
+               redis_used_growth_pct=round(100 * (used_last / used_first - 1), 2))  # fmt: skip
     out["rss_growth_pct"] = max((out[f"rss_{n}_growth_pct"] for n in growth), default=float("nan"))
     after = sorted((t, ms) for t, ms in latencies if t >= warm)
     third = len(after) // 3
@@ -239,6 +275,11 @@ def table(f: dict[str, Any]) -> str:
         if f"rss_{name}_start_mb" in f:
             lines.append(f"{name:<10} {f[f'rss_{name}_start_mb']:>22.1f} {f[f'rss_{name}_end_mb']:>19.1f} "
                          f"{f[f'rss_{name}_growth_pct']:>9.2f} {f[f'rss_{name}_peak_mb']:>9.1f}")  # fmt: skip
+    lines.append(
+        f"redis used_memory: high-water {f['redis_used_peak_first_mb']:.1f} -> "
+        f"{f['redis_used_peak_last_mb']:.1f} MiB ({f['redis_used_growth_pct']:+.2f} %); fresh stack "
+        f"{f['redis_used_fresh_mb']:.2f} MiB, after the sessions' retention {f['redis_used_after_mb']:.2f} MiB"
+    )
     lines.append(f"score latency p50: first third {f['latency_p50_first_ms']:.0f} ms, last third "
                  f"{f['latency_p50_last_ms']:.0f} ms (ratio {f['latency_ratio']:.2f}; trend "
                  f"{f['latency_slope_ms_per_min']:+.1f} ms/min)")  # fmt: skip

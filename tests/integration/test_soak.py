@@ -1,7 +1,8 @@
 """The soak's short version (benchmarks/soak.py, 1 minute of 4 phantom sessions at a time over WebRTC through the
 embedded stack with the real landmarker): no service exits, every service's memory stays flat within 10 % after
-warm-up, the score latency does not grow, and once the sessions have ended and their retention passed, Redis holds
-only the keys a fresh stack has. ``python benchmarks/soak.py --long`` runs the 30-minute version."""
+warm-up (Redis: what it holds once the sessions are gone, and a bound on its RSS), the score latency does not grow,
+and once the sessions have ended and their retention passed, Redis holds only the keys a fresh stack has.
+``python benchmarks/soak.py --long`` runs the 30-minute version."""
 
 from __future__ import annotations
 
@@ -19,8 +20,13 @@ async def test_four_sessions_for_a_minute_leave_memory_lag_and_redis_flat(tmp_pa
     print(table(f))
     assert f["services_exited"] == 0, f["services_exited_names"]
     assert f["sessions_run"] >= 4 and f["scores"] >= 12, f  # enough scores for the latency thirds
-    for name in ("ingest", "tracker", "scorer", "dashboard", "redis"):
+    for name in ("ingest", "tracker", "scorer", "dashboard"):
         assert f[f"rss_{name}_growth_pct"] <= 10.0, (name, f)
+    # Redis: nothing kept once the sessions' retention has passed beyond a fresh stack's capped streams, and its
+    # RSS high-water mark bounded (the allocator's page decay moves it by up to ~18 % between two half-minutes
+    # with nothing growing: benchmarks/soak.py)
+    assert f["redis_used_left_mb"] <= 4.0, f
+    assert f["rss_redis_growth_pct"] <= 25.0, f
     # no growing lag: the median of the last third within 1.5x of the first's (or less than 250 ms above it)
     assert f["latency_ratio"] <= 1.5 or f["latency_p50_last_ms"] - f["latency_p50_first_ms"] < 250, f
     assert f["leftover_keys"] == 0, f["leftover_key_names"]
