@@ -28,8 +28,8 @@ Figures:
 
     python benchmarks/e2e.py [--quick] [--json PATH] [--trackers N] [--scorers N] [--levels 1,4] [--seconds S]
 
-JSON keys: latency_p50_ms, latency_p99_ms (1 session), max_realtime_sessions, trackers, scorers, load averages, and
-per-level figures.
+JSON keys: latency_p50_ms, latency_p99_ms (at the first level tried, named by latency_sessions),
+max_realtime_sessions, trackers, scorers, load averages, and per-level figures.
 """
 
 from __future__ import annotations
@@ -257,6 +257,7 @@ async def main(quick: bool, trackers: int, scorers: int, levels_: tuple[int, ...
         "seconds_per_level": seconds,
         "latency_p50_ms": rows[0]["latency_p50_ms"],
         "latency_p99_ms": rows[0]["latency_p99_ms"],
+        "latency_sessions": rows[0]["sessions"],
         "max_realtime_sessions": best,
         "trackers": trackers,
         "scorers": scorers,
@@ -267,8 +268,9 @@ async def main(quick: bool, trackers: int, scorers: int, levels_: tuple[int, ...
         for k, v in r.items():
             if k != "sessions":
                 figures[f"s{r['sessions']}_{k}"] = v
-    print(f"latency_p50_ms (1 session) = {figures['latency_p50_ms']:.0f} (target <= 150)")
-    print(f"latency_p99_ms (1 session) = {figures['latency_p99_ms']:.0f} (target <= 500)")
+    at = f"{rows[0]['sessions']} session" + ("s" if rows[0]["sessions"] != 1 else "")
+    print(f"latency_p50_ms ({at}) = {figures['latency_p50_ms']:.0f} (target <= 150)")
+    print(f"latency_p99_ms ({at}) = {figures['latency_p99_ms']:.0f} (target <= 500)")
     print(f"max_realtime_sessions = {best} of {list(levels)} tried, {seconds:.0f} s each (target >= 4)")
     return figures
 
