@@ -36,6 +36,7 @@ TIME_INDEX_RULES = ("window", "reference")
 
 NUM_POINTS_106 = 106
 NOSE_TIP_106 = 86
+PUPILS_106 = (38, 92)  # left, right (phantom.layout: LEFT_PUPIL, RIGHT_PUPIL)
 REGIONS = ("left_eye", "left_brow", "right_eye", "right_brow", "nose", "bottom_lip", "upper_lip")
 POINTS_PER_REGION = 9
 

@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.features import PUPILS_106, TRAMP_POINTS_106
 from trainer.models.layers import DropPath, Mlp
 
 PARTITION_TYPES = (1, 2, 3, 4)
@@ -127,8 +128,8 @@ def paper(t_p: int = 128) -> SkateFormerConfig:
 
 
 MOTION_NORMS = ("pixels", "iod")
-PUPIL_SLOTS = (4, 22)
-"""The two pupils among the 63 points (insightface 106-indices 38 and 92: ``common.features.TRAMP_POINTS_106``)."""
+PUPIL_SLOTS = tuple(TRAMP_POINTS_106.index(i) for i in PUPILS_106)
+"""The two pupils' places among the 63 points."""
 MOTION_SCALES = {"pixels": 1 / 8, "iod": 10.0}
 """Each unit's factor: crop pixels / 8, or inter-pupil distances x 10 (a full smile's corner travel, ~0.1 IOD, near 1)."""
 
