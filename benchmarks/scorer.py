@@ -52,7 +52,6 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 from common.messages import Consent, Crop, Obs, SessionInfo, Window
 from common.protocols import get_protocol
 from scorer.backends import BackendChoice
-from scorer.batching import MicroBatcher
 from scorer.health import ScorerStats
 from scorer.registry import LoadedModel, ModelRegistry
 from scorer.scoring import WindowScorer
@@ -167,7 +166,7 @@ async def realtime(model_dir: Path, choice: BackendChoice, sessions: int, second
     registry.scan()
     settings = ScorerSettings()
     stats = ScorerStats()
-    batcher = MicroBatcher(settings.max_batch, settings.max_wait_ms / 1000)
+    batcher = settings.batcher()
     scorer = WindowScorer(settings, registry, batcher, stats)
     obs, crops = base
     states = []

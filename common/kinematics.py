@@ -94,6 +94,13 @@ SMOOTH_S = 0.1
 
 FloatArray = npt.NDArray[np.float64]
 
+# Region membership as one matrix (column r averages region r's points), so every region's mean point speed comes
+# from one product instead of one mean per region.
+_REGION_MEAN = np.zeros((106, len(REGIONS)))
+for _r, _idx in enumerate(REGIONS.values()):
+    _REGION_MEAN[list(_idx), _r] = 1.0 / len(_idx)
+_LIDS = np.array((*_LIDS_LEFT, *_LIDS_RIGHT))  # [6, 2] (upper, lower)
+
 
 def face_frame(landmarks: npt.ArrayLike) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
     """[T, 106, 2] frame-px landmarks -> (points in the face frame [T, 106, 2] in IOD, usable-frame mask [T]).
@@ -116,10 +123,13 @@ def face_frame(landmarks: npt.ArrayLike) -> tuple[FloatArray, npt.NDArray[np.boo
     return out, ok
 
 
-def _spread(points: FloatArray) -> FloatArray:
-    """Per point, the 5-95 % spread of its positions over time, as a distance: [T, P, 2] -> [P]."""
-    lo, hi = np.percentile(points, [5, 95], axis=0)
-    return np.asarray(np.hypot(hi[:, 0] - lo[:, 0], hi[:, 1] - lo[:, 1]), dtype=np.float64)
+def face_points(landmarks: npt.ArrayLike) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+    """What :func:`measures` takes, frame by frame: the face-frame points (:func:`face_frame`) with the mouth's
+    points centred side to side (see ``rom_``), and the usable-frame mask. Each frame's result depends on that
+    frame alone, so a live caller computes it once per frame and reuses it in every window holding the frame."""
+    pts, ok = face_frame(landmarks)
+    pts[:, MOUTH, 0] -= pts[:, MOUTH, 0].mean(axis=1, keepdims=True)
+    return pts, ok
 
 
 def _smooth(points: FloatArray, ts: FloatArray) -> FloatArray:
@@ -137,22 +147,21 @@ def _smooth(points: FloatArray, ts: FloatArray) -> FloatArray:
     return np.asarray((csum[k:] - csum[:-k]) / k, dtype=np.float64)
 
 
-def _mouth_centred(points: FloatArray) -> FloatArray:
-    """``points`` with the mouth's 20 points moved so that their mean x is 0 in every frame (see ``rom_``)."""
-    out = points.copy()
-    out[:, MOUTH, 0] -= points[:, MOUTH, 0].mean(axis=1, keepdims=True)
+def _quantile(ordered: FloatArray, q: float) -> FloatArray:
+    """The ``q`` quantile along axis 0 of values already sorted along it, by numpy's default (linear) rule: the
+    same as ``np.percentile(values, 100 * q, axis=0)``, from one sort shared by every quantile of a window."""
+    n = ordered.shape[0]
+    pos = q * (n - 1)
+    lo = int(np.floor(pos))
+    hi = min(lo + 1, n - 1)
+    frac = pos - lo
+    a, b = ordered[lo], ordered[hi]
+    out: FloatArray = a + (b - a) * frac if frac < 0.5 else b - (b - a) * (1.0 - frac)
     return out
 
 
-def _lid_gap(points: FloatArray) -> FloatArray:
-    """Mean upper-to-lower lid distance of both eyes per frame, [T]."""
-    gaps = [np.hypot(*(points[:, u] - points[:, d]).T) for u, d in (*_LIDS_LEFT, *_LIDS_RIGHT)]
-    return np.asarray(np.mean(gaps, axis=0), dtype=np.float64)
-
-
-def _blinks(gap: FloatArray) -> int:
-    """Closures: runs of frames with the lid gap below half its median that begin after the first frame."""
-    base = float(np.median(gap))
+def _blinks(gap: FloatArray, base: float) -> int:
+    """Closures: runs of frames with the lid gap below half its median ``base`` that begin after the first frame."""
     if base <= 0:
         return 0
     closed = gap < 0.5 * base
@@ -165,40 +174,60 @@ def kinematics(landmarks: npt.ArrayLike, capture_ts: npt.ArrayLike) -> dict[str,
     face) and capture times [T] in seconds. Measures that need more than the window holds are left out; with fewer
     than 2 usable frames only ``frames`` and ``duration_s`` are given."""
     ts_all = np.asarray(capture_ts, dtype=np.float64)
-    pts, ok = face_frame(landmarks)
+    pts, ok = face_points(landmarks)
     if ts_all.shape != (pts.shape[0],):
         raise FeatureError(f"capture times have shape {list(ts_all.shape)}, landmarks {pts.shape[0]} frames")
-    pts, ts = _mouth_centred(pts[ok]), ts_all[ok]
+    return measures(pts[ok], ts_all[ok])
+
+
+def measures(points: FloatArray, ts: FloatArray) -> dict[str, float]:
+    """:func:`kinematics` on the usable frames only, already in the face frame (:func:`face_points`): points
+    [T, 106, 2] in IOD and their capture times [T]. Every percentile and median of the window comes from one sort
+    of its positions, lid gaps and lip gaps and one of its region speeds."""
+    pts = np.asarray(points, dtype=np.float64)
+    ts = np.asarray(ts, dtype=np.float64)
+    if pts.ndim != 3 or pts.shape[1:] != (106, 2) or ts.shape != (pts.shape[0],):
+        raise FeatureError(f"measures need points [T, 106, 2] and times [T], got {list(pts.shape)}, {list(ts.shape)}")
     if ts.size > 1 and np.any(np.diff(ts) < 0):
         raise FeatureError("capture times must be non-decreasing")
     duration = float(ts[-1] - ts[0]) if ts.size else 0.0
     out: dict[str, float] = {"frames": float(ts.size), "duration_s": duration}
     if ts.size < 2:
         return out
+    n = ts.size
+    # one sort over time of every per-frame value a percentile is taken of: 212 coordinates, lid gap, lip gap
+    lids = pts[:, _LIDS[:, 0]] - pts[:, _LIDS[:, 1]]  # [T, 6, 2]
+    lips = pts[:, INNER_LIPS[0]] - pts[:, INNER_LIPS[1]]
+    columns = np.empty((n, 106 * 2 + 2))
+    columns[:, :212] = pts.reshape(n, 212)
+    columns[:, 212] = np.hypot(lids[..., 0], lids[..., 1]).mean(axis=1)
+    columns[:, 213] = np.hypot(lips[:, 0], lips[:, 1])
+    ordered = np.sort(columns, axis=0)
+    lo, hi = _quantile(ordered, 0.05), _quantile(ordered, 0.95)
+    spread_all = np.hypot(hi[0:212:2] - lo[0:212:2], hi[1:212:2] - lo[1:212:2])  # [106] per point
     smooth = _smooth(pts, ts)
     dt = np.diff(ts)
     step = np.hypot(*np.moveaxis(np.diff(smooth, axis=0), -1, 0))  # [T-1, 106]
-    speed = np.where(dt[:, None] > 0, step / np.where(dt > 0, dt, 1.0)[:, None], np.nan)
+    moving = dt > 0
+    region_speed = np.sort((step[moving] / dt[moving, None]) @ _REGION_MEAN, axis=0)  # [frames with dt > 0, R]
+    speed_q = _quantile(region_speed, 0.95) if region_speed.shape[0] else None
     rom: dict[str, float] = {}
-    spread_all = _spread(pts)
-    for name, idx in REGIONS.items():
+    for r, (name, idx) in enumerate(REGIONS.items()):
         if name in ROM_POINTS:
             rom[name] = float(np.mean(spread_all[list(ROM_POINTS[name])]))
         else:
             spread = np.sort(spread_all[list(idx)])[::-1]
             rom[name] = float(np.mean(spread[: max(1, len(idx) // 3)]))
         out[f"rom_{name}"] = rom[name]
-        region_speed = np.nanmean(speed[:, idx], axis=1)
-        if np.isfinite(region_speed).any():
-            out[f"speed_{name}"] = float(np.nanpercentile(region_speed, 95))
+        if speed_q is not None:
+            out[f"speed_{name}"] = float(speed_q[r])
     for pair in PAIRS:
         left, right = rom[f"{pair}_left"], rom[f"{pair}_right"]
         if max(left, right) >= MIN_SYMMETRY_ROM:
             out[f"asym_{pair}"] = (left - right) / (left + right)
-    gap = _lid_gap(pts)
-    out["eye_opening"] = float(np.median(gap))
+    gap_median = float(_quantile(ordered[:, 212], 0.5))
+    out["eye_opening"] = gap_median
     if duration >= MIN_BLINK_WINDOW_S:
-        out["blink_rate"] = _blinks(gap) * 60.0 / duration
-    lips = pts[:, INNER_LIPS[0]] - pts[:, INNER_LIPS[1]]
-    out["mouth_opening"] = float(np.percentile(np.hypot(lips[:, 0], lips[:, 1]), 95))
+        out["blink_rate"] = _blinks(columns[:, 212], gap_median) * 60.0 / duration
+    out["mouth_opening"] = float(hi[213])
     return out

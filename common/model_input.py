@@ -156,17 +156,33 @@ class PreparedClip:
         return int((~self.own).sum())
 
 
-def prepare_clip(clip: ObservedClip, fps: float | None) -> PreparedClip:
-    """Pick the frames at ``fps`` by capture time (every frame when None), fill gaps, compute the trajectory.
+def clip_rows(clip: ObservedClip, fps: float | None) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+    """Steps 1-2: for each model frame the clip row it uses, and whether that frame had a usable face itself.
 
     Raises :class:`FeatureError` when no chosen frame has a usable face.
     """
     picked = features.resample_indices(clip.capture_ts, fps) if fps else np.arange(clip.n_frames, dtype=np.int64)
     ok = clip.usable()[picked]
     hold = features.fill_missing_frames(ok)
-    rows = picked[hold].astype(np.int64)
+    return picked[hold].astype(np.int64), ok
+
+
+def prepare_clip(clip: ObservedClip, fps: float | None) -> PreparedClip:
+    """Pick the frames at ``fps`` by capture time (every frame when None), fill gaps, compute the trajectory.
+
+    Raises :class:`FeatureError` when no chosen frame has a usable face.
+    """
+    rows, ok = clip_rows(clip, fps)
     trajectory = features.trajectory_features(clip.landmarks[rows], clip.colours[rows])
     return PreparedClip(rows=rows, trajectory=trajectory, own=ok)
+
+
+def trajectory_at(clip: ObservedClip, rows: IntArray, anchor: int) -> FloatArray:
+    """Step 3 for the clip rows ``rows`` only, anchored at the clip row ``anchor``: the same values as
+    ``trajectory_features`` over the whole prepared clip (anchored at its first frame) taken at those rows, without
+    computing the rows no model input uses (a live hop window keeps T_p of a task's frames so far)."""
+    take = np.concatenate([np.array([anchor], np.int64), rows])  # trajectory_features anchors at its first row
+    return features.trajectory_features(clip.landmarks[take], clip.colours[take])[1:]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -250,15 +266,16 @@ def model_input(
 ) -> ModelInput:
     """Steps 1-5 on one clip. ``crops`` maps observed-clip rows to their crops; without it only the rows are given
     (a scorer with per-frame features cached looks them up by row instead). ``rgb`` picks the RGB rule of step 4."""
-    prepared = prepare_clip(clip, spec.fps)
-    s = sample(prepared.n_frames, spec, rgb=rgb)
-    rgb_rows = prepared.rows[s.rgb_idx]
+    rows, own = clip_rows(clip, spec.fps)
+    s = sample(int(rows.shape[0]), spec, rgb=rgb)
+    rgb_rows = rows[s.rgb_idx]
+    traj_rows = rows[s.traj_idx]
     frames = rgb_input(crops(rgb_rows), spec) if crops is not None else None
     return ModelInput(
-        trajectory=np.ascontiguousarray(prepared.trajectory[s.traj_idx]),
+        trajectory=np.ascontiguousarray(trajectory_at(clip, traj_rows, int(rows[0]))),
         index_t=s.index_t,
-        traj_rows=prepared.rows[s.traj_idx],
+        traj_rows=traj_rows,
         rgb_rows=rgb_rows,
         frames=frames,
-        filled=prepared.filled,
+        filled=int((~own).sum()),
     )

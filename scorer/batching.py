@@ -2,9 +2,17 @@
 rows are pending) and run as one batch, so a busy CPU or a GPU serves many sessions with few calls.
 
 A request carries any number of rows (the first axis of every feed: one window, or the new frames of a window).
-Batches never split a request; one larger than ``max_batch`` runs on its own. Graph calls run one at a time on a
-single worker thread (the runtimes use their own threads inside a call; two calls at once would only fight for the
-cores), so the event loop stays free to read and publish while a batch runs.
+Batches never split a request; one larger than ``max_batch`` runs on its own.
+
+Graph calls run on a pool of ``workers`` threads (ONNX Runtime and numpy release the GIL inside a call), so the event
+loop stays free to read and publish while batches run, and on a CPU with several cores several calls run at once.
+A batch is only cut when a thread is free to run it: requests arriving meanwhile join the pending ones instead of
+queueing behind a batch that is already fixed. Batches of one key start in the order their requests came.
+
+``spread`` (for the CPU, where a call costs about the same per row at any batch size): the requests that are due
+are shared out over the free threads (ceil(rows / free threads) rows each, never splitting a request) instead of
+filling one call, so 16 windows on 2 free threads become 2 calls of 8 running at once, not one call of 16 leaving a
+core idle. Without it (a GPU: one big call beats several small ones) a batch takes up to ``max_batch`` rows.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import collections
 import concurrent.futures
 import dataclasses
 import logging
+import math
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -33,6 +42,8 @@ class _Pending:
     feeds: Feeds
     rows: int
     future: asyncio.Future[Feeds]
+    due: float  # loop time by which it runs whether or not its batch is full
+    order: int  # arrival order across keys
 
 
 @dataclasses.dataclass
@@ -53,22 +64,36 @@ class BatchStats:
 
 
 class MicroBatcher:
-    """Collects requests per key (one key per loaded graph) and runs them in batches on one worker thread."""
+    """Collects requests per key (one key per loaded graph) and runs them in batches on a pool of threads."""
 
-    def __init__(self, max_batch: int, max_wait_s: float) -> None:
-        if max_batch < 1 or max_wait_s < 0:
-            raise ValueError(f"max_batch must be >= 1 and max_wait_s >= 0, got {max_batch}, {max_wait_s}")
+    def __init__(self, max_batch: int, max_wait_s: float, *, workers: int = 1, spread: bool = False) -> None:
+        if max_batch < 1 or max_wait_s < 0 or workers < 1:
+            raise ValueError(f"max_batch and workers must be >= 1 and max_wait_s >= 0, got {max_batch}, "
+                             f"{workers}, {max_wait_s}")  # fmt: skip
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
-        self._pending: dict[Hashable, list[_Pending]] = {}
-        self._timers: dict[Hashable, asyncio.TimerHandle] = {}
+        self.workers = workers
+        self.spread = spread
+        self._pending: dict[Hashable, collections.deque[_Pending]] = {}
+        self._kinds: dict[Hashable, str] = {}
         self._fns: dict[Hashable, RunFn] = {}
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer-batch")
+        self._timer: asyncio.TimerHandle | None = None
+        self._busy = 0  # calls running on the pool
+        self._arrivals = 0
+        self._closed = False
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scorer-batch")
         self.stats: dict[str, BatchStats] = collections.defaultdict(BatchStats)
 
+    @property
+    def busy(self) -> int:
+        """Graph calls running now."""
+        return self._busy
+
     def close(self) -> None:
-        for timer in self._timers.values():
-            timer.cancel()
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def run(self, key: Hashable, fn: RunFn, feeds: Feeds, kind: str = "graph") -> Feeds:
@@ -77,59 +102,77 @@ class MicroBatcher:
         if len(rows) != 1:
             raise ValueError(f"every feed needs the same number of rows, got {sorted(rows)}")
         loop = asyncio.get_running_loop()
-        item = _Pending(feeds, rows.pop(), loop.create_future())
+        self._arrivals += 1
+        item = _Pending(feeds, rows.pop(), loop.create_future(), loop.time() + self.max_wait_s, self._arrivals)
         self._fns[key] = fn
-        queue = self._pending.setdefault(key, [])
-        queue.append(item)
-        if sum(p.rows for p in queue) >= self.max_batch:
-            self._flush(key, kind, everything=False)
-        elif key not in self._timers:
-            self._timers[key] = loop.call_later(self.max_wait_s, self._flush, key, kind, True)
+        self._kinds[key] = kind
+        self._pending.setdefault(key, collections.deque()).append(item)
+        self._dispatch()
         return await item.future
 
-    def _flush(self, key: Hashable, kind: str, everything: bool) -> None:
-        """Launch full batches (and, when the wait is over, the partial rest); a partial rest waits again."""
-        timer = self._timers.pop(key, None)
-        if timer is not None:
-            timer.cancel()
-        queue = self._pending.get(key, [])
-        while queue:
-            take: list[_Pending] = []
-            rows = 0
-            while queue and (not take or rows + queue[0].rows <= self.max_batch):
-                rows += queue[0].rows
-                take.append(queue.pop(0))
-            if not everything and rows < self.max_batch and not queue:
-                queue[:0] = take  # a partial batch: let it gather more until its deadline
-                break
-            self._launch(key, take, kind)
-        if queue:
-            self._timers[key] = asyncio.get_running_loop().call_later(self.max_wait_s, self._flush, key, kind, True)
-        else:
-            self._pending.pop(key, None)
+    # ------------------------------------------------------------------------------------------ scheduling
 
-    def _launch(self, key: Hashable, items: list[_Pending], kind: str) -> None:
+    def _due(self, queue: collections.deque[_Pending], now: float) -> bool:
+        return queue[0].due <= now or sum(p.rows for p in queue) >= self.max_batch
+
+    def _dispatch(self) -> None:
+        """Start batches while threads are free and some key's requests are due; then wake up at the next due."""
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while self._busy < self.workers:
+            ready = [(q[0].order, key) for key, q in self._pending.items() if q and self._due(q, now)]
+            if not ready:
+                break
+            _, key = min(ready, key=lambda r: r[0])  # the key whose oldest request came first
+            self._launch(key, self._take(self._pending[key], now))
+        for key in [k for k, q in self._pending.items() if not q]:
+            del self._pending[key]
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._busy < self.workers and self._pending:  # otherwise the next finished call dispatches
+            wake = min(q[0].due for q in self._pending.values())
+            self._timer = loop.call_at(wake, self._dispatch)
+
+    def _take(self, queue: collections.deque[_Pending], now: float) -> list[_Pending]:
+        """The next batch of a due queue: whole requests, oldest first, up to the row limit."""
+        limit = self.max_batch
+        if self.spread:
+            free = self.workers - self._busy
+            limit = min(limit, max(1, math.ceil(sum(p.rows for p in queue) / free)))
+        take = [queue.popleft()]
+        rows = take[0].rows
+        while queue and rows + queue[0].rows <= limit:
+            rows += queue[0].rows
+            take.append(queue.popleft())
+        return take
+
+    def _launch(self, key: Hashable, items: list[_Pending]) -> None:
         fn = self._fns[key]
         names = list(items[0].feeds)
         feeds = {n: np.concatenate([p.feeds[n] for p in items]) if len(items) > 1 else items[0].feeds[n] for n in names}
-        rows = sum(p.rows for p in items)
-        self.stats[kind].record(rows, len(items))
+        self.stats[self._kinds[key]].record(sum(p.rows for p in items), len(items))
         loop = asyncio.get_running_loop()
+        self._busy += 1
         done = loop.run_in_executor(self._pool, fn, feeds)
 
         def deliver(fut: asyncio.Future[Feeds]) -> None:
+            self._busy -= 1
             try:
                 out = fut.result()
             except BaseException as exc:  # the graph failed: every request of the batch gets the error
                 for p in items:
                     if not p.future.done():
                         p.future.set_exception(exc)
-                return
-            start = 0
-            for p in items:
-                part = {k: v[start : start + p.rows] for k, v in out.items()}
-                start += p.rows
-                if not p.future.done():
-                    p.future.set_result(part)
+            else:
+                start = 0
+                for p in items:
+                    part = {k: v[start : start + p.rows] for k, v in out.items()}
+                    start += p.rows
+                    if not p.future.done():
+                        p.future.set_result(part)
+            self._dispatch()
 
         done.add_done_callback(deliver)

@@ -40,6 +40,7 @@ from common.messages import Obs, Score, Window
 from common.model_input import ObservedClip, model_input, rgb_input
 from common.protocols import UnknownProtocol, get_protocol
 from scorer.batching import MicroBatcher
+from scorer.frame_rows import SpanRows, usable
 from scorer.health import ScorerStats
 from scorer.registry import LoadedModel, ModelRegistry
 from scorer.session import SessionState
@@ -59,15 +60,9 @@ class Withheld(Exception):
         self.reason = reason
 
 
-def usable(o: Obs) -> bool:
-    """A face with finite landmarks (frame and crop px) and colours."""
-    if not o.face or o.landmarks is None or o.landmarks_crop is None or o.colours is None:
-        return False
-    return bool(np.isfinite(o.landmarks).all() and np.isfinite(o.landmarks_crop).all())
-
-
 def observed_clip(span: list[Obs]) -> ObservedClip:
-    """The model-input view of a span: crop-px landmarks and colours, NaN where a frame has no usable face."""
+    """The model-input view of a span: crop-px landmarks and colours, NaN where a frame has no usable face (the
+    plain per-observation path; the scorer builds the same clip from its per-frame rows, :func:`rows_clip`)."""
     points, colours, ok = [], [], []
     for o in span:
         good = usable(o) and o.landmarks_crop is not None and o.colours is not None
@@ -77,11 +72,22 @@ def observed_clip(span: list[Obs]) -> ObservedClip:
     return ObservedClip.build([o.capture_ts for o in span], np.stack(points), np.stack(colours), ok)
 
 
+def rows_clip(rows: SpanRows) -> ObservedClip:
+    """:func:`observed_clip` of a span from its per-frame rows."""
+    return ObservedClip.build(rows.capture_ts, rows.crop_points, rows.colours, rows.usable)
+
+
 def window_kinematics(span: list[Obs]) -> dict[str, float]:
+    """The kinematics of a span (the plain per-observation path; the scorer uses :func:`rows_kinematics`)."""
     if not span:
         return {"frames": 0.0, "duration_s": 0.0}
     lm = np.stack([o.landmarks if usable(o) and o.landmarks is not None else NAN_POINTS for o in span])
     return kinematics.kinematics(lm, np.array([o.capture_ts for o in span], dtype=np.float64))
+
+
+def rows_kinematics(rows: SpanRows) -> dict[str, float]:
+    """:func:`window_kinematics` of a span from its per-frame rows (face-frame points converted once per frame)."""
+    return kinematics.measures(rows.face[rows.face_ok], rows.capture_ts[rows.face_ok])
 
 
 class WindowScorer:
@@ -138,7 +144,7 @@ class WindowScorer:
         model = self.registry.get(protocol, w.task) if w.task else None
         span = self.span(state, w)
         seen = self.kinematics_span(w, model, span)
-        kin = window_kinematics(seen)
+        kin = rows_kinematics(state.rows.span(seen))
         quality = dict(w.quality)
         value: tuple[float, float] | None = None
         reason = ""
@@ -176,15 +182,16 @@ class WindowScorer:
             raise Withheld("landmarker_mismatch")
         if w.failed:
             raise Withheld("quality:" + ",".join(w.failed))
-        times = np.array([o.capture_ts for o in span], dtype=np.float64)
+        rows = state.rows.span(span)
+        times = rows.capture_ts
         gap = float(np.diff(times).max()) if times.size > 1 else 0.0
-        n_usable = sum(usable(o) for o in span)
+        n_usable = int(rows.usable.sum())
         quality.update({"scored_frames": float(len(span)), "usable_frames": float(n_usable), "max_gap_s": gap})
         if n_usable < self.s.min_frames:
             raise Withheld("short_window")
         if gap > self.s.max_gap_s:
             raise Withheld("quality:gap")
-        clip = observed_clip(span)
+        clip = rows_clip(rows)
         try:
             mi = model_input(clip, model.model.spec, rgb="uniform" if w.reason == "task_end" else "latest")
         except FeqaError as exc:

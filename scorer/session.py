@@ -23,6 +23,7 @@ from common.messages import Obs, SessionInfo
 from common.session_store import SessionStore
 from common.streams import CROPS, OBS
 from scorer.frame_cache import FrameFeatures
+from scorer.frame_rows import FrameRows
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class SessionState:
         self.obs_keep = obs_keep
         self.crops_keep = crops_keep
         self.features = FrameFeatures(features_keep)
+        self.rows = FrameRows(obs_keep)
         self.obs_cursor = "0-0"
         self.crops_cursor = "0-0"
         self.ended_at: float | None = None
@@ -113,15 +115,21 @@ class SessionState:
 
     def span(self, first: int, last: int) -> list[Obs]:
         """Observations with frame numbers in ``[first, last]``, oldest first."""
-        return [self.obs[s] for s in sorted(s for s in self.obs if first <= s <= last)]
+        obs = self.obs
+        if last - first < len(obs):  # a task clip: look its frame numbers up rather than sort every observation
+            return [obs[s] for s in range(first, last + 1) if s in obs]
+        return [obs[s] for s in sorted(s for s in obs if first <= s <= last)]
 
     def forget_before(self, seq: int) -> None:
-        """Crops and frame features before ``seq`` are no longer needed (observations stay, bounded)."""
+        """Crops, frame features and per-frame rows before ``seq`` are no longer needed (observations stay,
+        bounded)."""
         for s in [s for s in self.crops if s < seq]:
             del self.crops[s]
         self.features.forget_before(seq)
+        self.rows.forget_before(seq)
 
     def clear(self) -> None:
         self.obs.clear()
         self.crops.clear()
         self.features.clear()
+        self.rows.clear()

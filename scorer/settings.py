@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -11,6 +12,7 @@ from pydantic_settings import SettingsConfigDict
 
 from common.settings import CommonSettings, ServiceSettings
 from scorer.backends import BackendChoice
+from scorer.batching import MicroBatcher
 
 
 class ScorerSettings(ServiceSettings):
@@ -33,6 +35,9 @@ class ScorerSettings(ServiceSettings):
     # batching
     max_batch: int = Field(32, ge=1, description="rows per graph call at most (windows, or frames)")
     max_wait_ms: float = Field(4.0, ge=0, description="how long a request waits for others to fill its batch")
+    graph_threads: int = Field(
+        0, ge=0, description="graph calls run at once on a pool of threads (0 = one per core of this process)"
+    )
 
     # per-session caches (entries per session)
     obs_keep: int = Field(2048, ge=64, description="observations kept per session (read from obs:{sid})")
@@ -53,6 +58,20 @@ class ScorerSettings(ServiceSettings):
     lease_ttl_ms: int = Field(3000, ge=100, description="a session's owner must renew within this")
     reclaim_idle_ms: int = Field(1000, ge=0, description="pending windows idle this long are reclaimed on takeover")
     health_every_s: float = Field(2.0, gt=0, description="how often a Health entry is published")
+
+    def graph_workers(self) -> int:
+        """Threads of the micro-batcher's pool: ``graph_threads``, or the cores this process may use."""
+        if self.graph_threads:
+            return self.graph_threads
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not on Linux
+            return max(1, os.cpu_count() or 1)
+
+    def batcher(self) -> MicroBatcher:
+        """The micro-batcher these settings describe; on the CPU due requests are spread over the free threads."""
+        return MicroBatcher(self.max_batch, self.max_wait_ms / 1000, workers=self.graph_workers(),
+                            spread=self.device == "cpu")  # fmt: skip
 
     def backend_choice(self) -> BackendChoice:
         return BackendChoice(

@@ -16,7 +16,7 @@ Scale-out and failure policy:
   with a newer hop of the same session in the same read (``windows_superseded``): live scores are newest-wins.
 - A window whose ``sid`` is not its stream's session is dead-lettered.
 - Leases are renewed while a round of windows is being scored (a slow model, e.g. the paper-size one on a CPU, can
-  take longer than ``lease_ttl_ms`` for a round): the graphs run on a worker thread, so the event loop renews on
+  take longer than ``lease_ttl_ms`` for a round): the graphs run on the batcher's threads, so the event loop renews on
   time. Entries of the round in flight are not reclaimed by their own worker meanwhile; a session lost during the
   round still gets its scores published (idempotent by ``Score.key``) but its windows are left unacked for the new
   owner.
@@ -42,7 +42,6 @@ from common.messages import Score, SessionAnnounce, Window
 from common.ownership import SessionOwnership
 from common.session_store import SessionStore
 from common.streams import SCORES, SESSIONS, WINDOWS, StreamSpec
-from scorer.batching import MicroBatcher
 from scorer.health import ScorerStats
 from scorer.registry import ModelRegistry
 from scorer.scoring import WindowScorer
@@ -67,7 +66,7 @@ class ScorerWorker:
         self.store = SessionStore(bus)
         self.sessions: dict[str, SessionState] = {}
         self.stats = ScorerStats()
-        self.batcher = MicroBatcher(settings.max_batch, settings.max_wait_ms / 1000)
+        self.batcher = settings.batcher()
         self.scorer = WindowScorer(settings, self.registry, self.batcher, self.stats)
         self._sessions_cursor = "0-0"
         self._next_lease_s = 0.0

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 from common.features import FeatureError
-from common.kinematics import kinematics
+from common.kinematics import (
+    MIN_BLINK_WINDOW_S,
+    MIN_SYMMETRY_ROM,
+    MOUTH,
+    REGIONS,
+    ROM_POINTS,
+    SMOOTH_S,
+    face_frame,
+    face_points,
+    kinematics,
+    measures,
+)
 from phantom.face import Phantom
 from phantom.spec import PatientSpec
 from trainer.metrics import spearman
@@ -101,3 +114,91 @@ def test_faceless_frames_are_left_out_and_bad_input_is_refused() -> None:
         kinematics(np.zeros((4, 68, 2)), np.arange(4.0))
     with pytest.raises(FeatureError, match="non-decreasing"):
         kinematics(pts[:3], np.array([0.0, 2.0, 1.0]))
+
+
+# ------------------------------------------------------------------------------ the one-sort implementation
+
+
+def _reference(landmarks: np.ndarray, capture_ts: np.ndarray) -> dict[str, float]:
+    """The straightforward implementation: a percentile, median or mean call per measure and per region."""
+    ts_all = np.asarray(capture_ts, dtype=np.float64)
+    pts, ok = face_frame(landmarks)
+    pts, ts = pts[ok], ts_all[ok]
+    pts[:, MOUTH, 0] -= pts[:, MOUTH, 0].mean(axis=1, keepdims=True)
+    duration = float(ts[-1] - ts[0]) if ts.size else 0.0
+    out: dict[str, float] = {"frames": float(ts.size), "duration_s": duration}
+    if ts.size < 2:
+        return out
+    smooth = pts
+    dt_med = float(np.median(np.diff(ts)))
+    k = max(1, round(SMOOTH_S / dt_med) if dt_med > 0 else 1)
+    k += (k + 1) % 2
+    if ts.size >= 3 and k > 1 and ts.size >= k:
+        smooth = np.stack([np.mean(np.concatenate([np.repeat(pts[:1], k // 2, 0), pts,
+                                                   np.repeat(pts[-1:], k // 2, 0)])[i : i + k], axis=0)
+                           for i in range(ts.size)])  # fmt: skip
+    dt = np.diff(ts)
+    step = np.linalg.norm(np.diff(smooth, axis=0), axis=-1)
+    speed = np.where(dt[:, None] > 0, step / np.where(dt > 0, dt, 1.0)[:, None], np.nan)
+    lo, hi = np.percentile(pts, [5, 95], axis=0)
+    spread_all = np.linalg.norm(hi - lo, axis=-1)
+    rom: dict[str, float] = {}
+    for name, idx in REGIONS.items():
+        if name in ROM_POINTS:
+            rom[name] = float(np.mean(spread_all[list(ROM_POINTS[name])]))
+        else:
+            rom[name] = float(np.mean(np.sort(spread_all[list(idx)])[::-1][: max(1, len(idx) // 3)]))
+        out[f"rom_{name}"] = rom[name]
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            region_speed = np.nanmean(speed[:, idx], axis=1)
+        if np.isfinite(region_speed).any():
+            out[f"speed_{name}"] = float(np.nanpercentile(region_speed, 95))
+    for pair in ("brow", "eye", "mouth"):
+        left, right = rom[f"{pair}_left"], rom[f"{pair}_right"]
+        if max(left, right) >= MIN_SYMMETRY_ROM:
+            out[f"asym_{pair}"] = (left - right) / (left + right)
+    lids = ((94, 87), (95, 90), (96, 91), (40, 33), (41, 36), (42, 37))
+    gap = np.mean([np.linalg.norm(pts[:, u] - pts[:, d], axis=-1) for u, d in lids], axis=0)
+    base = float(np.median(gap))
+    out["eye_opening"] = base
+    if duration >= MIN_BLINK_WINDOW_S:
+        closed = gap < 0.5 * base
+        blinks = int(np.flatnonzero(closed[1:] & ~closed[:-1]).size) if base > 0 else 0
+        out["blink_rate"] = blinks * 60.0 / duration
+    out["mouth_opening"] = float(np.percentile(np.linalg.norm(pts[:, 62] - pts[:, 60], axis=-1), 95))
+    return out
+
+
+def _noisy_phantom(n_frames: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    spec = PatientSpec(seed=seed, protocol="palsy", severity=2.0, reps=1, tasks=("smile",))
+    ph = Phantom(spec, 640, 480, FPS)
+    lm = np.stack([ph.truth(i % ph.n_frames).landmarks for i in range(n_frames)]).astype(np.float64)
+    lm += np.random.default_rng(seed).normal(0, 0.7, lm.shape)
+    return lm, 1_700_000_000.0 + np.arange(n_frames) / FPS
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 13, 76, 151])
+def test_one_sort_measures_equal_the_straightforward_percentiles(n: int) -> None:
+    lm, ts = _noisy_phantom(n, seed=n)
+    if n > 5:
+        lm[[1, n // 2]] = np.nan  # faceless frames
+        ts[n // 3 + 1] = ts[n // 3]  # a repeated capture time: no speed for that step
+    want, got = _reference(lm, ts), kinematics(lm, ts)
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+
+
+def test_measures_on_face_points_equal_kinematics_frame_by_frame() -> None:
+    lm, ts = _noisy_phantom(60, seed=4)
+    lm[[7, 8]] = np.nan
+    per_frame = [face_points(lm[i : i + 1]) for i in range(lm.shape[0])]  # one frame at a time, as the scorer does
+    pts = np.concatenate([p for p, _ in per_frame])
+    ok = np.concatenate([o for _, o in per_frame])
+    got, want = measures(pts[ok], ts[ok]), kinematics(lm, ts)
+    assert got.keys() == want.keys() and got["frames"] == 58
+    for key, value in want.items():  # the last bit may differ: numpy vectorises a batch of frames differently
+        assert got[key] == pytest.approx(value, rel=1e-12, abs=1e-15), key
+    with pytest.raises(FeatureError, match="measures need"):
+        measures(pts[ok][:, :50], ts[ok])

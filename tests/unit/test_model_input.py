@@ -109,3 +109,20 @@ def test_bad_clips_are_refused_with_what_was_expected() -> None:
         InputSpec(t_p=0, rgb_frames=8, rgb_size=32, rgb_mean=(0, 0, 0), rgb_std=(1, 1, 1), fps=25)
     with pytest.raises(FeatureError, match=r"uint8 \[H, W, 3\]"):
         rgb_input([np.zeros((8, 8), np.uint8)], SPEC)
+
+
+@pytest.mark.parametrize(("n", "rgb"), [(7, "latest"), (40, "uniform"), (95, "latest"), (95, "uniform")])
+def test_model_input_equals_the_whole_prepared_clip_taken_at_its_rows(n: int, rgb: str) -> None:
+    """model_input computes the trajectory of the rows it keeps only: bit for bit what the prepared clip has."""
+    base = _clip(n, fps=30.0, seed=n)  # resampled to 25 fps: rows are not the identity
+    face = base.face.copy()
+    face[[0, 1, n // 2]] = False  # a leading gap (the anchor is the first face frame) and one inside
+    clip = ObservedClip.build(base.capture_ts, base.landmarks, base.colours, face)
+    prepared = prepare_clip(clip, SPEC.fps)
+    s = sample(prepared.n_frames, SPEC, rgb=rgb)
+    mi = model_input(clip, SPEC, rgb=rgb)
+    np.testing.assert_array_equal(mi.traj_rows, prepared.rows[s.traj_idx])
+    np.testing.assert_array_equal(mi.rgb_rows, prepared.rows[s.rgb_idx])
+    assert mi.trajectory.dtype == np.float32
+    np.testing.assert_array_equal(mi.trajectory, prepared.trajectory[s.traj_idx])
+    assert mi.filled == prepared.filled > 0

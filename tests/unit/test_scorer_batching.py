@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 
 import numpy as np
@@ -110,3 +111,83 @@ async def test_frame_features_are_computed_once_shared_while_in_flight_and_bound
     cache.fail([9], ModelError("boom"))
     with pytest.raises(ModelError):
         await failing
+
+
+class Meeting:
+    """A fake graph that only returns once ``parties`` calls are inside it at the same time (else it times out)."""
+
+    def __init__(self, parties: int, timeout: float = 5.0) -> None:
+        self.barrier = threading.Barrier(parties, timeout=timeout)
+        self.sizes: list[int] = []
+        self.threads: set[str] = set()
+        self.lock = threading.Lock()
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with self.lock:
+            self.sizes.append(int(feeds["x"].shape[0]))
+            self.threads.add(threading.current_thread().name)
+        self.barrier.wait()  # BrokenBarrierError unless the other call runs meanwhile
+        return {"y": feeds["x"] * 2}
+
+
+async def test_two_threads_run_two_graph_calls_at_once_and_spread_due_windows_over_them() -> None:
+    batcher = MicroBatcher(max_batch=32, max_wait_s=0.5, workers=2, spread=True)  # all 16 arrive before it is due
+    fn = Meeting(2)
+    try:
+        inputs = [np.full((1, 1), i, np.float32) for i in range(16)]
+        outs = await asyncio.wait_for(asyncio.gather(*(batcher.run("w", fn, {"x": x}) for x in inputs)), 10)
+    finally:
+        batcher.close()
+    assert sorted(fn.sizes) == [8, 8] and len(fn.threads) == 2  # not one call of 16 with a thread idle
+    assert [float(o["y"][0, 0]) for o in outs] == [2.0 * i for i in range(16)]  # each request its own rows
+    assert batcher.busy == 0
+
+
+async def test_one_thread_runs_one_call_at_a_time() -> None:
+    batcher = MicroBatcher(max_batch=1, max_wait_s=0.0, workers=1)
+    fn = Meeting(2, timeout=0.5)
+    try:
+        results = await asyncio.gather(*(batcher.run("w", fn, {"x": np.ones((1, 1))}) for _ in range(2)),
+                                       return_exceptions=True)  # fmt: skip
+    finally:
+        batcher.close()
+    assert all(isinstance(r, threading.BrokenBarrierError) for r in results)  # the two calls never met
+
+
+async def test_requests_arriving_while_every_thread_is_busy_join_the_next_batch_in_order() -> None:
+    release = threading.Event()
+    order: list[list[float]] = []
+
+    def slow(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        order.append(feeds["x"][:, 0].tolist())
+        release.wait(5)
+        return {"y": feeds["x"]}
+
+    batcher = MicroBatcher(max_batch=8, max_wait_s=0.0, workers=1)
+    try:
+        first = asyncio.ensure_future(batcher.run("g", slow, {"x": np.zeros((1, 1))}))
+        await asyncio.sleep(0.05)  # the first call holds the only thread
+        later = [asyncio.ensure_future(batcher.run("g", slow, {"x": np.full((1, 1), i)})) for i in (1, 2, 3)]
+        await asyncio.sleep(0.05)
+        assert batcher.busy == 1 and len(order) == 1  # not cut into three batches queued behind the first
+        release.set()
+        await asyncio.wait_for(asyncio.gather(first, *later), 5)
+    finally:
+        batcher.close()
+    assert order == [[0.0], [1.0, 2.0, 3.0]]
+    assert [float(f.result()["y"][0, 0]) for f in later] == [1.0, 2.0, 3.0]
+
+
+def test_the_pool_is_sized_by_a_setting_and_spreads_on_the_cpu_only() -> None:
+    from scorer.settings import ScorerSettings
+
+    two = ScorerSettings(graph_threads=2).batcher()
+    default = ScorerSettings().batcher()
+    gpu = ScorerSettings(graph_threads=3, device="cuda").batcher()
+    try:
+        assert (two.workers, two.spread) == (2, True)
+        assert default.workers == len(os.sched_getaffinity(0)) and default.spread
+        assert (gpu.workers, gpu.spread) == (3, False)
+    finally:
+        for b in (two, default, gpu):
+            b.close()
