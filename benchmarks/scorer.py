@@ -9,7 +9,9 @@ paper model takes minutes), run by the scorer's ONNX Runtime backend on this mac
    - *cached* (what the scorer does): the frame graph on the 8 new frames of each window, then the window graph;
    - *uncached* (the plain reference path): the whole-clip graph on all of each window's RGB frames.
    Reported as windows/s and p50/p99 ms per call, side by side, in alternating rounds (noise hits both).
-2. **Real time**: N simulated 30 fps sessions, each with a hop window every 8 frames, scored by the scorer's own
+2. **Work around the graphs** per hop window: kinematics and model input by the per-observation path and by the
+   scorer's per-frame rows (:mod:`scorer.frame_rows`), side by side in alternating rounds, and the RGB input.
+3. **Real time**: N simulated 30 fps sessions, each with a hop window every 8 frames, scored by the scorer's own
    window pipeline (:class:`scorer.scoring.WindowScorer`: span, kinematics, model input, frame cache, micro-batcher)
    on observations and crops the tracker pipeline made from phantom video (Redis round trips not included). A
    session count is kept in real time when no window is superseded, every window's latency (the maximum) stays
@@ -22,8 +24,10 @@ JSON keys (flat): ``cache_speedup`` (paper size, batch 1: ms per window uncached
 (paper size, cached, batch 1, ms per window, p50), ``sessions_realtime_small`` (small model, hop 8), and every
 measured cell as ``<size>_<path>_b<B>_{windows_per_s,p50_ms,p99_ms}``, each real-time level tried as
 ``realtime_n<N>_{superseded,superseded_after_1s,max_ms}``, the cached path's two calls apart as
-``<size>_cached_b<B>_{frame,window}_graph_ms`` (medians, ms per call), plus ``load_average`` (the machine's load
-while measuring: the figures are only as quiet as the machine was).
+``<size>_cached_b<B>_{frame,window}_graph_ms`` (medians, ms per call), the work around the graphs per hop window
+(small model input) as ``python_plain_ms`` (per-observation path), ``python_rows_ms`` (the scorer's per-frame
+rows) and ``python_rgb_ms`` (RGB input of a hop's new crops), plus ``load_average`` (the machine's load while
+measuring: the figures are only as quiet as the machine was).
 
 Rounds: every cell is a median over at least 5 timed rounds (the uncached paper clip, seconds per call, over 2 with
 ``--quick``, 3 without), after one untimed warm-up round; with ``--quick`` the paper model runs at batch 1 only.
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import hashlib
 import json
 import os
@@ -50,11 +55,13 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from common.messages import Consent, Crop, Obs, SessionInfo, Window
+from common.model_input import InputSpec, model_input, prepare_clip, rgb_input, sample
 from common.protocols import get_protocol
 from scorer.backends import BackendChoice
+from scorer.frame_rows import FrameRows
 from scorer.health import ScorerStats
 from scorer.registry import LoadedModel, ModelRegistry
-from scorer.scoring import WindowScorer
+from scorer.scoring import WindowScorer, observed_clip, rows_clip, rows_kinematics, window_kinematics
 from scorer.session import SessionState
 from scorer.settings import ScorerSettings
 
@@ -145,6 +152,39 @@ def per_window(model: LoadedModel, batches: list[int], reps: int, uncached_max_b
     return out
 
 
+# ---------------------------------------------------------------------------------------------- python side
+
+
+def python_side(spec: InputSpec, base: tuple[list[Obs], list[Crop]], reps: int) -> dict[str, float]:
+    """Per hop window, the work around the graphs, in alternating rounds on a 5 s task at 30 fps (150 frames, the
+    last 2.5 s in the kinematics): the per-observation path (every observation of the span stacked and checked each
+    window, the trajectory of the whole prepared clip) against the scorer's per-frame rows (each frame converted
+    once: each round brings a hop of 8 new frames), and the RGB input of the 8 new crops (resize and normalise)."""
+    obs = [dataclasses.replace(o, seq=i, capture_ts=1_700_000_000.0 + i / STREAM_FPS) for i, o in enumerate(base[0])]
+    span, crops = obs[:150], [c.image for c in base[1][:HOP]]
+    seen = span[-int(2.5 * STREAM_FPS) :]
+    rows = FrameRows(4096)
+    times: dict[str, list[float]] = {"plain": [], "rows": [], "rgb": []}
+    for r in range(reps + 1):
+        rows.forget_before(1 << 30)
+        rows.span(span[:-HOP])  # the frames earlier windows converted
+        t0 = time.perf_counter()
+        window_kinematics(seen)
+        prepared = prepare_clip(observed_clip(span), spec.fps)
+        picked = sample(prepared.n_frames, spec, rgb="latest")
+        np.ascontiguousarray(prepared.trajectory[picked.traj_idx])
+        t1 = time.perf_counter()
+        rows_kinematics(rows.span(seen))
+        model_input(rows_clip(rows.span(span)), spec, rgb="latest")
+        t2 = time.perf_counter()
+        rgb_input(crops, spec)
+        t3 = time.perf_counter()
+        if r:
+            for key, dt in (("plain", t1 - t0), ("rows", t2 - t1), ("rgb", t3 - t2)):
+                times[key].append(dt)
+    return {key: 1000 * float(np.median(v)) for key, v in times.items()}
+
+
 # ---------------------------------------------------------------------------------------------- real time
 
 
@@ -160,8 +200,6 @@ def _base_observations(n: int) -> tuple[list[Obs], list[Crop]]:
 async def realtime(model_dir: Path, choice: BackendChoice, sessions: int, seconds: float,
                    base: tuple[list[Obs], list[Crop]]) -> dict[str, float]:  # fmt: skip
     """Stream ``sessions`` sessions at 30 fps for ``seconds``; score every hop window as the worker does."""
-    import dataclasses
-
     registry = ModelRegistry(model_dir, choice)
     registry.scan()
     settings = ScorerSettings()
@@ -308,6 +346,16 @@ def main() -> None:
     figures["load_average"] = round(os.getloadavg()[0], 2)
     _print_windows(args, figures, table, ms, plan)
     base = _base_observations(240)
+    small_spec = ModelRegistry(dirs["small"], choice).scan()["pfed5/smile"].model.spec
+    py = python_side(small_spec, base, 10 if quick else 30)
+    figures.update({"python_plain_ms": round(py["plain"], 2), "python_rows_ms": round(py["rows"], 2),
+                    "python_rgb_ms": round(py["rgb"], 2)})  # fmt: skip
+    print(
+        f"work around the graphs per hop window (small model input, load average {os.getloadavg()[0]:.2f}): "
+        f"per-observation path {py['plain']:.2f} ms, per-frame rows {py['rows']:.2f} ms "
+        f"({py['plain'] / py['rows']:.1f}x), RGB input of {HOP} new crops {py['rgb']:.2f} ms",
+        flush=True,
+    )
     kept = 0
     rt_rows = []
     for n in [1, 2, 4, 8, 16] if quick else [1, 2, 4, 6, 8, 12, 16, 24, 32]:

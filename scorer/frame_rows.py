@@ -5,7 +5,7 @@ couple of seconds, while only a hop's worth of frames (8) is new since the previ
 a single frame is kept here by frame number: whether the frame is usable (:func:`scorer.scoring.usable`), its
 crop-px landmarks and colours as the model input takes them (float32, NaN where unusable), and its face-frame
 points for the kinematics (:func:`common.kinematics.face_points`, NaN where the face frame is undefined). A window
-then only stacks rows: new frames are converted together in one vectorised call.
+then only stacks the rows it uses: new frames are converted together in one vectorised call.
 
 An entry remembers the observation it came from, so a frame number read again with another observation (a
 re-published frame after a takeover) is converted afresh. Bounded to ``keep`` frames (the oldest frame numbers go
@@ -25,8 +25,7 @@ from common.messages import Obs
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
-NAN_POINTS = np.full((106, 2), np.nan, np.float32)
-NAN_COLOURS = np.full((106, 3), np.nan, np.float32)
+NAN_MODEL = np.full((106, 5), np.nan, np.float32)
 NAN_FACE = np.full((106, 2), np.nan, np.float64)
 
 
@@ -41,26 +40,37 @@ def usable(o: Obs) -> bool:
 class _Row:
     obs: Obs
     usable: bool
-    crop_points: F32  # [106, 2]
-    colours: F32  # [106, 3]
+    model: F32  # [106, 5] crop-px x, y and colours r, g, b (NaN where not usable)
     face: F64  # [106, 2] face frame (kinematics.face_points)
     face_ok: bool
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
 class SpanRows:
-    """The per-frame arrays of a span of observations, oldest first."""
+    """The per-frame arrays of a span of observations, oldest first; each array is stacked when first asked for."""
 
-    capture_ts: F64  # [n]
-    usable: npt.NDArray[np.bool_]  # [n]
-    crop_points: F32  # [n, 106, 2], NaN where not usable
-    colours: F32  # [n, 106, 3], NaN where not usable
-    face: F64  # [n, 106, 2] face-frame points, NaN where not usable or no face frame
-    face_ok: npt.NDArray[np.bool_]  # [n] usable with a face frame: the frames the kinematics count
+    def __init__(self, rows: list[_Row]) -> None:
+        self._rows = rows
+        n = len(rows)
+        self.capture_ts: F64 = np.fromiter((r.obs.capture_ts for r in rows), np.float64, n)
+        self.usable: npt.NDArray[np.bool_] = np.fromiter((r.usable for r in rows), bool, n)
 
     @property
     def n_frames(self) -> int:
-        return int(self.usable.shape[0])
+        return len(self._rows)
+
+    def model_arrays(self) -> tuple[F32, F32]:
+        """Crop-px landmarks [n, 106, 2] and colours [n, 106, 3], float32, NaN where not usable."""
+        if not self._rows:
+            return np.zeros((0, 106, 2), np.float32), np.zeros((0, 106, 3), np.float32)
+        both = np.stack([r.model for r in self._rows])
+        return both[..., :2], both[..., 2:]
+
+    def face_frames(self) -> tuple[F64, F64]:
+        """The frames the kinematics count (usable, with a face frame): face-frame points [m, 106, 2] and times."""
+        kept = [r for r in self._rows if r.face_ok]
+        if not kept:
+            return np.zeros((0, 106, 2)), np.zeros(0)
+        return np.stack([r.face for r in kept]), np.fromiter((r.obs.capture_ts for r in kept), np.float64, len(kept))
 
 
 class FrameRows:
@@ -75,26 +85,14 @@ class FrameRows:
         return len(self._rows)
 
     def span(self, obs: Sequence[Obs]) -> SpanRows:
-        """The arrays of ``obs`` (a span, oldest first), converting the frames not seen before in one go."""
+        """The rows of ``obs`` (a span, oldest first), converting the frames not seen before in one go."""
         rows = self._rows
         new = [o for o in obs if (r := rows.get(o.seq)) is None or r.obs is not o]
         if new:
             self._convert(new)
         got = [rows[o.seq] for o in obs]
         self._bound()
-        n = len(got)
-        if n == 0:
-            empty3 = np.zeros((0, 106, 2))
-            return SpanRows(np.zeros(0), np.zeros(0, bool), empty3.astype(np.float32),
-                            np.zeros((0, 106, 3), np.float32), empty3, np.zeros(0, bool))  # fmt: skip
-        return SpanRows(
-            capture_ts=np.fromiter((r.obs.capture_ts for r in got), np.float64, n),
-            usable=np.fromiter((r.usable for r in got), bool, n),
-            crop_points=np.stack([r.crop_points for r in got]),
-            colours=np.stack([r.colours for r in got]),
-            face=np.stack([r.face for r in got]),
-            face_ok=np.fromiter((r.face_ok for r in got), bool, n),
-        )
+        return SpanRows(got)
 
     def _convert(self, obs: list[Obs]) -> None:
         good = [usable(o) for o in obs]
@@ -103,11 +101,11 @@ class FrameRows:
         k = 0
         for o, g in zip(obs, good, strict=True):
             if g and o.landmarks_crop is not None and o.colours is not None:
-                row = _Row(o, True, np.asarray(o.landmarks_crop, np.float32), o.colours.astype(np.float32),
-                           faces[k], bool(ok[k]))  # fmt: skip
+                model = np.concatenate([np.asarray(o.landmarks_crop, np.float32), o.colours.astype(np.float32)], 1)
+                row = _Row(o, True, model, faces[k], bool(ok[k]))
                 k += 1
             else:
-                row = _Row(o, False, NAN_POINTS, NAN_COLOURS, NAN_FACE, False)
+                row = _Row(o, False, NAN_MODEL, NAN_FACE, False)
             self._rows[o.seq] = row
         self.converted += len(obs)
 

@@ -28,6 +28,7 @@ computed for every window whatever the outcome.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -74,7 +75,8 @@ def observed_clip(span: list[Obs]) -> ObservedClip:
 
 def rows_clip(rows: SpanRows) -> ObservedClip:
     """:func:`observed_clip` of a span from its per-frame rows."""
-    return ObservedClip.build(rows.capture_ts, rows.crop_points, rows.colours, rows.usable)
+    points, colours = rows.model_arrays()
+    return ObservedClip.build(rows.capture_ts, points, colours, rows.usable)
 
 
 def window_kinematics(span: list[Obs]) -> dict[str, float]:
@@ -87,7 +89,7 @@ def window_kinematics(span: list[Obs]) -> dict[str, float]:
 
 def rows_kinematics(rows: SpanRows) -> dict[str, float]:
     """:func:`window_kinematics` of a span from its per-frame rows (face-frame points converted once per frame)."""
-    return kinematics.measures(rows.face[rows.face_ok], rows.capture_ts[rows.face_ok])
+    return kinematics.measures(*rows.face_frames())
 
 
 class WindowScorer:
@@ -235,17 +237,22 @@ class WindowScorer:
         self.stats.count("frames_reused", len(wanted) - len(todo))
         if with_crop:
             self._check_crop_size(state, model, state.crops[with_crop[0]].shape[0])
-            frames = rgb_input([state.crops[s] for s in with_crop], model.model.spec)
+            images = [state.crops[s] for s in with_crop]
             cache.reserve(with_crop)
             frame_graph = model.model.frame
             if frame_graph is None:  # pragma: no cover - checked by the caller
                 raise Withheld("model_error")
             try:
+                # resizing crops is C work that releases the GIL: off the event loop, alongside the graph calls
+                frames = await asyncio.to_thread(rgb_input, images, model.model.spec)
                 out = await self.batcher.run(("frame", model.uid), frame_graph.run, {"frames": frames}, kind="frame")
             except FeqaError as exc:
                 cache.fail(with_crop, exc)
                 state.log.error("frame features of %s failed: %s", model.name, exc)
                 raise Withheld("model_error") from exc
+            except BaseException as exc:  # a bad crop or a cancelled round: windows waiting on these must not hang
+                cache.fail(with_crop, exc)
+                raise
             features = out["features"]
             if not np.isfinite(features).all():
                 cache.fail(with_crop, ValueError("non-finite frame features"))
