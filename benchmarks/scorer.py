@@ -23,11 +23,14 @@ paper model takes minutes), run by the scorer's ONNX Runtime backend on this mac
 JSON keys (flat): ``cache_speedup`` (paper size, batch 1: ms per window uncached / cached), ``paper_window_ms``
 (paper size, cached, batch 1, ms per window, p50), ``sessions_realtime_small`` (small model, hop 8), and every
 measured cell as ``<size>_<path>_b<B>_{windows_per_s,p50_ms,p99_ms}``, each real-time level tried as
-``realtime_n<N>_{superseded,superseded_after_1s,max_ms}``, the cached path's two calls apart as
+``realtime_n<N>_{superseded,superseded_after_1s,max_ms,cpu_ms_per_window}``, the cached path's two calls apart as
 ``<size>_cached_b<B>_{frame,window}_graph_ms`` (medians, ms per call), the work around the graphs per hop window
 (small model input) as ``python_plain_ms`` (per-observation path), ``python_rows_ms`` (the scorer's per-frame
-rows) and ``python_rgb_ms`` (RGB input of a hop's new crops), plus ``load_average`` (the machine's load while
-measuring: the figures are only as quiet as the machine was).
+rows) and ``python_rgb_ms`` (RGB input of a hop's new crops), ``realtime_cpu_ms_per_window`` (this process's CPU
+time, all threads, per scored window at the busiest level run) and ``sessions_cpu_bound_small`` (cores x 1000 ms
+over that CPU time per session-second: an upper bound from CPU time alone, no latency rule, nothing else
+running), plus ``load_average`` (the machine's load while measuring: the figures are only as quiet as the machine
+was).
 
 Rounds: every cell is a median over at least 5 timed rounds (the uncached paper clip, seconds per call, over 2 with
 ``--quick``, 3 without), after one untimed warm-up round; with ``--quick`` the paper model runs at batch 1 only.
@@ -221,6 +224,7 @@ async def realtime(model_dir: Path, choice: BackendChoice, sessions: int, second
     produced = 0  # frames per session the producer got out; behind schedule means the loop could not keep up
     behind = 0.0  # the producer's largest lag behind its 30 fps schedule, seconds
     start_t = time.monotonic()
+    cpu_start = time.process_time()  # this process's CPU time, all threads: less hostage to others than wall time
     stop = start_t + seconds
     task_len = int(5 * STREAM_FPS)
 
@@ -273,6 +277,7 @@ async def realtime(model_dir: Path, choice: BackendChoice, sessions: int, second
 
     try:
         await asyncio.gather(produce(), consume())
+        cpu_s = time.process_time() - cpu_start
     finally:
         batcher.close()
     lat = np.asarray(latencies) * 1000 if latencies else np.zeros(1)
@@ -282,7 +287,8 @@ async def realtime(model_dir: Path, choice: BackendChoice, sessions: int, second
             "withheld": float(withheld), "withheld_allowed": float(sessions * (produced // task_len + 1)),
             "frames": float(produced), "frames_due": float(int(seconds * STREAM_FPS)),
             "behind_ms": 1000 * behind, "p50_ms": float(np.percentile(lat, 50)),
-            "p99_ms": float(np.percentile(lat, 99)), "max_ms": float(lat.max())}  # fmt: skip
+            "p99_ms": float(np.percentile(lat, 99)), "max_ms": float(lat.max()),
+            "cpu_ms_per_window": 1000 * cpu_s / max(1, len(latencies))}  # fmt: skip
 
 
 Cell = tuple[str, str, int, dict[str, float]]
@@ -361,7 +367,7 @@ def main() -> None:
     for n in [1, 2, 4, 8, 16] if quick else [1, 2, 4, 6, 8, 12, 16, 24, 32]:
         row = asyncio.run(realtime(dirs["small"], choice, n, 3.0 if quick else 8.0, base))
         rt_rows.append(row)
-        for name in ("superseded", "superseded_after_1s", "max_ms"):
+        for name in ("superseded", "superseded_after_1s", "max_ms", "cpu_ms_per_window"):
             figures[f"realtime_n{n}_{name}"] = round(row[name], 1)
         # kept in real time: no window superseded, every window within two hops (max, not a percentile: no lag may
         # grow), the producer on its 30 fps schedule (a blocked event loop slows the stream and would hide the lag),
@@ -373,14 +379,24 @@ def main() -> None:
             break
         kept = n
     figures["sessions_realtime_small"] = float(kept)
+    # an upper bound from CPU time alone at the busiest level run (its windows were all scored): what this machine's
+    # cores could carry if nothing else ran on them and latency were no object; not the real-time figure above
+    cpu_ms = rt_rows[-1]["cpu_ms_per_window"]
+    cores = len(os.sched_getaffinity(0))
+    figures["realtime_cpu_ms_per_window"] = round(cpu_ms, 2)
+    figures["sessions_cpu_bound_small"] = round(cores * 1000 / (cpu_ms * STREAM_FPS / HOP), 1)
     print(f"{'sessions':>9}{'windows':>9}{'superseded':>12}{'after 1 s':>11}{'withheld':>10}{'frames':>8}{'due':>6}"
-          f"{'behind ms':>11}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")  # fmt: skip
+          f"{'behind ms':>11}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cpu ms/w':>10}")  # fmt: skip
     for row in rt_rows:
         print(f"{row['sessions']:>9.0f}{row['windows']:>9.0f}{row['superseded']:>12.0f}"
               f"{row['superseded_after_1s']:>11.0f}{row['withheld']:>10.0f}"
               f"{row['frames']:>8.0f}{row['frames_due']:>6.0f}{row['behind_ms']:>11.1f}{row['p50_ms']:>9.1f}"
-              f"{row['p99_ms']:>9.1f}{row['max_ms']:>9.1f}")  # fmt: skip
-    print(f"30-fps sessions kept in real time (small, hop {HOP}): {kept} (target >= 16)")
+              f"{row['p99_ms']:>9.1f}{row['max_ms']:>9.1f}{row['cpu_ms_per_window']:>10.1f}")  # fmt: skip
+    print(f"30-fps sessions kept in real time (small, hop {HOP}): {kept} (target >= 16); load average "
+          f"{os.getloadavg()[0]:.2f}")  # fmt: skip
+    print(f"CPU time per scored window, all threads, at {rt_rows[-1]['sessions']:.0f} sessions: {cpu_ms:.1f} ms, so "
+          f"{cores} idle cores could carry at most {figures['sessions_cpu_bound_small']:.1f} sessions (CPU time alone, "
+          "no latency rule)")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
 
