@@ -223,7 +223,7 @@ class _RunnerClock:
     def __init__(self, inner: Runner) -> None:
         self.inner, self.input_hw, self.cpu_s = inner, inner.input_hw, 0.0
 
-    def run(self, batch: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
+    def run(self, batch: npt.NDArray[np.uint8]) -> list[npt.NDArray[np.float32]]:
         t0 = time.process_time()
         out = self.inner.run(batch)
         self.cpu_s += time.process_time() - t0
@@ -305,7 +305,7 @@ def speed(settings: TrackerSettings, quick: bool) -> tuple[dict[str, float], lis
     calls = 20 if quick else 100
     for spec in SPECS:
         ort_r, lite_r = _models("ort", settings.mediapipe_dir, spec), _models("litert", settings.mediapipe_dir, spec)
-        x = np.random.default_rng(0).uniform(*spec.input_range, (1, *ort_r.input_hw, 3)).astype(np.float32)
+        x = np.random.default_rng(0).integers(0, 256, (1, *ort_r.input_hw, 3), dtype=np.uint8)
         ms = {name: _ms_per_call(r, x, calls) for name, r in (("ort", ort_r), ("litert", lite_r))}
         figures[f"{spec.key}_ms_ort"], figures[f"{spec.key}_ms_litert"] = ms["ort"], ms["litert"]
         lines.append(f"{spec.stem + ' (ms/call)':<34}{ms['ort']:>10.2f}{ms['litert']:>10.2f}"
@@ -314,7 +314,7 @@ def speed(settings: TrackerSettings, quick: bool) -> tuple[dict[str, float], lis
     return figures, lines
 
 
-def _ms_per_call(r: Runner, x: npt.NDArray[np.float32], calls: int) -> float:
+def _ms_per_call(r: Runner, x: npt.NDArray[np.uint8], calls: int) -> float:
     """CPU ms per call, the best of 5 blocks (machine noise only ever adds time)."""
     r.run(x)
     best = float("inf")
@@ -339,7 +339,7 @@ def _prelu_forms(d: Path, calls: int, figures: dict[str, float]) -> str:
             path = Path(tmp) / f"mesh-{form}.onnx"
             onnx.save(convert(graph, "mesh", prelu=form, channel_pad=MESH.channel_pad), str(path))
             r = OrtRunner(path, MESH, ("CPUExecutionProvider",), 1)
-            x = np.random.default_rng(0).uniform(0, 1, (1, 192, 192, 3)).astype(np.float32)
+            x = np.random.default_rng(0).integers(0, 256, (1, 192, 192, 3), dtype=np.uint8)
             figures[f"mesh_ms_prelu_{form}"] = _ms_per_call(r, x, calls)
             out.append(f"{form} {figures[f'mesh_ms_prelu_{form}']:.2f}")
     return "Face Mesh ms/call by PRelu form (ONNX Runtime, 1 thread): " + ", ".join(out)

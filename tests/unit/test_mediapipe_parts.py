@@ -113,10 +113,10 @@ def test_the_reused_crop_buffers_give_the_plain_crops() -> None:
     batch = CropBatch(32)
     for picks, flips in (([0], [False]), ([0, 1, 2], [True, False, True]), ([2], [False])):
         x, maps = batch.fill([img] * len(picks), [rois[i] for i in picks], flips)
-        assert x.shape == (len(picks), 32, 32, 3) and x.dtype == np.float32
+        assert x.shape == (len(picks), 32, 32, 3) and x.dtype == np.uint8
         for k, (i, flip) in enumerate(zip(picks, flips, strict=True)):
             crop, m = roi.crop(img, rois[i], 32, flip=flip)
-            np.testing.assert_allclose(x[k], crop.astype(np.float32) / 255.0, atol=1e-6)
+            np.testing.assert_array_equal(x[k], crop)
             np.testing.assert_allclose(maps[k], m, atol=1e-9)
 
 
