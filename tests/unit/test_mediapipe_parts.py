@@ -185,3 +185,19 @@ def test_one_euro_smooths_rest_and_follows_motion() -> None:
     # a repeated timestamp changes nothing; a long gap starts over
     assert np.array_equal(f(moving[-1] + 9, t[-1], iod), out[-1])
     np.testing.assert_array_equal(f(moving[0], t[-1] + 5.0, iod), moving[0])
+
+
+def test_the_table_from_a_mesh_reads_only_its_sources_and_equals_the_full_product() -> None:
+    table = default_table()
+    rng = np.random.default_rng(11)
+    vertices = rng.uniform(0, 640, (468, 3)).astype(np.float32)
+    centres = rng.uniform(0, 640, (2, 2)).astype(np.float32)
+    full = table.apply(np.concatenate([vertices[:, :2], centres]))
+    np.testing.assert_allclose(table.from_mesh(vertices, centres), full, atol=1e-3)
+    unused = np.flatnonzero(np.abs(table.matrix[:, :468]).sum(axis=0) == 0)
+    vertices[unused] = np.nan  # a vertex no point reads cannot reach the result
+    assert np.isfinite(table.from_mesh(vertices, centres)).all()
+    moved = centres.copy()
+    moved[1] += 10.0  # the image-right iris centre moves exactly the points built on it
+    shift = table.from_mesh(vertices, moved) - table.from_mesh(vertices, centres)
+    np.testing.assert_allclose(shift[:, 0], 10.0 * table.matrix[:, IRIS_RIGHT], atol=1e-3)
