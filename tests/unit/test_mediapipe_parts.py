@@ -122,7 +122,7 @@ def test_the_reused_crop_buffers_give_the_plain_crops() -> None:
 
 def test_the_table_has_every_index_once_per_region_and_a_version() -> None:
     table = default_table()
-    assert table.identity == "mediapipe-facemesh/t2" and table.version == "t2"
+    assert table.identity == "mediapipe-facemesh/t3" and table.version == "t3"
     doc = json.loads(TABLE_FILE.read_text())
     seen = [p["index"] for p in doc["points"]]
     assert seen == list(range(N_POINTS))
