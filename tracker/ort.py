@@ -13,9 +13,11 @@ from common.errors import ConfigError, ModelError
 log = logging.getLogger(__name__)
 
 
-def open_session(path: Path, providers: Sequence[str], intra_op_threads: int = 0) -> ort.InferenceSession:
+def open_session(path: Path, providers: Sequence[str], intra_op_threads: int = 0,
+                 model: bytes | None = None) -> ort.InferenceSession:  # fmt: skip
     """Open ``path`` on exactly ``providers``; raise when one is unavailable or silently dropped (no CPU fallback
-    behind the operator's back: a CUDA request that ends up on CPU is an error)."""
+    behind the operator's back: a CUDA request that ends up on CPU is an error). ``model``: the serialised graph to
+    run instead of the file's own (one derived from it in memory; ``path`` then names it in messages and logs)."""
     if not providers:
         raise ConfigError("no ONNX Runtime providers configured; set FEQA_TRACKER_PROVIDERS")
     available = set(ort.get_available_providers())
@@ -35,7 +37,8 @@ def open_session(path: Path, providers: Sequence[str], intra_op_threads: int = 0
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
+        source = str(path) if model is None else model
+        session = ort.InferenceSession(source, sess_options=options, providers=list(providers))
     except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt or unsupported graphs
         raise ModelError(f"cannot load ONNX model {path}: {exc}") from exc
     active = session.get_providers()

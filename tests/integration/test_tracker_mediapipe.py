@@ -46,7 +46,7 @@ async def test_default_tracker_runs_mediapipe_on_a_phantom_session(bus: Bus, sid
         assert time.monotonic() < deadline, "the worker did not finish the task in time"
         await worker.tick()
         windows = [d.message for d in await bus.range(WINDOWS, sid)]
-    assert {w.landmarker for w in windows} == {"mediapipe-facemesh/t2"}
+    assert {w.landmarker for w in windows} == {"mediapipe-facemesh/t3"}
     obs: list[Obs] = [d.message for d in await bus.range(OBS, sid)]
     assert [o.seq for o in obs] == list(range(n)) and all(o.face for o in obs)
     exact = 0

@@ -274,7 +274,7 @@ def test_the_default_mediapipe_landmarker_prepares_trains_and_exports(
     assert "12 clips ready (12 computed now)" in prepared.output, prepared.output
     records = [r for r in read_pfed5(root) if r.expression == "smile"]
     cached = build_cache(records[:2], tmp_path / "cache", LOAD, "video")
-    assert {c.landmarker for c in cached.clips} == {"mediapipe-facemesh/t2"}
+    assert {c.landmarker for c in cached.clips} == {"mediapipe-facemesh/t3"}
     traj, _ = cached.clips[0].load()
     assert np.isfinite(traj).all() and traj.shape[1:] == (63, 5)
     run = tmp_path / "run"
@@ -283,4 +283,4 @@ def test_the_default_mediapipe_landmarker_prepares_trains_and_exports(
     exported = CliRunner().invoke(cli, ["export", str(run), "--models-dir", str(tmp_path / "models")])
     assert exported.exit_code == 0, exported.output
     (folder,) = [p.parent for p in (tmp_path / "models").rglob("manifest.json")]
-    assert Manifest.read(folder).landmarker == "mediapipe-facemesh/t2"
+    assert Manifest.read(folder).landmarker == "mediapipe-facemesh/t3"

@@ -205,7 +205,7 @@ def test_phantom_sessions_get_the_real_landmarker_by_default(settings: TrackerSe
     choice = LandmarkerChoice.from_settings(settings)
     spec = PatientSpec(seed=3, protocol="pfed5", severity=1.0)
     lm, reason = choice.for_session("ph", _info("ph", phantom=spec.to_json()))
-    assert reason == "" and isinstance(lm, MediapipeLandmarker) and lm.name == "mediapipe-facemesh/t2"
+    assert reason == "" and isinstance(lm, MediapipeLandmarker) and lm.name == "mediapipe-facemesh/t3"
     phantom = Phantom(spec, 640, 480, 30.0)
     pipe = FramePipeline(settings)
     errors = []

@@ -47,7 +47,7 @@ def landmarker(settings: TrackerSettings) -> MediapipeLandmarker:
 def test_a_batch_of_eyes_equals_each_eye_run_alone(mediapipe_dir: Path) -> None:
     runner = OrtRunner(verified_path(mediapipe_dir, IRIS), IRIS, ("CPUExecutionProvider",), 1)
     rng = np.random.default_rng(3)
-    batch = rng.uniform(0, 1, (4, 64, 64, 3)).astype(np.float32)
+    batch = rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
     together = runner.run(batch)
     for k in range(len(batch)):
         alone = runner.run(batch[k : k + 1])

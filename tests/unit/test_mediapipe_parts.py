@@ -113,16 +113,16 @@ def test_the_reused_crop_buffers_give_the_plain_crops() -> None:
     batch = CropBatch(32)
     for picks, flips in (([0], [False]), ([0, 1, 2], [True, False, True]), ([2], [False])):
         x, maps = batch.fill([img] * len(picks), [rois[i] for i in picks], flips)
-        assert x.shape == (len(picks), 32, 32, 3) and x.dtype == np.float32
+        assert x.shape == (len(picks), 32, 32, 3) and x.dtype == np.uint8
         for k, (i, flip) in enumerate(zip(picks, flips, strict=True)):
             crop, m = roi.crop(img, rois[i], 32, flip=flip)
-            np.testing.assert_allclose(x[k], crop.astype(np.float32) / 255.0, atol=1e-6)
+            np.testing.assert_array_equal(x[k], crop)
             np.testing.assert_allclose(maps[k], m, atol=1e-9)
 
 
 def test_the_table_has_every_index_once_per_region_and_a_version() -> None:
     table = default_table()
-    assert table.identity == "mediapipe-facemesh/t2" and table.version == "t2"
+    assert table.identity == "mediapipe-facemesh/t3" and table.version == "t3"
     doc = json.loads(TABLE_FILE.read_text())
     seen = [p["index"] for p in doc["points"]]
     assert seen == list(range(N_POINTS))
@@ -185,3 +185,19 @@ def test_one_euro_smooths_rest_and_follows_motion() -> None:
     # a repeated timestamp changes nothing; a long gap starts over
     assert np.array_equal(f(moving[-1] + 9, t[-1], iod), out[-1])
     np.testing.assert_array_equal(f(moving[0], t[-1] + 5.0, iod), moving[0])
+
+
+def test_the_table_from_a_mesh_reads_only_its_sources_and_equals_the_full_product() -> None:
+    table = default_table()
+    rng = np.random.default_rng(11)
+    vertices = rng.uniform(0, 640, (468, 3)).astype(np.float32)
+    centres = rng.uniform(0, 640, (2, 2)).astype(np.float32)
+    full = table.apply(np.concatenate([vertices[:, :2], centres]))
+    np.testing.assert_allclose(table.from_mesh(vertices, centres), full, atol=1e-3)
+    unused = np.flatnonzero(np.abs(table.matrix[:, :468]).sum(axis=0) == 0)
+    vertices[unused] = np.nan  # a vertex no point reads cannot reach the result
+    assert np.isfinite(table.from_mesh(vertices, centres)).all()
+    moved = centres.copy()
+    moved[1] += 10.0  # the image-right iris centre moves exactly the points built on it
+    shift = table.from_mesh(vertices, moved) - table.from_mesh(vertices, centres)
+    np.testing.assert_allclose(shift[:, 0], 10.0 * table.matrix[:, IRIS_RIGHT], atol=1e-3)

@@ -1,8 +1,9 @@
 """Reused input buffers for the models' batches: crops are warped straight into them, so a steady tick allocates
-no image arrays (the buffers grow to the largest batch seen and are then kept).
+no image arrays (the buffer grows to the largest batch seen and is then kept).
 
-:meth:`CropBatch.fill` warps each ROI into a uint8 slot with ``cv2.warpAffine(dst=...)`` and scales the slots to
-float32 in one ``np.multiply(..., out=...)``; the float view it returns is valid until the next ``fill``.
+:meth:`CropBatch.fill` warps each ROI into a uint8 slot with ``cv2.warpAffine(dst=...)``: the models take the pixels
+as they are (their normalisation is inside the graph, :mod:`tracker.mediapipe.pixel_input`); the view it returns is
+valid until the next ``fill``.
 """
 
 from __future__ import annotations
@@ -15,28 +16,23 @@ import numpy.typing as npt
 
 from tracker.mediapipe import roi as roi_mod
 
-F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 RGB = npt.NDArray[np.uint8]
 _MIRROR = np.array([[-1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
 
 
 class CropBatch:
-    def __init__(self, side: int, scale: float = 1.0 / 255.0) -> None:
+    def __init__(self, side: int) -> None:
         self.side = side
-        self.scale = np.float32(scale)
         self._u8 = np.zeros((0, side, side, 3), np.uint8)
-        self._f32 = np.zeros((0, side, side, 3), np.float32)
 
     def _reserve(self, n: int) -> None:
         if n > len(self._u8):
-            cap = max(n, 2 * len(self._u8))
-            self._u8 = np.zeros((cap, self.side, self.side, 3), np.uint8)
-            self._f32 = np.zeros((cap, self.side, self.side, 3), np.float32)
+            self._u8 = np.zeros((max(n, 2 * len(self._u8)), self.side, self.side, 3), np.uint8)
 
     def fill(self, images: Sequence[RGB], rois: Sequence[roi_mod.Roi],
-             flips: Sequence[bool] | None = None) -> tuple[F32, list[F64]]:  # fmt: skip
-        """The [N, side, side, 3] float batch of the crops (zeros outside the frame) and each crop's 2x3 map from
+             flips: Sequence[bool] | None = None) -> tuple[RGB, list[F64]]:  # fmt: skip
+        """The [N, side, side, 3] uint8 batch of the crops (zeros outside the frame) and each crop's 2x3 map from
         crop px to frame px (a flipped crop is mirrored left-right; its map accounts for it)."""
         n = len(rois)
         self._reserve(n)
@@ -51,6 +47,4 @@ class CropBatch:
             cv2.warpAffine(image, cv2.invertAffineTransform(to_frame), (side, side), dst=self._u8[k],
                            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))  # fmt: skip
             maps.append(to_frame)
-        out = self._f32[:n]
-        np.multiply(self._u8[:n], self.scale, out=out, casting="unsafe")
-        return out, maps
+        return self._u8[:n], maps

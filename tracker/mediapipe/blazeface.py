@@ -72,8 +72,9 @@ class BlazeFace:
         self.nms_iou = nms_iou
         self.anchors = generate()
 
-    def letterbox(self, image: RGB) -> tuple[F32, float, float, float]:
-        """The [-1, 1] input tensor and (scale, pad_x, pad_y) mapping input px back to frame px."""
+    def letterbox(self, image: RGB) -> tuple[RGB, float, float, float]:
+        """The letterboxed pixels (the model maps them to [-1, 1] itself) and (scale, pad_x, pad_y) mapping input px
+        back to frame px."""
         h, w = image.shape[:2]
         scale = self.size / max(h, w)
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
@@ -81,7 +82,7 @@ class BlazeFace:
         canvas = np.zeros((self.size, self.size, 3), dtype=np.uint8)
         px, py = (self.size - nw) // 2, (self.size - nh) // 2
         canvas[py : py + nh, px : px + nw] = resized
-        return canvas.astype(np.float32) * (2.0 / 255.0) - 1.0, scale, float(px), float(py)
+        return canvas, scale, float(px), float(py)
 
     def decode(self, raw: F32, logits: F32) -> list[tuple[F32, F32, float]]:
         """(box [4] input px, keypoints [6, 2] input px, score) of one image's candidates after NMS."""

@@ -42,7 +42,18 @@ EYE_RINGS = (  # the mesh's eye outlines (MediaPipe's named contours), image-lef
 EYE_LIDS = ((159, 145), (386, 374))  # (upper, lower) lid mid vertices of each eye
 _CORNER_A, _CORNER_B = [a for a, _ in EYE_CORNERS], [b for _, b in EYE_CORNERS]
 _LID_UP, _LID_LO = [u for u, _ in EYE_LIDS], [lo for _, lo in EYE_LIDS]
-_RINGS = np.array(EYE_RINGS)
+_STARTS, _ENDS = np.array(_CORNER_A + _LID_UP), np.array(_CORNER_B + _LID_LO)
+
+
+def _ring_mean() -> F64:
+    """[2, 468]: the mean of each eye's outline as one product with the mesh."""
+    out = np.zeros((len(EYE_RINGS), 468))
+    for k, ring in enumerate(EYE_RINGS):
+        out[k, ring] = 1.0 / len(ring)
+    return out
+
+
+_RING_MEAN = _ring_mean()
 FLIPS = (True, False)  # the model sees every eye as an image-right eye
 N_IRIS = 5
 
@@ -55,9 +66,9 @@ def eye_rois(mesh: F32) -> tuple[roi_mod.Roi, roi_mod.Roi]:
 
 def eye_opening(mesh: F32) -> F64:
     """[2] lid distance / corner distance of each eye (image-left first)."""
-    width = np.linalg.norm(mesh[_CORNER_B, :2] - mesh[_CORNER_A, :2], axis=1)
-    lids = np.linalg.norm(mesh[_LID_LO, :2] - mesh[_LID_UP, :2], axis=1)
-    return np.asarray(lids / np.maximum(width, 1e-6), dtype=np.float64)
+    d = np.asarray(mesh[_ENDS, :2] - mesh[_STARTS, :2], dtype=np.float64)  # [4, 2]: both widths, both lid gaps
+    length = np.hypot(d[:, 0], d[:, 1])
+    return np.asarray(length[2:] / np.maximum(length[:2], 1e-6), dtype=np.float64)
 
 
 def _eye_frames(mesh: F32) -> tuple[F64, F64, F64]:
@@ -66,7 +77,7 @@ def _eye_frames(mesh: F32) -> tuple[F64, F64, F64]:
     +90 degrees."""
     ex = np.asarray(mesh[_CORNER_B, :2] - mesh[_CORNER_A, :2], np.float64)
     ey = np.stack([-ex[:, 1], ex[:, 0]], axis=1)
-    origin = np.asarray(mesh[_RINGS, :2], np.float64).mean(axis=1)
+    origin = _RING_MEAN @ np.asarray(mesh[:, :2], np.float64)
     return origin, ex, ey
 
 

@@ -271,7 +271,7 @@ class MediapipeLandmarker:
 
     def _points(self, vertices: F32, pupils: F32 | None) -> F32:
         centres = pupils if pupils is not None else eye_centres(vertices)
-        return self.table.apply(np.concatenate([vertices[:, :2], centres], axis=0))
+        return self.table.from_mesh(vertices, centres)
 
     def _finish(self, sess: _Session, f: FrameInput, vertices: F32, pupils: F32 | None, reacquired: bool) -> F32:
         sess.vertices = vertices

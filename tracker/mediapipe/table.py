@@ -20,14 +20,27 @@ Points without a good counterpart (``match: approximate``):
 * the nose sides 75/76 and 81/82 (nose_*_contour1/2): no outline covers the sides of the bridge, so these are
   vertices on the lateral dorsum (contour1: 0.8 of the way up from 196/419 to 122/351 since t2) and nasal wall;
   they are among TraMP's nose slots (rigid, little motion);
-* the brow tips 43 and 101: the midpoint of the brow outline's upper and lower outer ends.
+* the brow tips 43 and 101: no vertex marks where the brow hair ends (below).
 
 Eye centres and pupils (34/38, 88/92) are both the iris centre (the phantom draws them at one spot; TraMP uses
 the pupils 38 and 92). t2 (from t1) moved six of TraMP's points whose t1 offset had the same sign on both hand-marked
 portraits and on cartoon faces of identities the benchmark does not use: nose contour1 75/81 up the bridge side, nose
 contour4 78/84 and upper-lip contour1 63/67 inward along their outlines, and the brows' inner lower ends 46/97 half
-way to the upper ends. ``version`` enters the landmarker identity (``mediapipe-facemesh/<version>``); any change
-to the table must bump it.
+way to the upper ends.
+
+The brows were checked against the hand marks by eye (``benchmarks/landmarker.py --overlays DIR`` draws both on the
+raw portraits). Both follow one convention, the upper and lower edge of the brow hair, and the marks sit on the
+hair; where the mesh parts from them, the mesh is off. On every face, cartoon ones too, the mesh's brow outline runs
+past the outer end of the hair (outward and down): t3 (from t2) puts the outer tips 43/101 half way along the brow
+to the next pair of outline vertices, the fraction fitted on cartoon faces of 12 identities the benchmark does not
+use (tip error 0.071 -> 0.033 and 0.063 -> 0.037 inter-ocular distances, IOD; the portraits move the same way,
+0.02-0.06 IOD nearer). What remains is the mesh's: on the astronaut's thin, sharp brows its upper line lies about
+0.03 IOD above the hair and its image-right brow begins 0.11-0.13 IOD nearer the nose than the hair (97/102); on
+Grace Hopper's faint brows, just above a dark glasses rim, it pulls both outer halves down and out onto the rim
+(43/44/48 and 100/101/105 still 0.09-0.16 IOD off). Neither recurs on the cartoon faces, so no table change follows
+from them (it would fit the table to the two faces whose marks are the photo-real truth).
+
+``version`` enters the landmarker identity (``mediapipe-facemesh/<version>``); any change to the table must bump it.
 """
 
 from __future__ import annotations
@@ -65,6 +78,20 @@ class Table:
     def apply(self, sources: F32) -> F32:
         """[..., 470, 2] mesh vertices + iris centres -> [..., 106, 2]."""
         return np.asarray(np.matmul(self.matrix, np.asarray(sources, dtype=np.float32)), dtype=np.float32)
+
+    @functools.cached_property
+    def _used(self) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], F32]:
+        """The sources any point reads (mesh vertices, iris centres 0/1) and the matrix restricted to them."""
+        cols = np.flatnonzero(np.abs(self.matrix).sum(axis=0) > 0)
+        mesh, iris = cols[cols < IRIS_LEFT], cols[cols >= IRIS_LEFT] - IRIS_LEFT
+        return mesh, iris, np.ascontiguousarray(self.matrix[:, np.concatenate([mesh, iris + IRIS_LEFT])])
+
+    def from_mesh(self, vertices: F32, centres: F32) -> F32:
+        """[106, 2] from one face's mesh [468, >=2] and iris centres [2, 2]: :meth:`apply` reading only the
+        sources the table uses (116 of 470 in t2)."""
+        mesh, iris, sub = self._used
+        sources = np.concatenate([vertices[mesh, :2], np.asarray(centres, np.float32)[iris]], axis=0)
+        return np.asarray(sub @ sources, dtype=np.float32)
 
 
 def parse(doc: Any, source: str = "table") -> Table:
