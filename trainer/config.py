@@ -65,6 +65,7 @@ class OptimSection:
     epochs: int = 100
     batch_size: int = 4
     bmc_sigma: float = 1.0
+    loss: str = "bmc"  # bmc (paper) | mse | bmc_mse (trainer.bmc.training_loss)
 
 
 @dataclasses.dataclass(frozen=True)

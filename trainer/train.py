@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from trainer import checkpoint
-from trainer.bmc import bmc_loss
+from trainer.bmc import training_loss
 from trainer.builders import build_model, heatmap_spec, model_config
 from trainer.checkpoint import BEST, LAST, Checkpoint
 from trainer.config import RunConfig, dump
@@ -127,7 +127,7 @@ def train_expression(cfg: RunConfig, data: ExpressionData, out_dir: Path, resume
             autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
             with autocast:
                 pred = model(*model_inputs(model, batch, device))
-            loss = bmc_loss(pred.float(), batch["label"].to(device), cfg.optim.bmc_sigma)
+            loss = training_loss(cfg.optim.loss, pred.float(), batch["label"].to(device), cfg.optim.bmc_sigma)
             optim.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
             scaler.step(optim)

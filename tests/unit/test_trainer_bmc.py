@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from trainer.bmc import bmc_loss
+from trainer.bmc import bmc_loss, training_loss
 
 pytestmark = pytest.mark.unit
 
@@ -31,3 +31,22 @@ def test_bmc_batch_of_one_is_zero_and_shapes_are_checked() -> None:
     assert float(bmc_loss(torch.tensor([3.0]), torch.tensor([1.0]))) == 0.0
     with pytest.raises(ValueError, match=r"\[B\]"):
         bmc_loss(torch.zeros(2, 1), torch.zeros(2))
+
+
+def test_bmc_is_lowered_by_stretching_past_the_labels() -> None:
+    # why optim.loss offers a squared error: BMC's minimum is not at prediction = label
+    label = torch.tensor([0.0, 1.0, 1.0, 2.0, 3.0, 4.0, 4.0])
+    stretched = (label - 2.0) * 1.5 + 2.0  # half as far again from the middle
+    assert float(bmc_loss(stretched, label)) < float(bmc_loss(label.clone(), label))
+    assert float(training_loss("mse", stretched, label)) > float(training_loss("mse", label.clone(), label)) == 0.0
+
+
+def test_training_loss_names() -> None:
+    pred, label = torch.tensor([0.5, 1.0, 3.0]), torch.tensor([0.0, 2.0, 3.0])
+    mse = (0.25 + 1.0 + 0.0) / 3
+    assert float(training_loss("bmc", pred, label)) == pytest.approx(float(bmc_loss(pred, label)), abs=1e-7)
+    assert float(training_loss("mse", pred, label)) == pytest.approx(mse, abs=1e-7)
+    both = float(bmc_loss(pred, label, 0.5)) + mse
+    assert float(training_loss("bmc_mse", pred, label, 0.5)) == pytest.approx(both, abs=1e-6)
+    with pytest.raises(ValueError, match=r"optim\.loss"):
+        training_loss("l1", pred, label)
