@@ -147,12 +147,15 @@ class Memory:
         return out
 
 
-async def soak(duration_s: float, sessions: int, data_dir: Path, progress: bool = True) -> dict[str, Any]:
-    """Run the soak; return its figures (a flat dict)."""
+async def soak(
+    duration_s: float, sessions: int, data_dir: Path, progress: bool = True, retention_s: int = RETENTION_S
+) -> dict[str, Any]:
+    """Run the soak; return its figures (a flat dict). ``retention_s``: the sessions' retention (the wait for the
+    leftover check at the end is about that long)."""
     settings = StackSettings(data_dir=data_dir / "feqa", ingest_port=free_port(), dashboard_port=free_port())
     demo = Demo(DemoOptions(models_root=data_dir / "models"), settings)
     saved = dict(os.environ)
-    os.environ.update(SOAK_ENV)
+    os.environ.update(SOAK_ENV, FEQA_SESSION_RETENTION_S=str(retention_s))
     try:
         demo.start(data_dir / "models" / "demo")
     finally:
@@ -217,7 +220,7 @@ async def soak(duration_s: float, sessions: int, data_dir: Path, progress: bool 
             return not leftover
 
         with contextlib.suppress(RuntimeError):  # what is left is reported (leftover_keys)
-            await _until(clean, RETENTION_S + 40, "only a fresh stack's keys left in Redis")
+            await _until(clean, retention_s + 40, "only a fresh stack's keys left in Redis")
         used_after = await memory.redis_used()
         exited = [f"{c.spec.name} ({c.proc.returncode})" for c in stack.children if c.proc.poll() is not None]
     finally:

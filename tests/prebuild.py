@@ -44,9 +44,11 @@ BUILDS: dict[str, Build] = {
     "ranking": Build("tests.ranking_model", env=(("PYTHONHASHSEED", "0"),)),
     # two trainings of one config and data under different string-hash seeds (tests/reproducible_runs.py)
     "reproducible": Build("tests.reproducible_runs"),
+    # the trainer tests' 48-subject phantom smile cohort, as crops and as source videos (tests/smile_cohort.py)
+    "smile-cohort": Build("tests.smile_cohort"),
 }
 # the tests needing a build run after all others, grouped by the build that usually finishes last among theirs
-FINISH_ORDER = ("reproducible", "ranking", "demo")
+FINISH_ORDER = ("smile-cohort", "reproducible", "ranking", "demo")
 DONE = "prebuilt.done"  # written by :func:`finished` as a build's last act
 LOG = "prebuilt.log"  # the child's stdout and stderr
 

@@ -36,7 +36,13 @@ async def _until(check: object, timeout_s: float, what: str) -> None:
     raise AssertionError(f"not within {timeout_s} s: {what}")
 
 
-async def test_closed_patient_tab_ends_the_session_and_frees_everything(tmp_path: Path) -> None:
+async def test_closed_patient_tab_ends_the_session_and_frees_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The ingest notices the dropped connection after 4 s without frames (default 10 s) or a 4 s resume grace
+    # (default 15 s): the same end, sooner. Frames keep coming every 0.1 s until the tab closes.
+    monkeypatch.setenv("FEQA_INGEST_IDLE_TIMEOUT_S", "4")
+    monkeypatch.setenv("FEQA_INGEST_RESUME_GRACE_S", "4")
     settings = StackSettings(data_dir=tmp_path / "feqa", ingest_port=free_port(), dashboard_port=free_port())
     demo = Demo(DemoOptions(models_root=tmp_path / "models"), settings)
     demo.start(tmp_path / "models" / "demo")  # no model: kinematics only, which is all this test needs

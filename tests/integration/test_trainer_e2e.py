@@ -14,7 +14,8 @@ import torch
 from click.testing import CliRunner
 
 from common.manifest import Calibration, Manifest
-from phantom.dataset import write_pfed5
+from tests import smile_cohort
+from tests.prebuild import Prebuilds
 from trainer import checkpoint
 from trainer.baselines import clip_baselines, margin_over_baselines
 from trainer.checkpoint import Checkpoint
@@ -22,7 +23,7 @@ from trainer.cli import cli
 from trainer.config import load_resolved
 from trainer.data.dataset import load_dataset
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.prebuilt("smile-cohort")]
 
 
 # 5 fps keeps every clip (about 14-32 frames) close to the micro model's 16-frame trajectory window, so the window
@@ -33,13 +34,13 @@ pytestmark = pytest.mark.integration
 # never rose above chance and a test pass was luck. Until the phantom was made fair this test's Spearman > 0.5 passed
 # on clip length alone.) Measured once: test Spearman 0.60, calibrated MAE 0.77; the distance and kinematics baselines
 # on the same clips get 0.78 / 0.70 and 0.78 / 0.68.
-FPS = 5.0
+FPS = smile_cohort.FPS
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("pfed5")
-    return write_pfed5(root, n_subjects=48, clips_per_task=3, seed=3, width=320, height=240, fps=FPS, only=("smile",))
+def dataset(prebuilt: Prebuilds) -> Path:
+    """The cohort's PFED5 layout (tests/smile_cohort.py: rendered once per run, in the background)."""
+    return prebuilt.wait("smile-cohort", timeout_s=900) / smile_cohort.CROPS
 
 
 def _train_args(dataset: Path, run: Path, *sets: str) -> list[str]:

@@ -19,6 +19,8 @@ from phantom.dataset import write_neuroface, write_pfed5
 from phantom.face import Phantom
 from phantom.spec import PatientSpec
 from phantom.video import save_truth, sidecar_path, truth_table
+from tests import smile_cohort
+from tests.prebuild import Prebuilds
 from tracker.settings import TrackerSettings
 from trainer.cli import cli
 from trainer.data.cache import CacheResult, build_cache
@@ -186,14 +188,18 @@ def test_neuroface_repetitions_are_cut_from_the_task_video(tmp_path: Path) -> No
 FPS = 8.0
 
 
-TRAIN_FPS = 5.0
+TRAIN_FPS = smile_cohort.FPS
 
 
-def test_a_model_trains_from_source_videos_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.prebuilt("smile-cohort")
+def test_a_model_trains_from_source_videos_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prebuilt: Prebuilds
+) -> None:
     # The fair phantom's smile clips from 48 subjects at 5 fps, as in test_trainer_e2e (fewer clips leave the micro
-    # model at chance: on 12 subjects, 9 test clips, it scored Spearman -0.41).
-    root = write_pfed5(tmp_path / "videos-only", n_subjects=48, clips_per_task=3, seed=3, width=320, height=240,
-                       fps=TRAIN_FPS, contents="videos", only=("smile",))  # fmt: skip
+    # model at chance: on 12 subjects, 9 test clips, it scored Spearman -0.41), as source videos alone: a copy of
+    # the run's one rendering (tests/smile_cohort.py), since one of its files gets damaged here.
+    root = tmp_path / "videos-only"
+    shutil.copytree(prebuilt.wait("smile-cohort", timeout_s=900) / smile_cohort.VIDEOS, root)
     assert not list(root.rglob("*.npy")) and not list(root.rglob("*.jpg"))
     damaged = sorted((root / "videos").rglob("*_1.mp4"))[0]  # one smile recording cut short in transfer
     damaged.write_bytes(damaged.read_bytes()[:2000])
