@@ -119,7 +119,7 @@ async def test_clinician_runs_a_session_in_chromium(redis_server: RedisServer, t
                 kin = {"rom_mouth": 0.3 + 0.01 * i, "rom_brow": 0.2, "asym_mouth": 0.08, "blink_rate": 14.0 + (i % 3)}
                 await publish_scores(bus, [score(sid, last_seq=8 * i, value=value, ts=t0 + i * 0.1, kinematics=kin)])
                 await asyncio.sleep(0.03)
-            await page.wait_for_function("Number(document.body.dataset.points) >= 30", timeout=15_000)
+            await page.wait_for_function("Number(document.body.dataset.points) >= 30", timeout=30_000)
             assert await page.evaluate("window.feqaPlot.data[0].length") >= 30
             assert await page.text_content("#task") == "smile"
             assert await page.get_attribute("body", "data-stale") == "0"
