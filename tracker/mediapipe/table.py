@@ -88,7 +88,7 @@ class Table:
 
     def from_mesh(self, vertices: F32, centres: F32) -> F32:
         """[106, 2] from one face's mesh [468, >=2] and iris centres [2, 2]: :meth:`apply` reading only the
-        sources the table uses (116 of 470 in t2)."""
+        sources the table uses (116 of 470 in t3)."""
         mesh, iris, sub = self._used
         sources = np.concatenate([vertices[mesh, :2], np.asarray(centres, np.float32)[iris]], axis=0)
         return np.asarray(sub @ sources, dtype=np.float32)
