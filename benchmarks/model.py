@@ -9,6 +9,12 @@ the stable setting. Prints a table and, with ``--json PATH``, writes a flat JSON
 
 * ``ort_speedup_vs_torch``: TraMP-Former torch eager ms / ONNX Runtime CPU ms per window at batch 1;
 * ``qafe_ort_speedup_vs_torch``: the same for QAFE-Net;
+* ``*ort_speedup_vs_torch_cpu_time``: the same ratio of CPU time (the calling thread's; one thread each), which a
+  busy shared machine disturbs less than wall time;
+* ``*ort_traced_ms_per_window``, ``*ort_folded_vs_traced_speedup[_cpu_time]``, ``*ort_[traced_]graph_nodes``: the
+  graph as the TorchScript exporter traced it (its shape arithmetic on the fixed axes run on every call) against
+  the exported graph with that arithmetic folded (:mod:`trainer.onnx_shapes`), side by side;
+* ``load_average``: the machine's 1-minute load at the end (every figure is only as quiet as the machine was);
 * ``*_ms_per_window``, ``*_training_steps_per_s``, ``heatmap_ms_per_frame`` and the ORT graph-optimisation levels;
 * ``*ort_op_ms_<OpType>``: where ONNX Runtime's time goes, ms per window by operator type (its own profiler, the
   largest few), printed as a second table. On the small TraMP-Former window graph most of it is the partition
@@ -20,6 +26,7 @@ the stable setting. Prints a table and, with ``--json PATH``, writes a flat JSON
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -30,6 +37,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 from torch import nn
@@ -61,20 +69,25 @@ def _time(fn: Callable[[], object], reps: int) -> float:
     return (time.perf_counter() - t0) / reps * 1000.0
 
 
-def _time_pair(a: Callable[[], object], b: Callable[[], object], reps: int, rounds: int = 4) -> tuple[float, float]:
+def _time_pair(
+    a: Callable[[], object], b: Callable[[], object], reps: int, rounds: int = 4
+) -> tuple[float, float, float, float]:
     """Median ms per call of ``a`` and ``b``, timed in alternating blocks (a, b, a, b, ...) so that load from other
-    processes on a shared machine falls on both alike. Each block starts with an untimed call."""
-    ta: list[float] = []
-    tb: list[float] = []
+    processes on a shared machine falls on both alike. Each block starts with an untimed call. Returns wall-clock
+    ms of a and b, then CPU ms of a and b (the calling thread's CPU time: with one thread per runtime, all of the
+    call's work; it leaves out the time other processes held the core, so it varies less with the load)."""
+    wall: tuple[list[float], list[float]] = ([], [])
+    cpu: tuple[list[float], list[float]] = ([], [])
     per_block = max(2, reps // rounds)
     for _ in range(rounds):
-        for fn, out in ((a, ta), (b, tb)):
+        for k, fn in enumerate((a, b)):
             fn()
             for _ in range(per_block):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.thread_time()
                 fn()
-                out.append(time.perf_counter() - t0)
-    return statistics.median(ta) * 1000.0, statistics.median(tb) * 1000.0
+                cpu[k].append(time.thread_time() - c0)
+                wall[k].append(time.perf_counter() - t0)
+    return tuple(statistics.median(v) * 1000.0 for v in (*wall, *cpu))  # type: ignore[return-value]
 
 
 def training_steps_per_s(model: nn.Module, batch: int, steps: int) -> float:
@@ -120,24 +133,38 @@ def op_profile(path: Path, feeds: dict[str, np.ndarray], threads: int, runs: int
 
 
 def window_figures(prefix: str, model: nn.Module, reps: int, threads: int, tmp: Path) -> dict[str, float]:
-    """torch eager vs ONNX Runtime on the window graph at batch 1 (and the ORT optimisation levels)."""
+    """torch eager vs ONNX Runtime on the window graph at batch 1 (and the ORT optimisation levels, and the graph as
+    traced, before its shape arithmetic is folded: the previous export, side by side)."""
     model.eval()
     window = WindowGraph(model, Calibration.identity(0.0, 4.0)).eval()  # the clamp is part of every window graph
-    path = tmp / f"{prefix}window.onnx"
+    path, traced = tmp / f"{prefix}window.onnx", tmp / f"{prefix}window-traced.onnx"
     export_graph(window, example_inputs(model, 2)["window"], ["score", "raw"], path)
+    export_graph(window, example_inputs(model, 2)["window"], ["score", "raw"], traced, fold_shapes=False)
     one = example_inputs(model, 1)["window"]
     feeds = {k: v.numpy() for k, v in one.items()}
     sess = _session(path, threads)
     out: dict[str, float] = {}
     with torch.no_grad():
-        torch_ms, ort_ms = _time_pair(lambda: window(*one.values()), lambda: sess.run(None, feeds), reps)
+        torch_ms, ort_ms, torch_cpu, ort_cpu = _time_pair(
+            lambda: window(*one.values()), lambda: sess.run(None, feeds), reps
+        )
         ref = window(*one.values())[0].numpy()
     out[f"{prefix}torch_eager_ms_per_window"] = torch_ms
     out[f"{prefix}ort_cpu_ms_per_window"] = ort_ms
     out[f"{prefix}ort_speedup_vs_torch"] = torch_ms / ort_ms
+    out[f"{prefix}ort_speedup_vs_torch_cpu_time"] = torch_cpu / ort_cpu
     out[f"{prefix}ort_max_abs_diff"] = float(np.abs(sess.run(None, feeds)[0] - ref).max())
+    old = _session(traced, threads)
+    traced_ms, folded_ms, traced_cpu, folded_cpu = _time_pair(
+        lambda: old.run(None, feeds), lambda: sess.run(None, feeds), reps
+    )
+    out[f"{prefix}ort_traced_ms_per_window"] = traced_ms
+    out[f"{prefix}ort_folded_vs_traced_speedup"] = traced_ms / folded_ms
+    out[f"{prefix}ort_folded_vs_traced_speedup_cpu_time"] = traced_cpu / folded_cpu
+    out[f"{prefix}ort_graph_nodes"] = float(len(onnx.load(str(path)).graph.node))
+    out[f"{prefix}ort_traced_graph_nodes"] = float(len(onnx.load(str(traced)).graph.node))
     basic, extended = _session(path, threads, "basic"), _session(path, threads, "extended")
-    b_ms, e_ms = _time_pair(lambda: basic.run(None, feeds), lambda: extended.run(None, feeds), reps)
+    b_ms, e_ms, _, _ = _time_pair(lambda: basic.run(None, feeds), lambda: extended.run(None, feeds), reps)
     out[f"{prefix}ort_basic_ms_per_window"] = b_ms
     out[f"{prefix}ort_extended_ms_per_window"] = e_ms
     for op, ms in op_profile(path, feeds, threads, max(5, reps // 4), tmp).items():
@@ -200,6 +227,7 @@ def main(size: str, threads: int, quick: bool, json_path: Path | None) -> None:
         figures.update(window_figures("qafe_", qafe, reps, threads, Path(tmp)))
     torch.set_num_threads(default_threads)
     figures["heatmap_ms_per_frame"] = heatmap_ms_per_frame(8 if quick else 40)
+    figures["load_average"] = os.getloadavg()[0]
     click.echo(f"'{size}' models ({', '.join(FAMILIES)}), batch 1, {threads} thread(s) for torch and ONNX Runtime")
     click.echo(f"{'figure':<36}{'value':>12}")
     for key, value in figures.items():
@@ -213,7 +241,10 @@ def main(size: str, threads: int, quick: bool, json_path: Path | None) -> None:
         click.echo(
             f"{name}: ours (ONNX Runtime) vs reference (torch eager): {figures[prefix + 'ort_cpu_ms_per_window']:.2f} "
             f"ms vs {figures[prefix + 'torch_eager_ms_per_window']:.2f} ms = "
-            f"{figures[prefix + 'ort_speedup_vs_torch']:.2f}x"
+            f"{figures[prefix + 'ort_speedup_vs_torch']:.2f}x (CPU time: "
+            f"{figures[prefix + 'ort_speedup_vs_torch_cpu_time']:.2f}x); folded shapes vs the traced graph "
+            f"{figures[prefix + 'ort_folded_vs_traced_speedup']:.2f}x (CPU time "
+            f"{figures[prefix + 'ort_folded_vs_traced_speedup_cpu_time']:.2f}x)"
         )
     if json_path:
         json_path.write_text(json.dumps(figures, indent=1))

@@ -40,6 +40,7 @@ from common.manifest import Calibration, GraphSpec, Manifest, TensorSpec
 from common.protocols import UnknownProtocol, model_key
 from trainer.builders import heatmap_spec
 from trainer.checkpoint import Checkpoint
+from trainer.onnx_shapes import fold_static_shapes
 
 log = logging.getLogger(__name__)
 
@@ -142,11 +143,20 @@ def _outputs(module: nn.Module, inputs: dict[str, torch.Tensor]) -> list[torch.T
     return [out] if isinstance(out, torch.Tensor) else list(out)
 
 
-def export_graph(module: nn.Module, inputs: dict[str, torch.Tensor], outputs: Sequence[str], path: Path) -> None:
+def export_graph(
+    module: nn.Module,
+    inputs: dict[str, torch.Tensor],
+    outputs: Sequence[str],
+    path: Path,
+    *,
+    fold_shapes: bool = True,
+) -> None:
     """ONNX export with a dynamic batch axis on every input and output; ``outputs`` names the module's outputs in
     order. The TorchScript exporter traces the module once (1-5 s for a micro model on 2 cores, where the dynamo
-    exporter took 12-25 s per graph); whether the graph computes what torch does, at other batch sizes too, is
-    checked by :func:`parity` after every export."""
+    exporter took 12-25 s per graph); its shape arithmetic on the axes that never change is then folded into
+    constants (:func:`trainer.onnx_shapes.fold_static_shapes`; ``fold_shapes=False`` keeps the traced graph, for
+    comparing). Whether the graph computes what torch does, at other batch sizes too, is checked by :func:`parity`
+    after every export."""
     names = list(inputs)
     batch_axis = {name: {0: "batch"} for name in (*names, *outputs)}
     torch.onnx.export(
@@ -160,6 +170,8 @@ def export_graph(module: nn.Module, inputs: dict[str, torch.Tensor], outputs: Se
         dynamo=False,
         verbose=False,
     )
+    if fold_shapes:
+        fold_static_shapes(path)
 
 
 def parity(module: nn.Module, path: Path, inputs: dict[str, torch.Tensor]) -> float:
