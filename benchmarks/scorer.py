@@ -1,9 +1,14 @@
 """Scorer speed: windows with and without the per-frame feature cache, and how many live sessions one process serves.
 
-Models: the small and the paper-size TraMP-Former with random weights (speed does not depend on them), exported
-by the trainer's own export (cached across runs under ``--cache``, keyed by the model code, since exporting the
-paper model takes minutes), run by the scorer's ONNX Runtime backend on this machine's CPU (or CUDA when
-``--device cuda``).
+Models: TraMP-Former with random weights (speed does not depend on them) in three sizes, exported by the trainer's
+own export (cached across runs under ``--cache``, keyed by the model code, since exporting the paper model takes
+minutes), run by the scorer's ONNX Runtime backend on this machine's CPU (or CUDA when ``--device cuda``):
+
+- *paper*: the published shape (T_p 128, 80 RGB frames at 224): ``cache_speedup`` and ``paper_window_ms``;
+- *small* (T_p 64, 16 RGB frames at 64 px, d 64): the per-window table and ``sessions_realtime_small``;
+- *micro* at T_p 64 (8 RGB frames at 32 px, d 16): the size the product trains and serves on a CPU (the fair-phantom
+  acceptance models, ``feqa train -c fair``, and the demo's), real time only: ``sessions_realtime_micro``. It is
+  reported beside the small figure, never instead of it.
 
 1. **Per window, batch 1 / 8 / 32, hop 8** (one call serves B windows of B sessions):
    - *cached* (what the scorer does): the frame graph on the 8 new frames of each window, then the window graph;
@@ -11,26 +16,28 @@ paper model takes minutes), run by the scorer's ONNX Runtime backend on this mac
    Reported as windows/s and p50/p99 ms per call, side by side, in alternating rounds (noise hits both).
 2. **Work around the graphs** per hop window: kinematics and model input by the per-observation path and by the
    scorer's per-frame rows (:mod:`scorer.frame_rows`), side by side in alternating rounds, and the RGB input.
-3. **Real time**: N simulated 30 fps sessions, each with a hop window every 8 frames, scored by the scorer's own
-   window pipeline (:class:`scorer.scoring.WindowScorer`: span, kinematics, model input, frame cache, micro-batcher)
-   on observations and crops the tracker pipeline made from phantom video (Redis round trips not included). A
-   session count is kept in real time when no window is superseded, every window's latency (the maximum) stays
-   under two hop periods, the producer kept its 30 fps schedule (within one hop: a blocked event loop would slow
-   the stream and hide the lag) and at most each session's first hop was withheld as too short; the figure is the
-   largest such N tried. Superseded windows are also counted apart after the first second (``after 1 s``): those
-   are a steady lag, not a slow start.
+3. **Real time** (small, then micro): N simulated 30 fps sessions, each with a hop window every 8 frames, scored by
+   the scorer's own window pipeline (:class:`scorer.scoring.WindowScorer`: span, kinematics, model input, frame
+   cache, micro-batcher) on observations and crops the tracker pipeline made from phantom video (Redis round trips
+   not included). A session count is kept in real time when no window is superseded, every window's latency (the
+   maximum) stays under two hop periods, the producer kept its 30 fps schedule (within one hop: a blocked event loop
+   would slow the stream and hide the lag) and at most each session's first hop was withheld as too short; the
+   figure is the largest such N tried. Superseded windows are also counted apart after the first second
+   (``after 1 s``): those are a steady lag, not a slow start.
 
 JSON keys (flat): ``cache_speedup`` (paper size, batch 1: ms per window uncached / cached), ``paper_window_ms``
-(paper size, cached, batch 1, ms per window, p50), ``sessions_realtime_small`` (small model, hop 8), and every
-measured cell as ``<size>_<path>_b<B>_{windows_per_s,p50_ms,p99_ms}``, each real-time level tried as
-``realtime_n<N>_{superseded,superseded_after_1s,max_ms,cpu_ms_per_window}``, the cached path's two calls apart as
-``<size>_cached_b<B>_{frame,window}_graph_ms`` (medians, ms per call), the work around the graphs per hop window
-(small model input) as ``python_plain_ms`` (per-observation path), ``python_rows_ms`` (the scorer's per-frame
-rows) and ``python_rgb_ms`` (RGB input of a hop's new crops), ``realtime_cpu_ms_per_window`` (this process's CPU
-time, all threads, per scored window at the busiest level run) and ``sessions_cpu_bound_small`` (cores x 1000 ms
-over that CPU time per session-second: an upper bound from CPU time alone, no latency rule, nothing else
-running), plus ``load_average`` (the machine's load while measuring: the figures are only as quiet as the machine
-was).
+(paper size, cached, batch 1, ms per window, p50), ``sessions_realtime_small`` (small model, hop 8),
+``sessions_realtime_micro`` (micro model at T_p 64, hop 8), and every measured cell as
+``<size>_<path>_b<B>_{windows_per_s,p50_ms,p99_ms}``, each real-time level tried as
+``realtime_n<N>_{superseded,superseded_after_1s,max_ms,cpu_ms_per_window}`` (micro: ``micro_realtime_n<N>_...``),
+the cached path's two calls apart as ``<size>_cached_b<B>_{frame,window}_graph_ms`` (medians, ms per call), the work
+around the graphs per hop window (small model input) as ``python_plain_ms`` (per-observation path),
+``python_rows_ms`` (the scorer's per-frame rows) and ``python_rgb_ms`` (RGB input of a hop's new crops),
+``realtime_cpu_ms_per_window`` (this process's CPU time, all threads, per scored window at the busiest level run)
+and ``sessions_cpu_bound_small`` (cores x 1000 ms over that CPU time per session-second: an upper bound from CPU
+time alone, no latency rule, nothing else running), the same for micro (``micro_realtime_cpu_ms_per_window``,
+``sessions_cpu_bound_micro``), plus ``load_average`` and ``load_average_end`` (the machine's load after the
+per-window table and at the end: the figures are only as quiet as the machine was).
 
 Rounds: every cell is a median over at least 5 timed rounds (the uncached paper clip, seconds per call, over 2 with
 ``--quick``, 3 without), after one untimed warm-up round; with ``--quick`` the paper model runs at batch 1 only.
@@ -80,8 +87,12 @@ def _code_hash() -> str:
     return h.hexdigest()[:12]
 
 
+MICRO_T_P = 64
+"""The acceptance and demo models (``feqa train -c fair``) are the micro size with a 64-frame trajectory."""
+
+
 def artifact(size: str, cache: Path) -> Path:
-    """The exported random-weight model of ``size`` (exported once, then reused)."""
+    """The exported random-weight model of ``size`` (exported once, then reused); micro at T_p 64, as trained."""
     folder = cache / f"{_code_hash()}-{size}" / "pfed5" / "smile" / "1"
     if (folder / "manifest.json").is_file():
         return folder.parents[2]
@@ -93,7 +104,7 @@ def artifact(size: str, cache: Path) -> Path:
 
     print(f"exporting the {size} model once (cached in {cache}) ...", flush=True)
     torch.manual_seed(0)
-    model = TrampFormer(SIZES[size]()).eval()
+    model = TrampFormer(SIZES[size](MICRO_T_P) if size == "micro" else SIZES[size]()).eval()
     scale = get_protocol("pfed5").scale
     ckpt = Checkpoint(family="tramp_former", model_config=model.cfg.to_dict(), state=model.state_dict(),
                       protocol="pfed5", task="smile", label_min=scale.min, label_max=scale.max, fps=25.0,
@@ -291,6 +302,42 @@ async def realtime(model_dir: Path, choice: BackendChoice, sessions: int, second
             "cpu_ms_per_window": 1000 * cpu_s / max(1, len(latencies))}  # fmt: skip
 
 
+def realtime_levels(model_dir: Path, choice: BackendChoice, levels: list[int], seconds: float,
+                    base: tuple[list[Obs], list[Crop]]) -> tuple[int, list[dict[str, float]]]:  # fmt: skip
+    """Run :func:`realtime` at each session count in turn until one is not kept; returns the largest kept and every
+    level's row (the last one is the first not kept, unless all were)."""
+    kept = 0
+    rows = []
+    for n in levels:
+        row = asyncio.run(realtime(model_dir, choice, n, seconds, base))
+        rows.append(row)
+        # kept in real time: no window superseded, every window within two hops (max, not a percentile: no lag may
+        # grow), the producer on its 30 fps schedule (a blocked event loop slows the stream and would hide the lag),
+        # and the windows really scored (only a task's first hop may be withheld as too short)
+        limit = 2000 * HOP / STREAM_FPS
+        ok = (row["superseded"] == 0 and row["max_ms"] <= limit and row["behind_ms"] <= 1000 * HOP / STREAM_FPS
+              and row["frames"] >= row["frames_due"] - 1 and row["withheld"] <= row["withheld_allowed"])  # fmt: skip
+        if not ok:
+            break
+        kept = n
+    return kept, rows
+
+
+def _print_realtime(size: str, kept: int, rows: list[dict[str, float]], cpu_bound: float, cores: int) -> None:
+    print(f"{size} model: {'sessions':>9}{'windows':>9}{'superseded':>12}{'after 1 s':>11}{'withheld':>10}{'frames':>8}"
+          f"{'due':>6}{'behind ms':>11}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cpu ms/w':>10}")  # fmt: skip
+    for row in rows:
+        print(f"{'':<{len(size) + 7}} {row['sessions']:>9.0f}{row['windows']:>9.0f}{row['superseded']:>12.0f}"
+              f"{row['superseded_after_1s']:>11.0f}{row['withheld']:>10.0f}"
+              f"{row['frames']:>8.0f}{row['frames_due']:>6.0f}{row['behind_ms']:>11.1f}{row['p50_ms']:>9.1f}"
+              f"{row['p99_ms']:>9.1f}{row['max_ms']:>9.1f}{row['cpu_ms_per_window']:>10.1f}")  # fmt: skip
+    print(f"30-fps sessions kept in real time ({size}, hop {HOP}): {kept}{' (target >= 16)' if size == 'small' else ''}"
+          f"; load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+    print(f"CPU time per scored window, all threads, at {rows[-1]['sessions']:.0f} sessions: "
+          f"{rows[-1]['cpu_ms_per_window']:.1f} ms, so {cores} idle cores could carry at most {cpu_bound:.1f} sessions "
+          "(CPU time alone, no latency rule)", flush=True)  # fmt: skip
+
+
 Cell = tuple[str, str, int, dict[str, float]]
 Plan = dict[str, tuple[list[int], int, int, int]]
 
@@ -326,7 +373,7 @@ def main() -> None:
     args = ap.parse_args()
     choice = BackendChoice(device=args.device, intra_op_threads=args.threads)
     quick = args.quick
-    dirs = {size: artifact(size, args.cache) for size in ("small", "paper")}
+    dirs = {size: artifact(size, args.cache) for size in ("small", "paper", "micro")}
     figures: dict[str, float] = {}
     table: list[Cell] = []
     plan = {  # size: (batches, timed rounds, timed uncached rounds, largest batch the uncached path runs at)
@@ -362,41 +409,22 @@ def main() -> None:
         f"({py['plain'] / py['rows']:.1f}x), RGB input of {HOP} new crops {py['rgb']:.2f} ms",
         flush=True,
     )
-    kept = 0
-    rt_rows = []
-    for n in [1, 2, 4, 8, 16] if quick else [1, 2, 4, 6, 8, 12, 16, 24, 32]:
-        row = asyncio.run(realtime(dirs["small"], choice, n, 3.0 if quick else 8.0, base))
-        rt_rows.append(row)
-        for name in ("superseded", "superseded_after_1s", "max_ms", "cpu_ms_per_window"):
-            figures[f"realtime_n{n}_{name}"] = round(row[name], 1)
-        # kept in real time: no window superseded, every window within two hops (max, not a percentile: no lag may
-        # grow), the producer on its 30 fps schedule (a blocked event loop slows the stream and would hide the lag),
-        # and the windows really scored (only a task's first hop may be withheld as too short)
-        limit = 2000 * HOP / STREAM_FPS
-        ok = (row["superseded"] == 0 and row["max_ms"] <= limit and row["behind_ms"] <= 1000 * HOP / STREAM_FPS
-              and row["frames"] >= row["frames_due"] - 1 and row["withheld"] <= row["withheld_allowed"])  # fmt: skip
-        if not ok:
-            break
-        kept = n
-    figures["sessions_realtime_small"] = float(kept)
-    # an upper bound from CPU time alone at the busiest level run (its windows were all scored): what this machine's
-    # cores could carry if nothing else ran on them and latency were no object; not the real-time figure above
-    cpu_ms = rt_rows[-1]["cpu_ms_per_window"]
+    levels = [1, 2, 4, 8, 16] if quick else [1, 2, 4, 6, 8, 12, 16, 24, 32]
     cores = len(os.sched_getaffinity(0))
-    figures["realtime_cpu_ms_per_window"] = round(cpu_ms, 2)
-    figures["sessions_cpu_bound_small"] = round(cores * 1000 / (cpu_ms * STREAM_FPS / HOP), 1)
-    print(f"{'sessions':>9}{'windows':>9}{'superseded':>12}{'after 1 s':>11}{'withheld':>10}{'frames':>8}{'due':>6}"
-          f"{'behind ms':>11}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cpu ms/w':>10}")  # fmt: skip
-    for row in rt_rows:
-        print(f"{row['sessions']:>9.0f}{row['windows']:>9.0f}{row['superseded']:>12.0f}"
-              f"{row['superseded_after_1s']:>11.0f}{row['withheld']:>10.0f}"
-              f"{row['frames']:>8.0f}{row['frames_due']:>6.0f}{row['behind_ms']:>11.1f}{row['p50_ms']:>9.1f}"
-              f"{row['p99_ms']:>9.1f}{row['max_ms']:>9.1f}{row['cpu_ms_per_window']:>10.1f}")  # fmt: skip
-    print(f"30-fps sessions kept in real time (small, hop {HOP}): {kept} (target >= 16); load average "
-          f"{os.getloadavg()[0]:.2f}")  # fmt: skip
-    print(f"CPU time per scored window, all threads, at {rt_rows[-1]['sessions']:.0f} sessions: {cpu_ms:.1f} ms, so "
-          f"{cores} idle cores could carry at most {figures['sessions_cpu_bound_small']:.1f} sessions (CPU time alone, "
-          "no latency rule)")  # fmt: skip
+    for size, prefix in (("small", ""), ("micro", "micro_")):
+        kept, rt_rows = realtime_levels(dirs[size], choice, levels + ([24, 32] if quick and size == "micro" else []),
+                                        3.0 if quick else 8.0, base)  # fmt: skip
+        for row in rt_rows:
+            for name in ("superseded", "superseded_after_1s", "max_ms", "cpu_ms_per_window"):
+                figures[f"{prefix}realtime_n{row['sessions']:.0f}_{name}"] = round(row[name], 1)
+        figures[f"sessions_realtime_{size}"] = float(kept)
+        # an upper bound from CPU time alone at the busiest level run (its windows were all scored): what this
+        # machine's cores could carry if nothing else ran on them and latency were no object; not the real-time figure
+        cpu_ms = rt_rows[-1]["cpu_ms_per_window"]
+        figures[f"{prefix}realtime_cpu_ms_per_window"] = round(cpu_ms, 2)
+        figures[f"sessions_cpu_bound_{size}"] = round(cores * 1000 / (cpu_ms * STREAM_FPS / HOP), 1)
+        _print_realtime(size, kept, rt_rows, figures[f"sessions_cpu_bound_{size}"], cores)
+    figures["load_average_end"] = round(os.getloadavg()[0], 2)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
 
