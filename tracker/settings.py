@@ -62,6 +62,13 @@ class TrackerSettings(ServiceSettings):
         "Scale out with tracker processes rather than threads",
     )
 
+    malloc_arenas: int = Field(
+        2,
+        ge=0,
+        description="cap on glibc's malloc arenas in the tracker process (0 = glibc's default, 8 per core): fewer "
+        "arenas keep freed native memory from piling up per thread",
+    )
+
     # tracking
     detect_every: int = Field(5, ge=1, description="run the detector every N frames while tracking holds")
     keep_iou: float = Field(0.3, ge=0, le=1, description="IoU with the last box that keeps the same face")

@@ -51,6 +51,7 @@ from common.messages import Crop, Event, Frame, Message, Obs, SessionAnnounce, S
 from common.ownership import SessionOwnership
 from common.session_store import Retention, SessionStore
 from common.streams import COACH, CROPS, EVENTS, FRAMES, OBS, SESSIONS, WINDOWS, StreamSpec
+from tracker import heap
 from tracker.landmarker import Landmarker
 from tracker.landmarkers import LandmarkerChoice
 from tracker.pipeline import FrameJob, FramePipeline
@@ -297,6 +298,7 @@ class TrackerWorker:
         self.bus.forget(FRAMES, sid)
         self.pipeline.forget(sid)
         self.landmarkers.close(sid)
+        heap.trim()  # the session's buffers go back to the system, not into a fragmented arena
         if release:
             await self.ownership.release(sid)
 
@@ -389,5 +391,8 @@ async def serve(settings: TrackerSettings, stop: asyncio.Event | None = None) ->
 
 
 def run(settings: TrackerSettings | None = None) -> None:
-    """Run the tracker worker in this process (``python -m tracker``)."""
-    asyncio.run(serve(settings or TrackerSettings()))
+    """Run the tracker worker in this process (``python -m tracker``); glibc's malloc arenas are capped first, before
+    any thread starts (:mod:`tracker.heap`)."""
+    settings = settings or TrackerSettings()
+    heap.limit_arenas(settings.malloc_arenas)
+    asyncio.run(serve(settings))
