@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import psutil
 import pytest
@@ -40,9 +42,17 @@ libc.malloc_stats()
 """
 
 
+ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def _python(code: str, arg: int) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter (process-wide settings stay out of the test process)."""
+    return subprocess.run([sys.executable, "-c", code, str(arg)], capture_output=True, text=True, timeout=60,
+                          check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})  # fmt: skip
+
+
 def _arenas(cap: int) -> tuple[str, int]:
-    done = subprocess.run([sys.executable, "-c", _ARENAS, str(cap)], capture_output=True, text=True, timeout=60,
-                          check=True)  # fmt: skip
+    done = _python(_ARENAS, cap)
     return done.stdout.strip(), done.stderr.count("Arena ")
 
 
@@ -70,3 +80,20 @@ def test_trim_returns_freed_pages() -> None:
     after = proc.memory_info().rss
     libc.free(keep)
     assert before - after > 50 * 2**20
+
+
+_SETUP = """
+import sys, cv2
+from tracker.settings import TrackerSettings
+from tracker.worker import setup_process
+before = cv2.getNumThreads()
+setup_process(TrackerSettings(intra_op_threads=int(sys.argv[1])))
+print(before, cv2.getNumThreads())
+"""
+
+
+@pytest.mark.parametrize("threads", [0, 1])
+def test_setup_process_sizes_opencv_like_the_models(threads: int) -> None:
+    done = _python(_SETUP, threads)
+    before, after = (int(v) for v in done.stdout.split())
+    assert after == (before if threads == 0 else threads)
