@@ -9,7 +9,9 @@ pipeline in ``asyncio.to_thread`` as the worker runs it, 60 frames per session, 
 own heap, by tracemalloc, flat at ~1.1 MiB, so nothing Python holds grows): with glibc's default arenas the RSS
 went 276.5 -> 282.1 MiB over rounds 4-36, in steps, and 276.4 -> 277.6 MiB over rounds 5-25 in a second run; with
 one arena it stayed at 268.8 MiB from round 6 on; with two arenas and a trim after every round, 264.4 -> 265.0 MiB
-over rounds 5-25 (CPU 31.1 s against 34.1 s with the default, load 4-5: no cost seen).
+over rounds 5-25 (CPU 31.1 s against 34.1 s with the default, load 4-5: no cost seen). A 60-round run of each
+(load 12-21): default 277.3 -> 282.1 MiB over rounds 10-50; two arenas, trim and one OpenCV thread (the tracker
+process's setup, :func:`tracker.worker.setup_process`) 264.7 -> 264.9 MiB, CPU 60.1 s against 62.3 s.
 
 :func:`limit_arenas` caps the arenas (``FEQA_TRACKER_MALLOC_ARENAS``) before any thread starts; :func:`trim` asks
 glibc to return free pages to the system (``malloc_trim``), which the worker calls when a session is dropped, so
