@@ -18,6 +18,9 @@ Figures per mode:
 * peak motion per clip: the 63 points aligned to the clip's first frames by a similarity transform (head motion
   out), the 95th percentile over frames of the mean displacement, in inter-ocular distances; the same rule on the
   truth and on the measurement; ``amplitude_ratio`` = measured / true, summed over a task's clips;
+* the pupils' error (38, 92) with the iris cadence (``nme_pupils``, the default ``iris_every``) and with the iris
+  model on every frame (``nme_pupils_iris_every_frame``), same clips; their speed is ``fps_per_core`` beside
+  ``fps_per_core_iris_every_frame``;
 * Spearman of that peak motion against severity per task, from the truth and from the measurement;
   ``rank_gap`` = how much of the truth's correlation the measurement loses (tasks where the truth has one);
 * idle jitter of a still real portrait under sensor noise with and without the filter, and the filter's lag.
@@ -66,6 +69,7 @@ from tracker.mediapipe.models import DETECTOR, IRIS, MESH, SPECS, TFLITE_DIR, Mo
 from tracker.mediapipe.runners import LiteRtRunner, OrtRunner, Runner
 from tracker.pipeline import FrameJob, FramePipeline
 from tracker.settings import TrackerSettings
+from tracker.worker import setup_process
 
 F64 = npt.NDArray[np.float64]
 W, H = 640, 480
@@ -152,7 +156,11 @@ PHOTO_IDENTITIES = (9101, 9102, 9103, 9104)
 
 def accuracy(lm: MediapipeLandmarker, settings: TrackerSettings, quick: bool,
              appearance: str = "cartoon") -> tuple[dict[str, float], list[str]]:  # fmt: skip
-    """Figures of one render mode (``cartoon`` or ``photo``), keys without a mode suffix."""
+    """Figures of one render mode (``cartoon`` or ``photo``), keys without a mode suffix. Each clip is tracked a
+    second time with the iris model on every frame for the pupil error without the cadence
+    (``nme_pupils_iris_every_frame`` beside ``nme_pupils``)."""
+    every = settings.model_copy(update={"iris_every": 1})
+    lm_every = MediapipeLandmarker(lm.detector, lm.mesh, lm.iris, every)
     severities = (0.0, 2.0, 4.0) if quick else (0.0, 1.0, 2.0, 3.0, 4.0)
     if appearance == "photo":
         identities: tuple[int, ...] = PHOTO_IDENTITIES[:1] if quick else PHOTO_IDENTITIES
@@ -161,6 +169,7 @@ def accuracy(lm: MediapipeLandmarker, settings: TrackerSettings, quick: bool,
     fps = 10.0 if quick else 15.0
     err63, err_debiased, face, region_err, contour_err = [], [], [], {r: [] for r in REGIONS}, []
     pupil_err: list[float] = []
+    pupil_err_every: list[float] = []
     peaks: dict[str, list[tuple[float, float, float]]] = {t: [] for t in TASKS}  # (severity, truth, measured)
     point_bias = np.zeros((106, 2))
     n_clips = 0
@@ -178,6 +187,11 @@ def accuracy(lm: MediapipeLandmarker, settings: TrackerSettings, quick: bool,
                 err63.append(e[:, P63].mean())
                 contour_err.append(e[:, :33].mean())
                 pupil_err.append(e[:, [38, 92]].mean())
+                got_every = _track(lm_every, every, f"{appearance}-{ident}-{task}-{sev}-every", payloads, fps)
+                ok_e = np.isfinite(got_every).all(axis=(1, 2))
+                iod_e = np.linalg.norm(truth[:, 92] - truth[:, 38], axis=1)[ok_e, None]
+                e_every = np.linalg.norm(got_every[ok_e][:, [38, 92]] - truth[ok_e][:, [38, 92]], axis=2) / iod_e
+                pupil_err_every.append(e_every.mean())
                 for k, r in enumerate(REGIONS):
                     region_err[r].append(e[:, P63[k * POINTS_PER_REGION : (k + 1) * POINTS_PER_REGION]].mean())
                 offset = (got[ok] - truth[ok]).mean(axis=0)
@@ -191,6 +205,7 @@ def accuracy(lm: MediapipeLandmarker, settings: TrackerSettings, quick: bool,
         "nme_63_debiased": float(np.mean(err_debiased)),
         "nme_contour": float(np.mean(contour_err)),
         "nme_pupils": float(np.mean(pupil_err)),
+        "nme_pupils_iris_every_frame": float(np.mean(pupil_err_every)),
         "face_rate": float(np.mean(face)),
         "clips": float(n_clips),
     }
@@ -470,7 +485,8 @@ def _print_mode(name: str, acc: dict[str, float], lines: list[str]) -> None:
     print(f"-- {name}: {int(acc['clips'])} phantom clips ({W}x{H}, PFED5 tasks x severities), face found in "
           f"{acc['face_rate']:.1%} of frames")  # fmt: skip
     print(f"NME 63 points {acc['nme_63']:.4f} (constant offsets removed: {acc['nme_63_debiased']:.4f}); contour "
-          f"{acc['nme_contour']:.4f}; pupils {acc['nme_pupils']:.4f}")  # fmt: skip
+          f"{acc['nme_contour']:.4f}; pupils {acc['nme_pupils']:.4f} (iris model on every frame: "
+          f"{acc['nme_pupils_iris_every_frame']:.4f})")  # fmt: skip
     print("NME per region: " + ", ".join(f"{r} {acc[f'nme_{r}']:.4f}" for r in REGIONS))
     print(f"{'task':<14}{'true peak':>10}{'measured':>10}{'ratio':>8}{'rho truth':>10}{'rho meas':>10}")
     for line in lines:
@@ -486,6 +502,7 @@ def main() -> None:
                     help="only write PNGs of the portraits' hand marks beside the landmarker's points")  # fmt: skip
     args = ap.parse_args()
     settings = TrackerSettings(intra_op_threads=1)
+    setup_process(settings)  # as a tracker process runs (one OpenCV thread, capped malloc arenas)
     lm = MediapipeLandmarker.from_settings(settings)
     if args.overlays:
         for path in overlays(lm, args.overlays):  # one frame per portrait: the filter passes it through

@@ -58,8 +58,15 @@ class TrackerSettings(ServiceSettings):
     intra_op_threads: int = Field(
         1,
         ge=0,
-        description="ONNX Runtime threads per model session (idle ones sleep, never spin); 0 = one per core. "
-        "Scale out with tracker processes rather than threads",
+        description="ONNX Runtime threads per model session (idle ones sleep, never spin), and OpenCV's threads in "
+        "the tracker process; 0 = one per core. Scale out with tracker processes rather than threads",
+    )
+
+    malloc_arenas: int = Field(
+        2,
+        ge=0,
+        description="cap on glibc's malloc arenas in the tracker process (0 = glibc's default, 8 per core): fewer "
+        "arenas keep freed native memory from piling up per thread",
     )
 
     # tracking
