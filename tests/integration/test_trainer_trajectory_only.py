@@ -1,0 +1,86 @@
+"""TraMP-Former without its RGB stream (``model.rgb = false``) end to end on the fair phantom PFED5 set: a micro run
+trains on trajectories alone, evaluates beside the trivial baselines, and exports graphs that take no frames, whose
+window graph gives the trainer's own prediction on a test clip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from click.testing import CliRunner
+
+from common.manifest import Manifest
+from tests.integration.conftest import FAIR_FPS
+from trainer import checkpoint
+from trainer.cli import cli
+from trainer.config import load_resolved
+from trainer.data.dataset import load_dataset
+from trainer.data.samples import ClipSamples, sample_spec
+from trainer.predict import predict
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def run_dir(fair_pfed5_smile: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("trajectory-run")
+    args = ["train", "-c", "micro", "--run-dir", str(run)]
+    for item in (f'data.root="{fair_pfed5_smile}"', 'data.expressions=["smile"]', f"data.fps={FAIR_FPS}",
+                 "model.rgb=false"):  # fmt: skip
+        args += ["--set", item]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    return run
+
+
+def test_loss_falls_and_the_checkpoint_holds_no_rgb_stream(run_dir: Path) -> None:
+    history = json.loads((run_dir / "smile" / "history.json").read_text())
+    losses = [h["train_loss"] for h in history]
+    assert np.mean(losses[-3:]) < np.mean(losses[:2])
+    assert "rgb = false" in (run_dir / "config.toml").read_text()
+    ckpt = checkpoint.read(run_dir / "smile" / "best.pt")
+    assert ckpt.family == "tramp_former" and ckpt.model_config["use_rgb"] is False
+    assert not [k for k in ckpt.state if k.startswith(("rgb_encoder.", "rgb_proj."))] and "query" in ckpt.state
+    assert ckpt.calibration is not None and ckpt.calibration.fitted_on == "validation"
+    # the dataset items hold no frames: training never decoded them
+    clip = load_dataset(load_resolved(run_dir / "config.toml")).expressions["smile"].train[0]
+    assert set(ClipSamples([clip], sample_spec(ckpt.model().cfg, train=True))[0]) == {"trajectory", "index_t", "label"}
+
+
+def test_evaluate_scores_test_subjects_beside_the_baselines(run_dir: Path) -> None:
+    result = CliRunner().invoke(cli, ["evaluate", str(run_dir), "--bootstrap", "200"])
+    assert result.exit_code == 0, result.output
+    smile = json.loads((run_dir / "metrics.json").read_text())["expressions"]["smile"]
+    assert smile["family"] == "tramp_former" and smile["n"] >= 8
+    assert {"length", "constant"} <= set(smile["baselines"])
+    # Every clip has one length: the length baseline ranks nothing; the model ranks the movement. Measured once
+    # (seed 0, 12 test clips): Spearman 0.91, calibrated MAE 0.95, beside the distance baseline's 0.97 / 0.66 and
+    # kinematics' 0.82 / 0.66 (so it does not beat them here; the README's acceptance section has the fair sets).
+    assert smile["baselines"]["length"]["spearman"] == 0.0
+    assert smile["spearman"] > 0.5, smile["spearman"]
+    best = min(b["mae"] for b in smile["baselines"].values())
+    assert smile["mae_vs_best_baseline"] == pytest.approx(smile["mae_calibrated"] / best, rel=1e-6)
+    assert "model beside the baselines on test subjects" in result.output
+
+
+def test_export_has_no_frame_graph_and_reproduces_the_trainer_prediction(run_dir: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["export", str(run_dir), "--models-dir", str(tmp_path), "--version", "1"])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "pfed5" / "smile" / "1"
+    manifest = Manifest.read(folder)
+    manifest.check_compatible()
+    assert set(manifest.graphs) == {"window", "clip"} and not manifest.reads_frames
+    assert [i.name for i in manifest.graphs["window"].inputs] == ["trajectory", "index_t"]
+    ckpt = checkpoint.read(run_dir / "smile" / "best.pt")
+    clip = load_dataset(load_resolved(run_dir / "config.toml")).expressions["smile"].test[0]
+    item = ClipSamples([clip], sample_spec(ckpt.model().cfg, train=False))[0]
+    window = ort.InferenceSession(str(folder / manifest.graphs["window"].file), providers=["CPUExecutionProvider"])
+    score, raw = window.run(None, {"trajectory": item["trajectory"].numpy()[None],
+                                   "index_t": item["index_t"].numpy()[None]})  # fmt: skip
+    want = predict(ckpt.model(), [clip], torch.device("cpu"))
+    assert abs(float(raw[0]) - float(want[0])) < 1e-4
+    assert abs(float(score[0]) - float(manifest.calibration.apply(want)[0])) < 1e-4
