@@ -1,10 +1,12 @@
 """TraMP-Former without its RGB stream (``model.rgb = false``) end to end on the fair phantom PFED5 set: a micro run
 trains on trajectories alone, evaluates beside the trivial baselines, and exports graphs that take no frames, whose
-window graph gives the trainer's own prediction on a test clip."""
+window graph gives the trainer's own prediction on a test clip. Two such runs (two seeds) are scored as a seed
+ensemble by ``feqa evaluate --ensemble`` (the micro trajectory-only model trains in seconds)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,21 +22,30 @@ from trainer.cli import cli
 from trainer.config import load_resolved
 from trainer.data.dataset import load_dataset
 from trainer.data.samples import ClipSamples, sample_spec
-from trainer.predict import predict
+from trainer.metrics import spearman
+from trainer.predict import labels, predict
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def run_dir(fair_pfed5_smile: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("trajectory-run")
+def _train(root: Path, run: Path, seed: int) -> Path:
     args = ["train", "-c", "micro", "--run-dir", str(run)]
-    for item in (f'data.root="{fair_pfed5_smile}"', 'data.expressions=["smile"]', f"data.fps={FAIR_FPS}",
-                 "model.rgb=false"):  # fmt: skip
+    for item in (f'data.root="{root}"', 'data.expressions=["smile"]', f"data.fps={FAIR_FPS}", "model.rgb=false",
+                 f"train.seed={seed}"):  # fmt: skip
         args += ["--set", item]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     return run
+
+
+@pytest.fixture(scope="module")
+def run_dir(fair_pfed5_smile: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _train(fair_pfed5_smile, tmp_path_factory.mktemp("trajectory-run"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def other_seed(fair_pfed5_smile: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _train(fair_pfed5_smile, tmp_path_factory.mktemp("trajectory-run-seed1"), seed=1)
 
 
 def test_loss_falls_and_the_checkpoint_holds_no_rgb_stream(run_dir: Path) -> None:
@@ -84,3 +95,33 @@ def test_export_has_no_frame_graph_and_reproduces_the_trainer_prediction(run_dir
     want = predict(ckpt.model(), [clip], torch.device("cpu"))
     assert abs(float(raw[0]) - float(want[0])) < 1e-4
     assert abs(float(score[0]) - float(manifest.calibration.apply(want)[0])) < 1e-4
+
+
+def test_a_seed_ensemble_scores_the_mean_of_the_members_calibrated_predictions(run_dir: Path, other_seed: Path) -> None:
+    result = CliRunner().invoke(cli, ["evaluate", str(run_dir), "--bootstrap", "100", "--ensemble", str(other_seed)])
+    assert result.exit_code == 0, result.output
+    assert "seed ensemble (mean of calibrated predictions" in result.output
+    assert "seed ensemble" in (run_dir / "report.txt").read_text()
+    smile = json.loads((run_dir / "ensemble.json").read_text())["test"]["expressions"]["smile"]
+    test = load_dataset(load_resolved(run_dir / "config.toml")).expressions["smile"].test
+    cpu = torch.device("cpu")
+    members = [checkpoint.read(r / "smile" / "best.pt") for r in (run_dir, other_seed)]
+    assert members[0].calibration != members[1].calibration  # two seeds: two validation fits
+    calibrated = [m.calibration.apply(predict(m.model(), test, cpu)) for m in members if m.calibration is not None]
+    mean = np.mean(calibrated, axis=0)
+    label = labels(test)
+    assert smile["members"] == 2 and smile["n"] == len(test)
+    assert smile["spearman"] == pytest.approx(spearman(mean, label), abs=1e-9)
+    assert smile["mae"] == pytest.approx(float(np.abs(mean - label).mean()), abs=1e-9)
+    assert smile["mae_calibrated"] == smile["mae"] and smile["baselines"]["length"]["spearman"] == 0.0
+    best = min(b["mae"] for b in smile["baselines"].values())
+    assert smile["mae_vs_best_baseline"] == pytest.approx(smile["mae"] / best, rel=1e-6)
+
+
+def test_an_ensemble_member_trained_on_other_data_is_refused(run_dir: Path, other_seed: Path, tmp_path: Path) -> None:
+    stranger = tmp_path / "stranger"
+    shutil.copytree(other_seed, stranger)
+    config = stranger / "config.toml"
+    config.write_text(config.read_text().replace(f"fps = {FAIR_FPS}", "fps = 25.0"))
+    result = CliRunner().invoke(cli, ["evaluate", str(run_dir), "--bootstrap", "50", "--ensemble", str(stranger)])
+    assert result.exit_code != 0 and "trained on other data" in result.output, result.output
