@@ -15,8 +15,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from common.manifest import Manifest
 from tests.integration.conftest import FAIR_FPS
+from tests.integration.fair_phantom import export_smile
 from trainer import checkpoint
 from trainer.cli import cli
 from trainer.config import load_resolved
@@ -79,11 +79,7 @@ def test_evaluate_scores_test_subjects_beside_the_baselines(run_dir: Path) -> No
 
 
 def test_export_has_no_frame_graph_and_reproduces_the_trainer_prediction(run_dir: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["export", str(run_dir), "--models-dir", str(tmp_path), "--version", "1"])
-    assert result.exit_code == 0, result.output
-    folder = tmp_path / "pfed5" / "smile" / "1"
-    manifest = Manifest.read(folder)
-    manifest.check_compatible()
+    folder, manifest = export_smile(run_dir, tmp_path)
     assert set(manifest.graphs) == {"window", "clip"} and not manifest.reads_frames
     assert [i.name for i in manifest.graphs["window"].inputs] == ["trajectory", "index_t"]
     ckpt = checkpoint.read(run_dir / "smile" / "best.pt")
