@@ -29,6 +29,10 @@ observations (106 landmarks in 256-crop pixels, colours) and crops (256 x 256 RG
 * ``trajectory`` [B, T_p, 63, 5] and ``index_t`` [B, T_p], T_p = ``t_p``: :func:`common.features.model_input` on
   :func:`common.features.trajectory_features` of the window's observations.
 
+A TraMP-Former trained without its RGB stream (``model.rgb = false``; ``model_config["use_rgb"]`` is false) has no
+``frame`` graph: its ``window`` and ``clip`` graphs take ``trajectory`` and ``index_t`` only, the same function
+twice, and need no crops (:attr:`Manifest.reads_frames` is False; ``rgb_*`` then describe nothing the model reads).
+
 ``family = "qafe_net"`` (QAFE-Net), window and clip inputs after the frames (``t_p`` is 0: no trajectory):
 
 * ``heatmaps`` [B, T_f, 3, H, H], H = ``heatmap.crop``: at the *same* T_f frame indices as the frames,
@@ -179,6 +183,11 @@ class Manifest:
     def __post_init__(self) -> None:
         if self.calibration is _LABEL_SCALE_IDENTITY:
             object.__setattr__(self, "calibration", Calibration.identity(self.label_min, self.label_max))
+
+    @property
+    def reads_frames(self) -> bool:
+        """Whether the model has an RGB stream: a ``frame`` graph whose cached features its window graph takes."""
+        return "frame" in self.graphs
 
     def check_compatible(self) -> None:
         """Raise :class:`ModelError` when this code cannot interpret the artifact."""

@@ -10,6 +10,10 @@
 * ``clip`` (optional): ``frames`` [B, T_f, 3, S, S] + trajectory + index_t -> score, raw: the whole model in one graph,
   the uncached reference path (benchmarks and the cache-equivalence test use it).
 
+A TraMP-Former trained without its RGB stream (``model.rgb = false``) has no ``frame`` graph
+(:attr:`common.manifest.Manifest.reads_frames`); its window and clip graphs take ``trajectory`` and ``index_t``
+only, and the scorer neither caches frame features nor needs crops for it.
+
 Adding a family (QAFE-Net's heatmap graphs) means one more class with the same four members and an entry in
 :data:`FAMILIES`; registry, batching, caching and scoring stay as they are.
 """
@@ -79,10 +83,10 @@ def check_graph(
 
 
 class TrampFormerModel:
-    """A TraMP-Former artifact: frame + window graphs (and the clip graph on demand)."""
+    """A TraMP-Former artifact: window graph, frame graph when it has an RGB stream (and the clip graph on demand)."""
 
     FAMILY: ClassVar[str] = "tramp_former"
-    REQUIRED: ClassVar[tuple[str, ...]] = ("frame", "window")
+    REQUIRED: ClassVar[tuple[str, ...]] = ("window",)
 
     def __init__(self, manifest: Manifest, folder: Path, choice: BackendChoice) -> None:
         self.manifest = manifest
@@ -92,47 +96,58 @@ class TrampFormerModel:
         missing = [g for g in self.REQUIRED if g not in manifest.graphs]
         if missing:
             raise ModelError(f"{folder}: tramp_former needs graphs {list(self.REQUIRED)}; the manifest lacks {missing}")
-        frame_spec, window_spec = manifest.graphs["frame"], manifest.graphs["window"]
-        feature = _dims(frame_spec, "features", "output")
-        if len(feature) != 2 or not isinstance(feature[1], int):
-            raise ModelError(f"{frame_spec.file}: features must be [batch, D], the manifest says {list(feature)}")
-        self.feature_dim = int(feature[1])
-        s, tf, tp = self.spec.rgb_size, self.spec.rgb_frames, self.spec.t_p
-        self.frame: Backend | None = choice.open(folder / frame_spec.file)
-        check_graph(self.frame, frame_spec, {"frames": (3, s, s)}, ("features",))
+        self.frame: Backend | None = None
+        self.feature_dim = 0
+        if manifest.reads_frames:
+            frame_spec = manifest.graphs["frame"]
+            feature = _dims(frame_spec, "features", "output")
+            if len(feature) != 2 or not isinstance(feature[1], int):
+                raise ModelError(f"{frame_spec.file}: features must be [batch, D], the manifest says {list(feature)}")
+            self.feature_dim = int(feature[1])
+            s = self.spec.rgb_size
+            self.frame = choice.open(folder / frame_spec.file)
+            check_graph(self.frame, frame_spec, {"frames": (3, s, s)}, ("features",))
+        window_spec = manifest.graphs["window"]
         self.window = choice.open(folder / window_spec.file)
-        window_inputs = {"frame_features": (tf, self.feature_dim), "trajectory": (tp, 63, 5), "index_t": (tp,)}
-        check_graph(self.window, window_spec, window_inputs, ("score", "raw"))
+        check_graph(self.window, window_spec, self._inputs("frame_features", (self.feature_dim,)), ("score", "raw"))
         self._clip: Backend | None = None
         self._smoke_test()
 
+    def _inputs(self, rgb_name: str, rgb_dims: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        """A graph's inputs and their non-batch sizes: the trajectory's, after the RGB input when the model has one
+        (``frame_features`` [T_f, D] for the window graph, ``frames`` [T_f, 3, S, S] for the clip graph)."""
+        tp = self.spec.t_p
+        rgb = {rgb_name: (self.spec.rgb_frames, *rgb_dims)} if self.frame is not None else {}
+        return {**rgb, "trajectory": (tp, 63, 5), "index_t": (tp,)}
+
     def _smoke_test(self) -> None:
-        """Run both graphs once on a neutral batch of 2: a broken artifact is refused at load, not mid-session."""
-        frame = self.frame
-        if frame is None:  # tramp_former always opens its frame graph; this keeps the type checker honest
-            raise ModelError("no frame graph")
+        """Run the graphs once on a neutral batch of 2: a broken artifact is refused at load, not mid-session."""
         s, tf, tp = self.spec.rgb_size, self.spec.rgb_frames, self.spec.t_p
-        feats = frame.run({"frames": np.zeros((2, 3, s, s), np.float32)})["features"]
-        if feats.shape != (2, self.feature_dim) or not np.isfinite(feats).all():
-            raise ModelError(f"{self.folder}: frame graph gave {feats.shape} / non-finite features on a blank frame")
-        feeds = self.window_feeds(
-            np.zeros((tp, 63, 5), np.float32),
-            np.linspace(-1, 1, tp, dtype=np.float32),
-            np.repeat(feats[:1], tf, axis=0),
-        )
+        feats: Array | None = None
+        if self.frame is not None:
+            feats = self.frame.run({"frames": np.zeros((2, 3, s, s), np.float32)})["features"]
+            if feats.shape != (2, self.feature_dim) or not np.isfinite(feats).all():
+                why = f"frame graph gave {feats.shape} / non-finite features on a blank frame"
+                raise ModelError(f"{self.folder}: {why}")
+            feats = np.repeat(feats[:1], tf, axis=0)
+        feeds = self.window_feeds(np.zeros((tp, 63, 5), np.float32), np.linspace(-1, 1, tp, dtype=np.float32), feats)
         out = self.window.run({k: np.concatenate([v, v]) for k, v in feeds.items()})
         for key in ("score", "raw"):
             if out[key].shape != (2,) or not np.isfinite(out[key]).all():
                 raise ModelError(f"{self.folder}: window graph gave {key} {out[key]!r} on a neutral window")
 
     def window_feeds(self, trajectory: Array, index_t: Array, frame_features: Array | None) -> dict[str, Array]:
-        if frame_features is None:
-            raise ModelError("tramp_former windows need frame features")
-        return {
-            "frame_features": np.asarray(frame_features, np.float32)[None],
+        feeds = {
             "trajectory": np.asarray(trajectory, np.float32)[None],
             "index_t": np.asarray(index_t, np.float32)[None],
         }
+        if self.frame is None:
+            if frame_features is not None:
+                raise ModelError(f"{self.folder}: this tramp_former has no RGB stream; windows carry no frame features")
+            return feeds
+        if frame_features is None:
+            raise ModelError("tramp_former windows need frame features")
+        return {"frame_features": np.asarray(frame_features, np.float32)[None], **feeds}
 
     def clip_backend(self) -> Backend | None:
         spec = self.manifest.graphs.get("clip")
@@ -140,9 +155,8 @@ class TrampFormerModel:
             return None
         if self._clip is None:
             backend = self.choice.open(self.folder / spec.file)
-            s, tf, tp = self.spec.rgb_size, self.spec.rgb_frames, self.spec.t_p
-            check_graph(backend, spec, {"frames": (tf, 3, s, s), "trajectory": (tp, 63, 5), "index_t": (tp,)},
-                        ("score", "raw"))  # fmt: skip
+            s = self.spec.rgb_size
+            check_graph(backend, spec, self._inputs("frames", (3, s, s)), ("score", "raw"))
             self._clip = backend
         return self._clip
 

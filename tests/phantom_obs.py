@@ -1,5 +1,5 @@
 """Phantom frames through the tracker's own frame pipeline (phantom ground-truth landmarker, a test-only oracle):
-the observations and crops a live session would publish, without Redis."""
+the observations and crops a live session would publish, without Redis; and a scorer session holding them."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from common.framecodec import encode_frame
 from common.messages import Consent, Crop, Frame, Obs, SessionInfo
 from phantom.face import Phantom
 from phantom.spec import PatientSpec
+from scorer.session import SessionState
 from tracker.landmarkers import LandmarkerChoice
 from tracker.phantom_landmarker import PhantomLandmarker
 from tracker.pipeline import FrameJob, FramePipeline
@@ -48,3 +49,15 @@ def observe(spec: PatientSpec, indices: range, *, fps: float = 25.0, size: tuple
         if result.crop is not None:
             crops.append(result.crop)
     return Observed(obs, crops)
+
+
+def scoring_session(seen: Observed, sid: str, fps: float = 25.0, *, crops: bool = True) -> SessionState:
+    """A scorer session of a consenting pfed5 patient holding ``seen``'s observations, and its crops unless ``crops``
+    is False (what a session feeding a model without an RGB stream may lack)."""
+    state = SessionState(sid, 4096, 4096, 4096)
+    state.obs = {o.seq: o for o in seen.obs}
+    if crops:
+        state.crops.update((c.seq, c.image) for c in seen.crops)
+    state.info = SessionInfo(sid=sid, patient_id="p", protocol="pfed5", consent=Consent(live_scoring=True),
+                             state="live", source="webrtc", fps=fps, created_ts=0.0)  # fmt: skip
+    return state

@@ -78,6 +78,9 @@ def model_config(cfg: RunConfig, expression: str) -> Any:
         changes["skate"] = skate
         changes["fusion"] = cfg.model.fusion
         changes["time_index"] = cfg.model.time_index
+        changes["use_rgb"] = cfg.model.rgb
+    elif not cfg.model.rgb:
+        raise ConfigError(f"model.rgb = false leaves TraMP-Former's RGB stream out; {fam.name} has no other stream")
     elif cfg.model.time_index != "window":
         raise ConfigError(f"model.time_index applies to trajectory inputs; {fam.name} takes none (leave it 'window')")
     else:
@@ -97,6 +100,9 @@ def build_model(cfg: RunConfig, expression: str) -> nn.Module:
     fam = get_family(cfg.model.family)
     model = fam.build(model_config(cfg, expression))
     p = cfg.pretrained
+    if not cfg.model.rgb and (p.whole or p.former_dfer):
+        raise ConfigError("model.rgb = false trains without the RGB stream: pretrained.whole and "
+                          "pretrained.former_dfer name RGB weights it has no place for")  # fmt: skip
     if p.whole:
         if fam.name == "tramp_former" and cfg.model.fusion != "reference":
             raise ConfigError(

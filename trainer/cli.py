@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -84,7 +85,15 @@ def _named_roots(items: tuple[str, ...]) -> dict[str, Path]:
     help="also score every clip of another dataset of the run's layout (an acceptance set: held-out identities, "
     "timing- or amplitude-decoupled); figures go to metrics_NAME.json",
 )
-def evaluate(run_dir: Path, bootstrap: int, extra: tuple[str, ...]) -> None:
+@click.option(
+    "--ensemble",
+    "members",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    help="another run of the same data (e.g. another train.seed): also score the mean of RUN_DIR's and these runs' "
+    "calibrated predictions on every set; figures go to ensemble.json",
+)
+def evaluate(run_dir: Path, bootstrap: int, extra: tuple[str, ...], members: tuple[Path, ...]) -> None:
     """Test-set metrics and plots for a finished run, raw and calibrated, beside the trivial baselines.
 
     Calibrated figures use each checkpoint's validation-fitted calibration (fitted when training finished); a
@@ -96,8 +105,13 @@ def evaluate(run_dir: Path, bootstrap: int, extra: tuple[str, ...]) -> None:
     from trainer.report import comparison_lines
 
     sets = _named_roots(extra)
+    ensemble: dict[str, dict[str, Any]] = {}
     try:
         results = run_eval(run_dir, bootstrap=bootstrap, extra=sets)
+        if members:
+            from trainer.ensemble import evaluate_ensemble
+
+            ensemble = evaluate_ensemble([run_dir, *members], bootstrap=bootstrap, extra=sets)
     except FeqaError as exc:
         raise click.ClickException(str(exc)) from exc
     out = results["test"]
@@ -124,6 +138,13 @@ def evaluate(run_dir: Path, bootstrap: int, extra: tuple[str, ...]) -> None:
         for expr, m in res["expressions"].items():
             lo, hi = m["spearman_ci"]
             report.append(f"{expr:>14}: model raw Spearman {m['spearman']:.3f}, clip bootstrap [{lo:.3f}, {hi:.3f}]")
+    for name, res in ensemble.items():
+        title = "test subjects" if name == "test" else f"{name} ({sets[name]}, every clip)"
+        runs = ", ".join(str(r) for r in (run_dir, *members))
+        report += ["", *comparison_lines(f"seed ensemble (mean of calibrated predictions of {runs}) beside the "
+                                         f"baselines on {title}:", res["expressions"])]  # fmt: skip
+    if ensemble:
+        (run_dir / "ensemble.json").write_text(json.dumps(ensemble, indent=1))
     for line in report:
         click.echo(line)
     (run_dir / "report.txt").write_text("\n".join(report[1:]) + "\n")

@@ -33,6 +33,8 @@ class ModelSection:
     time_index: str = "window"
     # SkateFormer deformation channels' unit: "size" (the size factory's: pixels) | pixels | iod
     motion_norm: str = "size"
+    # TraMP-Former's RGB stream: false = trajectory only (no frames read in training, no frame graph when exported)
+    rgb: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

@@ -56,7 +56,7 @@ def _calibrated_metrics(ckpt: Checkpoint, path: Path, pred: npt.NDArray[np.float
     }
 
 
-def _beside_baselines(
+def beside_baselines(
     expr: str, fit_on: list[CachedClip], test: list[CachedClip], res: ExpressionMetrics, mae: float, cfg: RunConfig
 ) -> dict[str, Any]:
     """The baselines' figures on the model's test clips, the label ceiling, the model's MAE over the best baseline's
@@ -94,7 +94,7 @@ def _score_set(
         results.append(res)
         e = _calibrated_metrics(ckpt, path, pred, label)
         e |= {"family": ckpt.family, "best_epoch": ckpt.epoch}
-        e |= _beside_baselines(expr, data[expr].train + data[expr].val, test, res, e["mae_calibrated"], cfg)
+        e |= beside_baselines(expr, data[expr].train + data[expr].val, test, res, e["mae_calibrated"], cfg)
         extra[expr] = e
         calibrated = ckpt.require_calibration(path).apply(pred)
         png = run_dir / f"{plot_prefix}pred_vs_true_{expr}.png"

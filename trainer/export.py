@@ -6,7 +6,9 @@ landmarker, data hash and the validation-fitted calibration. Three graphs per mo
 (exported with batch 2: a batch of 1 would freeze the axis); their inputs per family are the contract documented in
 :mod:`common.manifest`:
 
-* ``frame_encoder.onnx``: frames [N, 3, S, S] -> features [N, D]; run once per arriving frame and cached.
+* ``frame_encoder.onnx``: frames [N, 3, S, S] -> features [N, D]; run once per arriving frame and cached. A model
+  without an RGB stream (TraMP-Former trained with ``model.rgb = false``) has none, and its other two graphs take no
+  frames or frame features.
 * ``window.onnx``: cached frame features [B, T_f, D] + the family's other inputs -> score [B], raw [B].
 * ``model.onnx``: the whole clip, frames [B, T_f, 3, S, S] + the family's other inputs -> score [B], raw [B].
 
@@ -129,6 +131,8 @@ def example_inputs(model: nn.Module, batch: int, seed: int = 0) -> dict[str, dic
     dim = int(cfg.rgb.out_dim)
     clip = {n: _input(n, cfg, batch, dim, g) for n in getattr(model, "INPUTS")}  # noqa: B009
     window = {n: clip[n] if n in clip else _input(n, cfg, batch, dim, g) for n in getattr(model, "WINDOW_INPUTS")}  # noqa: B009
+    if "frames" not in clip:  # no RGB stream (TraMP-Former with use_rgb = False): no per-frame graph
+        return {"window": window, "clip": clip}
     return {"frame": {"frames": clip["frames"][:, 0]}, "window": window, "clip": clip}
 
 
@@ -268,12 +272,13 @@ def export(
     model = ckpt.model().cpu()
     cfg: Any = getattr(model, "cfg")  # noqa: B009
     folder.mkdir(parents=True, exist_ok=True)
+    trace_inputs = example_inputs(model, 2)
     modules: dict[str, nn.Module] = {
         "frame": FrameGraph(model).eval(),
         "window": WindowGraph(model, calibration).eval(),
         "clip": ClipGraph(model, calibration).eval(),
     }
-    trace_inputs = example_inputs(model, 2)
+    modules = {key: module for key, module in modules.items() if key in trace_inputs}
     diffs: dict[str, float] = {}
     graphs: dict[str, GraphSpec] = {}
     for key, module in modules.items():

@@ -6,7 +6,7 @@ could pass on the length leak. Cutting every clip to one length still closes any
 :func:`equalise_lengths` cuts every clip to the length of the shortest one (the movement of the most severe clip
 still peaks inside it), leaving amplitude and movement as the only ways to tell severities apart.
 The trivial baselines a model must beat are the trainer's own (:func:`trainer.baselines.clip_baselines`, which
-``feqa evaluate`` reports beside every model).
+``feqa evaluate`` reports beside every model). :func:`export_smile` exports a run trained on the set's smiles.
 """
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ import csv
 from pathlib import Path
 
 import numpy as np
+from click.testing import CliRunner
 
+from common.manifest import Manifest
 from phantom.face import Phantom
 from phantom.plan import Cohort, plan_pfed5
 from trainer.baselines import clip_baselines
+from trainer.cli import cli
 
 __all__ = ["clip_baselines", "equalise_lengths", "shortest_planned_clip"]
 
@@ -63,3 +66,14 @@ def equalise_lengths(root: Path, to: int | None = None) -> int:
         for npy in (root / folder).rglob("*.npy"):
             np.save(npy, np.load(npy)[:n])
     return n
+
+
+def export_smile(run_dir: Path, models_dir: Path) -> tuple[Path, Manifest]:
+    """``feqa export RUN_DIR`` as version 1 into ``models_dir``: the smile model's folder and its manifest, checked
+    to be one this code can serve."""
+    result = CliRunner().invoke(cli, ["export", str(run_dir), "--models-dir", str(models_dir), "--version", "1"])
+    assert result.exit_code == 0, result.output
+    folder = models_dir / "pfed5" / "smile" / "1"
+    manifest = Manifest.read(folder)
+    manifest.check_compatible()
+    return folder, manifest

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.messages import Consent, SessionInfo, Window
+from common.messages import Window
 from common.model_input import InputSpec, model_input
 from phantom.spec import PatientSpec
 from scorer.backends import BackendChoice
@@ -17,10 +17,9 @@ from scorer.batching import MicroBatcher
 from scorer.health import ScorerStats
 from scorer.registry import ModelRegistry
 from scorer.scoring import WindowScorer, observed_clip
-from scorer.session import SessionState
 from scorer.settings import ScorerSettings
 from tests.model_artifacts import LANDMARKER, copy_artifact, shared_random_artifact
-from tests.phantom_obs import observe
+from tests.phantom_obs import observe, scoring_session
 
 pytestmark = pytest.mark.integration
 FPS = 25.0
@@ -44,11 +43,7 @@ async def test_cached_frame_features_score_like_the_uncached_clip_graph(artifact
     spec: InputSpec = model.model.spec
     seen = observe(PatientSpec(seed=3, protocol="pfed5", severity=2.0, reps=1, tasks=("smile",)), range(N), fps=FPS,
                    sid="c")  # fmt: skip
-    state = SessionState("c", 4096, 4096, 4096)
-    state.obs = {o.seq: o for o in seen.obs}
-    state.crops.update((c.seq, c.image) for c in seen.crops)
-    state.info = SessionInfo(sid="c", patient_id="p", protocol="pfed5", consent=Consent(live_scoring=True),
-                             state="live", source="webrtc", fps=FPS, created_ts=0.0)  # fmt: skip
+    state = scoring_session(seen, "c", FPS)
     batcher = MicroBatcher(8, 0.001)
     stats = ScorerStats()
     scorer = WindowScorer(ScorerSettings(), registry, batcher, stats)

@@ -16,9 +16,8 @@ from click.testing import CliRunner
 
 from common import features
 from common.heatmaps import heatmap_frames, model_heatmaps
-from common.manifest import Manifest
 from tests.integration.conftest import FAIR_FPS
-from tests.integration.fair_phantom import clip_baselines
+from tests.integration.fair_phantom import clip_baselines, export_smile
 from trainer import checkpoint
 from trainer.baselines import margin_over_baselines
 from trainer.cli import cli
@@ -64,19 +63,17 @@ def test_held_out_spearman_beside_the_trivial_baselines(run_dir: Path) -> None:
     # every clip has one length: the length baseline ranks nothing, and the model ranks far above it
     assert base["length"]["spearman"] == 0.0 and smile["spearman"] > base["length"]["spearman"] + 0.3
     if smile["margin_over_baselines"] <= 0:
-        # Measured once after main's distance and kinematics baselines arrived: test Spearman 0.78 against the mouth-
-        # width distance baseline's 0.97 and kinematics' 0.82 (margin -0.19). The claim stays visible, not asserted.
+        # Measured after main's distance and kinematics baselines arrived, and again since (the same figures): test
+        # Spearman 0.78 against the mouth-width distance baseline's 0.97 and kinematics' 0.82 (margin -0.19), with
+        # validation Spearman at chance in every epoch (-0.29 to 0.23); the README's acceptance section says what
+        # limits QAFE-Net here. The claim stays visible, not asserted.
         best = max((v for k, v in base.items() if k != "constant"), key=lambda b: b["spearman"])
         pytest.xfail(f"QAFE-Net micro does not beat the best baseline yet: Spearman {smile['spearman']:.3f}, "
                      f"best baseline {best['spearman']:.3f}, margin {smile['margin_over_baselines']:+.3f}")  # fmt: skip
 
 
 def test_export_parity_and_scoring_from_observations(run_dir: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["export", str(run_dir), "--models-dir", str(tmp_path), "--version", "1"])
-    assert result.exit_code == 0, result.output
-    folder = tmp_path / "pfed5" / "smile" / "1"
-    manifest = Manifest.read(folder)
-    manifest.check_compatible()
+    folder, manifest = export_smile(run_dir, tmp_path)
     assert manifest.family == "qafe_net" and manifest.t_p == 0 and manifest.heatmap is not None
     assert all(manifest.metrics[f"parity_max_abs_{k}"] <= 1e-4 for k in ("frame", "window", "clip"))
     assert [i.name for i in manifest.graphs["window"].inputs] == ["frame_features", "heatmaps"]

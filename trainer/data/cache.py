@@ -63,6 +63,12 @@ class CachedClip:
         with np.load(self.path) as data:
             return data["trajectory"], data["frames"]
 
+    def trajectory(self) -> npt.NDArray[np.float32]:
+        """The trajectory alone (a model without an RGB stream): the frames are not decompressed."""
+        with np.load(self.path) as data:
+            out: npt.NDArray[np.float32] = data["trajectory"]
+            return out
+
     def load_eval(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
         """(trajectory, frames at the model's side): what evaluation feeds the model, as the live scorer does."""
         with np.load(self.path) as data:

@@ -3,7 +3,7 @@
 Items are dicts of named tensors, the names being the model family's inputs (``frames``, ``trajectory``,
 ``index_t``, ``heatmaps``) plus ``label``:
 
-* ``frames`` [T_f, 3, S, S]: training draws T_f consecutive frames from a random start, a random S x S crop of the
+* ``frames`` [T_f, 3, S, S] (every model but TraMP-Former with ``model.rgb = false``): training draws T_f consecutive frames from a random start, a random S x S crop of the
   cached load-size frames and a horizontal flip; evaluation is exactly what the live scorer feeds the model
   (:mod:`common.model_input`): T_f frames spread uniformly over the clip, at the model's side (resized once from the
   crop by the one resize rule when the cache was built). Both normalised with the model's own mean/std
@@ -46,6 +46,7 @@ class SampleSpec:
     flip_p: float = 0.5
     fps: float = 25.0  # only checked here: the cache already picked the frames at the model's rate
     time_index: str = "window"  # common.features.TIME_INDEX_RULES
+    rgb: bool = True  # False: the model reads no frames (TraMP-Former with model.rgb = false): none are loaded
 
     def input_spec(self) -> model_input.InputSpec:
         """The shared model-input spec (a model without a trajectory still samples its RGB frames by its rules)."""
@@ -69,6 +70,7 @@ def sample_spec(mcfg: Any, *, train: bool, reverse_p: float = 0.5, flip_p: float
         reverse_p=reverse_p,
         flip_p=flip_p,
         time_index=str(getattr(mcfg, "time_index", "window")),
+        rgb=bool(getattr(mcfg, "use_rgb", True)),
     )
 
 
@@ -100,7 +102,10 @@ class ClipSamples(Dataset[Item]):
         clip = self.clips[i % len(self.clips)]
         spec = self.spec
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        traj, frames = clip.load() if spec.train else clip.load_eval()
+        if spec.rgb:
+            traj, frames = clip.load() if spec.train else clip.load_eval()
+        else:
+            traj, frames = clip.trajectory(), None
         s = model_input.sample(traj.shape[0], spec.input_spec(), train=spec.train, rng=rng)
         item: Item = {}
         if spec.t_p:
@@ -110,7 +115,8 @@ class ClipSamples(Dataset[Item]):
             item["trajectory"] = torch.from_numpy(model_traj)
             item["index_t"] = torch.from_numpy(s.index_t)
         idx = s.rgb_idx
-        item["frames"] = self._frames(frames[idx], rng)
+        if frames is not None:
+            item["frames"] = self._frames(frames[idx], rng)
         if spec.heatmap is not None:
             item["heatmaps"] = self._heatmaps(clip.heatmaps()[idx], spec.heatmap, rng)
         item["label"] = torch.tensor(clip.record.label, dtype=torch.float32)

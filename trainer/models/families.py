@@ -29,7 +29,7 @@ FAMILIES: dict[str, Family] = {
         "tramp_former",
         trampformer.SIZES,
         trampformer.TrampFormerConfig.from_dict,
-        trampformer.TrampFormer,
+        trampformer.build,
         uses_trajectory=True,
         uses_heatmaps=False,
     ),

@@ -18,6 +18,10 @@ What the reference does differently, and what we do:
     (``-c reference`` in the trainer; see the README).
 
 * RGB layout (item 5): see :mod:`trainer.models.formerdfer`; frames go in as [B, T, 3, H, W].
+* The RGB stream can be left out (``use_rgb = False``, the trainer's ``model.rgb = false``): :class:`TrampTrajectory`
+  keeps the trajectory stream, the fusion blocks and the head, and one learned query token takes the place of the
+  RGB subclip tokens, so the blocks pool the trajectory tokens by attention. Its inputs are ``trajectory`` and
+  ``index_t`` only; it has no per-frame encoder (no ``frame`` graph when exported). :func:`build` picks the class.
 * Training recipe (item 7) lives in the configs: the paper's SGD recipe and the shipped Adam recipe are both there,
   BMC gets (prediction, label) in the paper's order, and the best epoch is picked on a validation split.
 """
@@ -54,6 +58,8 @@ class TrampFormerConfig:
     fusion: str = "tokens"  # tokens (ours) | reference (one token per side, as the reference code)
     # index_t rule (common.features.TIME_INDEX_RULES) the trajectory input is built with; travels to the manifest
     time_index: str = "window"
+    # False: no RGB stream (trajectory only, TrampTrajectory); ``rgb`` and ``rgb_frames`` then describe nothing it reads
+    use_rgb: bool = True
 
     def validate(self) -> None:
         self.skate.validate()
@@ -116,20 +122,17 @@ class TrampBlock(nn.Module):
         return out
 
 
-class TrampFormer(nn.Module):
-    """The fused regressor. See the module docstring for inputs and what differs from the reference."""
-
-    FAMILY: ClassVar[str] = "tramp_former"
-    INPUTS: ClassVar[tuple[str, ...]] = ("frames", "trajectory", "index_t")
-    WINDOW_INPUTS: ClassVar[tuple[str, ...]] = ("frame_features", "trajectory", "index_t")
+class _TrampCore(nn.Module):
+    """The trajectory stream, the fusion blocks and the head: what both TraMP-Former variants share. The queries of
+    the fusion (RGB subclip tokens, or a learned token) come from :meth:`_build_queries`, called where the RGB
+    encoder was always built, so a seeded model initialises exactly as before the variants existed."""
 
     def __init__(self, cfg: TrampFormerConfig) -> None:
         super().__init__()
         cfg.validate()
         self.cfg = cfg
         self.traj_encoder = SkateFormer(cfg.skate)
-        self.rgb_encoder = FormerDFER(cfg.rgb)
-        self.rgb_proj = nn.Linear(self.rgb_encoder.out_dim, cfg.dim)
+        self._build_queries(cfg)
         self.traj_proj: nn.Module = (
             nn.Identity() if self.traj_encoder.out_dim == cfg.dim else nn.Linear(self.traj_encoder.out_dim, cfg.dim)
         )
@@ -141,23 +144,76 @@ class TrampFormer(nn.Module):
             nn.Linear(d, d // 2), nn.ReLU(), nn.Linear(d // 2, d // 4), nn.ReLU(), nn.Linear(d // 4, 1)
         )
 
+    def _build_queries(self, cfg: TrampFormerConfig) -> None:
+        raise NotImplementedError
+
+    def _fuse(self, queries: torch.Tensor, traj: torch.Tensor, index_t: torch.Tensor) -> torch.Tensor:
+        """Score [B] from the fusion's queries [B, Q, dim], trajectories [B, T_p, 63, 5] and index_t [B, T_p]."""
+        tokens = self.traj_proj(self.traj_encoder(traj, index_t))
+        if self.cfg.fusion == "reference":  # one token per side (mean over subclips; over time and landmarks)
+            queries, tokens = queries.mean(dim=1, keepdim=True), tokens.mean(dim=1, keepdim=True)
+        for block in self.fusion:
+            queries = block(queries, tokens)
+        out: torch.Tensor = self.head(queries.mean(dim=1)).squeeze(-1)
+        return out
+
+
+class TrampFormer(_TrampCore):
+    """The fused regressor. See the module docstring for inputs and what differs from the reference."""
+
+    FAMILY: ClassVar[str] = "tramp_former"
+    INPUTS: ClassVar[tuple[str, ...]] = ("frames", "trajectory", "index_t")
+    WINDOW_INPUTS: ClassVar[tuple[str, ...]] = ("frame_features", "trajectory", "index_t")
+
+    def __init__(self, cfg: TrampFormerConfig) -> None:
+        if not cfg.use_rgb:
+            raise ValueError("use_rgb = False is the trajectory-only model: build it with trampformer.build")
+        super().__init__(cfg)
+
+    def _build_queries(self, cfg: TrampFormerConfig) -> None:
+        self.rgb_encoder = FormerDFER(cfg.rgb)
+        self.rgb_proj = nn.Linear(self.rgb_encoder.out_dim, cfg.dim)
+
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """[N, 3, H, W] normalised frames -> [N, D_rgb]: the per-frame part a live scorer caches."""
         return self.rgb_encoder.encode_frames(frames)
 
     def forward_features(self, frame_features: torch.Tensor, traj: torch.Tensor, index_t: torch.Tensor) -> torch.Tensor:
         """Score from cached frame features [B, T_f, D_rgb], trajectories [B, T_p, 63, 5] and index_t [B, T_p]."""
-        rgb = self.rgb_proj(self.rgb_encoder.encode_subclips(frame_features))
-        tokens = self.traj_proj(self.traj_encoder(traj, index_t))
-        if self.cfg.fusion == "reference":  # one token per side (mean over subclips; over time and landmarks)
-            rgb, tokens = rgb.mean(dim=1, keepdim=True), tokens.mean(dim=1, keepdim=True)
-        for block in self.fusion:
-            rgb = block(rgb, tokens)
-        out: torch.Tensor = self.head(rgb.mean(dim=1)).squeeze(-1)
-        return out
+        return self._fuse(self.rgb_proj(self.rgb_encoder.encode_subclips(frame_features)), traj, index_t)
 
     def forward(self, frames: torch.Tensor, traj: torch.Tensor, index_t: torch.Tensor) -> torch.Tensor:
         """Score from frames [B, T_f, 3, H, W], trajectories [B, T_p, 63, 5] and index_t [B, T_p] -> [B]."""
         b, t = frames.shape[:2]
         feats = self.encode_frames(frames.reshape(b * t, *frames.shape[2:])).reshape(b, t, -1)
         return self.forward_features(feats, traj, index_t)
+
+
+class TrampTrajectory(_TrampCore):
+    """TraMP-Former without its RGB stream (``use_rgb = False``): one learned query token attends to the trajectory
+    tokens through the same fusion blocks. Inputs: trajectories [B, T_p, 63, 5] and index_t [B, T_p]; no frames."""
+
+    FAMILY: ClassVar[str] = "tramp_former"
+    INPUTS: ClassVar[tuple[str, ...]] = ("trajectory", "index_t")
+    WINDOW_INPUTS: ClassVar[tuple[str, ...]] = ("trajectory", "index_t")
+
+    def __init__(self, cfg: TrampFormerConfig) -> None:
+        if cfg.use_rgb:
+            raise ValueError("TrampTrajectory is the model without RGB: its config needs use_rgb = False")
+        super().__init__(cfg)
+
+    def _build_queries(self, cfg: TrampFormerConfig) -> None:
+        self.query = nn.Parameter(torch.randn(1, 1, cfg.dim))
+
+    def forward_features(self, traj: torch.Tensor, index_t: torch.Tensor) -> torch.Tensor:
+        """The window graph: the same as :meth:`forward` (there are no frame features to cache)."""
+        return self._fuse(self.query.expand(traj.shape[0], -1, -1), traj, index_t)
+
+    def forward(self, traj: torch.Tensor, index_t: torch.Tensor) -> torch.Tensor:
+        """Score from trajectories [B, T_p, 63, 5] and index_t [B, T_p] -> [B]."""
+        return self.forward_features(traj, index_t)
+
+
+def build(cfg: TrampFormerConfig) -> nn.Module:
+    """The model a config describes: :class:`TrampFormer`, or :class:`TrampTrajectory` when ``use_rgb`` is False."""
+    return TrampFormer(cfg) if cfg.use_rgb else TrampTrajectory(cfg)
