@@ -105,6 +105,12 @@ def load_truth(path: Path) -> TruthTable:
 
 
 ENCODE_BLOCK = 32  # frames rendered before they are handed to the encoder (see _encode)
+# libx264's macroblock tree (rate control from the lookahead) does not give one output for one input: encoding the
+# same rendered frames in several processes at once gave different files, from the second clip a process wrote on
+# (e.g. 6 distinct files in 6 runs; decoding was exact and the frames identical), with one encoder thread as with
+# many. So a dataset's videos, their crops and any model trained on them changed from run to run. Without mbtree,
+# 25 of 25 such runs wrote the same files (so did asm=0, at a large cost in speed); quality at crf 18 barely moves.
+X264_PARAMS = "mbtree=0"
 
 
 def _frames(phantom: Phantom, start: int, stop: int | None) -> range:
@@ -131,9 +137,7 @@ def _encode(
         if not isinstance(stream, av.VideoStream):
             raise TypeError(f"codec {codec} did not give a video stream")
         stream.width, stream.height, stream.pix_fmt = phantom.width, phantom.height, pix_fmt
-        # Render a block, then encode it: rendering each frame between encoder calls (its worker threads running
-        # beside the renderer's) gave two different files in 6 of 16 parallel runs of one clip, so a dataset's
-        # videos, their landmarks and a model trained on them changed from run to run; 16 of 16 agree this way.
+        # Render a block, then encode it, so the renderer and the encoder's threads take turns on the cores.
         for first in range(0, len(frames), ENCODE_BLOCK):
             block = [phantom.render(i) for i in frames[first : first + ENCODE_BLOCK]]
             for image in block:
@@ -157,7 +161,16 @@ def write_video(
     if phantom.width % 2 or phantom.height % 2:
         raise ValueError("H.264 mp4 needs an even width and height")
     frames = _frames(phantom, start, stop)
-    _encode(phantom, path, frames, None, "libx264", "yuv420p", progress, {"crf": str(crf), "preset": "veryfast"})
+    _encode(
+        phantom,
+        path,
+        frames,
+        None,
+        "libx264",
+        "yuv420p",
+        progress,
+        {"crf": str(crf), "preset": "veryfast", "x264-params": X264_PARAMS},
+    )
     side = sidecar_path(path)
     save_truth(truth_table(phantom, frames), side)
     log.info("wrote %s (%d frames) and %s", path, len(frames), side.name)

@@ -18,7 +18,7 @@ from common.errors import ConfigError, ModelError
 from phantom.dataset import write_neuroface, write_pfed5
 from phantom.face import Phantom
 from phantom.spec import PatientSpec
-from phantom.video import save_truth, sidecar_path, truth_table
+from phantom.video import X264_PARAMS, save_truth, sidecar_path, truth_table
 from tests import smile_cohort
 from tests.prebuild import Prebuilds
 from tracker.settings import TrackerSettings
@@ -98,7 +98,9 @@ def test_auto_prefers_files_and_falls_back_to_the_video(pfed5: Path, tmp_path: P
 def _write_video(path: Path, phantom: Phantom, frames: range, blank: set[int]) -> None:
     """A phantom clip with some frames replaced by a grey screen (the camera covered: no face, no index)."""
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(int(phantom.fps)), options={"crf": "18"})
+        stream = container.add_stream(
+            "libx264", rate=Fraction(int(phantom.fps)), options={"crf": "18", "x264-params": X264_PARAMS}
+        )
         assert isinstance(stream, av.VideoStream)
         stream.width, stream.height, stream.pix_fmt = phantom.width, phantom.height, "yuv420p"
         for i in frames:
