@@ -263,3 +263,7 @@ def health(service: str, timeout_s: float, max_age_s: float) -> None:
 def main() -> None:
     """Console entry point."""
     feqa()
+
+
+if __name__ == "__main__":  # python -m infra.cli, as the console script
+    main()
