@@ -1,6 +1,7 @@
-"""The demo's models: one micro TraMP-Former per pfed5 task, trained on phantom patients landmarked by the real
-landmarker the live tracker runs (MediaPipe by default, never the phantom's ground truth), cached under
-``models/demo/<protocol>/<task>/<version>/`` and trained again only when missing or made for another landmarker.
+"""The demo's models: one micro TraMP-Former per pfed5 task (trajectory only: ``DemoTraining.rgb``), trained on
+phantom patients landmarked by the real landmarker the live tracker runs (MediaPipe by default, never the phantom's
+ground truth), cached under ``models/demo/<protocol>/<task>/<version>/`` and trained again only when missing or made
+for another landmarker.
 
 The phantom data are cut fairly (as in the scorer's ranking test): a clip starts a few frames before the phantom's
 own movement onset (the same leads for every severity) and every clip has the same length, so neither the onset
@@ -52,6 +53,11 @@ class DemoTraining:
     # anywhere in the subject's continuous performance (seeded), for a patient whose task prompts are not tied to
     # the phantom's movement (a browser patient page timing the tasks itself with a looping fake camera).
     anywhere: bool = False
+    # False: the trajectory-only TraMP-Former (model.rgb = false). On the fair acceptance sets the RGB stream added
+    # nothing and cost ranking on the amplitude-decoupled set (README, "Phantom acceptance run"); live, the browser
+    # end-to-end test's three patients (severities 0, 2, 4) got mean smile scores 0.0 / 1.89 / 0.58 from RGB models
+    # and 0.48 / 2.67 / 4.0 (Spearman 0.97) from trajectory-only ones trained on the same clips.
+    rgb: bool = False
 
 
 def onsets(phantom: Phantom) -> list[tuple[str, int, int]]:
@@ -171,7 +177,8 @@ def train_demo_models(
                 write_video(Phantom(spec, WIDTH, HEIGHT, FPS), video, start=first, stop=first + cfg.clip_frames)
                 records.append(ClipRecord(f"{task}-s{spec.seed}r{rep}", str(spec.seed), task, spec.severity,
                                           cfg.clip_frames, None, None, None, "train", video=video))  # fmt: skip
-            run_cfg = resolve(["micro"], [f"data.fps={FPS}", f"optim.epochs={cfg.epochs}"])
+            sets = [f"data.fps={FPS}", f"optim.epochs={cfg.epochs}", f"model.rgb={str(cfg.rgb).lower()}"]
+            run_cfg = resolve(["micro"], sets)
             cached = build_cache(records, root / "cache", run_cfg.data.load_size, "video", lambda: landmarking,
                                  model_size=32, fps=FPS)  # fmt: skip
             val_ids = {str(s.seed) for s in val_specs}
