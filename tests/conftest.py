@@ -75,6 +75,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=order)  # stable: the original order within each group
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Each build's time and the tests' waits for it, beside the slowest tests (where CI's time goes)."""
+    if _PREBUILDS in config.stash and config.stash[_PREBUILDS].started:
+        terminalreporter.write_sep("=", "prebuilt builds (tests/prebuild.py)")
+        for line in config.stash[_PREBUILDS].summary():
+            terminalreporter.write_line(line)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _PREBUILDS in config.stash:
         config.stash[_PREBUILDS].close()

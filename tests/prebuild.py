@@ -1,7 +1,15 @@
 """Expensive inputs some tests share (trained and exported models), built by child processes that start as soon as
-the session's tests are collected, at the lowest CPU priority: a test run is serial and most of its tests keep one
-core busy, so the builds use the core it leaves idle, and a test that needs one waits for it (then the build has
-both cores). The work is exactly what the tests did themselves before; only when and where it runs changed.
+the session's tests are collected, below the tests' CPU priority: a test run is serial and most of its tests keep one
+core busy, so the builds use the core it leaves idle. The work is exactly what the tests did themselves before; only
+when and where it runs changed.
+
+Priorities: the build the tests need first (:data:`FINISH_ORDER`) runs :data:`NICE` steps below the tests, each later
+one a step lower, so on a busy machine the builds do not split the idle core evenly but finish roughly in the order
+they are read (``mypy`` in .ci/run runs below them all: nothing waits for it before the tests end).
+A test that has to wait for a build raises that build's priority to its own (the waiting test is then idle, and
+nothing else in the run is more urgent), where the system lets it; a niced build left at the lowest priority found
+no idle core on a loaded machine and its tests waited twice as long as the work itself takes. The session's
+summary lists each build's time and how long tests waited for it.
 
 A test names the builds it needs with ``@pytest.mark.prebuilt("name", ...)`` and reads them through the
 ``prebuilt`` fixture (:meth:`Prebuilds.wait` returns the build's folder once its child exited cleanly). The tests
@@ -13,6 +21,7 @@ child fails fails every test that needs it, with the child's output.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import shutil
 import signal
@@ -24,7 +33,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-NICE = 19  # the lowest priority: a test that wants the CPU gets it
+NICE = 12  # added to the tests' own niceness: below them (a test that wants the CPU gets it), above mypy in .ci/run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +56,17 @@ BUILDS: dict[str, Build] = {
     # the trainer tests' 48-subject phantom smile cohort, as crops and as source videos (tests/smile_cohort.py)
     "smile-cohort": Build("tests.smile_cohort"),
 }
-# the tests needing a build run after all others, grouped by the build that usually finishes last among theirs
+# the tests needing a build run after all others, grouped by the build that usually finishes last among theirs; the
+# builds' priorities follow the same order (the first is read first)
 FINISH_ORDER = ("smile-cohort", "reproducible", "ranking", "demo")
+
+
+def build_nice(name: str) -> int:
+    """How far below the tests a build starts: :data:`NICE` for the first of :data:`FINISH_ORDER`, one more per
+    place (the system caps the sum at 19)."""
+    return min(19, NICE + FINISH_ORDER.index(name))
+
+
 DONE = "prebuilt.done"  # written by :func:`finished` as a build's last act
 LOG = "prebuilt.log"  # the child's stdout and stderr
 
@@ -65,7 +83,8 @@ class Prebuilds:
         self.base = Path(tempfile.mkdtemp(prefix="feqa-prebuilt-"))
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.folders: dict[str, Path] = {}
-        self.started: dict[str, float] = {}
+        self.started: dict[str, float] = {}  # time.time() at each build's start
+        self.waited: dict[str, float] = {}  # seconds the tests spent waiting for each build, in all
 
     def start(self, names: Iterable[str]) -> None:
         for name in names:
@@ -78,12 +97,13 @@ class Prebuilds:
             self.folders[name] = folder
             (folder / DONE).unlink(missing_ok=True)
             env = {**os.environ, **dict(build.env), "PYTHONPATH": str(ROOT)}
+            nice = build_nice(name)
             with (folder / LOG).open("wb") as log:
                 self.procs[name] = subprocess.Popen(
                     [sys.executable, "-m", build.module, str(folder)], cwd=ROOT, env=env, stdout=log,
-                    stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=lambda: os.nice(NICE),
+                    stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=functools.partial(os.nice, nice),
                 )  # fmt: skip
-            self.started[name] = time.monotonic()
+            self.started[name] = time.time()
 
     def wait(self, name: str, timeout_s: float = 1800) -> Path:
         """The build's folder once its child has finished; a failed or hung build is an error with its output."""
@@ -91,6 +111,9 @@ class Prebuilds:
         folder = self.folders[name]
         proc = self.procs.get(name)
         if proc is not None:
+            t0 = time.monotonic()
+            if proc.poll() is None:
+                self._hurry(proc)
             try:
                 proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
@@ -98,9 +121,32 @@ class Prebuilds:
                 raise AssertionError(
                     f"build {name!r} still running after {timeout_s} s:\n{self.output(name)}"
                 ) from None
+            finally:
+                self.waited[name] = self.waited.get(name, 0.0) + (time.monotonic() - t0)
             if proc.returncode != 0 or not (folder / DONE).is_file():
                 raise AssertionError(f"build {name!r} failed (exit {proc.returncode}):\n{self.output(name)}")
         return folder
+
+    def summary(self) -> list[str]:
+        """One line per build started: its niceness offset, how long it ran (from its start to its :data:`DONE`
+        file) and how long the tests waited for it."""
+        lines = []
+        for name, started in self.started.items():
+            done = self.folders[name] / DONE
+            ran = f"ran {done.stat().st_mtime - started:.0f} s" if done.is_file() else "did not finish"
+            waited = self.waited.get(name, 0.0)
+            lines.append(f"{name}: nice +{build_nice(name)}, {ran}, tests waited {waited:.0f} s for it")
+        return lines
+
+    @staticmethod
+    def _hurry(proc: subprocess.Popen[bytes]) -> None:
+        """Give a build a test now waits for the waiting test's own priority (its process group: the build and any
+        worker it started). Raising a priority needs the right to (root or CAP_SYS_NICE); without it the build goes
+        on at its own."""
+        try:
+            os.setpriority(os.PRIO_PGRP, proc.pid, os.getpriority(os.PRIO_PROCESS, 0))
+        except (PermissionError, ProcessLookupError):
+            return
 
     def output(self, name: str, chars: int = 6000) -> str:
         path = self.folders[name] / LOG
