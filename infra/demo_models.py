@@ -56,7 +56,7 @@ class DemoTraining:
     # False: the trajectory-only TraMP-Former (model.rgb = false). On the fair acceptance sets the RGB stream added
     # nothing and cost ranking on the amplitude-decoupled set (README, "Phantom acceptance run"); live, the browser
     # end-to-end test's three patients (severities 0, 2, 4) got mean smile scores 0.0 / 1.89 / 0.58 from RGB models
-    # and 0.48 / 2.67 / 4.0 (Spearman 0.97) from trajectory-only ones trained on the same clips.
+    # and 0.48 / 2.67 / 4.0, 1.15 / 2.68 / 4.0 and 2.47 / 2.51 / 3.99 (three runs) from trajectory-only ones.
     rgb: bool = False
 
 
