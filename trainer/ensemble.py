@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
+from torch import nn
 
 from common.errors import ConfigError
+from common.manifest import Calibration
 from trainer import checkpoint
 from trainer.builders import heatmap_spec
 from trainer.checkpoint import BEST, Checkpoint
@@ -39,29 +41,26 @@ class _Member:
     run_dir: Path
     cfg: RunConfig
     ckpts: dict[str, Checkpoint]
+    calibrations: dict[str, Calibration]
 
 
 def _member(run_dir: Path) -> _Member:
     if not (run_dir / "config.toml").is_file():
         raise ConfigError(f"{run_dir} is not a training run (no config.toml)")
     ckpts = {p.parent.name: checkpoint.read(p) for p in sorted(run_dir.glob(f"*/{BEST}"))}
-    for expr, ckpt in ckpts.items():
-        ckpt.require_calibration(run_dir / expr / BEST)
-    return _Member(run_dir, load_resolved(run_dir / "config.toml"), ckpts)
+    calibrations = {expr: ckpt.require_calibration(run_dir / expr / BEST) for expr, ckpt in ckpts.items()}
+    return _Member(run_dir, load_resolved(run_dir / "config.toml"), ckpts, calibrations)
 
 
 def _test_ids(data: dict[str, ExpressionData]) -> dict[str, list[str]]:
     return {e: sorted(c.record.clip_id for c in d.test) for e, d in data.items()}
 
 
-def calibrated_mean(ckpts: list[Checkpoint], clips: list[CachedClip], device: torch.device, batch_size: int = 8
-                    ) -> npt.NDArray[np.float64]:  # fmt: skip
-    """The mean over ``ckpts`` of each one's calibrated, clamped predictions on ``clips``."""
-    preds = []
-    for ckpt in ckpts:
-        if ckpt.calibration is None:
-            raise ConfigError(f"{ckpt.task}: an ensemble member has no calibration (its run did not finish)")
-        preds.append(ckpt.calibration.apply(predict(ckpt.model().to(device), clips, device, batch_size)))
+def calibrated_mean(members: list[tuple[nn.Module, Calibration]], clips: list[CachedClip], device: torch.device,
+                    batch_size: int = 8) -> npt.NDArray[np.float64]:  # fmt: skip
+    """The mean over ``members`` (a model on ``device`` and its calibration) of each one's calibrated, clamped
+    predictions on ``clips``."""
+    preds = [cal.apply(predict(model, clips, device, batch_size)) for model, cal in members]
     out: npt.NDArray[np.float64] = np.mean(preds, axis=0)
     return out
 
@@ -94,11 +93,13 @@ def evaluate_ensemble(
     sets = {"test": {e: data[e].test for e in exprs if data[e].test}}
     for name, root in (extra or {}).items():
         sets[name] = {e: clips for e, clips in load_eval_set(cfg, root, spec).items() if e in exprs}
+    # each member's model built once per expression, for every set
+    models = {e: [(m.ckpts[e].model().to(device), m.calibrations[e]) for m in members] for e in exprs}
     out: dict[str, dict[str, Any]] = {}
     for name, clips_by_expr in sets.items():
         scored: dict[str, Any] = {}
         for expr, clips in clips_by_expr.items():
-            pred = calibrated_mean([m.ckpts[expr] for m in members], clips, device, cfg.optim.batch_size)
+            pred = calibrated_mean(models[expr], clips, device, cfg.optim.batch_size)
             label = labels(clips)
             res = expression_metrics(expr, pred, label, [c.record.subject for c in clips], bootstrap, cfg.train.seed)
             e: dict[str, Any] = {**dataclasses.asdict(res), "members": len(members)}

@@ -28,6 +28,7 @@ What the reference does differently, and what we do:
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from typing import Any, ClassVar
 
@@ -122,7 +123,7 @@ class TrampBlock(nn.Module):
         return out
 
 
-class _TrampCore(nn.Module):
+class _TrampCore(nn.Module, abc.ABC):
     """The trajectory stream, the fusion blocks and the head: what both TraMP-Former variants share. The queries of
     the fusion (RGB subclip tokens, or a learned token) come from :meth:`_build_queries`, called where the RGB
     encoder was always built, so a seeded model initialises exactly as before the variants existed."""
@@ -144,8 +145,9 @@ class _TrampCore(nn.Module):
             nn.Linear(d, d // 2), nn.ReLU(), nn.Linear(d // 2, d // 4), nn.ReLU(), nn.Linear(d // 4, 1)
         )
 
+    @abc.abstractmethod
     def _build_queries(self, cfg: TrampFormerConfig) -> None:
-        raise NotImplementedError
+        """Create the modules or parameters the fusion's queries come from."""
 
     def _fuse(self, queries: torch.Tensor, traj: torch.Tensor, index_t: torch.Tensor) -> torch.Tensor:
         """Score [B] from the fusion's queries [B, Q, dim], trajectories [B, T_p, 63, 5] and index_t [B, T_p]."""
