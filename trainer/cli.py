@@ -35,7 +35,11 @@ def train(layers: tuple[str, ...], sets: tuple[str, ...], run_dir: Path, resume:
     except FeqaError as exc:
         raise click.ClickException(str(exc)) from exc
     for r in results:
-        click.echo(f"{r.expression:>14}: best epoch {r.best_epoch}, validation Spearman {r.best_val_spearman:.3f}")
+        note = f" (after {r.restarts} restart(s) for a constant output, seed {r.seed})" if r.restarts else ""
+        if r.dead_output:
+            note = f" (CONSTANT OUTPUT: stopped, seed {r.seed}, no restart left)"
+        rho = f"validation Spearman {r.best_val_spearman:.3f}"
+        click.echo(f"{r.expression:>14}: best epoch {r.best_epoch}, {rho}{note}")
 
 
 @cli.command()

@@ -82,6 +82,9 @@ class TrainSection:
     eval_every: int = 1
     eval_clips: int = 1  # evaluation: 1 = the uniform rule; N > 1 = mean over N random clips (QAFE on UNBC: 10)
     max_minutes: float = 0.0  # stop early after this wall time (0 = no limit)
+    # stop a run whose validation predictions are all equal for this many epochs in a row (a dead head; 0 = never)
+    dead_epochs: int = 3
+    dead_restarts: int = 1  # after such a stop, train again from scratch with seed + 1000 x restart, this many times
 
 
 @dataclasses.dataclass(frozen=True)

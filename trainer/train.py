@@ -3,6 +3,10 @@
 Each expression's ``best.pt`` is a :class:`trainer.checkpoint.Checkpoint` written whenever validation Spearman
 improves; when the expression finishes, the score calibration is fitted on the validation clips with the best
 weights (:mod:`trainer.predict`) and written into it. ``last.pt`` keeps what ``--resume`` needs.
+
+A run whose validation predictions stay the same for every clip (``train.dead_epochs`` epochs in a row) has a dead
+head: once no hidden unit of the head is active, no weight gets a gradient again, so the run is stopped with an error
+in the log and, ``train.dead_restarts`` times at most, trained again from scratch with another seed.
 """
 
 from __future__ import annotations
@@ -44,6 +48,19 @@ class TrainResult:
     epochs_run: int
     history: list[dict[str, float]]
     stopped_by_time_budget: bool = False  # train.max_minutes ended it: the epoch count depended on the machine
+    seed: int = 0  # the seed of the run kept (train.seed, or another one after a restart)
+    restarts: int = 0  # runs stopped for a constant output before this one
+    dead_output: bool = False  # this run too was stopped for a constant output (no restart left)
+
+
+DEAD_TOLERANCE = 1e-6  # predictions spread over less than this fraction of the label range count as one value
+RESTART_SEED_STEP = 1000
+
+
+def constant_output(pred: np.ndarray, label_range: tuple[float, float]) -> bool:
+    """True when every prediction is the same value (to :data:`DEAD_TOLERANCE` of the label range)."""
+    span = max(label_range[1] - label_range[0], 1.0)
+    return pred.size > 1 and bool(np.ptp(pred) <= DEAD_TOLERANCE * span)
 
 
 def make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -79,7 +96,23 @@ def _save_last(path: Path, payload: dict[str, Any]) -> None:
 
 
 def train_expression(cfg: RunConfig, data: ExpressionData, out_dir: Path, resume: bool) -> TrainResult:
-    """Train one expression's model into ``out_dir`` (best.pt, last.pt, history.json)."""
+    """Train one expression's model into ``out_dir`` (best.pt, last.pt, history.json), again from scratch with
+    another seed when a run is stopped for a constant output (``train.dead_restarts`` times at most)."""
+    result = _train_run(cfg, data, out_dir, resume)
+    for restart in range(1, cfg.train.dead_restarts + 1):
+        if not result.dead_output:
+            break
+        seed = cfg.train.seed + RESTART_SEED_STEP * restart
+        log.warning("%s: restart %d of %d from scratch with seed %d", data.expression, restart,
+                    cfg.train.dead_restarts, seed)  # fmt: skip
+        for name in (BEST, LAST):
+            (out_dir / name).unlink(missing_ok=True)
+        again = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
+        result = dataclasses.replace(_train_run(again, data, out_dir, resume=False), restarts=restart)
+    return result
+
+
+def _train_run(cfg: RunConfig, data: ExpressionData, out_dir: Path, resume: bool) -> TrainResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.train.seed)
     device = pick_device(cfg.train.device)
@@ -116,7 +149,8 @@ def train_expression(cfg: RunConfig, data: ExpressionData, out_dir: Path, resume
         generator=gen,
     )
     val_label = labels(data.val)
-    t0, stopped = time.monotonic(), False
+    t0, stopped, flat, dead = time.monotonic(), False, 0, False
+    label_range = (cfg.data.label_min, cfg.data.label_max)
     for epoch in range(start, cfg.optim.epochs):
         model.train()
         train_ds.set_epoch(epoch)
@@ -135,7 +169,9 @@ def train_expression(cfg: RunConfig, data: ExpressionData, out_dir: Path, resume
             losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
         sched.step()
-        rho = spearman(predict(model, data.val, device, cfg.optim.batch_size), val_label)
+        val_pred = predict(model, data.val, device, cfg.optim.batch_size)
+        rho = spearman(val_pred, val_label)
+        flat = flat + 1 if constant_output(val_pred, label_range) else 0
         history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_spearman": rho})
         log.info("%s epoch %d: loss %.4f, val Spearman %.3f", data.expression, epoch + 1, history[-1]["train_loss"],
                  rho)  # fmt: skip
@@ -155,6 +191,13 @@ def train_expression(cfg: RunConfig, data: ExpressionData, out_dir: Path, resume
                 "torch_rng": torch.get_rng_state(),
             },
         )
+        if cfg.train.dead_epochs and flat >= cfg.train.dead_epochs:
+            log.error("%s: dead head, stopping the run (seed %d) after epoch %d: validation predictions have been "
+                      "%.4f for all %d clips for %d epochs in a row, and a constant output gets no gradient",
+                      data.expression, cfg.train.seed, epoch + 1, float(val_pred[0]), val_pred.size,
+                      flat)  # fmt: skip
+            dead = True
+            break
         over = cfg.train.max_minutes and time.monotonic() - t0 > 60 * cfg.train.max_minutes
         if over and epoch + 1 < cfg.optim.epochs:
             log.warning("%s: time budget of %.1f min reached after epoch %d of %d: this run is not reproducible "
@@ -166,7 +209,8 @@ def train_expression(cfg: RunConfig, data: ExpressionData, out_dir: Path, resume
     (out_dir / "history.json").write_text(json.dumps(history, indent=1))
     if (out_dir / BEST).is_file():
         _calibrate_best(cfg, out_dir / BEST, data, device)
-    return TrainResult(data.expression, best_epoch, best_rho, len(history), history, stopped)
+    return TrainResult(data.expression, best_epoch, best_rho, len(history), history, stopped, cfg.train.seed,
+                       dead_output=dead)  # fmt: skip
 
 
 def _calibrate_best(cfg: RunConfig, path: Path, data: ExpressionData, device: torch.device) -> None:
@@ -195,6 +239,9 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False) -> list[TrainResu
             "val_spearman": r.best_val_spearman,
             "epochs_run": r.epochs_run,
             "stopped_by_time_budget": r.stopped_by_time_budget,
+            "seed": r.seed,
+            "restarts": r.restarts,
+            "dead_output": r.dead_output,
         }
         for r in results
     }

@@ -43,6 +43,10 @@ from trainer.models.layers import CrossAttention
 from trainer.models.skateformer import SkateFormer, SkateFormerConfig
 
 FUSIONS = ("tokens", "reference")
+# The head's hidden activation. ReLU is the reference's; the micro size uses GELU: its head is so narrow (16 -> 8 -> 4)
+# that the fused features, nearly the same for every clip early on, can switch all 4 last hidden units off together,
+# and then nothing below the head gets a gradient again (a constant output for the rest of the run).
+HEAD_ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +65,8 @@ class TrampFormerConfig:
     time_index: str = "window"
     # False: no RGB stream (trajectory only, TrampTrajectory); ``rgb`` and ``rgb_frames`` then describe nothing it reads
     use_rgb: bool = True
+    # the head's hidden activation (HEAD_ACTIVATIONS); it has no weights, so key maps are the same for both
+    head_activation: str = "relu"
 
     def validate(self) -> None:
         self.skate.validate()
@@ -73,6 +79,8 @@ class TrampFormerConfig:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if self.time_index not in TIME_INDEX_RULES:
             raise ValueError(f"time_index must be one of {TIME_INDEX_RULES}, got {self.time_index!r}")
+        if self.head_activation not in HEAD_ACTIVATIONS:
+            raise ValueError(f"head_activation must be one of {sorted(HEAD_ACTIVATIONS)}, got {self.head_activation!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -95,9 +103,15 @@ def small(t_p: int = 64) -> TrampFormerConfig:
 
 
 def micro(t_p: int = 16) -> TrampFormerConfig:
-    """For tests: T_p 16, 8 RGB frames at 32x32, d=16."""
+    """For tests: T_p 16, 8 RGB frames at 32x32, d=16; a GELU head (see HEAD_ACTIVATIONS)."""
     return TrampFormerConfig(
-        skate=skateformer.micro(t_p), rgb=formerdfer.micro(), rgb_frames=8, dim=16, fusion_heads=2, fusion_ffn=32
+        skate=skateformer.micro(t_p),
+        rgb=formerdfer.micro(),
+        rgb_frames=8,
+        dim=16,
+        fusion_heads=2,
+        fusion_ffn=32,
+        head_activation="gelu",
     )
 
 
@@ -140,10 +154,8 @@ class _TrampCore(nn.Module, abc.ABC):
         self.fusion = nn.ModuleList(
             [TrampBlock(cfg.dim, cfg.fusion_heads, cfg.fusion_ffn) for _ in range(cfg.fusion_blocks)]
         )
-        d = cfg.dim
-        self.head = nn.Sequential(
-            nn.Linear(d, d // 2), nn.ReLU(), nn.Linear(d // 2, d // 4), nn.ReLU(), nn.Linear(d // 4, 1)
-        )
+        d, act = cfg.dim, HEAD_ACTIVATIONS[cfg.head_activation]
+        self.head = nn.Sequential(nn.Linear(d, d // 2), act(), nn.Linear(d // 2, d // 4), act(), nn.Linear(d // 4, 1))
 
     @abc.abstractmethod
     def _build_queries(self, cfg: TrampFormerConfig) -> None:
