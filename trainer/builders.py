@@ -79,6 +79,10 @@ def model_config(cfg: RunConfig, expression: str) -> Any:
         changes["fusion"] = cfg.model.fusion
         changes["time_index"] = cfg.model.time_index
         changes["use_rgb"] = cfg.model.rgb
+        if cfg.model.head_activation != "auto":
+            changes["head_activation"] = cfg.model.head_activation
+    elif cfg.model.head_activation != "auto":
+        raise ConfigError(f"model.head_activation is TraMP-Former's; {fam.name} has its own head (leave it 'auto')")
     elif not cfg.model.rgb:
         raise ConfigError(f"model.rgb = false leaves TraMP-Former's RGB stream out; {fam.name} has no other stream")
     elif cfg.model.time_index != "window":

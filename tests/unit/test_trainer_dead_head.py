@@ -10,6 +10,9 @@ import pytest
 import torch
 from torch import nn
 
+from common.errors import ConfigError
+from trainer.builders import model_config
+from trainer.config import resolve
 from trainer.models import trampformer
 from trainer.models.trampformer import TrampFormerConfig
 from trainer.train import constant_output
@@ -71,3 +74,13 @@ def test_constant_output_flags_only_a_single_repeated_value() -> None:
     assert constant_output(np.full(28, 1.468, dtype=np.float32), (0.0, 4.0))
     assert not constant_output(np.array([1.468, 1.468, 1.47], dtype=np.float32), (0.0, 4.0))
     assert not constant_output(np.array([2.0], dtype=np.float32), (0.0, 4.0))  # one clip says nothing
+
+
+def test_the_run_config_picks_the_head_activation() -> None:
+    assert model_config(resolve(["micro"], []), "smile").head_activation == "gelu"
+    assert model_config(resolve(["small"], []), "smile").head_activation == "relu"
+    assert model_config(resolve(["micro"], ["model.head_activation=relu"]), "smile").head_activation == "relu"
+    with pytest.raises(ConfigError, match="head_activation"):
+        model_config(resolve(["micro"], ["model.family=qafe_net", "model.head_activation=relu"]), "smile")
+    with pytest.raises(ConfigError, match="head_activation"):
+        model_config(resolve(["micro"], ["model.head_activation=tanh"]), "smile")
