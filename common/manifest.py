@@ -63,7 +63,7 @@ from common.heatmaps import HEATMAP_VERSION, HeatmapSpec
 
 MANIFEST_SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
-CALIBRATION_SOURCES = ("validation", "none")
+CALIBRATION_SOURCES = ("validation", "cross_fit", "none")
 FAMILIES = ("tramp_former", "qafe_net")
 """The model families whose graph contract is documented above."""
 
@@ -72,9 +72,10 @@ FAMILIES = ("tramp_former", "qafe_net")
 class Calibration:
     """``score = clip(scale * raw + offset, clamp_min, clamp_max)``; ``n`` clips it was fitted on.
 
-    ``fitted_on`` is ``"validation"`` for a fitted map and ``"none"`` for the identity (nothing to fit on, or a fit that
-    was refused); the clamp to the label scale applies either way. The scale must be positive: a calibration may
-    stretch and shift scores but never reverse their order.
+    ``fitted_on`` is ``"validation"`` for a map fitted on validation clips, ``"cross_fit"`` for one fitted on
+    out-of-fold predictions of the training and validation subjects (``trainer.crossfit``), and ``"none"`` for the
+    identity (nothing to fit on, or a fit that was refused); the clamp to the label scale applies either way. The
+    scale must be positive: a calibration may stretch and shift scores but never reverse their order.
     """
 
     scale: float

@@ -37,14 +37,20 @@ class CalibrationFit:
     note: str  # why the identity was used; empty for a real fit
 
     def report(self) -> dict[str, Any]:
-        """How the fit did on the validation clips (kept in ``best.pt`` beside the calibration itself)."""
-        return {"val_mae_raw": self.val_mae_raw, "val_mae_calibrated": self.val_mae_calibrated, "note": self.note}
+        """How the fit did on the clips it was fitted on (kept in ``best.pt`` beside the calibration itself)."""
+        figures = {"val_mae_raw": self.val_mae_raw, "val_mae_calibrated": self.val_mae_calibrated, "note": self.note}
+        return figures | {"fitted_on": self.calibration.fitted_on}
 
 
 def fit_calibration(
-    pred: npt.ArrayLike, label: npt.ArrayLike, label_range: tuple[float, float], what: str = "model"
+    pred: npt.ArrayLike,
+    label: npt.ArrayLike,
+    label_range: tuple[float, float],
+    what: str = "model",
+    source: str = "validation",
 ) -> CalibrationFit:
-    """Fit on validation predictions and labels; falls back to the identity (logged as a warning) when unsafe."""
+    """Fit on held-out predictions and labels (``source``: validation clips, or cross-fitted out-of-fold predictions,
+    :mod:`trainer.crossfit`); falls back to the identity (logged as a warning) when unsafe."""
     p, y = np.asarray(pred, dtype=np.float64), np.asarray(label, dtype=np.float64)
     if p.shape != y.shape or p.ndim != 1:
         raise ValueError(f"pred and label must be 1-D arrays of equal length, got {p.shape} and {y.shape}")
@@ -63,7 +69,7 @@ def fit_calibration(
         if not (math.isfinite(scale) and math.isfinite(offset)) or scale <= 0:
             note = f"fitted scale {scale:.4g} is not positive: the model does not rank validation clips upwards"
         else:
-            cal = Calibration(scale, offset, float(lo), float(hi), fitted_on="validation", n=int(p.size))
+            cal = Calibration(scale, offset, float(lo), float(hi), fitted_on=source, n=int(p.size))
     if note:
         log.warning("%s: no score calibration fitted (%s); using the identity clamped to [%g, %g]", what, note, lo, hi)
     raw_mae = float(np.abs(p - y).mean()) if p.size else float("nan")

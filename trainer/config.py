@@ -87,6 +87,10 @@ class TrainSection:
     # stop a run whose validation predictions are all equal for this many epochs in a row (a dead head; 0 = never)
     dead_epochs: int = 3
     dead_restarts: int = 1  # after such a stop, train again from scratch with seed + 1000 x restart, this many times
+    # score calibration: validation (fitted on the validation clips) | cross_fit (on out-of-fold predictions of every
+    # training and validation subject, calibration_folds more trainings per expression: trainer.crossfit)
+    calibration: str = "validation"
+    calibration_folds: int = 4
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,6 @@ in the log and, ``train.dead_restarts`` times at most, trained again from scratc
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -22,18 +21,17 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
-from tqdm import tqdm
 
+from common.errors import ConfigError
 from trainer import checkpoint
-from trainer.bmc import training_loss
 from trainer.builders import build_model, heatmap_spec, model_config
 from trainer.checkpoint import BEST, LAST, Checkpoint
 from trainer.config import RunConfig, dump
+from trainer.crossfit import cross_fit_calibration
 from trainer.data.dataset import ExpressionData, load_dataset
-from trainer.data.samples import ClipSamples, sample_spec
+from trainer.loop import make_optimizer, make_scheduler, train_epochs
 from trainer.metrics import spearman
-from trainer.predict import calibrate, labels, model_inputs, predict
+from trainer.predict import calibrate, labels, predict
 from trainer.runtime import pick_device, seed_everything, set_threads
 from trainer.safeload import read_own
 
@@ -61,15 +59,6 @@ def constant_output(pred: np.ndarray, label_range: tuple[float, float]) -> bool:
     """True when every prediction is the same value (to :data:`DEAD_TOLERANCE` of the label range)."""
     span = max(label_range[1] - label_range[0], 1.0)
     return pred.size > 1 and bool(np.ptp(pred) <= DEAD_TOLERANCE * span)
-
-
-def make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    o = cfg.optim
-    if o.recipe == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-    if o.recipe == "adam":
-        return torch.optim.Adam(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
-    raise ValueError(f"optim.recipe must be 'adam' or 'sgd', got {o.recipe!r}")
 
 
 def _record(cfg: RunConfig, model: nn.Module, data: ExpressionData, epoch: int, rho: float) -> Checkpoint:
@@ -118,9 +107,7 @@ def _train_run(cfg: RunConfig, data: ExpressionData, out_dir: Path, resume: bool
     device = pick_device(cfg.train.device)
     model = build_model(cfg, data.expression).to(device)
     optim = make_optimizer(cfg, model)
-    sched = torch.optim.lr_scheduler.StepLR(optim, step_size=cfg.optim.step_size, gamma=cfg.optim.gamma)
-    use_amp = cfg.train.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    sched = make_scheduler(cfg, optim)
     history: list[dict[str, float]] = []
     best_rho, best_epoch, start = -2.0, -1, 0
     if resume and (out_dir / LAST).is_file():
@@ -131,50 +118,17 @@ def _train_run(cfg: RunConfig, data: ExpressionData, out_dir: Path, resume: bool
         history, best_rho, best_epoch, start = state["history"], state["best_rho"], state["best_epoch"], state["epoch"]
         torch.set_rng_state(state["torch_rng"])
         log.info("%s: resumed at epoch %d", data.expression, start)
-    mcfg = getattr(model, "cfg")  # noqa: B009
-    train_ds = ClipSamples(
-        data.train,
-        sample_spec(mcfg, train=True, reverse_p=cfg.train.reverse_p, flip_p=cfg.train.flip_p),
-        seed=cfg.train.seed,
-        replicate=cfg.data.replicate,
-    )
-    gen = torch.Generator().manual_seed(cfg.train.seed)
-    # drop_last: a batch of one gives BMC no gradient (models.md §1.7)
-    loader = DataLoader(
-        train_ds,
-        batch_size=cfg.optim.batch_size,
-        shuffle=True,
-        drop_last=len(train_ds) > cfg.optim.batch_size,
-        num_workers=cfg.train.workers,
-        generator=gen,
-    )
     val_label = labels(data.val)
     t0, stopped, flat, dead = time.monotonic(), False, 0, False
     label_range = (cfg.data.label_min, cfg.data.label_max)
-    for epoch in range(start, cfg.optim.epochs):
-        model.train()
-        train_ds.set_epoch(epoch)
-        gen.manual_seed(cfg.train.seed * 1000 + epoch)
-        losses = []
-        bar = tqdm(loader, desc=f"{data.expression} epoch {epoch + 1}/{cfg.optim.epochs}", leave=False)
-        for batch in bar:
-            autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
-            with autocast:
-                pred = model(*model_inputs(model, batch, device))
-            loss = training_loss(cfg.optim.loss, pred.float(), batch["label"].to(device), cfg.optim.bmc_sigma)
-            optim.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
-            scaler.step(optim)
-            scaler.update()
-            losses.append(float(loss.detach()))
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        sched.step()
+
+    def after_epoch(epoch: int, train_loss: float) -> bool:
+        nonlocal best_rho, best_epoch, stopped, flat, dead
         val_pred = predict(model, data.val, device, cfg.optim.batch_size)
         rho = spearman(val_pred, val_label)
         flat = flat + 1 if constant_output(val_pred, label_range) else 0
-        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_spearman": rho})
-        log.info("%s epoch %d: loss %.4f, val Spearman %.3f", data.expression, epoch + 1, history[-1]["train_loss"],
-                 rho)  # fmt: skip
+        history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_spearman": rho})
+        log.info("%s epoch %d: loss %.4f, val Spearman %.3f", data.expression, epoch + 1, train_loss, rho)
         if rho >= best_rho:  # ties go to the later, longer-trained epoch
             best_rho, best_epoch = rho, epoch + 1
             checkpoint.save(out_dir / BEST, _record(cfg, model, data, epoch + 1, rho))
@@ -197,7 +151,7 @@ def _train_run(cfg: RunConfig, data: ExpressionData, out_dir: Path, resume: bool
                       data.expression, cfg.train.seed, epoch + 1, float(val_pred[0]), val_pred.size,
                       flat)  # fmt: skip
             dead = True
-            break
+            return True
         over = cfg.train.max_minutes and time.monotonic() - t0 > 60 * cfg.train.max_minutes
         if over and epoch + 1 < cfg.optim.epochs:
             log.warning("%s: time budget of %.1f min reached after epoch %d of %d: this run is not reproducible "
@@ -205,7 +159,10 @@ def _train_run(cfg: RunConfig, data: ExpressionData, out_dir: Path, resume: bool
                         "reproducible run)", data.expression, cfg.train.max_minutes, epoch + 1,
                         cfg.optim.epochs)  # fmt: skip
             stopped = True
-            break
+            return True
+        return False
+
+    train_epochs(cfg, model, optim, sched, data.train, device, start, after_epoch, data.expression)
     (out_dir / "history.json").write_text(json.dumps(history, indent=1))
     if (out_dir / BEST).is_file():
         _calibrate_best(cfg, out_dir / BEST, data, device)
@@ -215,12 +172,17 @@ def _train_run(cfg: RunConfig, data: ExpressionData, out_dir: Path, resume: bool
 
 def _calibrate_best(cfg: RunConfig, path: Path, data: ExpressionData, device: torch.device) -> None:
     best = checkpoint.read(path)
-    fit = calibrate(best.model(), data.val, (best.label_min, best.label_max), device, data.expression,
-                    cfg.optim.batch_size, cfg.train.eval_clips)  # fmt: skip
+    if cfg.train.calibration == "cross_fit":
+        fit = cross_fit_calibration(cfg, data, best.epoch, device)
+    elif cfg.train.calibration == "validation":
+        fit = calibrate(best.model(), data.val, (best.label_min, best.label_max), device, data.expression,
+                        cfg.optim.batch_size, cfg.train.eval_clips)  # fmt: skip
+    else:
+        raise ConfigError(f"train.calibration must be validation or cross_fit, got {cfg.train.calibration!r}")
     checkpoint.save(path, best.with_calibration(fit.calibration, fit.report()))
     c = fit.calibration
     figures = (c.fitted_on, c.n, c.scale, c.offset, fit.val_mae_raw, fit.val_mae_calibrated)
-    log.info("%s: calibration (%s, %d clips) scale %.4f offset %.4f; validation MAE raw %.3f -> calibrated %.3f",
+    log.info("%s: calibration (%s, %d clips) scale %.4f offset %.4f; MAE on those clips raw %.3f -> calibrated %.3f",
              data.expression, *figures)  # fmt: skip
 
 

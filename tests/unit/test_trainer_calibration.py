@@ -25,7 +25,10 @@ def test_fit_maps_stretched_predictions_onto_the_label_scale() -> None:
     assert np.allclose(cal.apply(pred), LABEL)
     assert fit.val_mae_raw == pytest.approx(np.abs(pred - LABEL).mean())
     assert fit.val_mae_calibrated == pytest.approx(0.0, abs=1e-9) and fit.note == ""
-    assert fit.report() == {"val_mae_raw": fit.val_mae_raw, "val_mae_calibrated": fit.val_mae_calibrated, "note": ""}
+    report = {"val_mae_raw": fit.val_mae_raw, "val_mae_calibrated": fit.val_mae_calibrated, "note": ""}
+    assert fit.report() == report | {"fitted_on": "validation"}
+    crossed = fit_calibration(pred, LABEL, (0.0, 4.0), source="cross_fit").calibration
+    assert crossed.fitted_on == "cross_fit" and crossed.scale == pytest.approx(0.4)
 
 
 def test_reversed_predictions_get_the_identity(caplog: pytest.LogCaptureFixture) -> None:
