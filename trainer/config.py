@@ -35,7 +35,7 @@ class ModelSection:
     motion_norm: str = "size"
     # TraMP-Former's RGB stream: false = trajectory only (no frames read in training, no frame graph when exported)
     rgb: bool = True
-    # TraMP-Former's head activation: auto (the size's: ReLU for paper and small, GELU for micro) | relu | gelu
+    # TraMP-Former's head activation: auto (the size's: ReLU, the reference's, in every size) | relu | gelu
     head_activation: str = "auto"
 
 

@@ -1,5 +1,5 @@
-"""The micro head cannot die (GELU: gradient with every hidden unit switched off), the paper and small heads keep the
-reference's ReLU and key names, and the constant-output check the trainer stops a run with."""
+"""A GELU head cannot die (gradient with every hidden unit switched off) where the reference's ReLU head does, every
+size keeps the reference's ReLU and key names by default, and the constant-output check the trainer stops a run with."""
 
 from __future__ import annotations
 
@@ -41,18 +41,17 @@ def _switched_off_head_gradient(cfg: TrampFormerConfig) -> tuple[float, float]:
     return float(head[0].weight.grad.abs().max()), encoder  # type: ignore[union-attr]
 
 
-def test_micro_head_still_passes_gradient_with_every_hidden_unit_switched_off() -> None:
-    micro = dataclasses.replace(trampformer.micro(16), use_rgb=False)
-    assert micro.head_activation == "gelu"
+def test_a_gelu_micro_head_still_passes_gradient_with_every_hidden_unit_switched_off() -> None:
+    micro = dataclasses.replace(trampformer.micro(16), use_rgb=False, head_activation="gelu")
     head_grad, encoder_grad = _switched_off_head_gradient(micro)
     assert head_grad > 1e-5 and encoder_grad > 1e-7
-    # the reference's ReLU head in the same state passes nothing: the collapse the GELU head avoids
+    # the reference's ReLU head in the same state passes nothing: the collapse the dead-head check restarts
     dead_head, dead_encoder = _switched_off_head_gradient(dataclasses.replace(micro, head_activation="relu"))
     assert dead_head == 0.0 and dead_encoder == 0.0
 
 
-@pytest.mark.parametrize("size", ["paper", "small"])
-def test_paper_and_small_heads_keep_the_reference_relu_and_key_names(size: str) -> None:
+@pytest.mark.parametrize("size", ["paper", "small", "micro"])
+def test_every_size_keeps_the_reference_relu_and_key_names(size: str) -> None:
     cfg = trampformer.SIZES[size](64)
     assert cfg.head_activation == "relu"
     model = trampformer.build(cfg)
@@ -77,9 +76,9 @@ def test_constant_output_flags_only_a_single_repeated_value() -> None:
 
 
 def test_the_run_config_picks_the_head_activation() -> None:
-    assert model_config(resolve(["micro"], []), "smile").head_activation == "gelu"
+    assert model_config(resolve(["micro"], []), "smile").head_activation == "relu"
     assert model_config(resolve(["small"], []), "smile").head_activation == "relu"
-    assert model_config(resolve(["micro"], ["model.head_activation=relu"]), "smile").head_activation == "relu"
+    assert model_config(resolve(["micro"], ["model.head_activation=gelu"]), "smile").head_activation == "gelu"
     with pytest.raises(ConfigError, match="head_activation"):
         model_config(resolve(["micro"], ["model.family=qafe_net", "model.head_activation=relu"]), "smile")
     with pytest.raises(ConfigError, match="head_activation"):
