@@ -34,6 +34,9 @@ class ScorerSettings(ServiceSettings):
 
     # batching
     max_batch: int = Field(32, ge=1, description="rows per graph call at most (windows, or frames)")
+    cpu_max_batch: int = Field(
+        2, ge=1, description="on the CPU, rows per graph call at most (a bigger batch costs more per row there)"
+    )
     max_wait_ms: float = Field(4.0, ge=0, description="how long a request waits for others to fill its batch")
     graph_threads: int = Field(
         0, ge=0, description="graph calls run at once on a pool of threads (0 = one per core of this process)"
@@ -68,9 +71,15 @@ class ScorerSettings(ServiceSettings):
         except AttributeError:  # not on Linux
             return max(1, os.cpu_count() or 1)
 
+    def batch_rows(self) -> int:
+        """Rows per graph call at most: ``max_batch``, and on the CPU at most ``cpu_max_batch``. On the CPU a window
+        costs more in a bigger batch (the partition attentions' logits of a batch of 8 small TraMP-Former windows
+        outgrow the caches), so a round of due windows runs as several small calls on the free threads instead."""
+        return min(self.max_batch, self.cpu_max_batch) if self.device == "cpu" else self.max_batch
+
     def batcher(self) -> MicroBatcher:
         """The micro-batcher these settings describe; on the CPU due requests are spread over the free threads."""
-        return MicroBatcher(self.max_batch, self.max_wait_ms / 1000, workers=self.graph_workers(),
+        return MicroBatcher(self.batch_rows(), self.max_wait_ms / 1000, workers=self.graph_workers(),
                             spread=self.device == "cpu")  # fmt: skip
 
     def backend_choice(self) -> BackendChoice:

@@ -191,3 +191,24 @@ def test_the_pool_is_sized_by_a_setting_and_spreads_on_the_cpu_only() -> None:
     finally:
         for b in (two, default, gpu):
             b.close()
+
+
+async def test_on_the_cpu_a_graph_call_carries_at_most_cpu_max_batch_rows() -> None:
+    from scorer.settings import ScorerSettings
+
+    cpu = ScorerSettings(graph_threads=2, max_wait_ms=500.0).batcher()  # all 16 windows arrive before they are due
+    gpu = ScorerSettings(graph_threads=2, device="cuda", cpu_max_batch=2)
+    fn = Recorder()
+    try:
+        inputs = [np.full((1, 1), i, np.float32) for i in range(16)]
+        outs = await asyncio.wait_for(asyncio.gather(*(cpu.run("w", fn, {"x": x}) for x in inputs)), 10)
+        frames = await asyncio.wait_for(cpu.run("f", fn, {"x": np.zeros((8, 1), np.float32)}), 10)
+    finally:
+        cpu.close()
+    assert ScorerSettings().cpu_max_batch == 2
+    windows, frame_calls = fn.sizes[:-1], fn.sizes[-1:]
+    assert sum(windows) == 16 and max(windows) == 2  # calls of at most 2 windows, not two of 8 (the spread alone)
+    assert frame_calls == [8]  # a request larger than the limit runs whole, never split
+    assert [float(o["y"][0, 0]) for o in outs] == [2.0 * i for i in range(16)]
+    assert frames["y"].shape == (8, 1)
+    assert gpu.batch_rows() == gpu.max_batch == 32  # a GPU still fills its batches
