@@ -102,26 +102,6 @@ def test_browser_patients_scored_live_on_the_dashboard_rank_severity(tmp_path: P
 # --------------------------------------------------------------------------------------------- child process
 
 
-def _write_clip(path: Path, severity: float, seed: int) -> None:
-    import av
-
-    from infra.demo_models import FPS, HEIGHT, WIDTH
-    from phantom.face import Phantom
-    from phantom.spec import PatientSpec
-
-    spec = PatientSpec(seed, "pfed5", severity, reps=5, tasks=("smile",), head_motion=0.0)
-    phantom = Phantom(spec, WIDTH, HEIGHT, FPS)
-    with av.open(str(path), "w", format="yuv4mpegpipe") as container:
-        stream = container.add_stream("rawvideo", rate=int(FPS))
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        for i in range(phantom.n_frames):
-            frame = av.VideoFrame.from_ndarray(phantom.render(i), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
 async def _patient(pw: Any, join_url: str, clip: Path) -> str:
     browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
         *FLAGS, "--use-fake-device-for-media-stream=fps=10", f"--use-file-for-fake-video-capture={clip}"])  # fmt: skip
@@ -146,7 +126,7 @@ async def _scenario(out: Path, root: Path, work: Path) -> None:
     from infra.demo_models import demo_models_dir
     from infra.settings import StackSettings
     from tests.dashboard_kit import free_port
-    from tests.demo_kit import HOLD_S, MEDIAPIPE
+    from tests.demo_kit import HOLD_S, MEDIAPIPE, camera_spec, write_camera
 
     started = time.monotonic()
     spearman = Manifest.read(demo_models_dir(root) / "pfed5" / "smile" / "1").metrics
@@ -154,7 +134,7 @@ async def _scenario(out: Path, root: Path, work: Path) -> None:
                       FEQA_INGEST_REST_S="0.5", FEQA_LOG_LEVEL="WARNING")  # fmt: skip
     clips = [work / f"camera{k}.y4m" for k in range(len(SEVERITIES))]
     for k, (clip, severity) in enumerate(zip(clips, SEVERITIES, strict=True)):
-        _write_clip(clip, severity, 8500 + k)
+        write_camera(clip, camera_spec(8500 + k, severity))
     settings = StackSettings(data_dir=work / "feqa", ingest_port=free_port(), dashboard_port=free_port())
     demo = Demo(DemoOptions(models_root=root, mediapipe_dir=MEDIAPIPE), settings)
     demo.start(demo_models_dir(root))
