@@ -13,9 +13,16 @@ length nor movement onset can carry severity, and the live task clip (``HOLD_S``
 The ranking check asks the sessions' mean smile scores to rise with severity by at least ``MARGIN`` per step (a
 constant or saturated output orders nothing). With RGB models it did not hold (means 0.0 / 1.89 / 0.58); with the
 demo's trajectory-only models it held in 2 of 3 runs (means 0.48 / 2.67 / 4.0 and 1.15 / 2.68 / 4.0, Spearman
-0.97; the third 2.47 / 2.51 / 3.99, Spearman 0.72: severity 0 scored high): three live sessions of a model trained
-on 10 subjects are few. Where it fails, the test reports XFAIL with the measured means and Spearman, while every
-pipeline check above it still fails the test when it breaks.
+0.97; the third 2.47 / 2.51 / 3.99, Spearman 0.72: severity 0 scored high). benchmarks/demo_ranking.py measures
+the same check offline (every live-length clip of held-out looping phantoms, through MediaPipe and the scorer's model
+input): for this test's three patients it ranks in 74.5 % of 3-patient x 2-rep draws (means 0.90 / 2.59 / 3.47), on
+12 held-out identities per severity in 41.6 % (means 1.24 / 1.84 / 2.75). Severity 0 scores high when the task
+clip starts late in a smile: the model reads the clip's latter T_p = 16 of 32 frames, anchored at the first, so it
+sees a face at rest after a release (scores about 2.4 where the other phases give 0.5). Reading the whole clip
+(``DemoTraining(t_p=32)``) halves that phase spread but not the spread between identities (sd about 0.5 per
+severity), and 30 training subjects with 5 clips each (2.3 times the build) reach only 63.7 %: the check is not yet
+reliable within the build's budget. Where it fails, the test reports XFAIL with the measured means and Spearman,
+while every pipeline check above it still fails the test when it breaks.
 
 Everything runs in a private network namespace with only ``lo`` (as tests/integration/test_ingest_browser.py):
 the scenario is this file run as a script inside ``unshare -n``; the test checks what it wrote.
