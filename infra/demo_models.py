@@ -58,6 +58,9 @@ class DemoTraining:
     # end-to-end test's three patients (severities 0, 2, 4) got mean smile scores 0.0 / 1.89 / 0.58 from RGB models
     # and 0.48 / 2.67 / 4.0, 1.15 / 2.68 / 4.0 and 2.47 / 2.51 / 3.99 (three runs) from trajectory-only ones.
     rgb: bool = False
+    # The trajectory frames the model reads (T_p); 0: the micro config's (16). A clip longer than T_p is cut to its
+    # latter T_p frames in training and live alike, so the model sees only the end of a longer live task clip.
+    t_p: int = 0
 
 
 def onsets(phantom: Phantom) -> list[tuple[str, int, int]]:
@@ -178,6 +181,7 @@ def train_demo_models(
                 records.append(ClipRecord(f"{task}-s{spec.seed}r{rep}", str(spec.seed), task, spec.severity,
                                           cfg.clip_frames, None, None, None, "train", video=video))  # fmt: skip
             sets = [f"data.fps={FPS}", f"optim.epochs={cfg.epochs}", f"model.rgb={str(cfg.rgb).lower()}"]
+            sets += [f"model.t_p={cfg.t_p}"] if cfg.t_p else []
             run_cfg = resolve(["micro"], sets)
             cached = build_cache(records, root / "cache", run_cfg.data.load_size, "video", lambda: landmarking,
                                  model_size=32, fps=FPS)  # fmt: skip

@@ -27,7 +27,9 @@ from typing import Any
 import websockets
 from websockets.typing import Origin
 
-from infra.demo_models import DemoTraining, demo_models_dir, landmarker_identity, missing
+from infra.demo_models import FPS, HEIGHT, WIDTH, DemoTraining, demo_models_dir, landmarker_identity, missing
+from phantom.face import Phantom
+from phantom.spec import PatientSpec
 from tests.dashboard_kit import free_port
 from tests.prebuild import LOG, finished
 
@@ -66,6 +68,32 @@ def train(root: Path) -> None:
     record = {"spearman": spearman, "lines": lines, "seconds": round(time.monotonic() - t0, 1)}
     (root / RESULT).write_text(json.dumps(record))
     print("demo models trained:", record, flush=True)
+
+
+CAMERA_REPS = 5  # smiles in the browser patient's camera clip (looped by the fake camera)
+
+
+def camera_spec(seed: int, severity: float) -> PatientSpec:
+    """A browser patient's phantom: smiling ``CAMERA_REPS`` times, head still."""
+    return PatientSpec(seed, "pfed5", severity, reps=CAMERA_REPS, tasks=("smile",), head_motion=0.0)
+
+
+def write_camera(path: Path, spec: PatientSpec, loops: int = 1) -> int:
+    """The phantom's whole performance as a y4m file (the patient's fake camera, which loops it), ``loops`` times
+    over; the frame count of one loop."""
+    import av
+
+    phantom = Phantom(spec, WIDTH, HEIGHT, FPS)
+    with av.open(str(path), "w", format="yuv4mpegpipe") as container:
+        stream = container.add_stream("rawvideo", rate=int(FPS))
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        for i in range(loops * phantom.n_frames):
+            frame = av.VideoFrame.from_ndarray(phantom.render(i % phantom.n_frames), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return phantom.n_frames
 
 
 def training_record(root: Path) -> dict[str, Any]:

@@ -13,9 +13,16 @@ length nor movement onset can carry severity, and the live task clip (``HOLD_S``
 The ranking check asks the sessions' mean smile scores to rise with severity by at least ``MARGIN`` per step (a
 constant or saturated output orders nothing). With RGB models it did not hold (means 0.0 / 1.89 / 0.58); with the
 demo's trajectory-only models it held in 2 of 3 runs (means 0.48 / 2.67 / 4.0 and 1.15 / 2.68 / 4.0, Spearman
-0.97; the third 2.47 / 2.51 / 3.99, Spearman 0.72: severity 0 scored high): three live sessions of a model trained
-on 10 subjects are few. Where it fails, the test reports XFAIL with the measured means and Spearman, while every
-pipeline check above it still fails the test when it breaks.
+0.97; the third 2.47 / 2.51 / 3.99, Spearman 0.72: severity 0 scored high). benchmarks/demo_ranking.py measures
+the same check offline (every live-length clip of held-out looping phantoms, through MediaPipe and the scorer's model
+input): for this test's three patients it ranks in 74.5 % of 3-patient x 2-rep draws (means 0.90 / 2.59 / 3.47), on
+12 held-out identities per severity in 41.6 % (means 1.24 / 1.84 / 2.75). Severity 0 scores high when the task
+clip starts late in a smile: the model reads the clip's latter T_p = 16 of 32 frames, anchored at the first, so it
+sees a face at rest after a release (scores about 2.4 where the other phases give 0.5). Reading the whole clip
+(``DemoTraining(t_p=32)``) halves that phase spread but not the spread between identities (sd about 0.5 per
+severity), and 30 training subjects with 5 clips each (2.3 times the build) reach only 63.7 %: the check is not yet
+reliable within the build's budget. Where it fails, the test reports XFAIL with the measured means and Spearman,
+while every pipeline check above it still fails the test when it breaks.
 
 Everything runs in a private network namespace with only ``lo`` (as tests/integration/test_ingest_browser.py):
 the scenario is this file run as a script inside ``unshare -n``; the test checks what it wrote.
@@ -102,26 +109,6 @@ def test_browser_patients_scored_live_on_the_dashboard_rank_severity(tmp_path: P
 # --------------------------------------------------------------------------------------------- child process
 
 
-def _write_clip(path: Path, severity: float, seed: int) -> None:
-    import av
-
-    from infra.demo_models import FPS, HEIGHT, WIDTH
-    from phantom.face import Phantom
-    from phantom.spec import PatientSpec
-
-    spec = PatientSpec(seed, "pfed5", severity, reps=5, tasks=("smile",), head_motion=0.0)
-    phantom = Phantom(spec, WIDTH, HEIGHT, FPS)
-    with av.open(str(path), "w", format="yuv4mpegpipe") as container:
-        stream = container.add_stream("rawvideo", rate=int(FPS))
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        for i in range(phantom.n_frames):
-            frame = av.VideoFrame.from_ndarray(phantom.render(i), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
 async def _patient(pw: Any, join_url: str, clip: Path) -> str:
     browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
         *FLAGS, "--use-fake-device-for-media-stream=fps=10", f"--use-file-for-fake-video-capture={clip}"])  # fmt: skip
@@ -146,7 +133,7 @@ async def _scenario(out: Path, root: Path, work: Path) -> None:
     from infra.demo_models import demo_models_dir
     from infra.settings import StackSettings
     from tests.dashboard_kit import free_port
-    from tests.demo_kit import HOLD_S, MEDIAPIPE
+    from tests.demo_kit import HOLD_S, MEDIAPIPE, camera_spec, write_camera
 
     started = time.monotonic()
     spearman = Manifest.read(demo_models_dir(root) / "pfed5" / "smile" / "1").metrics
@@ -154,7 +141,7 @@ async def _scenario(out: Path, root: Path, work: Path) -> None:
                       FEQA_INGEST_REST_S="0.5", FEQA_LOG_LEVEL="WARNING")  # fmt: skip
     clips = [work / f"camera{k}.y4m" for k in range(len(SEVERITIES))]
     for k, (clip, severity) in enumerate(zip(clips, SEVERITIES, strict=True)):
-        _write_clip(clip, severity, 8500 + k)
+        write_camera(clip, camera_spec(8500 + k, severity))
     settings = StackSettings(data_dir=work / "feqa", ingest_port=free_port(), dashboard_port=free_port())
     demo = Demo(DemoOptions(models_root=root, mediapipe_dir=MEDIAPIPE), settings)
     demo.start(demo_models_dir(root))
