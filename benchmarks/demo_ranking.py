@@ -49,14 +49,13 @@ from common.model_input import ObservedClip, model_input
 from infra.demo_models import DEMO_VERSION, FPS, HEIGHT, WIDTH
 from phantom.face import Phantom
 from scorer.backends import BackendChoice
-from scorer.families import load_model
-from tests.demo_kit import HOLD_S, MEDIAPIPE, camera_spec, write_camera
+from scorer.families import ScoringModel, load_model
+from tests.demo_kit import BROWSER_REPS as REPS
+from tests.demo_kit import BROWSER_SEVERITIES as SEVERITIES
+from tests.demo_kit import COUNTDOWN_S, HOLD_S, MEDIAPIPE, REST_S, camera_spec, write_camera
+from tests.demo_kit import RANK_MARGIN as MARGIN
 from trainer.data.landmarking import LandmarkedClip
 
-SEVERITIES = (0.0, 2.0, 4.0)  # the browser test's patients
-REPS = 2
-MARGIN = 0.25
-COUNTDOWN_S, REST_S = 1.0, 0.5  # the browser test's patient page timings
 FIRST_SEED = 30000  # far from every training seed (tests: 8000-9100; feqa demo: 7000-8100) and the test's 8500s
 
 
@@ -81,9 +80,8 @@ def _landmark(video: Path, frames: int) -> LandmarkedClip:
     return outcome.clip
 
 
-def measure_patient(model_dir: Path, severity: float, seed: int, work: Path, clip_frames: int) -> Patient:
+def measure_patient(model: ScoringModel, severity: float, seed: int, work: Path, clip_frames: int) -> Patient:
     """Every live-length task clip of one looping patient, scored as the scorer would."""
-    model = load_model(Manifest.read(model_dir), model_dir, BackendChoice())
     spec = camera_spec(seed, severity)
     video = work / f"camera-{seed}.y4m"
     n = write_camera(video, spec, loops=2)
@@ -163,12 +161,13 @@ def main(models: Path, quick: bool, identities: int | None, seed: int, first_see
     torch.set_num_threads(1)
     count = identities or (4 if quick else 12)
     model_dir = models / "pfed5" / "smile" / DEMO_VERSION
+    model = load_model(Manifest.read(model_dir), model_dir, BackendChoice())
     load = os.getloadavg()
     t0 = time.monotonic()
     patients: list[Patient] = []
     with tempfile.TemporaryDirectory(prefix="feqa-demo-ranking-") as tmp:
         for k, (j, s) in itertools.product(range(count), enumerate(SEVERITIES)):
-            patients.append(measure_patient(model_dir, s, first_seed + 3 * k + j, Path(tmp), round(hold_s * FPS)))
+            patients.append(measure_patient(model, s, first_seed + 3 * k + j, Path(tmp), round(hold_s * FPS)))
             click.echo(f"  patient seed {patients[-1].seed} severity {s:g}: mean {patients[-1].scores.mean():.2f} "
                        f"sd {patients[-1].scores.std():.2f}", err=True)  # fmt: skip
     figures = summarise(patients, draws, seed, hold_s)

@@ -40,6 +40,13 @@ MEDIAPIPE = Path(__file__).resolve().parents[1] / "models" / "mediapipe"
 # long). The frown model is trained beside it (the second process of a two-at-a-time training costs no wall time on
 # two cores) and serves the demo's frown tasks.
 HOLD_S = 3.2
+# The browser end-to-end test's patients (severities, smile repetitions), its patient page's countdown and rest, and
+# its ranking check (the smile means rise by RANK_MARGIN per step); benchmarks/demo_ranking.py measures that check
+# offline with the same figures.
+BROWSER_SEVERITIES = (0.0, 2.0, 4.0)
+BROWSER_REPS = 2
+COUNTDOWN_S, REST_S = 1.0, 0.5
+RANK_MARGIN = 0.25  # on the 0-4 scale, between the means of consecutive severities
 TASKS = ("smile", "frown")
 TRAINING = DemoTraining(tasks=TASKS, per_severity=2, clips=5, epochs=12, anywhere=True, clip_frames=32,
                         first_seed=8000)  # fmt: skip

@@ -84,9 +84,24 @@ def _save_last(path: Path, payload: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+CALIBRATIONS = ("validation", "cross_fit")
+
+
+def _check_calibration(cfg: RunConfig, data: ExpressionData) -> None:
+    """Refuse a calibration choice that could only fail after the training (a typo, or more folds than subjects)."""
+    if cfg.train.calibration not in CALIBRATIONS:
+        raise ConfigError(f"train.calibration must be one of {CALIBRATIONS}, got {cfg.train.calibration!r}")
+    if cfg.train.calibration == "cross_fit":
+        subjects = len({c.record.subject for c in data.train + data.val})
+        if not 2 <= cfg.train.calibration_folds <= subjects:
+            raise ConfigError(f"{data.expression}: train.calibration_folds must be between 2 and {subjects} (its "
+                              f"training and validation subjects), got {cfg.train.calibration_folds}")  # fmt: skip
+
+
 def train_expression(cfg: RunConfig, data: ExpressionData, out_dir: Path, resume: bool) -> TrainResult:
     """Train one expression's model into ``out_dir`` (best.pt, last.pt, history.json), again from scratch with
     another seed when a run is stopped for a constant output (``train.dead_restarts`` times at most)."""
+    _check_calibration(cfg, data)
     result = _train_run(cfg, data, out_dir, resume)
     for restart in range(1, cfg.train.dead_restarts + 1):
         if not result.dead_output:
@@ -172,13 +187,11 @@ def _train_run(cfg: RunConfig, data: ExpressionData, out_dir: Path, resume: bool
 
 def _calibrate_best(cfg: RunConfig, path: Path, data: ExpressionData, device: torch.device) -> None:
     best = checkpoint.read(path)
-    if cfg.train.calibration == "cross_fit":
+    if cfg.train.calibration == "cross_fit":  # the choice was checked before training (_check_calibration)
         fit = cross_fit_calibration(cfg, data, best.epoch, device)
-    elif cfg.train.calibration == "validation":
+    else:
         fit = calibrate(best.model(), data.val, (best.label_min, best.label_max), device, data.expression,
                         cfg.optim.batch_size, cfg.train.eval_clips)  # fmt: skip
-    else:
-        raise ConfigError(f"train.calibration must be validation or cross_fit, got {cfg.train.calibration!r}")
     checkpoint.save(path, best.with_calibration(fit.calibration, fit.report()))
     c = fit.calibration
     figures = (c.fitted_on, c.n, c.scale, c.offset, fit.val_mae_raw, fit.val_mae_calibrated)

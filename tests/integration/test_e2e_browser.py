@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.demo_kit import BROWSER_REPS, BROWSER_SEVERITIES, COUNTDOWN_S, RANK_MARGIN, REST_S
 from tests.prebuild import Prebuilds
 from trainer.metrics import spearman
 
@@ -52,9 +53,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow, py
               pytest.mark.timeout(1800)]  # fmt: skip
 
 CHROMIUM = "/usr/bin/chromium"
-SEVERITIES = (0.0, 2.0, 4.0)
-REPS = 2
-MARGIN = 0.25  # on the 0-4 scale, between the means of consecutive severities
+SEVERITIES, REPS, MARGIN = BROWSER_SEVERITIES, BROWSER_REPS, RANK_MARGIN
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream",
          "--allow-loopback-in-peer-connection"]  # fmt: skip
@@ -137,8 +136,9 @@ async def _scenario(out: Path, root: Path, work: Path) -> None:
 
     started = time.monotonic()
     spearman = Manifest.read(demo_models_dir(root) / "pfed5" / "smile" / "1").metrics
-    os.environ.update(FEQA_INGEST_HOLD_S=str(HOLD_S), FEQA_INGEST_REPS=str(REPS), FEQA_INGEST_COUNTDOWN_S="1.0",
-                      FEQA_INGEST_REST_S="0.5", FEQA_LOG_LEVEL="WARNING")  # fmt: skip
+    os.environ.update(FEQA_INGEST_HOLD_S=str(HOLD_S), FEQA_INGEST_REPS=str(REPS),
+                      FEQA_INGEST_COUNTDOWN_S=str(COUNTDOWN_S), FEQA_INGEST_REST_S=str(REST_S),
+                      FEQA_LOG_LEVEL="WARNING")  # fmt: skip
     clips = [work / f"camera{k}.y4m" for k in range(len(SEVERITIES))]
     for k, (clip, severity) in enumerate(zip(clips, SEVERITIES, strict=True)):
         write_camera(clip, camera_spec(8500 + k, severity))
