@@ -195,8 +195,15 @@ def sheet_cmd(
     type=click.Choice(CONTENTS),
     default="crops",
     show_default=True,
-    help="crops: 256 crops + trajectory/colour .npy (the distributed form); videos: full-frame source mp4s only "
-    "(the trainer landmarks them with the tracker); both",
+    help="crops: 256 crops + trajectory/colour .npy (the distributed form); trajectories: the same .npy and label "
+    "files without the crop frames (enough for model.rgb = false and the baselines); videos: full-frame source mp4s "
+    "only (the trainer landmarks them with the tracker); both: crops and videos",
+)
+@click.option(
+    "--task",
+    "tasks",
+    multiple=True,
+    help="pfed5: write only these tasks' clips (repeatable), each the very clip the whole set holds",
 )
 @click.option(
     "--population",
@@ -230,6 +237,7 @@ def dataset_cmd(
     size: tuple[int, int],
     fps: float | None,
     contents: str,
+    tasks: tuple[str, ...],
     population: str,
     identities: str,
     appearance: str,
@@ -241,12 +249,24 @@ def dataset_cmd(
     (--identities held-out), a timing-decoupled set (--population timing) and an amplitude-decoupled set
     (--population amplitude), each with its own --seed.
     """
+    if tasks and layout != "pfed5":
+        raise click.BadParameter("--task is for the pfed5 layout (a NeuroFace plan draws every task in turn)")
     try:
         cohort = Cohort(population=population, appearance=appearance, identities=identities, nuisance=nuisance)
         with _bar(None, layout) as bar:
             if layout == "pfed5":
                 write_pfed5(
-                    out, subjects, clips_per_task, seed, size[0], size[1], fps or 25.0, bar.update, contents, cohort
+                    out,
+                    subjects,
+                    clips_per_task,
+                    seed,
+                    size[0],
+                    size[1],
+                    fps or 25.0,
+                    bar.update,
+                    contents,
+                    cohort,
+                    only=tasks,
                 )
             else:
                 write_neuroface(

@@ -8,9 +8,12 @@ files' real length columns (frames, duration) do not predict the label. Labels a
 latent severity (:mod:`phantom.plan`); one subject keeps one face and one set of traits (``identity_seed``) across
 its clips. ``phantom_clips.csv`` at the root maps every clip to its PatientSpec JSON (with the latent severity).
 
-``contents`` chooses what is written: ``"crops"`` (the distributed form above), ``"videos"`` (only the full-frame
-source videos, H.264 mp4 with the phantom's truth sidecar: what a clinic's own recordings look like before any
-landmarking; the trainer turns them into trajectories with the tracker's code) or ``"both"``. Videos go to
+``contents`` chooses what is written: ``"crops"`` (the distributed form above), ``"trajectories"`` (the same
+trajectory and colour ``.npy`` files, label files, ``splits.json`` and ``phantom_clips.csv`` byte for byte, without
+the 256-crop JPEG frames: all a trajectory-only model and the baselines read; the frames are still drawn, since the
+colour files sample them, but none is encoded or written), ``"videos"`` (only the full-frame source videos, H.264
+mp4 with the phantom's truth sidecar: what a clinic's own recordings look like before any landmarking; the trainer
+turns them into trajectories with the tracker's code) or ``"both"`` (crops and videos). Videos go to
 ``videos/<subject>/<video_id>.mp4`` (PFED5: one clip per file) and ``videos/<group>/<TASK>/<file>.mp4`` (NeuroFace:
 one file per task holding every repetition; the label file's 1-based ``start``/``end`` columns cut them out).
 
@@ -78,26 +81,30 @@ __all__ = [
 ]
 log = logging.getLogger(__name__)
 Progress = Callable[[int], None]
-CONTENTS = ("crops", "videos", "both")
+CONTENTS = ("crops", "trajectories", "videos", "both")
 
 
-def _check_contents(contents: str) -> tuple[bool, bool]:
-    """(write crops + trajectories, write source videos) for a ``contents`` value."""
+def _check_contents(contents: str) -> tuple[bool, bool, bool]:
+    """(write trajectory + colour files, write the 256-crop frames, write source videos) for a ``contents`` value."""
     if contents not in CONTENTS:
         raise ValueError(f"contents must be one of {CONTENTS}, got {contents!r}")
-    return contents != "videos", contents != "crops"
+    return contents != "videos", contents in ("crops", "both"), contents in ("videos", "both")
 
 
 def _write_clip(
-    phantom: Phantom, seg: Segment, frame_dir: Path, traj: Path, colour: Path, progress: Progress | None
+    phantom: Phantom, seg: Segment, frame_dir: Path | None, traj: Path, colour: Path, progress: Progress | None
 ) -> int:
-    frame_dir.mkdir(parents=True, exist_ok=True)
+    """One clip's trajectory and colour files, and its 256-crop frames unless ``frame_dir`` is None."""
+    if frame_dir is not None:
+        frame_dir.mkdir(parents=True, exist_ok=True)
     traj.parent.mkdir(parents=True, exist_ok=True)
     colour.parent.mkdir(parents=True, exist_ok=True)
     pts, cols = [], []
     for k, i in enumerate(range(seg.start, seg.end)):
         c = crop_frame(phantom.render(i), phantom.truth(i).landmarks)
-        if not cv2.imwrite(str(frame_dir / f"{k + 1:05d}.jpg"), c.image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92]):
+        if frame_dir is not None and not cv2.imwrite(
+            str(frame_dir / f"{k + 1:05d}.jpg"), c.image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92]
+        ):
             raise OSError(f"could not write a frame into {frame_dir}")
         pts.append(c.points73)
         cols.append(c.colour71)
@@ -132,7 +139,7 @@ def write_pfed5(
     """Write a PFED5-layout dataset under ``root``; return ``root``. ``only`` keeps those tasks' clips (all when
     empty); every kept clip is the one the full plan holds (same subject, severity and seeds)."""
     root = Path(root)
-    crops, videos = _check_contents(contents)
+    files, frames, videos = _check_contents(contents)
     tasks = PROTOCOL_TASKS["pfed5"]
     unknown = sorted(set(only) - set(tasks))
     if unknown:
@@ -147,11 +154,11 @@ def write_pfed5(
         name = f"{video_id}-{clip.subject}"
         seg = phantom.schedule[0]
         n = seg.end - seg.start
-        if crops:
+        if files:
             _write_clip(
                 phantom,
                 seg,
-                root / "PFED5" / clip.subject / video_id,
+                root / "PFED5" / clip.subject / video_id if frames else None,
                 root / "landmarks" / clip.subject / f"{name}.npy",
                 root / "RGB_1x1_fromLK" / clip.subject / f"{name}.npy",
                 progress,
@@ -188,7 +195,7 @@ def write_neuroface(
 ) -> Path:
     """Write a Toronto NeuroFace-layout dataset under ``root``; return ``root``."""
     root = Path(root)
-    crops, videos = _check_contents(contents)
+    files, frames, videos = _check_contents(contents)
     plan = plan_neuroface(n_subjects, reps, seed, tasks, cohort or Cohort())
     master: list[list[object]] = []
     split_rows: list[list[object]] = []
@@ -205,11 +212,11 @@ def write_neuroface(
         for seg in phantom.schedule:
             rep_id = seg.rep + 1
             n = seg.end - seg.start
-            if crops:
+            if files:
                 _write_clip(
                     phantom,
                     seg,
-                    root / "frames" / rel / str(rep_id),
+                    root / "frames" / rel / str(rep_id) if frames else None,
                     root / "landmarks" / rel / f"{file}_{rep_id}.npy",
                     root / "RGB_1x1" / rel / f"{file}_{rep_id}.npy",
                     progress,

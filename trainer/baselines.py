@@ -241,11 +241,11 @@ class _Clip(Protocol):
 
     @property
     def record(self) -> _Record: ...
-    def load(self) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.uint8]]: ...
+    def trajectory(self) -> npt.NDArray[np.floating]: ...
 
 
 def clip_views(clips: Sequence[_Clip]) -> list[ClipView]:
-    return [ClipView(c.load()[0], c.record.n_frames, c.record.label) for c in clips]
+    return [ClipView(c.trajectory(), c.record.n_frames, c.record.label) for c in clips]
 
 
 def clip_baselines(

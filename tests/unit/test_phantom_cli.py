@@ -84,3 +84,27 @@ def test_bad_arguments_fail_with_a_usage_error(tmp_path: Path, args: list[str]) 
     assert result.exit_code == 2, result.output
     assert "Error" in result.output
     assert not (tmp_path / "x.mp4").exists() and not (tmp_path / "ds").exists()
+
+
+def test_dataset_trajectories_of_one_task(tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    args = ["dataset", "--layout", "pfed5", "--out", str(out), "--subjects", "2", "--size", "96", "72", "--fps", "4"]
+    result = CliRunner().invoke(phantom, [*args, "--contents", "trajectories", "--task", "smile"])
+    assert result.exit_code == 0, result.output
+    assert not list(out.rglob("*.jpg")) and len(list((out / "landmarks").rglob("*.npy"))) == 2
+    with (out / "data" / "train_41.csv").open() as fh:
+        assert [r.split(",")[4].strip() for r in fh.readlines()[1:]] == ["1"]  # the one smile clip, class 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--layout", "pfed5", "--task", "smiles"],
+        ["--layout", "neuroface", "--task", "smile"],
+        ["--layout", "pfed5", "--contents", "landmarks"],
+    ],
+)
+def test_bad_dataset_tasks_and_contents_fail_with_a_usage_error(tmp_path: Path, args: list[str]) -> None:
+    result = CliRunner().invoke(phantom, ["dataset", "--out", str(tmp_path / "ds"), "--subjects", "2", *args])
+    assert result.exit_code == 2, result.output
+    assert not (tmp_path / "ds").exists()

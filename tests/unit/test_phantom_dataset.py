@@ -161,3 +161,23 @@ def test_videos_only_datasets_hold_source_recordings_and_no_landmarks(tmp_path: 
     assert int(master[-1][7]) == truth.landmarks.shape[0]  # the last repetition ends at the video's last frame
     with pytest.raises(ValueError, match="contents"):
         write_pfed5(tmp_path / "x", contents="frames")
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_trajectories_only_writes_the_crops_sets_files_byte_for_byte_without_frames(tmp_path: Path) -> None:
+    pairs = [
+        [write_pfed5(tmp_path / f"p-{c}", n_subjects=2, seed=4, width=160, height=120, fps=4.0, contents=c)
+         for c in ("crops", "trajectories")],
+        [write_neuroface(tmp_path / f"n-{c}", n_subjects=1, reps=2, seed=4, width=160, height=120, fps=6.0,
+                         tasks=("open",), contents=c) for c in ("crops", "trajectories")],
+    ]  # fmt: skip
+    for crops_root, traj_root in pairs:
+        crops, traj = _files(crops_root), _files(traj_root)
+        frames = {k for k in crops if k.endswith(".jpg")}
+        assert frames and not any(k.endswith(".jpg") for k in traj)
+        assert sum(k.endswith(".npy") for k in traj) >= 4  # a trajectory and a colour file per clip
+        assert set(crops) - frames == set(traj)
+        assert all(crops[k] == traj[k] for k in traj), [k for k in traj if crops[k] != traj[k]]

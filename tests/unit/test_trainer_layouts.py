@@ -59,10 +59,15 @@ def test_pfed5_clips_find_their_own_frame_folder(tmp_path: Path) -> None:
     assert smile.trajectory.name == "21-000100_1-001.npy" and smile.colour.parent.name == "001"
 
 
-def test_pfed5_missing_frames_names_the_clip(tmp_path: Path) -> None:
+def test_pfed5_missing_files_name_the_clip(tmp_path: Path) -> None:
     _pfed5(tmp_path)
     for f in (tmp_path / "PFED5" / "002" / "21-000200_3").glob("*.jpg"):
         f.unlink()
+    # without frames a clip is still read (a trajectory-only model needs none); a model that reads frames is refused
+    # by the trainer before caching (tests/unit/test_trainer_trajectories_set.py)
+    bare = {r.clip_id: r for r in read_pfed5(tmp_path)}["21-000200_3_002"]
+    assert bare.frames_dir is None and bare.has_trajectory and not bare.has_files
+    (tmp_path / "landmarks" / "002" / "21-000200_3-002.npy").unlink()
     with pytest.raises(ConfigError, match="21-000200_3_002"):
         read_pfed5(tmp_path)
 

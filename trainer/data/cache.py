@@ -109,11 +109,12 @@ def source_of(record: ClipRecord, mode: str) -> str:
     """Where a clip's features come from under ``data.landmarks = mode``: "files" or "video"."""
     if mode not in SOURCES:
         raise ConfigError(f"data.landmarks must be one of {SOURCES}, got {mode!r}")
-    if mode == "files" or (mode == "auto" and record.has_files):
-        if not record.has_files:
+    bare = record.has_trajectory and record.frames_dir is None and record.video is None  # trajectories only
+    if mode == "files" or (mode == "auto" and (record.has_files or bare)):
+        if not record.has_trajectory:
             raise ConfigError(
-                f"clip {record.clip_id}: data.landmarks = 'files' but its frames, trajectory or colour file is "
-                "missing; use 'auto' (or 'video') to landmark its source video instead"
+                f"clip {record.clip_id}: data.landmarks = 'files' but its trajectory or colour file is missing; use "
+                "'auto' (or 'video') to landmark its source video instead"
             )
         return "files"
     if record.video is None:
@@ -147,10 +148,10 @@ def _key(record: ClipRecord, sizes: FrameSizes, landmarking: str = "", heatmap: 
             raise ConfigError(f"clip {record.clip_id} has no source video")
         h.update(f"video:{_stat(record.video)}:{record.video_start}:{record.video_end}:{landmarking}".encode())
     else:
+        if record.trajectory is None or record.colour is None:
+            raise ConfigError(f"clip {record.clip_id}: missing trajectory or colour")
         for path in (record.trajectory, record.colour, record.frames_dir):
-            if path is None:
-                raise ConfigError(f"clip {record.clip_id}: missing trajectory, colour or frames")
-            h.update(_stat(path).encode())
+            h.update(b"no frames" if path is None else _stat(path).encode())
     return h.hexdigest()[:20]
 
 
@@ -207,15 +208,21 @@ def _arrays(
 
 def preprocess(record: ClipRecord, sizes: FrameSizes, heatmap: HeatmapSpec | None = None) -> ClipArrays:
     """One clip's cache arrays from its distributed files (taken to be at the model's rate); raises
-    :class:`ConfigError` naming the clip when they disagree."""
-    if record.trajectory is None or record.colour is None or record.frames_dir is None:
-        raise ConfigError(f"clip {record.clip_id}: missing trajectory, colour or frames")
+    :class:`ConfigError` naming the clip when they disagree. A clip without frames (trajectory and colour files
+    only) keeps an empty frame array: only a model that reads no frames may use it."""
+    if record.trajectory is None or record.colour is None:
+        raise ConfigError(f"clip {record.clip_id}: missing trajectory or colour")
     try:
         raw = np.load(record.trajectory)
         traj = features.trajectory_from_files(raw, np.load(record.colour))
         landmarks = features.landmarks_106_from_73(raw)
     except features.FeatureError as exc:
         raise ConfigError(f"clip {record.clip_id}: {exc}") from exc
+    if record.frames_dir is None:
+        if heatmap is not None:
+            raise ConfigError(f"clip {record.clip_id}: heatmaps are drawn on frames, and it has none")
+        empty = np.zeros((0, sizes.load_size, sizes.load_size, 3), dtype=np.uint8)
+        return ClipArrays(traj, empty, None, landmarks.astype(np.float32), record.files_landmarker, None)
     crops = _read_frames(record.frames_dir)
     if crops.shape[0] != traj.shape[0]:
         raise ConfigError(

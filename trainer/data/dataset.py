@@ -15,6 +15,8 @@ from trainer.builders import model_config
 from trainer.config import RunConfig
 from trainer.data.cache import CachedClip, SkippedClip, build_cache
 from trainer.data.layouts import read_layout
+from trainer.data.records import ClipRecord
+from trainer.data.samples import reads_frames
 from trainer.data.splits import split_by_subject
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,21 @@ def check_label_range(cfg: RunConfig) -> None:
         )
 
 
+def refuse_missing_frames(cfg: RunConfig, records: list[ClipRecord], root: Path, mcfg: Any) -> None:
+    """Refuse, before any clip is cached, a model that reads frames on clips that have none (trajectory and colour
+    files only, e.g. a phantom set written with ``--contents trajectories``) and no source video to crop them from."""
+    if not reads_frames(mcfg):
+        return
+    bare = [r for r in records if r.frames_dir is None and r.video is None]
+    if bare:
+        raise ConfigError(
+            f"{root}: {len(bare)} of {len(records)} clips (e.g. {bare[0].clip_id}) have trajectory files but no "
+            f"frames or source video, and {cfg.model.family} with these settings reads frames. Train the "
+            "trajectory-only model (--set model.rgb=false), or write the set with frames "
+            "(feqa phantom dataset --contents crops)"
+        )
+
+
 def load_dataset(cfg: RunConfig, heatmap: HeatmapSpec | None = None) -> LoadedData:
     """Read the layout, split by subject, cache features (and heatmaps when given); one entry per expression."""
     if not cfg.data.root:
@@ -94,7 +111,9 @@ def load_dataset(cfg: RunConfig, heatmap: HeatmapSpec | None = None) -> LoadedDa
     # one pass over every clip wanted: one progress bar, and landmarked videos batch across expressions
     if not wanted:
         raise ConfigError(f"no clips in {root}: the layout {cfg.data.layout!r} lists none")
-    model_size = model_config(cfg, wanted[0]).rgb.image_size  # the frame side is the same for every expression
+    mcfg = model_config(cfg, wanted[0])  # the frame side and the streams are the same for every expression
+    refuse_missing_frames(cfg, [r for r in records if r.expression in wanted], root, mcfg)
+    model_size = mcfg.rgb.image_size
     result = build_cache([r for r in records if r.expression in wanted], cache_dir, cfg.data.load_size,
                          cfg.data.landmarks, heatmap=heatmap, model_size=model_size, fps=cfg.data.fps)  # fmt: skip
     by_id = {c.record.clip_id: c for c in result.clips}
@@ -123,7 +142,9 @@ def load_eval_set(cfg: RunConfig, root: Path, heatmap: HeatmapSpec | None = None
     wanted = cfg.data.expressions or sorted({r.expression for r in records})
     if not wanted:
         raise ConfigError(f"no clips in {root}: the layout {cfg.data.layout!r} lists none")
-    model_size = model_config(cfg, wanted[0]).rgb.image_size
+    mcfg = model_config(cfg, wanted[0])
+    refuse_missing_frames(cfg, [r for r in records if r.expression in wanted], Path(root), mcfg)
+    model_size = mcfg.rgb.image_size
     result = build_cache([r for r in records if r.expression in wanted], Path(root) / ".feqa-cache",
                          cfg.data.load_size, cfg.data.landmarks, heatmap=heatmap, model_size=model_size,
                          fps=cfg.data.fps)  # fmt: skip

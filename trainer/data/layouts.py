@@ -10,7 +10,9 @@ A copy may instead (or as well) hold the full-frame source recordings: ``<subjec
 clip per file) or ``<group>/<task>/<file>.<ext>`` (NeuroFace, one file per task; the label file's 1-based inclusive
 ``start``/``end`` columns cut each repetition out), ``<ext>`` one of :data:`VIDEO_SUFFIXES`. A clip needs either
 its three distributed parts (frames, trajectory, colour) or a source video; ``trainer.data.landmarking`` turns a
-video into the same features with the tracker's code.
+video into the same features with the tracker's code. A copy with trajectory and colour files but no frames (a
+phantom set written with ``--contents trajectories``) serves models that read no frames; the trainer refuses the
+others before any clip is cached (:func:`trainer.data.dataset.refuse_missing_frames`).
 """
 
 from __future__ import annotations
@@ -140,10 +142,9 @@ def read_pfed5(root: Path) -> list[ClipRecord]:
             name = f"{video_id}-{subject}.npy"
             frames = found.frames.find(subject, video_id)
             video = found.videos.find(subject, video_id)
-            complete = name in traj and name in colour and frames is not None
-            if not complete and video is None:
+            if not (name in traj and name in colour) and video is None:
                 raise ConfigError(
-                    f"{path.name}: clip {ident}: neither frames + trajectory + colour file {name} nor a source video "
+                    f"{path.name}: clip {ident}: neither a trajectory + colour file {name} nor a source video "
                     f"{subject}/{video_id}.mp4 (or {', '.join(VIDEO_SUFFIXES[1:])}) under {root}"
                 )
             cls = int(float(row[class_col]))
@@ -182,10 +183,9 @@ def read_neuroface(root: Path) -> list[ClipRecord]:
         name = f"{file}_{rep}.npy"
         frames = found.frames.find(group, task, file, rep)
         video = found.videos.find(group, task, file)
-        complete = name in traj and name in colour and frames is not None
-        if not complete and video is None:
+        if not (name in traj and name in colour) and video is None:
             raise ConfigError(
-                f"{csvs[0].name}: {file} rep {rep}: neither frames + trajectory + colour file {name} nor a source "
+                f"{csvs[0].name}: {file} rep {rep}: neither a trajectory + colour file {name} nor a source "
                 f"video {group}/{task}/{file}.mp4 (or {', '.join(VIDEO_SUFFIXES[1:])}) under {root}"
             )
         start = end = -1

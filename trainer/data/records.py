@@ -27,4 +27,10 @@ class ClipRecord:
     @property
     def has_files(self) -> bool:
         """Whether the distributed frames, trajectory and colour files are all there."""
-        return self.frames_dir is not None and self.trajectory is not None and self.colour is not None
+        return self.frames_dir is not None and self.has_trajectory
+
+    @property
+    def has_trajectory(self) -> bool:
+        """Whether the distributed trajectory and colour files are there (all a model without frames reads; a
+        phantom set written with ``--contents trajectories`` has these and no frames)."""
+        return self.trajectory is not None and self.colour is not None

@@ -55,6 +55,12 @@ class SampleSpec:
                                      time_index=self.time_index)  # fmt: skip
 
 
+def reads_frames(mcfg: Any) -> bool:
+    """Whether a model config reads a clip's frames (an RGB stream or landmark heatmaps drawn on the frames): every
+    model but TraMP-Former with ``model.rgb = false``."""
+    return bool(getattr(mcfg, "use_rgb", True)) or isinstance(getattr(mcfg, "heatmap", None), HeatmapSpec)
+
+
 def sample_spec(mcfg: Any, *, train: bool, reverse_p: float = 0.5, flip_p: float = 0.5) -> SampleSpec:
     """What one model config needs from each clip (any family's config)."""
     skate = getattr(mcfg, "skate", None)
