@@ -47,3 +47,20 @@ def test_the_trajectory_only_model_and_the_baselines_read_it(trajectories: Path)
         assert raw is not None and traj.shape == (raw.shape[0], 63, 5) and frames.shape[0] == 0
         scores = clip_baselines(smile.train + smile.val, smile.test, "smile", 4.0, (0.0, 4.0))
         assert np.isfinite(scores["peak_displacement"].mae) and scores["length"].spearman is not None
+
+
+def test_a_cache_write_keeps_off_another_processs_temporary_file(tmp_path: Path) -> None:
+    # two runs building one cache at once (two seeds started together) wrote the same "<key>.tmp.npz": the first
+    # rename took the other's file away and that run died with FileNotFoundError
+    from trainer.data.cache import _write
+
+    target = tmp_path / "cache" / "abc.npz"
+    target.parent.mkdir()
+    foreign = [target.with_suffix(".tmp.npz"), target.with_name("abc.1.tmp.npz")]
+    for f in foreign:
+        f.write_bytes(b"another run's half-written file")
+    _write(target, trajectory=np.ones((2, 63, 5), np.float32))
+    assert all(f.read_bytes() == b"another run's half-written file" for f in foreign)
+    with np.load(target) as data:
+        assert data["trajectory"].shape == (2, 63, 5)
+    assert sorted(p.name for p in target.parent.iterdir()) == sorted(["abc.npz", *(f.name for f in foreign)])

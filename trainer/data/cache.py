@@ -27,6 +27,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -248,7 +249,8 @@ def features_from_landmarks(clip: LandmarkedClip, sizes: FrameSizes, heatmap: He
 
 def _write(path: Path, **arrays: npt.NDArray[np.generic]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    # one temporary name per process: two runs building one cache at once each write their own, then rename
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
     np.savez(tmp, **arrays)  # type: ignore[arg-type]
     tmp.replace(path)
 
