@@ -1,7 +1,9 @@
 """TraMP-Former without its RGB stream (``model.rgb = false``) end to end on the fair phantom PFED5 set: a micro run
 trains on trajectories alone, evaluates beside the trivial baselines, and exports graphs that take no frames, whose
 window graph gives the trainer's own prediction on a test clip. Two such runs (two seeds) are scored as a seed
-ensemble by ``feqa evaluate --ensemble`` (the micro trajectory-only model trains in seconds)."""
+ensemble by ``feqa evaluate --ensemble`` (the micro trajectory-only model trains in seconds). The set holds trajectory
+files only (``contents="trajectories"``: no frames are written, so 64 subjects cost little to write), which
+also checks that the trajectory-only model trains, evaluates and exports from such a set."""
 
 from __future__ import annotations
 
@@ -26,12 +28,13 @@ from trainer.metrics import spearman
 from trainer.predict import labels, predict
 
 pytestmark = pytest.mark.integration
+EPOCHS = 6
 
 
-def _train(root: Path, run: Path, seed: int) -> Path:
+def _train(root: Path, run: Path, seed: int, epochs: int) -> Path:
     args = ["train", "-c", "micro", "--run-dir", str(run)]
     for item in (f'data.root="{root}"', 'data.expressions=["smile"]', f"data.fps={FAIR_FPS}", "model.rgb=false",
-                 f"train.seed={seed}"):  # fmt: skip
+                 f"train.seed={seed}", f"optim.epochs={epochs}"):  # fmt: skip
         args += ["--set", item]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
@@ -39,13 +42,14 @@ def _train(root: Path, run: Path, seed: int) -> Path:
 
 
 @pytest.fixture(scope="module")
-def run_dir(fair_pfed5_smile: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _train(fair_pfed5_smile, tmp_path_factory.mktemp("trajectory-run"), seed=0)
+def run_dir(fair_pfed5_smile_trajectories: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _train(fair_pfed5_smile_trajectories, tmp_path_factory.mktemp("trajectory-run"), seed=0, epochs=EPOCHS)
 
 
 @pytest.fixture(scope="module")
-def other_seed(fair_pfed5_smile: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _train(fair_pfed5_smile, tmp_path_factory.mktemp("trajectory-run-seed1"), seed=1)
+def other_seed(fair_pfed5_smile_trajectories: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # the ensemble tests need a second member, not a good one: a short run
+    return _train(fair_pfed5_smile_trajectories, tmp_path_factory.mktemp("trajectory-run-seed1"), seed=1, epochs=1)
 
 
 def test_loss_falls_and_the_checkpoint_holds_no_rgb_stream(run_dir: Path) -> None:
@@ -66,11 +70,14 @@ def test_evaluate_scores_test_subjects_beside_the_baselines(run_dir: Path) -> No
     result = CliRunner().invoke(cli, ["evaluate", str(run_dir), "--bootstrap", "200"])
     assert result.exit_code == 0, result.output
     smile = json.loads((run_dir / "metrics.json").read_text())["expressions"]["smile"]
-    assert smile["family"] == "tramp_former" and smile["n"] >= 8
+    assert smile["family"] == "tramp_former" and smile["n"] == 51
     assert {"length", "constant"} <= set(smile["baselines"])
-    # Every clip has one length: the length baseline ranks nothing; the model ranks the movement. Measured once
-    # (seed 0, 12 test clips): Spearman 0.91, calibrated MAE 0.95, beside the distance baseline's 0.97 / 0.66 and
-    # kinematics' 0.82 / 0.66 (so it does not beat them here; the README's acceptance section has the fair sets).
+    # Every clip has one length: the length baseline ranks nothing; the model ranks the movement. Measured offline
+    # with this set and these epochs (51 test clips from 17 subjects), seeds 0-3: Spearman 0.600, 0.585, 0.693,
+    # 0.608 (calibrated MAE 0.81, 0.88, 0.74, 0.86), beside the distance baseline's 0.70 and kinematics' 0.75 (so it
+    # does not beat them here; the README's acceptance section has the fair sets). On the 16-subject set this test
+    # used before (12 test clips, 10 epochs), seeds 0-3 gave 0.91, -0.30, 0.24, 0.00: too few clips to tell a seed
+    # from luck; 48 subjects gave 0.62, 0.47, 0.60, 0.57 (4 epochs) and 96 subjects 0.58, 0.67, 0.53, 0.09 (2 epochs).
     assert smile["baselines"]["length"]["spearman"] == 0.0
     assert smile["spearman"] > 0.5, smile["spearman"]
     best = min(b["mae"] for b in smile["baselines"].values())
