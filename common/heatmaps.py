@@ -96,6 +96,14 @@ class HeatmapSpec:
         return POINTS_73_106[1:] if self.skip_first else POINTS_73_106
 
 
+def with_sigma(spec: HeatmapSpec, sigma: float) -> HeatmapSpec:
+    """``spec`` with another Gaussian ``sigma`` (crop pixels) and the window that keeps the paper's proportion
+    (11 x 11 at sigma 1: +-5 sigma, odd)."""
+    out = dataclasses.replace(spec, sigma=float(sigma), kernel=2 * round(5 * sigma) + 1)
+    out.validate()
+    return out
+
+
 def jet_lut() -> UInt8Array:
     """The JET colour map as a [256, 3] RGB table: blue from 128 up to 255 and down, then green, then red, each a
     ramp of 4 levels per step (matches ``cv2.COLORMAP_JET`` to within one level)."""

@@ -22,7 +22,7 @@ from typing import Any
 from torch import nn
 
 from common.errors import ConfigError
-from common.heatmaps import HeatmapSpec
+from common.heatmaps import HeatmapSpec, with_sigma
 from trainer.config import RunConfig
 from trainer.keymaps import KEY_MAPS, QAFE_PARTS
 from trainer.models import skateformer
@@ -88,9 +88,12 @@ def model_config(cfg: RunConfig, expression: str) -> Any:
     elif cfg.model.time_index != "window":
         raise ConfigError(f"model.time_index applies to trajectory inputs; {fam.name} takes none (leave it 'window')")
     else:
-        changes["heatmap"] = dataclasses.replace(mcfg.heatmap, variant=cfg.model.heatmap,
-                                                 skip_first=cfg.model.heatmap == "jet")  # fmt: skip
+        heatmap = dataclasses.replace(mcfg.heatmap, variant=cfg.model.heatmap, skip_first=cfg.model.heatmap == "jet")
+        if cfg.model.heatmap_sigma:
+            heatmap = with_sigma(heatmap, cfg.model.heatmap_sigma)
+        changes["heatmap"] = heatmap
         changes["position_on"] = cfg.model.position_on
+        changes["centre"] = cfg.model.centre
     try:
         out = dataclasses.replace(mcfg, **changes)
         out.validate()

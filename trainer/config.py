@@ -28,6 +28,10 @@ class ModelSection:
     rgb_norm: str = "auto"  # auto (what the loaded RGB weights were trained with) | imagenet | unit
     heatmap: str = "rgb"  # QAFE-Net heatmaps: rgb (paper: weights x RGB) | jet (the shipped script)
     position_on: str = "heatmap"  # QAFE-Net positional embedding: heatmap (shipped code) | rgb (paper text)
+    # QAFE-Net heatmaps' Gaussian sigma in pixels of the 256 crop; 0 = the size's (paper 1; micro 4, small 2)
+    heatmap_sigma: float = 0.0
+    # QAFE-Net: subtract each window's mean over time from its heatmaps (heatmaps) and frame features (both)
+    centre: str = "none"
     # index_t rule (common.features): "window" = position within the window; "reference" = the TraMP code's source
     # frame numbers, which tell the model the clip's length: only for fine-tuning official weights trained with it
     time_index: str = "window"
@@ -81,6 +85,11 @@ class TrainSection:
     threads: int = 0  # torch CPU threads (0 = torch default)
     reverse_p: float = 0.5
     flip_p: float = 0.5
+    # QAFE-Net: one random colour change per training clip (channel order, gains, contrast), the same for every
+    # frame and for both streams; the strength (0 = off). "auto" sizes: see trainer.data.samples
+    colour_jitter: float = 0.0
+    # QAFE-Net: one random zoom and shift per training clip, the same for every frame and both streams (0 = off)
+    scale_jitter: float = 0.0
     eval_every: int = 1
     eval_clips: int = 1  # evaluation: 1 = the uniform rule; N > 1 = mean over N random clips (QAFE on UNBC: 10)
     max_minutes: float = 0.0  # stop early after this wall time (0 = no limit)

@@ -53,7 +53,8 @@ def train_epochs(
     """Epochs ``start`` .. ``optim.epochs - 1`` over ``clips``; ``after_epoch`` may stop the run early."""
     use_amp = cfg.train.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    spec = sample_spec(getattr(model, "cfg"), train=True, reverse_p=cfg.train.reverse_p, flip_p=cfg.train.flip_p)  # noqa: B009
+    spec = sample_spec(getattr(model, "cfg"), train=True, reverse_p=cfg.train.reverse_p, flip_p=cfg.train.flip_p,  # noqa: B009
+                       colour_jitter=cfg.train.colour_jitter, scale_jitter=cfg.train.scale_jitter)  # fmt: skip
     train_ds = ClipSamples(clips, spec, seed=cfg.train.seed, replicate=cfg.data.replicate)
     gen = torch.Generator().manual_seed(cfg.train.seed)
     # drop_last: a batch of one gives BMC no gradient (models.md §1.7)

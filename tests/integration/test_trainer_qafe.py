@@ -19,12 +19,12 @@ from common.heatmaps import heatmap_frames, model_heatmaps
 from tests.integration.conftest import FAIR_FPS
 from tests.integration.fair_phantom import clip_baselines, export_smile
 from trainer import checkpoint
-from trainer.baselines import margin_over_baselines
+from trainer.baselines import margin_over_baselines, spearman_ceiling
 from trainer.cli import cli
 from trainer.config import load_resolved
 from trainer.data.dataset import load_dataset
 from trainer.data.samples import ClipSamples, sample_spec
-from trainer.predict import predict
+from trainer.predict import labels, predict
 
 pytestmark = pytest.mark.integration
 
@@ -63,13 +63,20 @@ def test_held_out_spearman_beside_the_trivial_baselines(run_dir: Path) -> None:
     # every clip has one length: the length baseline ranks nothing, and the model ranks far above it
     assert base["length"]["spearman"] == 0.0 and smile["spearman"] > base["length"]["spearman"] + 0.3
     if smile["margin_over_baselines"] <= 0:
-        # Measured after main's distance and kinematics baselines arrived, and again since (the same figures): test
-        # Spearman 0.78 against the mouth-width distance baseline's 0.97 and kinematics' 0.82 (margin -0.19), with
-        # validation Spearman at chance in every epoch (-0.29 to 0.23); the README's acceptance section says what
-        # limits QAFE-Net here. The claim stays visible, not asserted.
+        # Measured (seeds 0-3, the README's acceptance section): test Spearman 0.69, 0.69, 0.78, 0.76 against the
+        # mouth-width distance baseline's 0.972 and kinematics' 0.82. On these 12 test clips (4 subjects) the
+        # distance baseline already reaches the highest Spearman an untied score can reach against their labels
+        # (the ceiling, 0.972), so no model can beat it here and this check cannot pass on this set. A 32-subject
+        # set of the same kind (27 test clips from 9 subjects: distance 0.87, kinematics 0.81, ceiling 0.96) shows
+        # that the 0.69-0.78 here is the luck of 4 test subjects: QAFE-Net micro ranks its test clips at -0.15,
+        # 0.02, 0.01, -0.39, and no input option of the README's "Models" fixes it (the best, centred heatmaps at
+        # sigma 4 with colour jitter: 0.07, 0.37, 0.08, 0.43), so a bigger set would fail the assertions above
+        # rather than pass this one. The claim stays visible, not asserted.
         best = max((v for k, v in base.items() if k != "constant"), key=lambda b: b["spearman"])
-        pytest.xfail(f"QAFE-Net micro does not beat the best baseline yet: Spearman {smile['spearman']:.3f}, "
-                     f"best baseline {best['spearman']:.3f}, margin {smile['margin_over_baselines']:+.3f}")  # fmt: skip
+        ceiling = spearman_ceiling(labels(data.test))
+        pytest.xfail(f"QAFE-Net micro does not beat the best baseline: Spearman {smile['spearman']:.3f}, best "
+                     f"baseline {best['spearman']:.3f} (the ceiling for these labels is {ceiling:.3f}), margin "
+                     f"{smile['margin_over_baselines']:+.3f}")  # fmt: skip
 
 
 def test_export_parity_and_scoring_from_observations(run_dir: Path, tmp_path: Path) -> None:

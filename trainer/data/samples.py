@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from common import model_input
@@ -47,6 +48,8 @@ class SampleSpec:
     fps: float = 25.0  # only checked here: the cache already picked the frames at the model's rate
     time_index: str = "window"  # common.features.TIME_INDEX_RULES
     rgb: bool = True  # False: the model reads no frames (TraMP-Former with model.rgb = false): none are loaded
+    colour_jitter: float = 0.0  # training only: the strength of one colour change per clip (0 = none; see Colour)
+    scale_jitter: float = 0.0  # training only: the strength of one zoom and shift per clip (0 = none; see Geometry)
 
     def input_spec(self) -> model_input.InputSpec:
         """The shared model-input spec (a model without a trajectory still samples its RGB frames by its rules)."""
@@ -61,7 +64,8 @@ def reads_frames(mcfg: Any) -> bool:
     return bool(getattr(mcfg, "use_rgb", True)) or isinstance(getattr(mcfg, "heatmap", None), HeatmapSpec)
 
 
-def sample_spec(mcfg: Any, *, train: bool, reverse_p: float = 0.5, flip_p: float = 0.5) -> SampleSpec:
+def sample_spec(mcfg: Any, *, train: bool, reverse_p: float = 0.5, flip_p: float = 0.5, colour_jitter: float = 0.0,
+                scale_jitter: float = 0.0) -> SampleSpec:  # fmt: skip
     """What one model config needs from each clip (any family's config)."""
     skate = getattr(mcfg, "skate", None)
     heatmap = getattr(mcfg, "heatmap", None)
@@ -77,15 +81,109 @@ def sample_spec(mcfg: Any, *, train: bool, reverse_p: float = 0.5, flip_p: float
         flip_p=flip_p,
         time_index=str(getattr(mcfg, "time_index", "window")),
         rgb=bool(getattr(mcfg, "use_rgb", True)),
+        colour_jitter=colour_jitter if train else 0.0,
+        scale_jitter=scale_jitter if train else 0.0,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Colour:
+    """One clip's colour change, the same for every frame: the channels reordered (``order``), then scaled by
+    ``gain`` (brightness times a per-channel tint), and, for camera frames only, the contrast scaled by ``contrast``
+    about the clip's mean grey. On heatmap images (weights x RGB) the order and gains act as on the frame they were
+    drawn from, since they commute with the weights; the contrast is left out there."""
+
+    order: tuple[int, int, int]
+    gain: tuple[float, float, float]
+    contrast: float
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, strength: float) -> Colour:
+        """Channel order uniformly at random; log-gains: brightness U(-s, s) plus per channel U(-s/2, s/2); log
+        contrast U(-s, s), for strength s."""
+        order = tuple(int(v) for v in rng.permutation(3))
+        gain = np.exp(rng.uniform(-strength, strength) + rng.uniform(-strength / 2, strength / 2, size=3))
+        contrast = float(np.exp(rng.uniform(-strength, strength)))
+        return cls((order[0], order[1], order[2]), (float(gain[0]), float(gain[1]), float(gain[2])), contrast)
+
+    def _scaled(self, x: torch.Tensor) -> torch.Tensor:
+        g = torch.tensor(self.gain, dtype=torch.float32).view(3, 1, 1)
+        return x[..., list(self.order), :, :] * g
+
+    def frames(self, x: torch.Tensor) -> torch.Tensor:
+        """[T, 3, H, W] in [0, 1] -> the same, changed."""
+        y = self._scaled(x)
+        grey = y.mean()
+        return ((y - grey) * self.contrast + grey).clamp(0.0, 1.0)
+
+    def heatmaps(self, x: torch.Tensor) -> torch.Tensor:
+        """[T, 3, H, W] heatmap images in [0, 1] -> the same, changed."""
+        return self._scaled(x).clamp(0.0, 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+    """One clip's zoom and shift, the same for every frame and, in image-relative units, for both streams (a heatmap
+    image and its frame cover the same crop): the image is scaled by ``scale`` about its centre and moved by
+    ``shift`` (x, y) in fractions of its side; bilinear, what comes in from outside is black."""
+
+    scale: float
+    shift: tuple[float, float]
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, strength: float) -> Geometry:
+        """log-scale U(-s, s) and each shift U(-s/2, s/2), for strength s."""
+        scale = float(np.exp(rng.uniform(-strength, strength)))
+        dx, dy = (float(v) for v in rng.uniform(-strength / 2, strength / 2, size=2))
+        return cls(scale, (dx, dy))
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """[T, C, H, W] float -> the same, moved."""
+        dx, dy = self.shift
+        # affine_grid maps output to input coordinates in [-1, 1]: out = scale * in + 2 * shift, inverted
+        a, tx, ty = 1 / self.scale, -2 * dx / self.scale, -2 * dy / self.scale
+        theta = torch.tensor([[a, 0.0, tx], [0.0, a, ty]], dtype=torch.float32)
+        grid = F.affine_grid(theta.expand(x.shape[0], 2, 3), list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipChange:
+    """The appearance changes drawn once for a training clip (either may be None)."""
+
+    colour: Colour | None
+    geometry: Geometry | None
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, spec: SampleSpec) -> ClipChange | None:
+        if not spec.train or (spec.colour_jitter <= 0 and spec.scale_jitter <= 0):
+            return None
+        colour = Colour.draw(rng, spec.colour_jitter) if spec.colour_jitter > 0 else None
+        geometry = Geometry.draw(rng, spec.scale_jitter) if spec.scale_jitter > 0 else None
+        return cls(colour, geometry)
+
+    def frames(self, x: torch.Tensor) -> torch.Tensor:
+        """[T, 3, S, S] frames in [0, 1]."""
+        x = x if self.colour is None else self.colour.frames(x)
+        return x if self.geometry is None else self.geometry.apply(x)
+
+    def heatmaps(self, x: torch.Tensor) -> torch.Tensor:
+        """[T, 3, H, H] heatmap images in [0, 1]."""
+        x = x if self.colour is None else self.colour.heatmaps(x)
+        return x if self.geometry is None else self.geometry.apply(x)
 
 
 def normalise(frames: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
     """uint8 [..., 3, H, W] -> (x / 255 - mean) / std per channel (the formula of
     :func:`common.model_input.normalise_rgb`)."""
+    return normalise_unit(frames.float() / 255.0, mean, std)
+
+
+def normalise_unit(frames: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """[..., 3, H, W] in [0, 1] -> (x - mean) / std per channel."""
     m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-    return (frames.float() / 255.0 - m) / s
+    return (frames - m) / s
 
 
 class ClipSamples(Dataset[Item]):
@@ -121,14 +219,15 @@ class ClipSamples(Dataset[Item]):
             item["trajectory"] = torch.from_numpy(model_traj)
             item["index_t"] = torch.from_numpy(s.index_t)
         idx = s.rgb_idx
+        change = ClipChange.draw(rng, spec)
         if frames is not None:
-            item["frames"] = self._frames(frames[idx], rng)
+            item["frames"] = self._frames(frames[idx], rng, change)
         if spec.heatmap is not None:
-            item["heatmaps"] = self._heatmaps(clip.heatmaps()[idx], spec.heatmap, rng)
+            item["heatmaps"] = self._heatmaps(clip.heatmaps()[idx], spec.heatmap, rng, change)
         item["label"] = torch.tensor(clip.record.label, dtype=torch.float32)
         return item
 
-    def _frames(self, frames: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+    def _frames(self, frames: np.ndarray, rng: np.random.Generator, change: ClipChange | None = None) -> torch.Tensor:
         spec = self.spec
         if not spec.train:
             return torch.from_numpy(model_input.rgb_input(frames, spec.input_spec()))
@@ -138,11 +237,17 @@ class ClipSamples(Dataset[Item]):
         rgb = rgb[..., y : y + size, x : x + size]
         if rng.random() < spec.flip_p:
             rgb = rgb.flip(-1)
+        if change is not None:
+            return normalise_unit(change.frames(rgb.float() / 255.0), spec.mean, spec.std).contiguous()
         return normalise(rgb, spec.mean, spec.std).contiguous()
 
-    def _heatmaps(self, images: np.ndarray, hspec: HeatmapSpec, rng: np.random.Generator) -> torch.Tensor:
+    def _heatmaps(
+        self, images: np.ndarray, hspec: HeatmapSpec, rng: np.random.Generator, change: ClipChange | None = None
+    ) -> torch.Tensor:
         if not self.spec.train:
             return torch.from_numpy(model_heatmaps(images, hspec))
         y, x = (int(v) for v in rng.integers(0, hspec.size - hspec.crop + 1, size=2))
         out = torch.from_numpy(model_heatmaps(images, hspec, offset=(y, x)))
+        if change is not None:
+            out = change.heatmaps(out)
         return out.flip(-1).contiguous() if rng.random() < self.spec.flip_p else out

@@ -39,6 +39,7 @@ from trainer.models.layers import CrossAttention, Mlp
 from trainer.models.slowonly import SlowOnly, SlowOnlyConfig
 
 POSITION_ON = ("heatmap", "rgb")
+CENTRE = ("none", "heatmaps", "both")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +54,7 @@ class QafeNetConfig:
     fusion_heads: int = 8
     mlp_ratio: float = 4.0
     position_on: str = "heatmap"  # heatmap (the shipped script) | rgb (the paper's text)
+    centre: str = "none"  # none (the paper) | heatmaps | both: subtract each window's mean over time (CENTRE)
 
     @property
     def dim(self) -> int:
@@ -76,6 +78,8 @@ class QafeNetConfig:
             raise ValueError(f"rgb_frames={self.rgb_frames} must be a positive multiple of {self.rgb.subclip_len}")
         if self.dim % self.fusion_heads or self.dim % 4:
             raise ValueError("feature width must be divisible by fusion_heads and by 4")
+        if self.centre not in CENTRE:
+            raise ValueError(f"centre must be one of {CENTRE}, got {self.centre!r}")
         if self.position_on not in POSITION_ON:
             raise ValueError(f"position_on must be one of {POSITION_ON}, got {self.position_on!r}")
 
@@ -186,6 +190,8 @@ class QafeNet(nn.Module):
     def encode_heatmaps(self, heatmaps: torch.Tensor) -> torch.Tensor:
         """[B, T_f, 3, H, H] heatmap images -> [B, n, D]: SlowOnly over each subclip's volume."""
         b, t, c, h, w = heatmaps.shape
+        if self.cfg.centre != "none":
+            heatmaps = heatmaps - heatmaps.mean(dim=1, keepdim=True)
         n, length = t // self.cfg.rgb.subclip_len, self.cfg.rgb.subclip_len
         volumes = heatmaps.reshape(b * n, length, c, h, w).permute(0, 2, 1, 3, 4)  # [B*n, 3, L, H, W]
         out: torch.Tensor = self.heatmap_encoder(volumes).reshape(b, n, -1)
@@ -193,6 +199,8 @@ class QafeNet(nn.Module):
 
     def forward_features(self, frame_features: torch.Tensor, heatmaps: torch.Tensor) -> torch.Tensor:
         """Score from cached frame features [B, T_f, D] and heatmap images [B, T_f, 3, H, H] -> [B]."""
+        if self.cfg.centre == "both":
+            frame_features = frame_features - frame_features.mean(dim=1, keepdim=True)
         rgb = self.rgb_encoder.encode_subclips(frame_features)
         heat = self.encode_heatmaps(heatmaps)
         first, second = (heat, rgb) if self.cfg.position_on == "heatmap" else (rgb, heat)
