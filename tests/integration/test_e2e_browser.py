@@ -129,13 +129,13 @@ async def _scenario(out: Path, root: Path, work: Path) -> None:
     from common.manifest import Manifest
     from infra.demo import USERNAME, Demo, DemoOptions
     from infra.demo_dashboard import ClinicianClient
-    from infra.demo_models import demo_models_dir
+    from infra.demo_models import DEMO_VERSION, demo_models_dir
     from infra.settings import StackSettings
     from tests.dashboard_kit import free_port
     from tests.demo_kit import HOLD_S, MEDIAPIPE, camera_spec, write_camera
 
     started = time.monotonic()
-    spearman = Manifest.read(demo_models_dir(root) / "pfed5" / "smile" / "1").metrics
+    spearman = Manifest.read(demo_models_dir(root) / "pfed5" / "smile" / DEMO_VERSION).metrics
     os.environ.update(FEQA_INGEST_HOLD_S=str(HOLD_S), FEQA_INGEST_REPS=str(REPS),
                       FEQA_INGEST_COUNTDOWN_S=str(COUNTDOWN_S), FEQA_INGEST_REST_S=str(REST_S),
                       FEQA_LOG_LEVEL="WARNING")  # fmt: skip
