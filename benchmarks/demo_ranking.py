@@ -48,11 +48,12 @@ from common.manifest import Manifest
 from common.model_input import ObservedClip, model_input
 from infra.demo_models import DEMO_VERSION, FPS, HEIGHT, WIDTH
 from phantom.face import Phantom
+from phantom.spec import APPEARANCES
 from scorer.backends import BackendChoice
 from scorer.families import ScoringModel, load_model
 from tests.demo_kit import BROWSER_REPS as REPS
 from tests.demo_kit import BROWSER_SEVERITIES as SEVERITIES
-from tests.demo_kit import COUNTDOWN_S, HOLD_S, MEDIAPIPE, REST_S, camera_spec, write_camera
+from tests.demo_kit import CAMERA_APPEARANCE, COUNTDOWN_S, HOLD_S, MEDIAPIPE, REST_S, camera_spec, write_camera
 from tests.demo_kit import RANK_MARGIN as MARGIN
 from trainer.data.landmarking import LandmarkedClip
 
@@ -80,9 +81,11 @@ def _landmark(video: Path, frames: int) -> LandmarkedClip:
     return outcome.clip
 
 
-def measure_patient(model: ScoringModel, severity: float, seed: int, work: Path, clip_frames: int) -> Patient:
+def measure_patient(
+    model: ScoringModel, severity: float, seed: int, work: Path, clip_frames: int, appearance: str = CAMERA_APPEARANCE
+) -> Patient:
     """Every live-length task clip of one looping patient, scored as the scorer would."""
-    spec = camera_spec(seed, severity)
+    spec = camera_spec(seed, severity, appearance)
     video = work / f"camera-{seed}.y4m"
     n = write_camera(video, spec, loops=2)
     seen = _landmark(video, 2 * n)
@@ -150,11 +153,13 @@ def summarise(patients: list[Patient], draws: int, seed: int, hold_s: float) -> 
 @click.option("--first-seed", type=int, default=FIRST_SEED, help="first phantom seed")
 @click.option("--draws", type=int, default=20000)
 @click.option("--hold-s", type=float, default=HOLD_S, help="the live task clip's length")
+@click.option("--appearance", type=click.Choice(APPEARANCES), default=CAMERA_APPEARANCE,
+              help="the patients' faces (default: the browser test's)")  # fmt: skip
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--patients-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="also write every patient's per-start scores")  # fmt: skip
 def main(models: Path, quick: bool, identities: int | None, seed: int, first_seed: int, draws: int, hold_s: float,
-         json_path: Path | None, patients_json: Path | None) -> None:  # fmt: skip
+         appearance: str, json_path: Path | None, patients_json: Path | None) -> None:  # fmt: skip
     """Score every live-length smile clip of held-out looping patients; print the ranking figures."""
     import torch
 
@@ -167,7 +172,8 @@ def main(models: Path, quick: bool, identities: int | None, seed: int, first_see
     patients: list[Patient] = []
     with tempfile.TemporaryDirectory(prefix="feqa-demo-ranking-") as tmp:
         for k, (j, s) in itertools.product(range(count), enumerate(SEVERITIES)):
-            patients.append(measure_patient(model, s, first_seed + 3 * k + j, Path(tmp), round(hold_s * FPS)))
+            patients.append(measure_patient(model, s, first_seed + 3 * k + j, Path(tmp), round(hold_s * FPS),
+                                            appearance))  # fmt: skip
             click.echo(f"  patient seed {patients[-1].seed} severity {s:g}: mean {patients[-1].scores.mean():.2f} "
                        f"sd {patients[-1].scores.std():.2f}", err=True)  # fmt: skip
     figures = summarise(patients, draws, seed, hold_s)
@@ -185,7 +191,7 @@ def main(models: Path, quick: bool, identities: int | None, seed: int, first_see
                f"{figures['rank_rate']:.1%}; {figures['seconds']:.0f} s, load average {load[0]:.2f} -> "
                f"{figures['load_avg_after']:.2f}")  # fmt: skip
     if json_path is not None:
-        json_path.write_text(json.dumps(figures, indent=1))
+        json_path.write_text(json.dumps({**figures, "appearance": appearance}, indent=1))
     if patients_json is not None:
         rows = [{"severity": p.severity, "seed": p.seed, "scores": p.scores.round(3).tolist(),
                  "moving": p.moving.round(3).tolist()} for p in patients]  # fmt: skip

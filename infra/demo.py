@@ -45,6 +45,7 @@ class DemoOptions:
     final_wait_s: float = 20.0  # how long a finished session's last task scores are waited for
     training: DemoTraining = dataclasses.field(default_factory=DemoTraining)
     train_workers: int = 0  # processes training the demo models on first run; 0: one per CPU (infra.demo_parallel)
+    appearance: str = "photo"  # the patients' faces: photo-real (phantom.photoreal), as the models were trained on
 
 
 def severities(n: int) -> list[float]:
@@ -55,10 +56,11 @@ def severities(n: int) -> list[float]:
 def patient_specs(opts: DemoOptions, round_no: int) -> list[PatientSpec]:
     """Each patient keeps its face (identity seed) across rounds; its movements differ per round."""
     base = opts.seed * 1000
-    return [
-        PatientSpec(base + 10 * round_no + k, "pfed5", sev, reps=opts.reps, identity_seed=base + k, head_motion=0.0)
-        for k, sev in enumerate(severities(opts.patients))
-    ]
+    out = []
+    for k, sev in enumerate(severities(opts.patients)):
+        out.append(PatientSpec(base + 10 * round_no + k, "pfed5", sev, reps=opts.reps, identity_seed=base + k,
+                               head_motion=0.0, appearance=opts.appearance))  # fmt: skip
+    return out
 
 
 def prepare_models(opts: DemoOptions, echo: Callable[[str], None]) -> Path:

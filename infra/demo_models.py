@@ -20,23 +20,31 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+from tqdm import tqdm
 
 from common.manifest import Manifest
 from common.protocols import get_protocol
 from phantom.face import Phantom
+from phantom.photo import PHOTOS, photo_face
 from phantom.spec import PatientSpec
+
+if TYPE_CHECKING:
+    from trainer.data.cache import CachedClip
+    from trainer.data.landmarking import VideoLandmarking
 
 log = logging.getLogger(__name__)
 
-DEMO_VERSION = "1"
+DEMO_VERSION = "2"  # 2: photo-real training faces
 FPS = 10.0  # the demo's camera rate and the models' rate
 WIDTH, HEIGHT = 320, 240
 CLIP_FRAMES = 18  # every task clip, live and in training
 LEADS = (2, 3, 4)  # training clips start this many frames before the movement onset (cycled per severity)
 LIVE_LEAD = 3  # the live demo patient marks a task this many frames before its onset
 SEVERITIES = (0, 1, 2, 3, 4)
+BATCH_CONTINUOUS = 32  # a continuous training has hundreds of overlapping clips per task: larger batches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +61,11 @@ class DemoTraining:
     # anywhere in the subject's continuous performance (seeded), for a patient whose task prompts are not tied to
     # the phantom's movement (a browser patient page timing the tasks itself with a looping fake camera).
     anywhere: bool = False
+    # > 0: each subject's whole performance (``clips`` repetitions of the task, head still) is rendered and
+    # landmarked once, as one continuous stream (what the live tracker follows), and a training clip is cut from it
+    # at every ``stride``-th frame: every phase a live task window can start at, from one landmarking pass.
+    stride: int = 0
+    appearance: str = "photo"  # the phantom's faces: "photo" (phantom.photoreal, as the demo's patients) or "cartoon"
     # False: the trajectory-only TraMP-Former (model.rgb = false). On the fair acceptance sets the RGB stream added
     # nothing and cost ranking on the amplitude-decoupled set (README, "Phantom acceptance run"); live, the browser
     # end-to-end test's three patients (severities 0, 2, 4) got mean smile scores 0.0 / 1.89 / 0.58 from RGB models
@@ -121,10 +134,36 @@ def crop_side(models: Path, protocol: str = "pfed5") -> int:
 
 def _subjects(task: str, cfg: DemoTraining, per_severity: int, offset: int) -> list[PatientSpec]:
     seed = cfg.first_seed + offset
-    return [
-        PatientSpec(seed + 10 * k + sev, "pfed5", float(sev), reps=cfg.clips + 1, tasks=(task,), head_motion=0.0)
-        for k, sev in itertools.product(range(per_severity), SEVERITIES)
-    ]
+    reps = cfg.clips if cfg.stride else cfg.clips + 1
+
+    def spec(j: int, sev: int) -> PatientSpec:
+        return PatientSpec(seed + 10 * j + sev, "pfed5", float(sev), reps=reps, tasks=(task,), head_motion=0.0,
+                           appearance=cfg.appearance)  # fmt: skip
+
+    if cfg.appearance != "photo":
+        return [spec(k, sev) for k, sev in itertools.product(range(per_severity), SEVERITIES)]
+    # A photo-real face is one of a few portraits, mirrored or not: left to the seeds, a handful of subjects per
+    # severity can put one portrait on the severe side only (measured: every severity-3 and -4 training subject on
+    # one portrait, and held-out faces of that portrait then scored about 1 point higher at every severity). So each
+    # severity takes the first seeds that cycle through the portraits and their mirror images in one order: the
+    # face photographed cannot carry severity.
+    looks = list(itertools.product(PHOTOS, (False, True)))
+    picked: dict[int, list[PatientSpec]] = {sev: [] for sev in SEVERITIES}
+    for n, sev in enumerate(SEVERITIES):
+        j = 0
+        while len(picked[sev]) < per_severity:
+            want = looks[(len(picked[sev]) + n * (offset == 0)) % len(looks)]
+            candidate = spec(j, sev)
+            j += 1
+            if _look(candidate) == want:
+                picked[sev].append(candidate)
+    return [picked[sev][k] for k, sev in itertools.product(range(per_severity), SEVERITIES)]
+
+
+def _look(spec: PatientSpec) -> tuple[str, bool]:
+    """Which portrait a photo-real subject wears, and whether mirrored."""
+    face = photo_face(spec.subject_seed, spec.identity)
+    return face.name, face.mirrored
 
 
 def _clips(specs: list[PatientSpec], cfg: DemoTraining) -> Iterator[tuple[PatientSpec, int, int]]:
@@ -140,6 +179,53 @@ def _clips(specs: list[PatientSpec], cfg: DemoTraining) -> Iterator[tuple[Patien
         for _task, rep, onset in onsets(ph)[: cfg.clips]:
             k = count[spec.severity] = count.get(spec.severity, -1) + 1
             yield spec, rep, onset - LEADS[k % len(LEADS)]
+
+
+def continuous_clips(
+    task: str, specs: list[PatientSpec], cfg: DemoTraining, root: Path, landmarking: VideoLandmarking, load_size: int
+) -> list[CachedClip]:
+    """Each subject's whole performance rendered and landmarked once as one stream, then a ``cfg.clip_frames`` clip
+    cut at every ``cfg.stride``-th frame and made into cache arrays by the trainer's own feature code. A clip
+    without a usable face is left out (logged)."""
+    from common.features import FeatureError
+    from phantom.video import write_video
+    from trainer.data.cache import CachedClip, FrameSizes, features_from_landmarks
+    from trainer.data.records import ClipRecord
+
+    records = []
+    for spec in tqdm(specs, desc=f"rendering {task} subjects", unit="subject", leave=False):
+        phantom = Phantom(spec, WIDTH, HEIGHT, FPS)
+        video = root / "videos" / task / f"s{spec.seed}.mp4"
+        video.parent.mkdir(parents=True, exist_ok=True)
+        write_video(phantom, video)
+        records.append(ClipRecord(f"{task}-s{spec.seed}", str(spec.seed), task, spec.severity, phantom.n_frames,
+                                  None, None, None, "train", video=video))  # fmt: skip
+    # trajectory only: the model never reads a clip's frames, so they are kept at 2 px (a 36 px copy of every
+    # overlapping clip would be most of the cache's size and time)
+    sizes = FrameSizes(load_size if cfg.rgb else 2, 32 if cfg.rgb else None, FPS)
+    out: list[CachedClip] = []
+    n = cfg.clip_frames
+    with tqdm(total=sum(r.n_frames for r in records), desc=f"landmarking {task}", unit="frame", leave=False) as bar:
+        for outcome in landmarking.run(records, bar.update):
+            seen, record = outcome.clip, outcome.record
+            if seen is None:
+                log.warning("%s left out: %s", record.clip_id, outcome.error)
+                continue
+            for a in range(0, seen.face.size - n + 1, cfg.stride):
+                part = dataclasses.replace(
+                    seen, landmarks=seen.landmarks[a : a + n], colours=seen.colours[a : a + n],
+                    crops=seen.crops[a : a + n], face=seen.face[a : a + n],
+                    times=None if seen.times is None else seen.times[a : a + n])  # fmt: skip
+                clip = dataclasses.replace(record, clip_id=f"{record.clip_id}f{a}", n_frames=n, video_start=a,
+                                           video_end=a + n)  # fmt: skip
+                path = root / "cache" / task / f"{clip.clip_id}.npz"
+                try:
+                    features_from_landmarks(part, sizes).save(path)
+                except FeatureError as exc:
+                    log.info("clip %s left out: %s", clip.clip_id, exc)
+                    continue
+                out.append(CachedClip(clip, path))
+    return out
 
 
 def train_demo_models(
@@ -173,23 +259,29 @@ def train_demo_models(
             log.info("demo model %d/%d: %s", n, len(tasks), task)
             val_specs = _subjects(task, cfg, 1, offset=0)
             train_specs = _subjects(task, cfg, cfg.per_severity, offset=1000)
-            records = []
-            for spec, rep, first in itertools.chain(_clips(val_specs, cfg), _clips(train_specs, cfg)):
-                video = root / "videos" / task / f"s{spec.seed}r{rep}.mp4"
-                video.parent.mkdir(parents=True, exist_ok=True)
-                write_video(Phantom(spec, WIDTH, HEIGHT, FPS), video, start=first, stop=first + cfg.clip_frames)
-                records.append(ClipRecord(f"{task}-s{spec.seed}r{rep}", str(spec.seed), task, spec.severity,
-                                          cfg.clip_frames, None, None, None, "train", video=video))  # fmt: skip
             sets = [f"data.fps={FPS}", f"optim.epochs={cfg.epochs}", f"model.rgb={str(cfg.rgb).lower()}"]
             sets += [f"model.t_p={cfg.t_p}"] if cfg.t_p else []
+            sets += ["data.replicate=1", f"optim.batch_size={BATCH_CONTINUOUS}"] if cfg.stride else []
             run_cfg = resolve(["micro"], sets)
-            cached = build_cache(records, root / "cache", run_cfg.data.load_size, "video", lambda: landmarking,
-                                 model_size=32, fps=FPS)  # fmt: skip
+            if cfg.stride:
+                clips = continuous_clips(task, val_specs + train_specs, cfg, root, landmarking, run_cfg.data.load_size)
+                skipped: object = "every subject's stream"
+            else:
+                records = []
+                for spec, rep, first in itertools.chain(_clips(val_specs, cfg), _clips(train_specs, cfg)):
+                    video = root / "videos" / task / f"s{spec.seed}r{rep}.mp4"
+                    video.parent.mkdir(parents=True, exist_ok=True)
+                    write_video(Phantom(spec, WIDTH, HEIGHT, FPS), video, start=first, stop=first + cfg.clip_frames)
+                    records.append(ClipRecord(f"{task}-s{spec.seed}r{rep}", str(spec.seed), task, spec.severity,
+                                              cfg.clip_frames, None, None, None, "train", video=video))  # fmt: skip
+                cached = build_cache(records, root / "cache", run_cfg.data.load_size, "video", lambda: landmarking,
+                                     model_size=32, fps=FPS)  # fmt: skip
+                clips, skipped = cached.clips, cached.skipped
             val_ids = {str(s.seed) for s in val_specs}
-            train = [c for c in cached.clips if c.record.subject not in val_ids]
-            val = [c for c in cached.clips if c.record.subject in val_ids]
+            train = [c for c in clips if c.record.subject not in val_ids]
+            val = [c for c in clips if c.record.subject in val_ids]
             if len(val) < len(SEVERITIES) or len(train) < 2 * len(SEVERITIES):
-                raise RuntimeError(f"{task}: the landmarker found faces in too few phantom clips ({cached.skipped})")
+                raise RuntimeError(f"{task}: the landmarker found faces in too few phantom clips ({skipped})")
             run = root / "runs" / task
             result = train_expression(run_cfg, ExpressionData(task, train, val, []), run, resume=False)
             ckpt = checkpoint.read(run / BEST)  # typed: protocol, task, fps, label scale, landmarker, calibration

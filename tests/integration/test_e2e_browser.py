@@ -4,25 +4,25 @@ landmarker, scorer, dashboard, each its own process), all three at once, while a
 dashboard, watches each session on a page of its own. The smile task scores appear on those pages and in the
 dashboard's database, and they should rank the severities of three held-out phantoms (0, 2, 4).
 
-The patient page times the tasks itself (countdown, hold, rest) while the fake camera loops its clip, so a task's
-frames start at an arbitrary point of the phantom's performance. The smile model (tests/demo_kit.py, trained once
-per test run and shared with the demo test) is trained by the demo's training code, through MediaPipe, on clips of
-one fixed length starting anywhere in a phantom's continuous smiling (``DemoTraining(anywhere=True)``): neither clip
-length nor movement onset can carry severity, and the live task clip (``HOLD_S`` at 10 fps) has that length.
+The patient page times the tasks itself (countdown, hold, rest) while the fake camera loops its clip (a photo-real
+phantom smiling five times), so a task's frames start at an arbitrary point of the phantom's performance. The task
+window is 4.8 s (``HOLD_S``), long enough to hold part of a smile's hold wherever it starts, and the smile model
+reads all 48 frames of it (T_p 48). That model (tests/demo_kit.py, trained once per test run and shared with the demo
+test) is trained by the demo's own code, through MediaPipe, on 48-frame clips cut at every fourth frame of each
+training subject's whole performance landmarked as one stream (``DemoTraining(stride=4)``; 8 photo-real subjects
+per severity, balanced over the portraits): neither clip length nor movement onset can carry severity, nor can
+the portrait.
 
 The ranking check asks the sessions' mean smile scores to rise with severity by at least ``MARGIN`` per step (a
-constant or saturated output orders nothing). With RGB models it did not hold (means 0.0 / 1.89 / 0.58); with the
-demo's trajectory-only models it held in 2 of 3 runs (means 0.48 / 2.67 / 4.0 and 1.15 / 2.68 / 4.0, Spearman
-0.97; the third 2.47 / 2.51 / 3.99, Spearman 0.72: severity 0 scored high). benchmarks/demo_ranking.py measures
-the same check offline (every live-length clip of held-out looping phantoms, through MediaPipe and the scorer's model
-input): for this test's three patients it ranks in 74.5 % of 3-patient x 2-rep draws (means 0.90 / 2.59 / 3.47), on
-12 held-out identities per severity in 41.6 % (means 1.24 / 1.84 / 2.75). Severity 0 scores high when the task
-clip starts late in a smile: the model reads the clip's latter T_p = 16 of 32 frames, anchored at the first, so it
-sees a face at rest after a release (scores about 2.4 where the other phases give 0.5). Reading the whole clip
-(``DemoTraining(t_p=32)``) halves that phase spread but not the spread between identities (sd about 0.5 per
-severity), and 30 training subjects with 5 clips each (2.3 times the build) reach only 63.7 %: the check is not yet
-reliable within the build's budget. Where it fails, the test reports XFAIL with the measured means and Spearman,
-while every pipeline check above it still fails the test when it breaks.
+constant or saturated output orders nothing). benchmarks/demo_ranking.py measures the same check offline (every
+live-length clip of held-out looping phantoms, through MediaPipe and the scorer's model input): 76.5 % of 3-patient
+x 2-rep draws rank on 6 held-out identities per severity (means 0.53 / 1.28 / 3.46, sd 0.43 / 0.60 / 0.47; the
+spread is now mostly between identities, 0.37 / 0.44 / 0.35, not over the phase a task starts at, 0.24 / 0.36 /
+0.29). Before (32-frame window, T_p 16, 2 cartoon subjects per severity, rebuilt the same day): 21.6 % on 12
+identities. Three runs of this test with these models all ranked (means 0.0 / 2.07 / 3.64, 0.0 / 2.24 / 3.72 and
+0.0 / 2.19 / 3.64, Spearman 0.97 each), but one draw of three patients is not the held-out measure: the check is not
+reliable yet, so where it fails the test reports XFAIL with the measured means and
+Spearman, while every pipeline check above it still fails the test when it breaks.
 
 Everything runs in a private network namespace with only ``lo`` (as tests/integration/test_ingest_browser.py):
 the scenario is this file run as a script inside ``unshare -n``; the test checks what it wrote.
@@ -129,13 +129,13 @@ async def _scenario(out: Path, root: Path, work: Path) -> None:
     from common.manifest import Manifest
     from infra.demo import USERNAME, Demo, DemoOptions
     from infra.demo_dashboard import ClinicianClient
-    from infra.demo_models import demo_models_dir
+    from infra.demo_models import DEMO_VERSION, demo_models_dir
     from infra.settings import StackSettings
     from tests.dashboard_kit import free_port
     from tests.demo_kit import HOLD_S, MEDIAPIPE, camera_spec, write_camera
 
     started = time.monotonic()
-    spearman = Manifest.read(demo_models_dir(root) / "pfed5" / "smile" / "1").metrics
+    spearman = Manifest.read(demo_models_dir(root) / "pfed5" / "smile" / DEMO_VERSION).metrics
     os.environ.update(FEQA_INGEST_HOLD_S=str(HOLD_S), FEQA_INGEST_REPS=str(REPS),
                       FEQA_INGEST_COUNTDOWN_S=str(COUNTDOWN_S), FEQA_INGEST_REST_S=str(REST_S),
                       FEQA_LOG_LEVEL="WARNING")  # fmt: skip

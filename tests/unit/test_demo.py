@@ -14,6 +14,7 @@ from common.manifest import GraphSpec, Manifest, TensorSpec
 from infra.demo import DemoOptions, patient_specs, severities
 from infra.demo_models import (
     CLIP_FRAMES,
+    DEMO_VERSION,
     FPS,
     HEIGHT,
     LIVE_LEAD,
@@ -26,6 +27,7 @@ from infra.demo_models import (
 )
 from infra.demo_patient import task_marks
 from phantom.face import Phantom
+from phantom.photo import PHOTOS, photo_face
 
 
 def test_severities_spread_inside_the_scale() -> None:
@@ -83,7 +85,7 @@ def test_training_cuts_have_one_length_and_no_onset_leak(anywhere: bool) -> None
 
 def test_missing_models_are_retrained(tmp_path: Path) -> None:
     assert missing(tmp_path, ("smile", "frown"), "mediapipe-facemesh/t1") == ["smile", "frown"]
-    broken = tmp_path / "pfed5" / "smile" / "1"
+    broken = tmp_path / "pfed5" / "smile" / DEMO_VERSION
     broken.mkdir(parents=True)
     (broken / "manifest.json").write_text("{not json")
     assert missing(tmp_path, ("smile",), "mediapipe-facemesh/t1") == ["smile"]
@@ -108,3 +110,16 @@ def test_crops_take_the_side_the_demo_models_share(tmp_path: Path) -> None:
     assert crop_side(tmp_path) == 256
     (tmp_path / "pfed5" / "rest" / "1" / "manifest.json").write_text("{not json")
     assert crop_side(tmp_path) == 256
+
+
+def test_photo_real_training_subjects_wear_every_portrait_alike_at_every_severity() -> None:
+    cfg = DemoTraining(per_severity=4, stride=2, clips=5, appearance="photo")
+    specs = _subjects("smile", cfg, cfg.per_severity, offset=1000)
+    looks: dict[float, list[tuple[str, bool]]] = {}
+    for spec in specs:
+        assert spec.appearance == "photo" and spec.reps == cfg.clips and spec.tasks == ("smile",)
+        face = photo_face(spec.subject_seed, spec.identity)
+        looks.setdefault(spec.severity, []).append((face.name, face.mirrored))
+    every = sorted(itertools.product(PHOTOS, (False, True)))
+    assert all(sorted(v) == every for v in looks.values()), looks  # no portrait leans to one severity
+    assert len({s.seed for s in specs}) == len(specs)
