@@ -178,7 +178,9 @@ def _clips(specs: list[PatientSpec], cfg: DemoTraining) -> Iterator[tuple[Patien
             continue
         for _task, rep, onset in onsets(ph)[: cfg.clips]:
             k = count[spec.severity] = count.get(spec.severity, -1) + 1
-            yield spec, rep, onset - LEADS[k % len(LEADS)]
+            # a movement can start before the lead (the rest task's first repetition, at frame 1): the clip then
+            # starts at the first frame, as the live demo patient's marks do (infra.demo_patient)
+            yield spec, rep, min(max(0, onset - LEADS[k % len(LEADS)]), ph.n_frames - cfg.clip_frames)
 
 
 def continuous_clips(

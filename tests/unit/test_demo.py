@@ -83,6 +83,18 @@ def test_training_cuts_have_one_length_and_no_onset_leak(anywhere: bool) -> None
     )
 
 
+def test_default_training_cuts_stay_inside_every_clip_even_when_a_movement_starts_at_once() -> None:
+    # The default training's rest subjects include one whose first movement starts at frame 1, before the clips'
+    # lead (a first run of `feqa demo` failed on it with "empty frame range [-1, 17)").
+    cfg = DemoTraining()
+    specs = _subjects("rest", cfg, cfg.per_severity, offset=1000)
+    starts = []
+    for spec, _, first in _clips(specs, cfg):
+        assert 0 <= first <= Phantom(spec, WIDTH, HEIGHT, FPS).n_frames - cfg.clip_frames, (spec.seed, first)
+        starts.append(first)
+    assert 0 in starts  # the clamped clip is among them: this set exercises the early movement
+
+
 def test_missing_models_are_retrained(tmp_path: Path) -> None:
     assert missing(tmp_path, ("smile", "frown"), "mediapipe-facemesh/t1") == ["smile", "frown"]
     broken = tmp_path / "pfed5" / "smile" / DEMO_VERSION
