@@ -56,11 +56,11 @@ def severities(n: int) -> list[float]:
 def patient_specs(opts: DemoOptions, round_no: int) -> list[PatientSpec]:
     """Each patient keeps its face (identity seed) across rounds; its movements differ per round."""
     base = opts.seed * 1000
-    out = []
-    for k, sev in enumerate(severities(opts.patients)):
-        out.append(PatientSpec(base + 10 * round_no + k, "pfed5", sev, reps=opts.reps, identity_seed=base + k,
-                               head_motion=0.0, appearance=opts.appearance))  # fmt: skip
-    return out
+    return [
+        PatientSpec(base + 10 * round_no + k, "pfed5", sev, reps=opts.reps, identity_seed=base + k, head_motion=0.0,
+                    appearance=opts.appearance)
+        for k, sev in enumerate(severities(opts.patients))
+    ]  # fmt: skip
 
 
 def prepare_models(opts: DemoOptions, echo: Callable[[str], None]) -> Path:

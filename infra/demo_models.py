@@ -267,7 +267,7 @@ def train_demo_models(
             run_cfg = resolve(["micro"], sets)
             if cfg.stride:
                 clips = continuous_clips(task, val_specs + train_specs, cfg, root, landmarking, run_cfg.data.load_size)
-                skipped: object = "every subject's stream"
+                skipped = "each clip left out is logged"
             else:
                 records = []
                 for spec, rep, first in itertools.chain(_clips(val_specs, cfg), _clips(train_specs, cfg)):
@@ -278,7 +278,7 @@ def train_demo_models(
                                               cfg.clip_frames, None, None, None, "train", video=video))  # fmt: skip
                 cached = build_cache(records, root / "cache", run_cfg.data.load_size, "video", lambda: landmarking,
                                      model_size=32, fps=FPS)  # fmt: skip
-                clips, skipped = cached.clips, cached.skipped
+                clips, skipped = cached.clips, str(cached.skipped)
             val_ids = {str(s.seed) for s in val_specs}
             train = [c for c in clips if c.record.subject not in val_ids]
             val = [c for c in clips if c.record.subject in val_ids]

@@ -28,7 +28,7 @@ class ModelSection:
     rgb_norm: str = "auto"  # auto (what the loaded RGB weights were trained with) | imagenet | unit
     heatmap: str = "rgb"  # QAFE-Net heatmaps: rgb (paper: weights x RGB) | jet (the shipped script)
     position_on: str = "heatmap"  # QAFE-Net positional embedding: heatmap (shipped code) | rgb (paper text)
-    # QAFE-Net heatmaps' Gaussian sigma in pixels of the 256 crop; 0 = the size's (paper 1; micro 4, small 2)
+    # QAFE-Net heatmaps' Gaussian sigma in pixels of the 256 crop; 0 = the paper's 1 px (every size)
     heatmap_sigma: float = 0.0
     # QAFE-Net: subtract each window's mean over time from its heatmaps (heatmaps) and frame features (both)
     centre: str = "none"
@@ -86,7 +86,7 @@ class TrainSection:
     reverse_p: float = 0.5
     flip_p: float = 0.5
     # QAFE-Net: one random colour change per training clip (channel order, gains, contrast), the same for every
-    # frame and for both streams; the strength (0 = off). "auto" sizes: see trainer.data.samples
+    # frame and for both streams; the strength (0 = off; trainer.data.samples.Colour)
     colour_jitter: float = 0.0
     # QAFE-Net: one random zoom and shift per training clip, the same for every frame and both streams (0 = off)
     scale_jitter: float = 0.0
