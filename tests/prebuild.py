@@ -53,12 +53,15 @@ BUILDS: dict[str, Build] = {
     "ranking": Build("tests.ranking_model", env=(("PYTHONHASHSEED", "0"),)),
     # two trainings of one config and data under different string-hash seeds (tests/reproducible_runs.py)
     "reproducible": Build("tests.reproducible_runs"),
-    # the trainer tests' 48-subject phantom smile cohort, as crops and as source videos (tests/smile_cohort.py)
+    # the trainer tests' 48-subject phantom smile cohort, as crops and as source videos, and a micro run trained on
+    # each (tests/smile_cohort.py)
     "smile-cohort": Build("tests.smile_cohort"),
+    # the trajectory-only tests' 64-subject set (trajectory files only) and two runs on it (tests/trajectory_runs.py)
+    "trajectory-runs": Build("tests.trajectory_runs"),
 }
 # the tests needing a build run after all others, grouped by the build that usually finishes last among theirs; the
 # builds' priorities follow the same order (the first is read first)
-FINISH_ORDER = ("smile-cohort", "reproducible", "ranking", "demo")
+FINISH_ORDER = ("trajectory-runs", "smile-cohort", "reproducible", "ranking", "demo")
 
 
 def build_nice(name: str) -> int:
@@ -74,6 +77,18 @@ LOG = "prebuilt.log"  # the child's stdout and stderr
 def finished(folder: Path) -> None:
     """Called by a build's ``__main__`` when everything it makes is in ``folder``."""
     (folder / DONE).write_text("ok\n")
+
+
+def feqa_trainer(args: list[str], log: Path, **env: str) -> str:
+    """``feqa ARGS`` (one of the trainer's commands) in a child process, as a user runs it; what it printed (stdout
+    and stderr together), also kept in ``log``. A failure ends the build with the command's output."""
+    code = "from trainer.cli import cli; cli()"
+    done = subprocess.run([sys.executable, "-c", code, *args], env={**os.environ, **env}, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, check=False)  # fmt: skip
+    log.write_text(done.stdout)
+    if done.returncode != 0:
+        raise SystemExit(f"feqa {' '.join(args)} failed (exit {done.returncode}):\n{done.stdout[-4000:]}")
+    return done.stdout
 
 
 class Prebuilds:

@@ -15,9 +15,6 @@ FAIR_FPS = 8.0
 
 
 FAIR = {"n_subjects": 16, "clips_per_task": 3, "seed": 3}
-# The trajectory-only model's set: four times FAIR's subjects, so its test Spearman (51 test clips from 17 held-out
-# subjects) does not hang on one seed (tests/integration/test_trainer_trajectory_only.py); trajectory files only.
-FAIR_TRAJECTORIES = {"n_subjects": 64, "clips_per_task": 3, "seed": 3}
 
 
 @pytest.fixture(scope="session")
@@ -35,15 +32,4 @@ def fair_pfed5_smile(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = write_pfed5(tmp_path_factory.mktemp("pfed5-smile"), width=320, height=240, fps=FAIR_FPS, only=("smile",),
                        **FAIR)  # fmt: skip
     equalise_lengths(root, to=shortest_planned_clip(fps=FAIR_FPS, **FAIR))
-    return root
-
-
-@pytest.fixture(scope="session")
-def fair_pfed5_smile_trajectories(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A larger phantom PFED5 set of smiles written with ``contents="trajectories"`` (trajectory, colour and label
-    files, no frames: only models without an RGB stream can train on it), every clip cut to its shortest one's
-    length as in :func:`fair_pfed5`."""
-    root = write_pfed5(tmp_path_factory.mktemp("pfed5-smile-trajectories"), width=320, height=240, fps=FAIR_FPS,
-                       only=("smile",), contents="trajectories", **FAIR_TRAJECTORIES)  # fmt: skip
-    equalise_lengths(root)
     return root

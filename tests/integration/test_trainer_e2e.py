@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -43,18 +44,12 @@ def dataset(prebuilt: Prebuilds) -> Path:
     return prebuilt.wait("smile-cohort", timeout_s=900) / smile_cohort.CROPS
 
 
-def _train_args(dataset: Path, run: Path, *sets: str) -> list[str]:
-    args = ["train", "-c", "micro", "--run-dir", str(run)]
-    for item in (f'data.root="{dataset}"', 'data.expressions=["smile"]', f"data.fps={FPS}", *sets):
-        args += ["--set", item]
-    return args
-
-
 @pytest.fixture(scope="module")
-def run_dir(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("run")
-    result = CliRunner().invoke(cli, _train_args(dataset, run))
-    assert result.exit_code == 0, result.output
+def run_dir(prebuilt: Prebuilds, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the micro run the cohort's build trained on its crops (``smile_cohort.train_args``): the tests
+    below write into it (evaluation, a resumed epoch)."""
+    run = tmp_path_factory.mktemp("run") / "run"
+    shutil.copytree(prebuilt.wait("smile-cohort", timeout_s=900) / smile_cohort.RUN, run)
     return run
 
 
@@ -194,7 +189,7 @@ def test_export_parity_calibrated_score_and_manifest(run_dir: Path, tmp_path: Pa
 
 
 def test_resume_continues_from_last_epoch(run_dir: Path, dataset: Path) -> None:
-    result = CliRunner().invoke(cli, [*_train_args(dataset, run_dir, "optim.epochs=11"), "--resume"])
+    result = CliRunner().invoke(cli, [*smile_cohort.train_args(dataset, run_dir, "optim.epochs=11"), "--resume"])
     assert result.exit_code == 0, result.output
     history = json.loads((run_dir / "smile" / "history.json").read_text())
     assert [h["epoch"] for h in history] == list(range(1, 12))

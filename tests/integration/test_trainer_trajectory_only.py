@@ -1,9 +1,10 @@
 """TraMP-Former without its RGB stream (``model.rgb = false``) end to end on the fair phantom PFED5 set: a micro run
 trains on trajectories alone, evaluates beside the trivial baselines, and exports graphs that take no frames, whose
 window graph gives the trainer's own prediction on a test clip. Two such runs (two seeds) are scored as a seed
-ensemble by ``feqa evaluate --ensemble`` (the micro trajectory-only model trains in seconds). The set holds trajectory
-files only (``contents="trajectories"``: no frames are written, so 64 subjects cost little to write), which
-also checks that the trajectory-only model trains, evaluates and exports from such a set."""
+ensemble by ``feqa evaluate --ensemble``. The set holds trajectory files only (``contents="trajectories"``: no frames
+are written, so 64 subjects cost little to write), which also checks that the trajectory-only model trains,
+evaluates and exports from such a set. The set and both runs are made by a build beside the tests
+(tests/trajectory_runs.py)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from tests.integration.conftest import FAIR_FPS
+from tests import trajectory_runs
 from tests.integration.fair_phantom import export_smile
+from tests.prebuild import Prebuilds
 from trainer import checkpoint
 from trainer.cli import cli
 from trainer.config import load_resolved
@@ -27,29 +29,26 @@ from trainer.data.samples import ClipSamples, sample_spec
 from trainer.metrics import spearman
 from trainer.predict import labels, predict
 
-pytestmark = pytest.mark.integration
-EPOCHS = 6
+pytestmark = [pytest.mark.integration, pytest.mark.prebuilt("trajectory-runs")]
 
 
-def _train(root: Path, run: Path, seed: int, epochs: int) -> Path:
-    args = ["train", "-c", "micro", "--run-dir", str(run)]
-    for item in (f'data.root="{root}"', 'data.expressions=["smile"]', f"data.fps={FAIR_FPS}", "model.rgb=false",
-                 f"train.seed={seed}", f"optim.epochs={epochs}"):  # fmt: skip
-        args += ["--set", item]
-    result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 0, result.output
+def _copy(prebuilt: Prebuilds, name: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of one of the build's runs (tests/trajectory_runs.py): the tests write into it."""
+    run = tmp_path_factory.mktemp(name) / name
+    shutil.copytree(prebuilt.wait("trajectory-runs", timeout_s=900) / name, run)
     return run
 
 
 @pytest.fixture(scope="module")
-def run_dir(fair_pfed5_smile_trajectories: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _train(fair_pfed5_smile_trajectories, tmp_path_factory.mktemp("trajectory-run"), seed=0, epochs=EPOCHS)
+def run_dir(prebuilt: Prebuilds, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Seed 0, :data:`trajectory_runs.EPOCHS` epochs."""
+    return _copy(prebuilt, trajectory_runs.RUN, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def other_seed(fair_pfed5_smile_trajectories: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # the ensemble tests need a second member, not a good one: a short run
-    return _train(fair_pfed5_smile_trajectories, tmp_path_factory.mktemp("trajectory-run-seed1"), seed=1, epochs=1)
+def other_seed(prebuilt: Prebuilds, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Seed 1, one epoch: the ensemble tests need a second member, not a good one."""
+    return _copy(prebuilt, trajectory_runs.OTHER_SEED, tmp_path_factory)
 
 
 def test_loss_falls_and_the_checkpoint_holds_no_rgb_stream(run_dir: Path) -> None:
@@ -125,6 +124,6 @@ def test_an_ensemble_member_trained_on_other_data_is_refused(run_dir: Path, othe
     stranger = tmp_path / "stranger"
     shutil.copytree(other_seed, stranger)
     config = stranger / "config.toml"
-    config.write_text(config.read_text().replace(f"fps = {FAIR_FPS}", "fps = 25.0"))
+    config.write_text(config.read_text().replace(f"fps = {trajectory_runs.FPS}", "fps = 25.0"))
     result = CliRunner().invoke(cli, ["evaluate", str(run_dir), "--bootstrap", "50", "--ensemble", str(stranger)])
     assert result.exit_code != 0 and "trained on other data" in result.output, result.output
