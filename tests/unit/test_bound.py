@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,12 +10,26 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from common import features
 from phantom.dataset import write_pfed5
 from phantom.plan import Cohort, plan_pfed5
 from trainer.baselines import BASELINES
-from trainer.bound import ORACLES, ClipTruth, against_latent, bound_of, phantom_clip_specs, score_oracles, truth_of
+from trainer.bound import (
+    ORACLES,
+    ClipTruth,
+    against_latent,
+    bound_of,
+    phantom_clip_specs,
+    read_truths,
+    score_oracles,
+    truth_of,
+)
+from trainer.config import DataSection, RunConfig
+from trainer.data.cache import CachedClip
 from trainer.data.layouts import read_layout
 from trainer.data.splits import split_by_subject
+from trainer.evaluate import beside_baselines
+from trainer.metrics import expression_metrics
 
 
 def _truths(population: str) -> tuple[list[ClipTruth], list[ClipTruth]]:
@@ -104,3 +119,23 @@ def test_bound_of_is_empty_off_the_phantom(tiny_set: Path, tmp_path: Path) -> No
     assert bound_of(records, tiny_set, records, tiny_set, "pfed5", (0.0, 4.0))  # a phantom set has its bound
     (tmp_path / "PFED5").mkdir()  # a dataset without phantom_clips.csv (real data): no truth to read
     assert bound_of(records, tiny_set, records, tmp_path, "pfed5", (0.0, 4.0)) == {}
+
+
+def test_evaluate_puts_the_bound_beside_the_baselines_on_a_phantom_set(tiny_set: Path, tmp_path: Path) -> None:
+    records = read_layout("pfed5", tiny_set)
+    clips = []
+    for r in records:
+        path = tmp_path / f"{r.clip_id}.npz"
+        assert r.trajectory is not None and r.colour is not None
+        np.savez(path, trajectory=features.trajectory_from_files(np.load(r.trajectory), np.load(r.colour)))
+        clips.append(CachedClip(r, path))
+    cfg = RunConfig(data=dataclasses.replace(DataSection(), root=str(tiny_set), fps=6.25))
+    fit, test = clips[:12], clips[12:]
+    label = np.array([c.record.label for c in test])
+    res = expression_metrics("smile", label, label, [c.record.subject for c in test], reps=10)
+    out = beside_baselines("smile", fit, test, res, 0.5, cfg, tiny_set)
+    assert set(out["bound"]) == set(ORACLES)
+    want = score_oracles(*(list(read_truths(tiny_set, {c.record.clip_id: c.record.label for c in part}, "pfed5")
+                                .values()) for part in (fit, test)), (0.0, 4.0))  # fmt: skip
+    assert out["bound"]["oracle_amplitude"]["mae"] == pytest.approx(want["oracle_amplitude"].mae)
+    assert beside_baselines("smile", fit, test, res, 0.5, cfg)["bound"] == {}  # no test root named: no bound
