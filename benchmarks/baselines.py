@@ -9,10 +9,12 @@ subject's clips share its traits and severity level, so they are not independent
 phantom PFED5 set is written to a temporary folder first (``--quick``: 28 subjects with one clip per task, 8 of
 them test subjects). With ``--run`` the model's figures from that run's ``metrics*.json`` (``feqa evaluate RUN
 [--on NAME=ROOT]``) stand beside the baselines as ratios (model MAE over the best baseline's; below 0.8 is the
-acceptance bar).
+acceptance bar). On phantom sets a second table per set gives the phantom's bound (:mod:`trainer.bound`): every
+oracle reader of the hidden truth, fitted on the same training clips, beside the target MAE (0.8 x the best
+baseline's); ``--decay-noise`` is the fade reader's reading noise.
 
     python benchmarks/baselines.py [--quick] [--json PATH] [--root DATASET] [--layout pfed5|neuroface]
-                                   [--on NAME=ROOT ...] [--run RUN_DIR]
+                                   [--on NAME=ROOT ...] [--run RUN_DIR] [--decay-noise IOD]
 """
 
 from __future__ import annotations

@@ -25,6 +25,10 @@ and fits readers of them on the training clips, scored on the test clips exactly
 - ``oracle_decay_noisy``: the same plus the hold's decay as a landmark reader would see it: ``decay x amplitude x
   0.13`` IOD with Gaussian reading noise of ``DECAY_NOISE_IOD``, divided back by the (exact) amplitude.
 - ``oracle_all_exact``: every channel exact (amplitude, ramp and decay): equals the latent reader up to the fit.
+
+:func:`bound_of` scores them for dataset clips (``benchmarks/baselines.py`` and ``feqa evaluate`` print them beside
+the baselines); :func:`against_latent` is the line of a scorer's output against the latent severity (a slope below 1:
+compressed scores).
 """
 
 from __future__ import annotations
@@ -48,7 +52,9 @@ from trainer.metrics import spearman
 F64 = npt.NDArray[np.float64]
 ORACLES = ("oracle_latent", "oracle_amplitude", "oracle_amplitude_ramp", "oracle_decay_noisy", "oracle_all_exact")
 SMILE_WIDTH_IOD = 0.13  # full smile width change at gain 1 (fair phantom, severity 0; kinematics tests' subject 2)
-DECAY_NOISE_IOD = 0.005  # reading noise of the hold's end level against its peak (a few tenths of a pixel per point)
+# reading noise of the hold's end level against its peak (a few tenths of a pixel per point); a straight line through
+# the mouth width over the exactly known hold of the ground-truth trajectories reads it at 0.006-0.008 in this unit
+DECAY_NOISE_IOD = 0.005
 _SCRIPT_FPS = 1000.0  # the ramp is read off the script at 1 ms resolution
 
 

@@ -135,7 +135,10 @@ def test_evaluate_puts_the_bound_beside_the_baselines_on_a_phantom_set(tiny_set:
     res = expression_metrics("smile", label, label, [c.record.subject for c in test], reps=10)
     out = beside_baselines("smile", fit, test, res, 0.5, cfg, tiny_set)
     assert set(out["bound"]) == set(ORACLES)
-    want = score_oracles(*(list(read_truths(tiny_set, {c.record.clip_id: c.record.label for c in part}, "pfed5")
-                                .values()) for part in (fit, test)), (0.0, 4.0))  # fmt: skip
+    fit_truth, test_truth = (
+        list(read_truths(tiny_set, {c.record.clip_id: c.record.label for c in part}, "pfed5").values())
+        for part in (fit, test)
+    )
+    want = score_oracles(fit_truth, test_truth, (0.0, 4.0))
     assert out["bound"]["oracle_amplitude"]["mae"] == pytest.approx(want["oracle_amplitude"].mae)
     assert beside_baselines("smile", fit, test, res, 0.5, cfg)["bound"] == {}  # no test root named: no bound
