@@ -9,10 +9,12 @@ subject's clips share its traits and severity level, so they are not independent
 phantom PFED5 set is written to a temporary folder first (``--quick``: 28 subjects with one clip per task, 8 of
 them test subjects). With ``--run`` the model's figures from that run's ``metrics*.json`` (``feqa evaluate RUN
 [--on NAME=ROOT]``) stand beside the baselines as ratios (model MAE over the best baseline's; below 0.8 is the
-acceptance bar).
+acceptance bar). On phantom sets a second table per set gives the phantom's bound (:mod:`trainer.bound`): every
+oracle reader of the hidden truth, fitted on the same training clips, beside the target MAE (0.8 x the best
+baseline's); ``--decay-noise`` is the fade reader's reading noise.
 
     python benchmarks/baselines.py [--quick] [--json PATH] [--root DATASET] [--layout pfed5|neuroface]
-                                   [--on NAME=ROOT ...] [--run RUN_DIR]
+                                   [--on NAME=ROOT ...] [--run RUN_DIR] [--decay-noise IOD]
 """
 
 from __future__ import annotations
@@ -41,11 +43,12 @@ from trainer.baselines import (  # noqa: E402
     score_baselines,
     spearman_ceiling,
 )
-from trainer.bound import phantom_clip_specs  # noqa: E402
-from trainer.data.layouts import ClipRecord, read_layout  # noqa: E402
+from trainer.bound import DECAY_NOISE_IOD, bound_of, phantom_clip_specs  # noqa: E402
+from trainer.data.layouts import read_layout  # noqa: E402
+from trainer.data.records import ClipRecord  # noqa: E402
 from trainer.data.splits import split_by_subject  # noqa: E402
 from trainer.metrics import spearman, subject_bootstrap_ci  # noqa: E402
-from trainer.report import comparison_lines  # noqa: E402
+from trainer.report import TARGET_SHARE, bound_lines, comparison_lines  # noqa: E402
 
 SCALES = {"pfed5": (0.0, 4.0, 25.0), "neuroface": (1.0, 5.0, 50.0)}
 # The generated set: (subjects, clips per task) for --quick and the default. A subject's clips share its traits and
@@ -77,7 +80,12 @@ def _by_expression(records: list[ClipRecord]) -> dict[str, list[ClipRecord]]:
 
 
 def _score(
-    train: dict[str, list[ClipRecord]], test: dict[str, list[ClipRecord]], layout: str, root: Path
+    train: dict[str, list[ClipRecord]],
+    fit_root: Path,
+    test: dict[str, list[ClipRecord]],
+    layout: str,
+    root: Path,
+    decay_noise_iod: float,
 ) -> dict[str, dict[str, Any]]:
     lo, hi, fps = SCALES[layout]
     latent = _latent(root, layout)
@@ -100,6 +108,7 @@ def _score(
             "rater_ceiling": spearman(*zip(*known, strict=True)) if len(known) > 1 else float("nan"),
             "baselines": {k: {"spearman": v.spearman, "mae": v.mae} for k, v in scores.items()},
             "best_baseline": best_baseline(scores).name,
+            "bound": bound_of(train[expr], fit_root, clips, root, layout, (lo, hi), decay_noise_iod),
         }
     return out
 
@@ -125,8 +134,21 @@ def _with_model(sets: dict[str, dict[str, dict[str, Any]]], run: Path) -> None:
 @click.option("--layout", type=click.Choice(sorted(SCALES)), default="pfed5", show_default=True)
 @click.option("--on", "extra", multiple=True, metavar="NAME=ROOT", help="score the baselines on every clip of it too")
 @click.option("--run", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None)
+@click.option(
+    "--decay-noise",
+    type=float,
+    default=DECAY_NOISE_IOD,
+    show_default=True,
+    help="the decay reader's reading noise (sd, inter-ocular distances)",
+)
 def main(
-    quick: bool, json_path: Path | None, root: Path | None, layout: str, extra: tuple[str, ...], run: Path | None
+    quick: bool,
+    json_path: Path | None,
+    root: Path | None,
+    layout: str,
+    extra: tuple[str, ...],
+    run: Path | None,
+    decay_noise: float,
 ) -> None:
     """Print the baselines per task (and the model beside them with --run); optionally write flat JSON."""
     t0 = time.perf_counter()
@@ -141,16 +163,19 @@ def main(
         records = read_layout(layout, root)
         split = split_by_subject(records, val_fraction=0.2, test_fraction=0.25, seed=0)
         train = _by_expression([*split.train, *split.val])  # the baselines get every non-test subject
-        sets = {"test": _score(train, _by_expression(list(split.test)), layout, root)}
+        sets = {"test": _score(train, root, _by_expression(list(split.test)), layout, root, decay_noise)}
         for item in extra:
             name, _, other = item.partition("=")
-            sets[name] = _score(train, _by_expression(read_layout(layout, Path(other))), layout, Path(other))
+            test = _by_expression(read_layout(layout, Path(other)))
+            sets[name] = _score(train, root, test, layout, Path(other), decay_noise)
     if run is not None:
         _with_model(sets, run)
     figures: dict[str, float] = {}
     for name, exprs in sets.items():
         subjects = len({r.subject for r in [*split.train, *split.val]})
         for line in comparison_lines(f"{name}: baselines fitted on {subjects} training subjects", exprs):
+            click.echo(line)
+        for line in bound_lines(f"{name}: the phantom's bound (oracle readers fitted on the same clips)", exprs):
             click.echo(line)
         for expr, m in exprs.items():
             click.echo(f"{'':>14} {expr}: rater ceiling {m['rater_ceiling']:.3f}, best baseline {m['best_baseline']}")
@@ -166,6 +191,10 @@ def main(
                 figures[f"{name}_{expr}_{b}_mae"] = round(m["baselines"][b]["mae"], 4)
                 figures[f"{name}_{expr}_{b}_spearman_lo"] = round(m["spearman_ci"][b][0], 4)
                 figures[f"{name}_{expr}_{b}_spearman_hi"] = round(m["spearman_ci"][b][1], 4)
+            figures[f"{name}_{expr}_target_mae"] = round(TARGET_SHARE * m["baselines"][m["best_baseline"]]["mae"], 4)
+            for o, v in m["bound"].items():
+                figures[f"{name}_{expr}_{o}_spearman"] = round(v["spearman"], 4)
+                figures[f"{name}_{expr}_{o}_mae"] = round(v["mae"], 4)
             if "mae_vs_best_baseline" in m:
                 figures[f"{name}_{expr}_model_spearman"] = round(m["spearman_calibrated"], 4)
                 figures[f"{name}_{expr}_model_mae"] = round(m["mae_calibrated"], 4)

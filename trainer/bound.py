@@ -25,6 +25,10 @@ and fits readers of them on the training clips, scored on the test clips exactly
 - ``oracle_decay_noisy``: the same plus the hold's decay as a landmark reader would see it: ``decay x amplitude x
   0.13`` IOD with Gaussian reading noise of ``DECAY_NOISE_IOD``, divided back by the (exact) amplitude.
 - ``oracle_all_exact``: every channel exact (amplitude, ramp and decay): equals the latent reader up to the fit.
+
+:func:`bound_of` scores them for dataset clips (``benchmarks/baselines.py`` and ``feqa evaluate`` print them beside
+the baselines); :func:`against_latent` is the line of a scorer's output against the latent severity (a slope below 1:
+compressed scores).
 """
 
 from __future__ import annotations
@@ -42,12 +46,15 @@ from phantom.severity import hold_decay, side_gains, weak_image_side
 from phantom.spec import PatientSpec
 from trainer.baselines import BaselineScore
 from trainer.data.layouts import PHANTOM_MARKER
+from trainer.data.records import ClipRecord
 from trainer.metrics import spearman
 
 F64 = npt.NDArray[np.float64]
 ORACLES = ("oracle_latent", "oracle_amplitude", "oracle_amplitude_ramp", "oracle_decay_noisy", "oracle_all_exact")
 SMILE_WIDTH_IOD = 0.13  # full smile width change at gain 1 (fair phantom, severity 0; kinematics tests' subject 2)
-DECAY_NOISE_IOD = 0.005  # reading noise of the hold's end level against its peak (a few tenths of a pixel per point)
+# reading noise of the hold's end level against its peak (a few tenths of a pixel per point); a straight line through
+# the mouth width over the exactly known hold of the ground-truth trajectories reads it at 0.006-0.008 in this unit
+DECAY_NOISE_IOD = 0.005
 _SCRIPT_FPS = 1000.0  # the ramp is read off the script at 1 ms resolution
 
 
@@ -117,7 +124,7 @@ def _quadratic(cols: F64) -> F64:
     return np.column_stack([cols, *pairs])
 
 
-def _channels(truths: Sequence[ClipTruth], which: str, rng: np.random.Generator) -> F64:
+def _channels(truths: Sequence[ClipTruth], which: str, rng: np.random.Generator, noise_iod: float) -> F64:
     amp = np.array([t.amplitude for t in truths])
     ramp = np.log(np.array([t.ramp_s for t in truths]) + 1e-3)
     decay = np.array([t.decay for t in truths])
@@ -126,32 +133,72 @@ def _channels(truths: Sequence[ClipTruth], which: str, rng: np.random.Generator)
     if which == "amplitude_ramp":
         return _quadratic(np.column_stack([amp, ramp]))
     if which == "decay_noisy":
-        seen = decay * amp * SMILE_WIDTH_IOD + rng.normal(0.0, DECAY_NOISE_IOD, amp.shape)
+        seen = decay * amp * SMILE_WIDTH_IOD + rng.normal(0.0, noise_iod, amp.shape)
         return _quadratic(np.column_stack([amp, ramp, seen / (np.maximum(amp, 1e-3) * SMILE_WIDTH_IOD)]))
     return _quadratic(np.column_stack([amp, ramp, decay]))
 
 
-def oracle_predictions(train: Sequence[ClipTruth], test: Sequence[ClipTruth], seed: int = 0) -> dict[str, F64]:
-    """Every oracle reader's predictions for ``test`` (unclipped), fitted on ``train``."""
+def oracle_predictions(
+    train: Sequence[ClipTruth], test: Sequence[ClipTruth], seed: int = 0, decay_noise_iod: float = DECAY_NOISE_IOD
+) -> dict[str, F64]:
+    """Every oracle reader's predictions for ``test`` (unclipped), fitted on ``train``; ``decay_noise_iod`` is the
+    decay reader's reading noise (sd, inter-ocular distances), drawn afresh for the training and the test clips."""
     if len(train) < 10 or not test:
         raise ValueError("the oracle readers need at least 10 training clips and 1 test clip")
     y = np.array([t.label for t in train])
     out = {"oracle_latent": np.array([t.latent for t in test])}
     for name in ORACLES[1:]:
         which = name.removeprefix("oracle_")
-        x = _channels(train, which, np.random.default_rng([seed, 1]))
-        x_test = _channels(test, which, np.random.default_rng([seed, 2]))
+        x = _channels(train, which, np.random.default_rng([seed, 1]), decay_noise_iod)
+        x_test = _channels(test, which, np.random.default_rng([seed, 2]), decay_noise_iod)
         out[name] = _ridge(x, y, x_test)
     return out
 
 
 def score_oracles(
-    train: Sequence[ClipTruth], test: Sequence[ClipTruth], label_range: tuple[float, float], seed: int = 0
+    train: Sequence[ClipTruth],
+    test: Sequence[ClipTruth],
+    label_range: tuple[float, float],
+    seed: int = 0,
+    decay_noise_iod: float = DECAY_NOISE_IOD,
 ) -> dict[str, BaselineScore]:
     """Spearman and MAE of every oracle reader on ``test``, scored as :func:`trainer.baselines.score_baselines`."""
     label = np.array([t.label for t in test])
     out = {}
-    for name, pred in oracle_predictions(train, test, seed).items():
+    for name, pred in oracle_predictions(train, test, seed, decay_noise_iod).items():
         mae = float(np.abs(np.clip(pred, *label_range) - label).mean())
         out[name] = BaselineScore(name, spearman(pred, label), mae)
     return out
+
+
+def bound_of(
+    fit_on: Sequence[ClipRecord],
+    fit_root: Path,
+    test: Sequence[ClipRecord],
+    test_root: Path,
+    layout: str,
+    label_range: tuple[float, float],
+    decay_noise_iod: float = DECAY_NOISE_IOD,
+) -> dict[str, dict[str, float]]:
+    """Every oracle reader's ``{"spearman", "mae"}`` on ``test`` (clips of the phantom set at ``test_root``), fitted on
+    ``fit_on`` (of the set at ``fit_root``); empty unless both are phantom sets with every clip's truth (real data,
+    or too few clips to fit)."""
+    fit = read_truths(fit_root, {r.clip_id: r.label for r in fit_on}, layout)
+    scored = read_truths(test_root, {r.clip_id: r.label for r in test}, layout)
+    if len(fit) < len(fit_on) or len(scored) < len(test) or len(fit) < 10 or not scored:
+        return {}
+    scores = score_oracles(
+        [fit[r.clip_id] for r in fit_on], [scored[r.clip_id] for r in test], label_range, 0, decay_noise_iod
+    )
+    return {k: {"spearman": v.spearman, "mae": v.mae} for k, v in scores.items()}
+
+
+def against_latent(pred: npt.ArrayLike, latent: npt.ArrayLike) -> dict[str, float]:
+    """Least-squares ``pred ~ slope x latent + offset`` and the Pearson r: a scorer that reads the latent severity on
+    its own scale has slope 1 and offset 0; a slope below 1 is compressed scores (e.g. a model that partly reads a
+    channel the set lacks)."""
+    p, s = np.asarray(pred, dtype=np.float64), np.asarray(latent, dtype=np.float64)
+    if len(p) < 2 or np.ptp(s) == 0:
+        return {"slope": float("nan"), "offset": float("nan"), "pearson": float("nan")}
+    slope, offset = np.polyfit(s, p, 1)
+    return {"slope": float(slope), "offset": float(offset), "pearson": float(np.corrcoef(p, s)[0, 1])}

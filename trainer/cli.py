@@ -106,7 +106,7 @@ def evaluate(run_dir: Path, bootstrap: int, extra: tuple[str, ...], members: tup
     run's training subjects and scored on the same clips as the model.
     """
     from trainer.evaluate import evaluate as run_eval
-    from trainer.report import comparison_lines
+    from trainer.report import bound_lines, comparison_lines
 
     sets = _named_roots(extra)
     ensemble: dict[str, dict[str, Any]] = {}
@@ -142,6 +142,11 @@ def evaluate(run_dir: Path, bootstrap: int, extra: tuple[str, ...], members: tup
         for expr, m in res["expressions"].items():
             lo, hi = m["spearman_ci"]
             report.append(f"{expr:>14}: model raw Spearman {m['spearman']:.3f}, clip bootstrap [{lo:.3f}, {hi:.3f}]")
+            if "against_latent" in m:
+                a = m["against_latent"]
+                report.append(f"{'':>14}  calibrated = {a['slope']:.3f} x latent severity {a['offset']:+.3f} "
+                              f"(Pearson {a['pearson']:.3f})")  # fmt: skip
+        report += bound_lines(f"the phantom's bound on {title} (* reaches the target MAE):", res["expressions"])
     for name, res in ensemble.items():
         title = "test subjects" if name == "test" else f"{name} ({sets[name]}, every clip)"
         runs = ", ".join(str(r) for r in (run_dir, *members))

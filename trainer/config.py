@@ -90,6 +90,9 @@ class TrainSection:
     colour_jitter: float = 0.0
     # QAFE-Net: one random zoom and shift per training clip, the same for every frame and both streams (0 = off)
     scale_jitter: float = 0.0
+    # one random resampling of each training clip in time, log-speed U(-s, s), trajectory and frames alike (0 = off;
+    # trainer.data.samples.time_warp): ramp and hold durations stop predicting severity in training
+    time_warp: float = 0.0
     eval_every: int = 1
     eval_clips: int = 1  # evaluation: 1 = the uniform rule; N > 1 = mean over N random clips (QAFE on UNBC: 10)
     max_minutes: float = 0.0  # stop early after this wall time (0 = no limit)

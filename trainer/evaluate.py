@@ -11,7 +11,10 @@ Beside the model, on the same test clips, every expression gets the trivial base
 ``margin_over_baselines`` (the model's raw test Spearman minus the best ranking baseline's): a model result counts
 only where that margin is positive. ``extra`` names other datasets of the same layout (acceptance sets: held-out
 identities, timing- or amplitude-decoupled): every clip of such a set is a test clip; its figures go to
-``metrics_<name>.json``.
+``metrics_<name>.json``. On a phantom set each expression also gets ``bound``, every oracle reader of the hidden
+truth (:mod:`trainer.bound`, fitted on the same training clips as the baselines), and ``against_latent``, the slope,
+offset and Pearson r of the calibrated predictions against the clips' latent severity (slope below 1: compressed
+scores).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from common.errors import ConfigError
 from common.heatmaps import HeatmapSpec
 from trainer import checkpoint, plots
 from trainer.baselines import best_baseline, clip_baselines, margin_over_baselines, spearman_ceiling
+from trainer.bound import against_latent, bound_of, phantom_clip_specs
 from trainer.builders import heatmap_spec
 from trainer.checkpoint import BEST, Checkpoint
 from trainer.config import RunConfig, load_resolved
@@ -57,13 +61,26 @@ def _calibrated_metrics(ckpt: Checkpoint, path: Path, pred: npt.NDArray[np.float
 
 
 def beside_baselines(
-    expr: str, fit_on: list[CachedClip], test: list[CachedClip], res: ExpressionMetrics, mae: float, cfg: RunConfig
+    expr: str,
+    fit_on: list[CachedClip],
+    test: list[CachedClip],
+    res: ExpressionMetrics,
+    mae: float,
+    cfg: RunConfig,
+    test_root: Path | None = None,
 ) -> dict[str, Any]:
     """The baselines' figures on the model's test clips, the label ceiling, the model's MAE over the best baseline's
-    and its Spearman margin over the best ranking baseline's."""
-    scores = clip_baselines(fit_on, test, expr, cfg.data.fps, (cfg.data.label_min, cfg.data.label_max))
+    and its Spearman margin over the best ranking baseline's; with the phantom oracle readers' figures (``bound``,
+    empty on other data) when ``test_root`` names the test clips' dataset."""
+    label_range = (cfg.data.label_min, cfg.data.label_max)
+    scores = clip_baselines(fit_on, test, expr, cfg.data.fps, label_range)
     best = best_baseline(scores)
+    bound: dict[str, dict[str, float]] = {}
+    if test_root is not None:
+        records = [c.record for c in fit_on], [c.record for c in test]
+        bound = bound_of(records[0], Path(cfg.data.root), records[1], test_root, cfg.data.layout, label_range)
     return {
+        "bound": bound,
         "baselines": {k: {"spearman": v.spearman, "mae": v.mae} for k, v in scores.items()},
         "best_baseline": best.name,
         "ceiling_spearman": spearman_ceiling(labels(test)),
@@ -81,8 +98,10 @@ def _score_set(
     device: torch.device,
     bootstrap: int,
     plot_prefix: str,
+    root: Path,
 ) -> dict[str, Any]:
     results: list[ExpressionMetrics] = []
+    specs = phantom_clip_specs(root, cfg.data.layout)
     extra: dict[str, dict[str, Any]] = {}
     for expr, test in test_sets.items():
         ckpt = ckpts[expr]
@@ -94,9 +113,11 @@ def _score_set(
         results.append(res)
         e = _calibrated_metrics(ckpt, path, pred, label)
         e |= {"family": ckpt.family, "best_epoch": ckpt.epoch}
-        e |= beside_baselines(expr, data[expr].train + data[expr].val, test, res, e["mae_calibrated"], cfg)
-        extra[expr] = e
+        e |= beside_baselines(expr, data[expr].train + data[expr].val, test, res, e["mae_calibrated"], cfg, root)
         calibrated = ckpt.require_calibration(path).apply(pred)
+        if all(c.record.clip_id in specs for c in test):
+            e["against_latent"] = against_latent(calibrated, [specs[c.record.clip_id][0].severity for c in test])
+        extra[expr] = e
         png = run_dir / f"{plot_prefix}pred_vs_true_{expr}.png"
         plots.predicted_vs_true(expr, calibrated.tolist(), label.tolist(), png, raw=pred.tolist())
         log.info(
@@ -131,7 +152,7 @@ def evaluate(
         if expr not in ckpts:
             log.warning("%s: no %s in %s (not trained?), skipped", expr, BEST, run_dir)
     tests = {e: d.test for e, d in data.items() if d.test and e in ckpts}
-    out = {"test": _score_set(run_dir, ckpts, data, tests, cfg, device, bootstrap, "")}
+    out = {"test": _score_set(run_dir, ckpts, data, tests, cfg, device, bootstrap, "", Path(cfg.data.root))}
     (run_dir / "metrics.json").write_text(json.dumps(out["test"], indent=1))
     for expr in data:
         hist_path = run_dir / expr / "history.json"
@@ -139,6 +160,6 @@ def evaluate(
             plots.loss_curves(json.loads(hist_path.read_text()), run_dir / f"loss_{expr}.png", expr)
     for name, root in (extra or {}).items():
         sets = {e: clips for e, clips in load_eval_set(cfg, root, spec).items() if e in data and e in ckpts}
-        out[name] = _score_set(run_dir, ckpts, data, sets, cfg, device, bootstrap, f"{name}_")
+        out[name] = _score_set(run_dir, ckpts, data, sets, cfg, device, bootstrap, f"{name}_", root)
         (run_dir / f"metrics_{name}.json").write_text(json.dumps(out[name], indent=1))
     return out

@@ -54,7 +54,8 @@ def train_epochs(
     use_amp = cfg.train.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     spec = sample_spec(getattr(model, "cfg"), train=True, reverse_p=cfg.train.reverse_p, flip_p=cfg.train.flip_p,  # noqa: B009
-                       colour_jitter=cfg.train.colour_jitter, scale_jitter=cfg.train.scale_jitter)  # fmt: skip
+                       colour_jitter=cfg.train.colour_jitter, scale_jitter=cfg.train.scale_jitter,
+                       time_warp=cfg.train.time_warp)  # fmt: skip
     train_ds = ClipSamples(clips, spec, seed=cfg.train.seed, replicate=cfg.data.replicate)
     gen = torch.Generator().manual_seed(cfg.train.seed)
     # drop_last: a batch of one gives BMC no gradient (models.md §1.7)

@@ -1,7 +1,9 @@
 """The model beside its baselines as a text table (``feqa evaluate`` and ``benchmarks/baselines.py`` print it).
 
 One row per expression: the model's Spearman and calibrated MAE (when a model was scored), each baseline's Spearman
-and MAE, the Spearman ceiling of the labels, and the model's MAE as a share of the best baseline's.
+and MAE, the Spearman ceiling of the labels, and the model's MAE as a share of the best baseline's. On a phantom set
+:func:`bound_lines` adds the oracle readers of :mod:`trainer.bound` beside the target MAE (``TARGET_SHARE`` of the
+best baseline's): which channels of the hidden truth a reader must use to get there.
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from trainer.baselines import BASELINES
+from trainer.bound import ORACLES
+
+TARGET_SHARE = 0.8  # the acceptance bar: a model's MAE at most this share of the best baseline's
 
 _SHORT = {
     "constant": "const",
@@ -41,7 +46,27 @@ def comparison_lines(title: str, expressions: dict[str, dict[str, Any]]) -> list
             b = m["baselines"][name]
             row += f" | {b['spearman']:>10.3f} {b['mae']:>5.2f}"
         if model and scored:
-            verdict = "beats" if m["mae_vs_best_baseline"] <= 0.8 else "NOT 20% below"
+            verdict = "beats" if m["mae_vs_best_baseline"] <= TARGET_SHARE else "NOT 20% below"
             row += f" | {m['mae_vs_best_baseline']:>8.2f} {verdict} {m['best_baseline']}"
+        lines.append(row)
+    return lines
+
+
+def bound_lines(title: str, expressions: dict[str, dict[str, Any]]) -> list[str]:
+    """Rows of the oracle readers' Spearman and MAE per expression with a ``bound`` (none without one), beside the
+    target MAE; ``*`` marks a reader whose MAE reaches the target."""
+    bounded = {e: m for e, m in expressions.items() if m.get("bound")}
+    if not bounded:
+        return []
+    head = f"{'expression':>14} {'target':>6}"
+    for name in ORACLES:
+        head += f" | {name.removeprefix('oracle_') + ' rho':>18} {'MAE':>6}"
+    lines = [title, head, "-" * len(head)]
+    for expr, m in bounded.items():
+        target = TARGET_SHARE * m["baselines"][m["best_baseline"]]["mae"]
+        row = f"{expr:>14} {target:>6.2f}"
+        for name in ORACLES:
+            b = m["bound"][name]
+            row += f" | {b['spearman']:>18.3f} {b['mae']:>5.2f}{'*' if b['mae'] <= target else ' '}"
         lines.append(row)
     return lines

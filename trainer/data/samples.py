@@ -11,7 +11,7 @@ Items are dicts of named tensors, the names being the model family's inputs (``f
 * ``trajectory`` [T_p, 63, 5] and ``index_t`` [T_p] (TraMP-Former): loop-padded or latter-truncated to T_p, with
   ``index_t`` by the model config's ``time_index`` rule (``common.features``: position within the window unless
   official weights need the reference's rule); training reverses the clip at random (``index_t`` is not reversed, as
-  in the reference).
+  in the reference) and, with ``time_warp`` > 0, first resamples the whole clip in time (:func:`time_warp`).
 * ``heatmaps`` [T_f, 3, H, H] (QAFE-Net): the cached heatmap images at the same frame indices as ``frames``; training
   draws its own random crop and flip (independent of the RGB stream's, as in the reference), evaluation takes the
   centre crop (``common.heatmaps.model_heatmaps``, the function the scorer calls).
@@ -23,6 +23,7 @@ import dataclasses
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
@@ -50,6 +51,7 @@ class SampleSpec:
     rgb: bool = True  # False: the model reads no frames (TraMP-Former with model.rgb = false): none are loaded
     colour_jitter: float = 0.0  # training only: the strength of one colour change per clip (0 = none; see Colour)
     scale_jitter: float = 0.0  # training only: the strength of one zoom and shift per clip (0 = none; see Geometry)
+    time_warp: float = 0.0  # training only: the strength of one resampling of the clip in time (0 = none; time_warp)
 
     def input_spec(self) -> model_input.InputSpec:
         """The shared model-input spec (a model without a trajectory still samples its RGB frames by its rules)."""
@@ -65,7 +67,7 @@ def reads_frames(mcfg: Any) -> bool:
 
 
 def sample_spec(mcfg: Any, *, train: bool, reverse_p: float = 0.5, flip_p: float = 0.5, colour_jitter: float = 0.0,
-                scale_jitter: float = 0.0) -> SampleSpec:  # fmt: skip
+                scale_jitter: float = 0.0, time_warp: float = 0.0) -> SampleSpec:  # fmt: skip
     """What one model config needs from each clip (any family's config)."""
     skate = getattr(mcfg, "skate", None)
     heatmap = getattr(mcfg, "heatmap", None)
@@ -83,7 +85,27 @@ def sample_spec(mcfg: Any, *, train: bool, reverse_p: float = 0.5, flip_p: float
         rgb=bool(getattr(mcfg, "use_rgb", True)),
         colour_jitter=colour_jitter if train else 0.0,
         scale_jitter=scale_jitter if train else 0.0,
+        time_warp=time_warp if train else 0.0,
     )
+
+
+def time_warp(
+    traj: npt.NDArray[np.float32], rng: np.random.Generator, strength: float
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """One clip played at a random speed: its ``n`` frames become ``round(n / f)`` with ``log f ~ U(-s, s)`` for
+    strength ``s``; returns the trajectory linearly interpolated between frames and, for frames and heatmaps, the
+    nearest source frame of each new one. Every duration in the clip (ramps, hold, margins) scales by the same
+    ``1 / f``, so in training how long a movement takes stops telling its severity (the phantom's ramps last
+    ``x (1 + 0.25 s)`` longer at impairment ``s``; its timing-decoupled population has no such slowing) while how far
+    the face moves is kept."""
+    n = traj.shape[0]
+    factor = float(np.exp(rng.uniform(-strength, strength)))
+    src = np.linspace(0.0, n - 1.0, max(2, round(n / factor)))
+    lo = np.floor(src).astype(np.int64)
+    hi = np.minimum(lo + 1, n - 1)
+    w = (src - lo).astype(np.float32)[:, None, None]
+    warped = (traj[lo] * (1.0 - w) + traj[hi] * w).astype(np.float32)
+    return warped, np.rint(src).astype(np.int64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,6 +232,10 @@ class ClipSamples(Dataset[Item]):
             traj, frames = clip.load() if spec.train else clip.load_eval()
         else:
             traj, frames = clip.trajectory(), None
+        source: npt.NDArray[np.int64] | None = None  # time warp: the source frame of each frame
+        if spec.train and spec.time_warp > 0:
+            traj, source = time_warp(traj, rng, spec.time_warp)
+            frames = None if frames is None else frames[source]
         s = model_input.sample(traj.shape[0], spec.input_spec(), train=spec.train, rng=rng)
         item: Item = {}
         if spec.t_p:
@@ -223,7 +249,8 @@ class ClipSamples(Dataset[Item]):
         if frames is not None:
             item["frames"] = self._frames(frames[idx], rng, change)
         if spec.heatmap is not None:
-            item["heatmaps"] = self._heatmaps(clip.heatmaps()[idx], spec.heatmap, rng, change)
+            heatmaps = clip.heatmaps() if source is None else clip.heatmaps()[source]
+            item["heatmaps"] = self._heatmaps(heatmaps[idx], spec.heatmap, rng, change)
         item["label"] = torch.tensor(clip.record.label, dtype=torch.float32)
         return item
 
