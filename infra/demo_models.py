@@ -74,6 +74,17 @@ class DemoTraining:
     # The trajectory frames the model reads (T_p); 0: the micro config's (16). A clip longer than T_p is cut to its
     # latter T_p frames in training and live alike, so the model sees only the end of a longer live task clip.
     t_p: int = 0
+    # The trajectory channels the model reads (trainer ``model.trajectory_inputs``): "all", "no_colour" or "motion"
+    # (only each point's movement about its own mean position in the window: neither the face's shape nor its skin)
+    trajectory_inputs: str = "all"
+    # Another training for some tasks, by name: a model no check reads closely (the tests' frown) can be trained on
+    # far less data than the one a check ranks by. The override's own tasks and per_task are ignored.
+    per_task: tuple[tuple[str, DemoTraining], ...] = ()
+
+    def for_task(self, task: str) -> DemoTraining:
+        """The training of one task: its override from :attr:`per_task` if it has one, else this one."""
+        chosen = dict(self.per_task).get(task, self)
+        return dataclasses.replace(chosen, tasks=(task,), per_task=())
 
 
 def onsets(phantom: Phantom) -> list[tuple[str, int, int]]:
@@ -248,8 +259,8 @@ def train_demo_models(
     from trainer.export import export
     from trainer.train import train_expression
 
-    cfg = cfg or DemoTraining()
-    tasks = cfg.tasks or get_protocol("pfed5").task_names
+    base = cfg or DemoTraining()
+    tasks = base.tasks or get_protocol("pfed5").task_names
     scale = get_protocol("pfed5").scale
     landmarking = VideoLandmarking(TrackerSettings(landmarker="mediapipe", mediapipe_dir=mediapipe_dir))
     out: dict[str, float] = {}
@@ -258,11 +269,13 @@ def train_demo_models(
         root = Path(work or tmp)
         for n, task in enumerate(tasks, 1):
             t0 = time.monotonic()
+            cfg = base.for_task(task)
             log.info("demo model %d/%d: %s", n, len(tasks), task)
             val_specs = _subjects(task, cfg, 1, offset=0)
             train_specs = _subjects(task, cfg, cfg.per_severity, offset=1000)
             sets = [f"data.fps={FPS}", f"optim.epochs={cfg.epochs}", f"model.rgb={str(cfg.rgb).lower()}"]
             sets += [f"model.t_p={cfg.t_p}"] if cfg.t_p else []
+            sets += [f"model.trajectory_inputs={cfg.trajectory_inputs}"] if cfg.trajectory_inputs != "all" else []
             sets += ["data.replicate=1", f"optim.batch_size={BATCH_CONTINUOUS}"] if cfg.stride else []
             run_cfg = resolve(["micro"], sets)
             if cfg.stride:

@@ -28,9 +28,10 @@ def default_workers(tasks: int) -> int:
     return max(1, min(tasks, os.cpu_count() or 1))
 
 
-def _train_one(models: Path, mediapipe_dir: Path, cfg: DemoTraining) -> tuple[dict[str, float], float]:
-    t0 = time.monotonic()
-    return train_demo_models(models, mediapipe_dir, cfg), time.monotonic() - t0
+def _train_one(models: Path, mediapipe_dir: Path, cfg: DemoTraining) -> tuple[dict[str, float], float, float]:
+    """One task's training in a child: its Spearman, wall seconds and this process's CPU seconds."""
+    t0, cpu0 = time.monotonic(), time.process_time()
+    return train_demo_models(models, mediapipe_dir, cfg), time.monotonic() - t0, time.process_time() - cpu0
 
 
 def train_parallel(
@@ -56,8 +57,7 @@ def train_parallel(
         before = os.environ.get("TQDM_DISABLE")
         os.environ["TQDM_DISABLE"] = "1"
         try:
-            futures = {pool.submit(_train_one, models, mediapipe_dir, dataclasses.replace(cfg, tasks=(t,))): t
-                       for t in tasks}  # fmt: skip
+            futures = {pool.submit(_train_one, models, mediapipe_dir, cfg.for_task(t)): t for t in tasks}
         finally:
             if before is None:
                 os.environ.pop("TQDM_DISABLE", None)
@@ -65,11 +65,11 @@ def train_parallel(
                 os.environ["TQDM_DISABLE"] = before
         try:
             for done in concurrent.futures.as_completed(futures):
-                got, took = done.result()
+                got, took, cpu = done.result()
                 out.update(got)
                 bar.update(1)
                 task = futures[done]
-                echo(f"  {task} trained in {took:.0f} s")
+                echo(f"  {task} trained in {took:.0f} s ({cpu:.0f} s of CPU)")
         except BaseException:
             for f in futures:
                 f.cancel()

@@ -60,6 +60,24 @@ def _bias_index(cfg: RunConfig) -> str:
     return choice
 
 
+TRAJECTORY_INPUTS = ("all", "no_colour", "motion")
+"""``model.trajectory_inputs``: which of the trajectory's raw channels (x, y, r, g, b) the stem keeps."""
+
+
+def _trajectory_inputs(skate: skateformer.SkateFormerConfig, choice: str) -> skateformer.SkateFormerConfig:
+    """The SkateFormer config with the raw channels ``choice`` leaves out scaled to 0 (the stem's width and the
+    input tensor stay as they are, so a model trained either way reads the same live input)."""
+    if choice not in TRAJECTORY_INPUTS:
+        raise ConfigError(f"model.trajectory_inputs must be one of {TRAJECTORY_INPUTS}, got {choice!r}")
+    if choice == "all":
+        return skate
+    if choice == "motion" and not skate.motion_channels:
+        raise ConfigError("model.trajectory_inputs = motion needs the deformation channels, which this size lacks")
+    kept = 2 if choice == "no_colour" else 0
+    scale = tuple(f if c < kept else 0.0 for c, f in enumerate(skate.input_scale))
+    return dataclasses.replace(skate, input_scale=scale)
+
+
 def model_config(cfg: RunConfig, expression: str) -> Any:
     """The family's config for one expression's model, with the automatic choices applied."""
     fam = get_family(cfg.model.family)
@@ -75,7 +93,7 @@ def model_config(cfg: RunConfig, expression: str) -> Any:
         if cfg.model.motion_norm != "size":
             norm = cfg.model.motion_norm
             skate = dataclasses.replace(skate, motion_norm=norm, motion_scale=skateformer.MOTION_SCALES.get(norm, 1.0))
-        changes["skate"] = skate
+        changes["skate"] = _trajectory_inputs(skate, cfg.model.trajectory_inputs)
         changes["fusion"] = cfg.model.fusion
         changes["time_index"] = cfg.model.time_index
         changes["use_rgb"] = cfg.model.rgb
@@ -87,6 +105,8 @@ def model_config(cfg: RunConfig, expression: str) -> Any:
         raise ConfigError(f"model.rgb = false leaves TraMP-Former's RGB stream out; {fam.name} has no other stream")
     elif cfg.model.time_index != "window":
         raise ConfigError(f"model.time_index applies to trajectory inputs; {fam.name} takes none (leave it 'window')")
+    elif cfg.model.trajectory_inputs != "all":
+        raise ConfigError(f"model.trajectory_inputs is TraMP-Former's; {fam.name} reads no trajectory (leave it 'all')")
     else:
         heatmap = dataclasses.replace(mcfg.heatmap, variant=cfg.model.heatmap, skip_first=cfg.model.heatmap == "jet")
         if cfg.model.heatmap_sigma:

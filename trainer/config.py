@@ -37,6 +37,11 @@ class ModelSection:
     time_index: str = "window"
     # SkateFormer deformation channels' unit: "size" (the size factory's: pixels) | pixels | iod
     motion_norm: str = "size"
+    # TraMP-Former's trajectory channels the stem reads: all (positions, colours and, where the size has them, the
+    # deformation channels) | no_colour (the colours scaled to 0) | motion (only the deformation channels: the raw
+    # positions, which carry the face's own shape, and the colours, which carry its skin, scaled to 0). Inside the
+    # model, so the exported graph applies it to every live window alike
+    trajectory_inputs: str = "all"
     # TraMP-Former's RGB stream: false = trajectory only (no frames read in training, no frame graph when exported)
     rgb: bool = True
     # TraMP-Former's head activation: auto (the size's: ReLU, the reference's, in every size) | relu | gelu

@@ -18,7 +18,8 @@ constant or saturated output orders nothing). benchmarks/demo_ranking.py measure
 live-length clip of held-out looping phantoms, through MediaPipe and the scorer's model input): 76.5 % of 3-patient
 x 2-rep draws rank on 6 held-out identities per severity (means 0.53 / 1.28 / 3.46, sd 0.43 / 0.60 / 0.47; the
 spread is now mostly between identities, 0.37 / 0.44 / 0.35, not over the phase a task starts at, 0.24 / 0.36 /
-0.29). Before (32-frame window, T_p 16, 2 cartoon subjects per severity, rebuilt the same day): 21.6 % on 12
+0.29); 83.5 % on 12 (the same model, now trained for 5 epochs instead of 8: its best validation epoch was the
+4th). Before (32-frame window, T_p 16, 2 cartoon subjects per severity, rebuilt the same day): 21.6 % on 12
 identities. Three runs of this test with these models all ranked (means 0.0 / 2.07 / 3.64, 0.0 / 2.24 / 3.72 and
 0.0 / 2.19 / 3.64, Spearman 0.97 each), but one draw of three patients is not the held-out measure: the check is not
 reliable yet, so where it fails the test reports XFAIL with the measured means and

@@ -135,3 +135,11 @@ def test_photo_real_training_subjects_wear_every_portrait_alike_at_every_severit
     every = sorted(itertools.product(PHOTOS, (False, True)))
     assert all(sorted(v) == every for v in looks.values()), looks  # no portrait leans to one severity
     assert len({s.seed for s in specs}) == len(specs)
+
+
+def test_a_task_with_its_own_training_gets_it_and_the_others_the_common_one() -> None:
+    frown = DemoTraining(per_severity=2, stride=8, epochs=3)
+    cfg = DemoTraining(tasks=("smile", "frown"), per_severity=8, stride=4, epochs=8, per_task=(("frown", frown),))
+    assert cfg.for_task("frown") == dataclasses.replace(frown, tasks=("frown",))
+    assert cfg.for_task("smile") == dataclasses.replace(cfg, tasks=("smile",), per_task=())
+    assert (cfg.for_task("smile").per_severity, cfg.for_task("frown").per_severity) == (8, 2)

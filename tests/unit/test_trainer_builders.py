@@ -67,3 +67,45 @@ def test_motion_norm_setting_picks_the_deformation_unit_and_its_scale() -> None:
     assert (iod.motion_norm, iod.motion_scale) == ("iod", skateformer.MOTION_SCALES["iod"])
     with pytest.raises(ConfigError, match="motion_norm"):
         build_model(resolve(["micro"], ["model.motion_norm=inches"]), "smile")
+
+
+def _trajectory_tokens(setting: str, traj: torch.Tensor) -> torch.Tensor:
+    """What the trajectory encoder makes of ``traj`` under a ``model.trajectory_inputs`` setting (every setting's
+    model starts from the same weights)."""
+    torch.manual_seed(0)
+    model = build_model(resolve(["micro"], ["model.rgb=false", f"model.trajectory_inputs={setting}"]), "smile")
+    model.eval()
+    with torch.no_grad():
+        out: torch.Tensor = model.traj_encoder(traj, torch.linspace(-1, 1, 16).unsqueeze(0))  # type: ignore[operator]
+    return out
+
+
+def _same(setting: str, a: torch.Tensor, b: torch.Tensor) -> bool:
+    return bool(torch.allclose(_trajectory_tokens(setting, a), _trajectory_tokens(setting, b), atol=1e-5))
+
+
+def test_trajectory_inputs_motion_reads_the_movement_not_the_faces_shape_or_colour() -> None:
+    torch.manual_seed(3)
+    move = torch.zeros(1, 16, 63, 2)
+    move[0, 6:12, 45:54, 0] = 4.0  # one region moves for a while
+
+    def face(colour: float) -> torch.Tensor:
+        shape = torch.randn(1, 1, 63, 2).expand(1, 16, 63, 2) * 30
+        return torch.cat([shape + move, torch.full((1, 16, 63, 3), colour)], dim=-1)
+
+    one, other = face(90.0), face(200.0)
+    still = one.clone()
+    still[..., :2] -= move
+    recoloured = torch.cat([one[..., :2], other[..., 2:]], dim=-1)
+    # another face's shape and skin, the same movement: the same tokens; the movement itself is read
+    assert _same("motion", one, other)
+    assert not _same("motion", one, still)
+    # no_colour: another skin alone changes nothing, the face's shape does
+    assert _same("no_colour", one, recoloured)
+    assert not _same("no_colour", one, other)
+    # the default reads both
+    assert not _same("all", one, recoloured)
+    with pytest.raises(ConfigError, match="trajectory_inputs"):
+        build_model(resolve(["micro"], ["model.trajectory_inputs=shape"]), "smile")
+    with pytest.raises(ConfigError, match="trajectory_inputs"):
+        build_model(resolve(["micro"], ["model.family=qafe_net", "model.trajectory_inputs=motion"]), "smile")
