@@ -20,10 +20,16 @@ x 2-rep draws rank on 6 held-out identities per severity (means 0.53 / 1.28 / 3.
 spread is now mostly between identities, 0.37 / 0.44 / 0.35, not over the phase a task starts at, 0.24 / 0.36 /
 0.29); 83.5 % on 12 (the same model, now trained for 5 epochs instead of 8: its best validation epoch was the
 4th). Before (32-frame window, T_p 16, 2 cartoon subjects per severity, rebuilt the same day): 21.6 % on 12
-identities. Three runs of this test with these models all ranked (means 0.0 / 2.07 / 3.64, 0.0 / 2.24 / 3.72 and
-0.0 / 2.19 / 3.64, Spearman 0.97 each), but one draw of three patients is not the held-out measure: the check is not
-reliable yet, so where it fails the test reports XFAIL with the measured means and
-Spearman, while every pipeline check above it still fails the test when it breaks.
+identities. On held-out identities that rate is bounded by the phantom, not the model: a smile's range is
+``expressiveness x (1 - 0.75 s)`` with expressiveness drawn over 0.6-1.4, so even an exact reader of the movement's
+amplitude puts three random patients at severities 0, 2, 4 in order only 90.6 % of the time (before any margin; the
+reader E[severity | amplitude] passes the margin check in 76.7 % of draws on the same 12 identities per severity:
+``benchmarks/demo_ranking.py`` prints both),
+and only the hold's fade, far below the landmarks' noise, separates a reserved healthy face from an expressive
+impaired one (README, "The phantom's bound"). This test's own three patients (seeds 8500-8502, expressiveness 1.09,
+1.10 and 0.84, inside the drawn range) rank in 100 % of offline draws (means 0.05 / 1.73 / 3.58), and every browser run
+of them has ranked (0.0 / 2.07 / 3.64, 0.0 / 2.24 / 3.72, 0.0 / 2.19 / 3.64 and a fourth), with margins of 1.5-2.1
+against the 0.25 asked, so the check is strict: a constant, saturated or wrongly ordered output fails it.
 
 Everything runs in a private network namespace with only ``lo`` (as tests/integration/test_ingest_browser.py):
 the scenario is this file run as a script inside ``unshare -n``; the test checks what it wrote.
@@ -102,8 +108,7 @@ def test_browser_patients_scored_live_on_the_dashboard_rank_severity(tmp_path: P
     means = [float(np.mean([v for sev, v in smile if sev == severity])) for severity in SEVERITIES]
     rho = spearman(np.array([v for _, v in smile]), np.array([sev for sev, _ in smile]))
     print(f"smile task scores by severity {SEVERITIES}: means {[round(m, 2) for m in means]}, Spearman {rho:.2f}")
-    if not all(b - a >= MARGIN for a, b in itertools.pairwise(means)):
-        pytest.xfail(f"live smile task scores do not rank severity yet: means {means}, Spearman {rho:.2f}")
+    assert all(b - a >= MARGIN for a, b in itertools.pairwise(means)), (means, rho)
 
 
 # --------------------------------------------------------------------------------------------- child process
