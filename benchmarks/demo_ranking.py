@@ -15,13 +15,17 @@ many held-out phantom identities at once:
 
 Printed: per-severity mean and sd of the task scores, the sd of the patients' own means (identity) beside the
 typical sd within a patient (the phase the task starts at), the mean score by how much of the clip moves, and the
-share of draws that rank. ``--quick`` takes 4 identities per severity, else 12.
+share of draws that rank. Beside it, the phantom's own bound on that share (:func:`amplitude_bound`): how often an
+exact reader of each patient's smile range, with no phase or tracking noise, passes the same check on the same
+patients, and how often any reader of the range alone could even order three random patients. ``--quick`` takes 4
+identities per severity, else 12.
 
     python benchmarks/demo_ranking.py --models DIR [--quick] [--json PATH] [--identities N] [--seed S]
 
 ``DIR`` holds ``pfed5/smile/<version>`` (``models/demo`` after ``feqa demo``, ``FOLDER/demo`` after
 ``python -m tests.demo_kit FOLDER``). JSON keys: ``mean_s<sev>``, ``sd_s<sev>``, ``identity_sd_s<sev>``,
-``phase_sd_s<sev>``, ``rank_rate`` (share of draws that rank), ``draws``, ``identities``, ``load_avg``.
+``phase_sd_s<sev>``, ``rank_rate`` (share of draws that rank), ``amplitude_reader_rank_rate``,
+``amplitude_order_ceiling``, ``draws``, ``identities``, ``load_avg``.
 """
 
 from __future__ import annotations
@@ -48,7 +52,8 @@ from common.manifest import Manifest
 from common.model_input import ObservedClip, model_input
 from infra.demo_models import DEMO_VERSION, FPS, HEIGHT, WIDTH
 from phantom.face import Phantom
-from phantom.spec import APPEARANCES
+from phantom.severity import side_gains
+from phantom.spec import APPEARANCES, PatientSpec
 from scorer.backends import BackendChoice
 from scorer.families import ScoringModel, load_model
 from tests.demo_kit import BROWSER_REPS as REPS
@@ -122,6 +127,47 @@ def draw_rate(
     return float(ok.mean()), means
 
 
+LEVELS = (0.0, 1.0, 2.0, 3.0, 4.0)  # the training labels, equally likely a priori
+PRIOR_SUBJECTS = 3000  # phantom subjects drawn for the prior of the range given severity
+
+
+def smile_range(spec: PatientSpec, severity: float) -> float:
+    """The patient's smile range (gain) at ``severity``, averaged over its repetitions and both sides: the channel
+    trainer/bound.py calls amplitude, ``expressiveness x (1 - 0.75 s)(1 - 0.1 s k) x`` the asymmetry factors."""
+    tr, s = spec.traits, severity / 4.0
+    asym = [1.0 - tr.asymmetry * spec.nuisance if side == tr.asymmetry_side else 1.0 for side in ("left", "right")]
+    gains = [np.mean([g * a for g, a in zip(side_gains("pfed5", s, k, "left"), asym, strict=True)])
+             for k in range(spec.reps)]  # fmt: skip
+    return float(tr.expressiveness * np.mean(gains))
+
+
+def amplitude_bound(patients: list[Patient], draws: int, rng: np.random.Generator) -> dict[str, float]:
+    """The check's bound from the phantom itself. A reader that knows each patient's exact smile range and scores it
+    E[severity | range] (under :data:`LEVELS` equally likely and the phantom's own trait draws) is scored on the same
+    patients with the same draws, without phase or tracking noise: ``amplitude_reader_rank_rate``. And
+    ``amplitude_order_ceiling``: how often three random phantom patients at :data:`SEVERITIES` have falling ranges,
+    which no reader of the range alone, however calibrated, can beat."""
+    prior = [camera_spec(10**6 + i, 0.0) for i in range(PRIOR_SUBJECTS)]
+    ranges = np.array([[smile_range(spec, v) for v in LEVELS] for spec in prior])  # [subject, level]
+    edges = np.quantile(ranges, np.linspace(0, 1, 41))
+    bins = np.clip(np.searchsorted(edges, ranges) - 1, 0, 39)
+    levels = np.broadcast_to(np.array(LEVELS), ranges.shape)
+    table = np.array([levels[bins == b].mean() for b in range(40)])  # E[severity | range bin]
+
+    def reader(r: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return np.asarray(table[np.clip(np.searchsorted(edges, r) - 1, 0, 39)], dtype=np.float64)
+
+    by_sev = {s: np.array([smile_range(camera_spec(p.seed, s), s) for p in patients if p.severity == s])
+              for s in SEVERITIES}  # fmt: skip
+    scored = {s: reader(r) for s, r in by_sev.items()}
+    means = np.stack([scored[s][rng.integers(scored[s].size, size=draws)] for s in SEVERITIES], axis=1)
+    rate = float(np.all(np.diff(means, axis=1) >= MARGIN, axis=1).mean())
+    cols = [LEVELS.index(s) for s in SEVERITIES]
+    picks = np.stack([ranges[rng.integers(len(prior), size=draws), c] for c in cols], axis=1)
+    ceiling = float(np.all(np.diff(picks, axis=1) < 0, axis=1).mean())
+    return {"amplitude_reader_rank_rate": round(rate, 3), "amplitude_order_ceiling": round(ceiling, 3)}
+
+
 def summarise(patients: list[Patient], draws: int, seed: int, hold_s: float) -> dict[str, float]:
     gap = round((hold_s + REST_S + COUNTDOWN_S) * FPS)
     rate, means = draw_rate(patients, draws, np.random.default_rng(seed), gap)
@@ -177,6 +223,7 @@ def main(models: Path, quick: bool, identities: int | None, seed: int, first_see
             click.echo(f"  patient seed {patients[-1].seed} severity {s:g}: mean {patients[-1].scores.mean():.2f} "
                        f"sd {patients[-1].scores.std():.2f}", err=True)  # fmt: skip
     figures = summarise(patients, draws, seed, hold_s)
+    figures.update(amplitude_bound(patients, draws, np.random.default_rng(seed)))
     figures.update(identities=float(count), seconds=round(time.monotonic() - t0, 1), hold_s=hold_s)
     figures.update(load_avg_before=round(load[0], 2), load_avg_after=round(os.getloadavg()[0], 2))
     click.echo(f"{'severity':>8} {'mean':>6} {'sd':>6} {'identity sd':>12} {'phase sd':>9} "
@@ -190,6 +237,9 @@ def main(models: Path, quick: bool, identities: int | None, seed: int, first_see
     click.echo(f"draws ranking with margin {MARGIN} ({REPS} reps, {draws} draws, {count} identities per severity): "
                f"{figures['rank_rate']:.1%}; {figures['seconds']:.0f} s, load average {load[0]:.2f} -> "
                f"{figures['load_avg_after']:.2f}")  # fmt: skip
+    click.echo(f"the phantom's bound on the same patients: an exact reader of the smile range passes the check in "
+               f"{figures['amplitude_reader_rank_rate']:.1%} of draws; any reader of the range alone orders three "
+               f"random patients in at most {figures['amplitude_order_ceiling']:.1%}")  # fmt: skip
     if json_path is not None:
         json_path.write_text(json.dumps({**figures, "appearance": appearance}, indent=1))
     if patients_json is not None:

@@ -21,11 +21,11 @@ spread is now mostly between identities, 0.37 / 0.44 / 0.35, not over the phase 
 0.29); 83.5 % on 12 (the same model, now trained for 5 epochs instead of 8: its best validation epoch was the
 4th). Before (32-frame window, T_p 16, 2 cartoon subjects per severity, rebuilt the same day): 21.6 % on 12
 identities. On held-out identities that rate is bounded by the phantom, not the model: a smile's range is
-``expressiveness x (1 - 0.75 s)`` with expressiveness drawn over 0.6-1.4, so even an exact reader of the movement's
-amplitude puts three random patients at severities 0, 2, 4 in order only 90.6 % of the time (before any margin; the
-reader E[severity | amplitude] passes the margin check in 76.7 % of draws on the same 12 identities per severity:
-``benchmarks/demo_ranking.py`` prints both),
-and only the hold's fade, far below the landmarks' noise, separates a reserved healthy face from an expressive
+``expressiveness x (1 - 0.75 s)(1 - 0.1 s k)`` with expressiveness drawn over 0.6-1.4, so even an exact reader of
+each patient's range, with no phase or tracking noise, passes the check in only 84.5 % of draws on the same 12
+identities per severity (scoring E[severity | range]), and no reader of the range alone can order three random
+patients at severities 0, 2, 4 more than 95.0 % of the time (``benchmarks/demo_ranking.py`` prints both); only the
+hold's fade, far below the landmarks' noise, separates a reserved healthy face from an expressive
 impaired one (README, "The phantom's bound"). This test's own three patients (seeds 8500-8502, expressiveness 1.09,
 1.10 and 0.84, inside the drawn range) rank in 100 % of offline draws (means 0.05 / 1.73 / 3.58), and every browser run
 of them has ranked (0.0 / 2.07 / 3.64, 0.0 / 2.24 / 3.72, 0.0 / 2.19 / 3.64 and a fourth), with margins of 1.5-2.1
