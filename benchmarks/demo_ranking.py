@@ -52,7 +52,6 @@ from common.manifest import Manifest
 from common.model_input import ObservedClip, model_input
 from infra.demo_models import DEMO_VERSION, FPS, HEIGHT, WIDTH
 from phantom.face import Phantom
-from phantom.severity import side_gains
 from phantom.spec import APPEARANCES, PatientSpec
 from scorer.backends import BackendChoice
 from scorer.families import ScoringModel, load_model
@@ -60,6 +59,7 @@ from tests.demo_kit import BROWSER_REPS as REPS
 from tests.demo_kit import BROWSER_SEVERITIES as SEVERITIES
 from tests.demo_kit import CAMERA_APPEARANCE, COUNTDOWN_S, HOLD_S, MEDIAPIPE, REST_S, camera_spec, write_camera
 from tests.demo_kit import RANK_MARGIN as MARGIN
+from trainer.bound import amplitude_of
 from trainer.data.landmarking import LandmarkedClip
 
 FIRST_SEED = 30000  # far from every training seed (tests: 8000-9100; feqa demo: 7000-8100) and the test's 8500s
@@ -132,13 +132,9 @@ PRIOR_SUBJECTS = 3000  # phantom subjects drawn for the prior of the range given
 
 
 def smile_range(spec: PatientSpec, severity: float) -> float:
-    """The patient's smile range (gain) at ``severity``, averaged over its repetitions and both sides: the channel
-    trainer/bound.py calls amplitude, ``expressiveness x (1 - 0.75 s)(1 - 0.1 s k) x`` the asymmetry factors."""
-    tr, s = spec.traits, severity / 4.0
-    asym = [1.0 - tr.asymmetry * spec.nuisance if side == tr.asymmetry_side else 1.0 for side in ("left", "right")]
-    gains = [np.mean([g * a for g, a in zip(side_gains("pfed5", s, k, "left"), asym, strict=True)])
-             for k in range(spec.reps)]  # fmt: skip
-    return float(tr.expressiveness * np.mean(gains))
+    """The patient's smile range (gain) at ``severity``, averaged over its repetitions: trainer/bound.py's amplitude,
+    ``expressiveness x (1 - 0.75 s)(1 - 0.1 s k) x`` the asymmetry factors."""
+    return float(np.mean([amplitude_of(spec, k, severity / 4.0) for k in range(spec.reps)]))
 
 
 def amplitude_bound(patients: list[Patient], draws: int, rng: np.random.Generator) -> dict[str, float]:

@@ -70,13 +70,20 @@ class ClipTruth:
     decay: float
 
 
+def amplitude_of(spec: PatientSpec, rep: int, impairment: float | None = None) -> float:
+    """The peak gain of repetition ``rep``'s movement (``amplitude`` above) at ``impairment`` on [0, 1] (the spec's
+    own when None): the subject's traits with the severity model's side gains."""
+    s = spec.impairment if impairment is None else impairment
+    tr = spec.traits
+    gains = side_gains(spec.protocol, s, rep, weak_image_side(spec.palsy_side))
+    asym = [1.0 - tr.asymmetry * spec.nuisance if side == tr.asymmetry_side else 1.0 for side in ("left", "right")]
+    return tr.expressiveness * float(np.mean([g * a for g, a in zip(gains, asym, strict=True)]))
+
+
 def truth_of(spec: PatientSpec, rep: int, clip_id: str, label: float) -> ClipTruth:
     """The hidden channels of repetition ``rep`` of ``spec`` (its first task)."""
-    s, tr = spec.impairment, spec.traits
-    weak = weak_image_side(spec.palsy_side)
-    gains = side_gains(spec.protocol, s, rep, weak)
-    asym = [1.0 - tr.asymmetry * spec.nuisance if side == tr.asymmetry_side else 1.0 for side in ("left", "right")]
-    amplitude = tr.expressiveness * float(np.mean([g * a for g, a in zip(gains, asym, strict=True)]))
+    s, weak = spec.impairment, weak_image_side(spec.palsy_side)
+    amplitude = amplitude_of(spec, rep)
     script = build_script(spec, _SCRIPT_FPS)
     seg = script.segments[rep]
     ramp = float(np.count_nonzero(script.phase[seg.start : seg.end] == 1)) / _SCRIPT_FPS

@@ -235,7 +235,6 @@ class ClipSamples(Dataset[Item]):
         source: npt.NDArray[np.int64] | None = None  # time warp: the source frame of each frame
         if spec.train and spec.time_warp > 0:
             traj, source = time_warp(traj, rng, spec.time_warp)
-            frames = None if frames is None else frames[source]
         s = model_input.sample(traj.shape[0], spec.input_spec(), train=spec.train, rng=rng)
         item: Item = {}
         if spec.t_p:
@@ -244,13 +243,12 @@ class ClipSamples(Dataset[Item]):
                 model_traj = model_traj[::-1].copy()
             item["trajectory"] = torch.from_numpy(model_traj)
             item["index_t"] = torch.from_numpy(s.index_t)
-        idx = s.rgb_idx
+        idx = s.rgb_idx if source is None else source[s.rgb_idx]  # the stored frames the sampled ones show
         change = ClipChange.draw(rng, spec)
         if frames is not None:
             item["frames"] = self._frames(frames[idx], rng, change)
         if spec.heatmap is not None:
-            heatmaps = clip.heatmaps() if source is None else clip.heatmaps()[source]
-            item["heatmaps"] = self._heatmaps(heatmaps[idx], spec.heatmap, rng, change)
+            item["heatmaps"] = self._heatmaps(clip.heatmaps()[idx], spec.heatmap, rng, change)
         item["label"] = torch.tensor(clip.record.label, dtype=torch.float32)
         return item
 
