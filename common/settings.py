@@ -43,6 +43,9 @@ class CommonSettings(BaseSettings):
     session_retention_s: int = Field(
         7 * 24 * 3600, ge=0, description="how long a session's hash, events, windows and scores stay after its end"
     )
+    launcher_pid: int = Field(
+        0, ge=0, description="set by feqa up / feqa demo: the service stops once that process is gone; 0: no watch"
+    )
 
 
 class ServiceSettings(BaseSettings):

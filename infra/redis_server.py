@@ -16,12 +16,17 @@ has its bound, so the budget is what the live sessions' bounded streams need.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from common.errors import ConfigError
@@ -51,6 +56,22 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _ends_with_its_starter() -> Callable[[], None] | None:
+    """On Linux, for a server started from the main thread: the function a child runs before it executes redis-server
+    so that the kernel sends it SIGTERM when the process that started it is gone (killed outright, say), instead of
+    leaving it running. ``None`` elsewhere: the kernel sends that signal when the starting *thread* ends, which for
+    any other thread could be long before the process does."""
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+    pr_set_pdeathsig = 1
+
+    def set_signal() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+    return set_signal
 
 
 class RedisServer:
@@ -93,7 +114,8 @@ class RedisServer:
         ]  # fmt: skip
         if self.maxmemory:
             args += ["--maxmemory", self.maxmemory]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     preexec_fn=_ends_with_its_starter())  # fmt: skip
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -121,6 +121,7 @@ class Stack:
             FEQA_INGEST_PORT=str(self.settings.ingest_port),
             FEQA_DASHBOARD_HOST=self.settings.host,
             FEQA_DASHBOARD_PORT=str(self.settings.dashboard_port),
+            FEQA_LAUNCHER_PID=str(os.getpid()),  # each service stops once this process is gone (common.launcher)
         )
         env.update(self._service_env(data, env))
         self._env = env
