@@ -24,11 +24,11 @@ from infra.redis_server import RedisServer
 from phantom.spec import PatientSpec
 from scorer.worker import ScorerWorker
 from tests.conftest import live_session
-from tests.model_artifacts import LANDMARKER, copy_artifact, nan_window_graph, shared_random_artifact
+from tests.model_artifacts import LANDMARKER, copy_artifact, nan_window_graph
 from tests.phantom_obs import observe
 from tests.scorer_harness import running, scorer_settings, scores, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240), pytest.mark.prebuilt("random-artifact")]
 FPS = 25.0
 N = 40
 SPEC = PatientSpec(seed=8, protocol="pfed5", severity=1.0, reps=1, tasks=("smile",))
@@ -36,8 +36,8 @@ GOOD_QUALITY = {"frames": float(N), "face_fraction": 1.0, "ok": 1.0}
 
 
 @pytest.fixture(scope="module")
-def artifact() -> Path:
-    return shared_random_artifact("micro", fps=FPS)
+def artifact(random_artifact: Path) -> Path:
+    return random_artifact
 
 
 def _window(sid: str, reason: str = "task_end", **kw: object) -> Window:

@@ -13,7 +13,7 @@ from common.streams import HEALTH
 from infra.redis_server import RedisServer
 from phantom.spec import PatientSpec
 from scorer.worker import ScorerWorker
-from tests.model_artifacts import copy_artifact, shared_random_artifact
+from tests.model_artifacts import copy_artifact
 from tests.scorer_harness import (
     PhantomStream,
     open_session,
@@ -26,13 +26,13 @@ from tests.scorer_harness import (
 )
 from tracker.worker import TrackerWorker
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240), pytest.mark.prebuilt("random-artifact")]
 FPS = 25.0
 
 
 @pytest.fixture(scope="module")
-def artifact() -> Path:
-    return shared_random_artifact("micro", fps=FPS)
+def artifact(random_artifact: Path) -> Path:
+    return random_artifact
 
 
 async def _perform(bus: Bus, sid: str, spec: PatientSpec, *, end: bool = True) -> list[tuple[str, int, int, int]]:
