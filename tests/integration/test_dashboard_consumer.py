@@ -1,9 +1,5 @@
 """The scores consumer on a real Redis: task scores stored once, redeliveries ignored, a dead consumer's pending
-entries taken over, and nothing lost while the dashboard is down.
-
-The consumer reads every session announced in its Redis, so the module has a Redis of its own (``module_redis``,
-for every test here through ``redis_server``): on the session's shared one a starting dashboard first went through
-every earlier test's sessions (the restart test took 13.5 s of a full run, 2.3 s alone)."""
+entries taken over, and nothing lost while the dashboard is down."""
 
 from __future__ import annotations
 
@@ -26,12 +22,6 @@ from tests.conftest import live_session
 from tests.dashboard_kit import make_accounts, publish_scores, running, score, settings_for, sqlite_url
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def redis_server(module_redis: RedisServer) -> RedisServer:
-    """This module's own Redis in place of the session's (the ``bus`` fixture connects to it)."""
-    return module_redis
 
 
 def _session(db: Database, clinic_id: int, sid: str, state: str = "live") -> int:
