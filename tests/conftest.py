@@ -96,6 +96,16 @@ def prebuilt(request: pytest.FixtureRequest) -> Prebuilds:
 
 
 @pytest.fixture(scope="session")
+def random_artifact(prebuilt: Prebuilds) -> Path:
+    """The random-weight micro pfed5/smile artifact (25 fps, seed 0) the scorer tests share, exported by the build
+    ``random-artifact`` (tests/model_artifacts.py); a test using it is marked ``@pytest.mark.prebuilt(
+    "random-artifact")``. Copy it (``copy_artifact``) rather than change it."""
+    from tests.model_artifacts import prebuilt_random_artifact
+
+    return prebuilt_random_artifact(prebuilt.wait("random-artifact", timeout_s=600))
+
+
+@pytest.fixture(scope="session")
 def long_run(request: pytest.FixtureRequest) -> bool:
     """Whether ``--long`` was given (fuzz targets then get at least 10,000 inputs each)."""
     return bool(request.config.getoption("--long"))

@@ -1,5 +1,10 @@
 """Scorer test artifacts: a TraMP-Former (random weights, or one trained in the test) exported by the trainer's own
-export into ``<models>/<protocol>/<task>/<version>/``, its manifest naming the landmarker it is for."""
+export into ``<models>/<protocol>/<task>/<version>/``, its manifest naming the landmarker it is for.
+
+``python -m tests.model_artifacts FOLDER`` is the build ``random-artifact`` (tests/prebuild.py): the random-weight
+micro pfed5/smile artifact at 25 fps (seed 0) the scorer tests share, exported beside the tests instead of by the
+first test that needs it (:func:`prebuilt_random_artifact` is its folder), and the trajectory-only scorer test's
+model (:func:`export_trajectory_only`, in ``FOLDER/trajectory-only``)."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import dataclasses
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -18,6 +24,7 @@ from common.manifest import Calibration, Manifest
 from common.protocols import get_protocol
 from trainer.checkpoint import Checkpoint
 from trainer.export import export
+from trainer.models import trampformer
 from trainer.models.trampformer import SIZES, TrampFormer
 
 LANDMARKER = "phantom"  # the tracker's phantom ground-truth landmarker (tests only)
@@ -87,6 +94,27 @@ def shared_random_artifact(size: str = "micro", seed: int = 0, t_p: int | None =
     return _EXPORTED[key]
 
 
+TRAJECTORY_ONLY = "trajectory-only"  # the build's models folder of :func:`export_trajectory_only`
+
+
+def export_trajectory_only(models: Path) -> Path:
+    """A random-weight micro TraMP-Former without its RGB stream (seed 8, pfed5/smile at 25 fps, version 1), exported
+    into ``models`` (the trajectory-only scorer test's model); returns its folder."""
+    torch.manual_seed(8)
+    model = trampformer.build(dataclasses.replace(trampformer.micro(), use_rgb=False)).eval()
+    cfg = model.cfg.to_dict()  # type: ignore[operator, union-attr]
+    ckpt = Checkpoint(family="tramp_former", model_config=cfg, state=model.state_dict(), protocol="pfed5",
+                      task="smile", label_min=0.0, label_max=4.0, fps=25.0, landmarker=LANDMARKER, epoch=1,
+                      val_spearman=0.5, data_hash="test")  # fmt: skip
+    return export(ckpt, models, version="1", require_calibration=False).folder
+
+
+def prebuilt_random_artifact(folder: Path) -> Path:
+    """The artifact the build ``random-artifact`` exported into ``folder`` (copy it rather than change it): what
+    ``shared_random_artifact("micro", seed=0, fps=25.0)`` exports."""
+    return folder / "pfed5" / "smile" / "1"
+
+
 def _code_hash() -> str:
     """Changes whenever the model or export code does (so a kept artifact is never stale)."""
     h = hashlib.sha256()
@@ -120,3 +148,12 @@ def nan_window_graph(src: Path, models: Path, *, version: str, task: str = "smil
     graphs = {**manifest.graphs, "window": dataclasses.replace(spec, sha256=sha)}
     dataclasses.replace(manifest, graphs=graphs).write(dst)
     return dst
+
+
+if __name__ == "__main__":  # the build: python -m tests.model_artifacts FOLDER
+    from tests.prebuild import finished
+
+    out = Path(sys.argv[1])
+    export_artifact(out, random_model("micro", None, 0), fps=25.0)
+    export_trajectory_only(out / TRAJECTORY_ONLY)
+    finished(out)

@@ -58,10 +58,15 @@ BUILDS: dict[str, Build] = {
     "smile-cohort": Build("tests.smile_cohort"),
     # the trajectory-only tests' 64-subject set (trajectory files only) and two runs on it (tests/trajectory_runs.py)
     "trajectory-runs": Build("tests.trajectory_runs"),
+    # the fair phantom's smiles (the fixture fair_pfed5_smile), and the cross-fit and dead-head tests' five micro
+    # runs on them (tests/fair_smile_runs.py)
+    "fair-smile": Build("tests.fair_smile_runs"),
+    # the random-weight micro artifact the scorer tests share (tests/model_artifacts.py)
+    "random-artifact": Build("tests.model_artifacts"),
 }
 # the tests needing a build run after all others, grouped by the build that usually finishes last among theirs; the
 # builds' priorities follow the same order (the first is read first)
-FINISH_ORDER = ("trajectory-runs", "smile-cohort", "reproducible", "ranking", "demo")
+FINISH_ORDER = ("random-artifact", "fair-smile", "trajectory-runs", "smile-cohort", "reproducible", "ranking", "demo")
 
 
 def build_nice(name: str) -> int:

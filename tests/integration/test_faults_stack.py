@@ -1,8 +1,13 @@
 """Faults on the embedded stack (``feqa demo``'s processes: Redis, ingest, two trackers with the real MediaPipe
 landmarker, scorer, dashboard), with phantom patients streaming over WebRTC (aiortc senders) through the ingest's
-public path. One stack serves the whole module; each test breaks one part of it by PID (infra.stack's fault helpers)
-and checks what a patient and a clinician would see:
+public path. One stack serves the whole module; each test breaks one part of it (a patient's connection, or a
+service by PID: infra.stack's fault helpers) and checks what a patient and a clinician would see:
 
+- a patient's tab closes mid-session (the connection drops without the page's hangup request): the session ends
+  with a recorded reason (in Redis and on the dashboard) and every resource is freed: the ingest's peer (its health
+  shows no live session), the session's frames and crops, its page key (no page can drive it again), its join link,
+  its place in the live set, the tracker's and scorer's leases; what stays is only what the retention keeps (the
+  hash, events, windows, scores). This test runs first, on the stack as it started;
 - one of two trackers is SIGKILLed mid-session: the other takes the session over and it keeps being scored, with
   less than 2 s between consecutive scores (the trackers' lease is 0.9 s here; with the default 3 s lease the gap
   is about 3-4 s);
@@ -32,12 +37,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from sqlalchemy import select
 
 from common.bus import Bus
+from common.health import latest_health
 from common.messages import Score
 from common.session_store import STATE_LOST
-from common.streams import HEALTH, SCORES, WINDOWS, lease_spec
+from common.streams import (
+    CROPS,
+    FRAMES,
+    HEALTH,
+    JOIN,
+    JOIN_LINKS,
+    LIVE,
+    OBS,
+    PAGE_KEY,
+    SCORES,
+    WINDOWS,
+    lease_spec,
+    session_key,
+)
 from dashboard.db import Database
 from dashboard.tables import Session as DbSession
 from dashboard.tables import TaskScore
@@ -46,6 +66,7 @@ from infra.demo_dashboard import ClinicianClient
 from infra.demo_patient import PatientError, PatientRun, run_patient
 from infra.settings import StackSettings
 from infra.stack import Child, Stack
+from ingest.tokens import digest
 from phantom.spec import PatientSpec
 from tests.conftest import open_bus
 from tests.dashboard_kit import free_port
@@ -57,8 +78,12 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
          "--disable-component-update", "--disable-sync"]  # fmt: skip
 # The trackers' lease and reclaim times short enough for a failover inside the 2 s budget (as in the tracker failover
 # test), and reads of at most 8 frames, so that a batch (renewals wait for it) stays well inside the lease on a
-# loaded machine; the dashboard takes over its own pending entries after 2 s instead of 15 s.
+# loaded machine; the dashboard takes over its own pending entries after 2 s instead of 15 s. The ingest ends a
+# dropped connection's session after 4 s without frames (default 10 s) or 4 s of resume grace (default 15 s): the
+# same end as with the defaults, sooner (the closed-tab test waits for it).
 FAULT_ENV = {
+    "FEQA_INGEST_IDLE_TIMEOUT_S": "4",
+    "FEQA_INGEST_RESUME_GRACE_S": "4",
     "FEQA_TRACKER_LEASE_TTL_MS": "900",
     "FEQA_TRACKER_RECLAIM_IDLE_MS": "300",
     "FEQA_TRACKER_READ_COUNT": "8",
@@ -162,6 +187,73 @@ async def stored_task_scores(f: FaultStack, session_id: int) -> list[tuple[str, 
         db.close()
 
 
+async def test_closed_patient_tab_ends_the_session_and_frees_everything(faults: FaultStack) -> None:
+    r = aioredis.from_url(faults.redis_url, decode_responses=True)
+    try:
+        async with clinician_and_bus(faults) as (dash, bus):
+            pid = await dash.patient("Tab closer", "FAULT-1", "synthetic")
+            created = await dash.start_session(pid, "pfed5")
+            token = str(created["join_url"]).rsplit("/", 1)[-1]
+            spec = PatientSpec(4242, "pfed5", 2.0, reps=3, head_motion=0.0)
+            patient = asyncio.create_task(run_patient(faults.demo.ingest_url, token, spec))
+            sid = str(created["sid"])
+
+            async def observed() -> bool:
+                return int(await r.xlen(OBS.key(sid))) >= 10 and bool(await r.exists(CROPS.key(sid)))
+
+            await until(observed, 60, "observations and crops of the live session")
+            held = [FRAMES.key(sid), lease_spec("tracker").key(sid), PAGE_KEY.key(sid), JOIN.key(digest(token)),
+                    JOIN_LINKS.key(sid)]  # fmt: skip
+            assert all([await r.exists(k) for k in held]), {k: await r.exists(k) for k in held}
+            assert await r.sismember(LIVE.key(), sid)
+
+            async def ingest_sessions() -> float:
+                return sum(h.gauges.get("sessions", 0.0) for (service, _), h in (await latest_health(bus)).items()
+                           if service == "ingest")  # fmt: skip
+
+            async def peer_up() -> bool:
+                return await ingest_sessions() == 1.0
+
+            await until(peer_up, 10, "the ingest's health shows the live peer")
+            t_close = time.monotonic()
+            patient.cancel()  # the tab closes: the connection drops, no hangup request is sent
+            await asyncio.gather(patient, return_exceptions=True)
+
+            async def ended() -> bool:
+                return await r.hget(session_key(sid), "state") == "ended"
+
+            await until(ended, 30, "the session ended")
+            reason = await r.hget(session_key(sid), "end_reason")
+            assert reason in ("hangup", "idle_timeout"), reason
+
+            leases = [lease_spec(role).key(sid) for role in ("ingest", "tracker", "scorer")]
+            freed_keys = [FRAMES.key(sid), CROPS.key(sid), *leases, PAGE_KEY.key(sid), JOIN.key(digest(token)),
+                          JOIN_LINKS.key(sid)]  # fmt: skip
+
+            async def freed() -> bool:
+                return not any([await r.exists(k) for k in freed_keys]) and not await r.sismember(LIVE.key(), sid)
+
+            await until(freed, 30, "frames, crops, leases, page key, join link and live listing freed")
+
+            async def peer_gone() -> bool:  # health is published every 2 s
+                return await ingest_sessions() == 0.0
+
+            await until(peer_gone, 10, "the ingest's peer closed (its health shows no live session)")
+            print(f"ended ({reason}) and freed {time.monotonic() - t_close:.1f} s after the tab closed")
+
+            async def dashboard_ended() -> bool:
+                detail = await dash.json("GET", f"/api/sessions/{created['id']}")
+                return bool(detail["session"]["state"] == "ended")
+
+            await until(dashboard_ended, 30, "the dashboard shows the session ended")
+            # the link is spent: joining again is refused with a clear status
+            async with ClinicianClient(faults.demo.ingest_url) as again:
+                res = await again.http.post(f"/api/join/{token}", json={"consent": True})
+                assert res.status_code == 404 and "unknown join link" in res.json()["detail"], res.text
+    finally:
+        await r.aclose()
+
+
 async def test_killed_tracker_session_keeps_being_scored(faults: FaultStack) -> None:
     assert len(faults.stack.instances("tracker")) == 2
     async with clinician_and_bus(faults) as (dash, bus):
@@ -201,7 +293,7 @@ async def test_killed_tracker_session_keeps_being_scored(faults: FaultStack) -> 
 
 async def test_killed_scorer_restarted_loses_no_task_score(faults: FaultStack) -> None:
     async with clinician_and_bus(faults) as (dash, bus):
-        spec = PatientSpec(5202, "pfed5", 2.0, reps=2, tasks=("smile", "frown"), head_motion=0.0)
+        spec = PatientSpec(5256, "pfed5", 2.0, reps=4, tasks=("smile",), head_motion=0.0)  # 4 task ends in 14.4 s
         p = await start_patient(faults, dash, spec)
 
         async def task_scored() -> bool:
@@ -217,7 +309,7 @@ async def test_killed_scorer_restarted_loses_no_task_score(faults: FaultStack) -
             return any(int(d.id.split("-")[0]) > killed_ms for d in ends)
 
         await until(task_end_while_down, 60, "a task end published while the scorer is down")
-        faults.stack.add("scorer")
+        await asyncio.to_thread(faults.stack.add, "scorer")  # the patient's sender runs on this loop meanwhile
         run = await asyncio.wait_for(p.task, 120)
         expected = task_ends(run)
         assert len(expected) == 4, expected
@@ -255,7 +347,7 @@ async def test_restarted_dashboard_page_resumes_and_gets_missed_task_scores(faul
             await page.fill("#password", faults.demo.password)
             await page.click("#login")
             await page.wait_for_selector("#add-patient")
-            spec = PatientSpec(5303, "pfed5", 2.0, reps=2, tasks=("smile", "frown"), head_motion=0.0)
+            spec = PatientSpec(5269, "pfed5", 2.0, reps=4, tasks=("smile",), head_motion=0.0)  # 4 task ends in 14.0 s
             p = await start_patient(faults, dash, spec)
             await page.goto(f"{base}/sessions/{p.session_id}")
             socket = page.locator("#socket")
@@ -271,7 +363,7 @@ async def test_restarted_dashboard_page_resumes_and_gets_missed_task_scores(faul
                 return [s for s in await scores(bus, p.sid, "task") if s.ts > killed_at]
 
             missed = await until(written_while_down, 60, "a task score written while the dashboard is down")
-            faults.stack.add("dashboard")
+            await asyncio.to_thread(faults.stack.add, "dashboard")  # the patient keeps streaming meanwhile
             await page.wait_for_function("document.getElementById('socket').textContent === 'live connection up'",
                                          timeout=30_000)  # fmt: skip
             for s in missed:  # they reach the page that was open all along

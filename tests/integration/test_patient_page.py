@@ -56,13 +56,18 @@ def test_phone_layout_reload_resume_and_camera_messages(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------- child process
 
 
-async def _camera_case(pw: Any, http: Any, flags: list[str], shot: Path, busy: bool = False) -> dict[str, Any]:
+async def _camera_case(
+    pw: Any, http: Any, flags: list[str], shot: Path, busy: bool = False, browser: Any = None
+) -> dict[str, Any]:
+    """The page's camera error for a session of its own, in a new Chromium with ``flags`` (or in a new context of
+    ``browser``, one already started with those flags, which is closed afterwards)."""
     from tests.browser_kit import CHROMIUM
 
     created = (await http.post("/api/sessions", json={"patient_id": "cam", "protocol": "pfed5"})).json()
-    browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=flags)
+    if browser is None:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=flags)
     try:
-        page = await browser.new_page(viewport={"width": 1366, "height": 768})
+        page = await (await browser.new_context(viewport={"width": 1366, "height": 768})).new_page()
         if busy:  # what the browser reports when another program holds the camera
             await page.add_init_script(
                 "navigator.mediaDevices.getUserMedia = () => "
@@ -137,7 +142,7 @@ async def _scenario(out: Path, shots: Path, work: Path) -> None:
                 await page.wait_for_selector("body[data-phase=end], body[data-phase=error]", timeout=90_000)
                 phone["phase"] = await page.evaluate("document.body.dataset.phase")
                 phone["error"] = await page.text_content("#error-text")
-                await browser.close()
+                await page.context.close()  # the browser (its camera flags) serves the busy-camera case below
                 await asyncio.sleep(0.5)
                 collector.cancel()
                 await asyncio.gather(collector, return_exceptions=True)
@@ -153,7 +158,9 @@ async def _scenario(out: Path, shots: Path, work: Path) -> None:
                 result["camera"] = {
                     "none": await _camera_case(pw, http, camera_flags(None), shots / "no_camera.png"),
                     "refused": await _camera_case(pw, http, camera_flags(clip, fake_ui=False), shots / "refused.png"),
-                    "busy": await _camera_case(pw, http, camera_flags(clip), shots / "busy.png", busy=True),
+                    "busy": await _camera_case(
+                        pw, http, camera_flags(clip), shots / "busy.png", busy=True, browser=browser
+                    ),
                 }
         await bus.close()
     out.write_text(json.dumps(result))

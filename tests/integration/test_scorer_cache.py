@@ -18,7 +18,7 @@ from scorer.health import ScorerStats
 from scorer.registry import ModelRegistry
 from scorer.scoring import WindowScorer, observed_clip
 from scorer.settings import ScorerSettings
-from tests.model_artifacts import LANDMARKER, copy_artifact, shared_random_artifact
+from tests.model_artifacts import LANDMARKER, copy_artifact
 from tests.phantom_obs import observe, scoring_session
 
 pytestmark = pytest.mark.integration
@@ -27,8 +27,8 @@ N = 60
 
 
 @pytest.fixture(scope="module")
-def artifact() -> Path:
-    return shared_random_artifact("micro", fps=FPS)
+def artifact(random_artifact: Path) -> Path:
+    return random_artifact
 
 
 def _window(reason: str, last: int) -> Window:
@@ -36,6 +36,7 @@ def _window(reason: str, last: int) -> Window:
                   task_start_seq=0, created_ts=time.time(), landmarker=LANDMARKER)  # fmt: skip
 
 
+@pytest.mark.prebuilt("random-artifact")
 async def test_cached_frame_features_score_like_the_uncached_clip_graph(artifact: Path, tmp_path: Path) -> None:
     copy_artifact(artifact, tmp_path, version="1")
     registry = ModelRegistry(tmp_path, BackendChoice(intra_op_threads=1))

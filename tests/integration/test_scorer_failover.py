@@ -33,7 +33,7 @@ from scorer.backends import Backend, BackendChoice, IOSpec
 from scorer.registry import ModelRegistry
 from scorer.worker import ScorerWorker
 from tests.conftest import live_session, open_bus
-from tests.model_artifacts import LANDMARKER, copy_artifact, shared_random_artifact
+from tests.model_artifacts import LANDMARKER, copy_artifact
 from tests.phantom_obs import observe
 from tests.scorer_harness import (
     PhantomStream,
@@ -85,11 +85,12 @@ def _spawn(name: str, url: str, models: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "scorer"], cwd=ROOT, env=env, stderr=log, stdout=log)
 
 
+@pytest.mark.prebuilt("random-artifact")
 async def test_a_killed_scorers_sessions_are_taken_over_with_no_task_score_lost(
-    fbus: Bus, own_redis: RedisServer, tmp_path: Path
+    fbus: Bus, own_redis: RedisServer, tmp_path: Path, random_artifact: Path
 ) -> None:
     models = tmp_path / "models"
-    copy_artifact(shared_random_artifact("micro", fps=25.0), models, version="1")
+    copy_artifact(random_artifact, models, version="1")
     leases = Leases(fbus, "scorer")
     sids = [f"fo{i}" for i in range(4)]
     specs = {s: PatientSpec(seed=20 + i, protocol="pfed5", severity=float(i), reps=2, tasks=("smile",), head_motion=0.0)
@@ -224,13 +225,14 @@ class _SlowChoice(BackendChoice):
         return _SlowBackend(super().open(path), self.delay)
 
 
+@pytest.mark.prebuilt("random-artifact")
 async def test_a_round_slower_than_the_lease_keeps_the_session(
-    fbus: Bus, own_redis: RedisServer, tmp_path: Path
+    fbus: Bus, own_redis: RedisServer, tmp_path: Path, random_artifact: Path
 ) -> None:
     """Scoring a round takes over twice the lease time; the worker renews meanwhile, so a rival never takes the
     session, and every window is scored once and acked."""
     models = tmp_path / "models"
-    copy_artifact(shared_random_artifact("micro", fps=25.0), models, version="1")
+    copy_artifact(random_artifact, models, version="1")
     sid, ttl_ms, n = "slow0", 600, 30
     # three repetitions: the fair phantom draws each one's length (one smile can be shorter than the 3 n frames read)
     spec = PatientSpec(seed=8, protocol="pfed5", severity=1.0, reps=3, tasks=("smile",))

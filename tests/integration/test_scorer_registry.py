@@ -16,15 +16,15 @@ from common.errors import ConfigError
 from common.manifest import Calibration, Manifest
 from scorer.backends import BackendChoice, OrtBackend, engine_key
 from scorer.registry import ModelRegistry, natural_key
-from tests.model_artifacts import copy_artifact, shared_random_artifact
+from tests.model_artifacts import copy_artifact
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.prebuilt("random-artifact")]
 CPU = BackendChoice(intra_op_threads=1)
 
 
 @pytest.fixture(scope="module")
-def artifact() -> Path:
-    return shared_random_artifact("micro")
+def artifact(random_artifact: Path) -> Path:
+    return random_artifact
 
 
 def _edit(folder: Path, **changes: object) -> None:

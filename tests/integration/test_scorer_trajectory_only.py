@@ -4,12 +4,10 @@ and no frame feature is ever computed."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from common.messages import Window
 from common.model_input import model_input
@@ -20,28 +18,20 @@ from scorer.health import ScorerStats
 from scorer.registry import ModelRegistry
 from scorer.scoring import WindowScorer, observed_clip
 from scorer.settings import ScorerSettings
-from tests.model_artifacts import LANDMARKER
+from tests.model_artifacts import LANDMARKER, TRAJECTORY_ONLY
 from tests.phantom_obs import observe, scoring_session
-from trainer.checkpoint import Checkpoint
-from trainer.export import export
-from trainer.models import trampformer
+from tests.prebuild import Prebuilds
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.prebuilt("random-artifact")]
 FPS = 25.0
 N = 60
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(8)
-    model = trampformer.build(dataclasses.replace(trampformer.micro(), use_rgb=False)).eval()
-    cfg = model.cfg.to_dict()  # type: ignore[operator]
-    ckpt = Checkpoint(family="tramp_former", model_config=cfg, state=model.state_dict(), protocol="pfed5",
-                      task="smile", label_min=0.0, label_max=4.0, fps=FPS, landmarker=LANDMARKER, epoch=1,
-                      val_spearman=0.5, data_hash="test")  # fmt: skip
-    root = tmp_path_factory.mktemp("models")
-    export(ckpt, root, version="1", require_calibration=False)
-    return root
+def models(prebuilt: Prebuilds) -> Path:
+    """A random-weight trajectory-only micro model exported by the build ``random-artifact``
+    (tests/model_artifacts.py: ``export_trajectory_only``)."""
+    return prebuilt.wait("random-artifact", timeout_s=600) / TRAJECTORY_ONLY
 
 
 async def test_windows_are_scored_without_crops_like_the_clip_graph(models: Path) -> None:

@@ -1,5 +1,9 @@
 """The scorer worker on a real Redis, behind ingest's frame pump and the tracker (phantom ground-truth landmarker, a
-test-only oracle): scores for every task, kinematics always, health, and hot reload of model versions."""
+test-only oracle): scores for every task, kinematics always, health, and hot reload of model versions.
+
+Each test has a Redis of its own (``private_redis``): a scorer or tracker worker competes for every live session in
+its Redis, and one holding k sessions waits k lease rounds before it takes a free one, so on the shared one other
+tests' live sessions delayed these by 0.5-7 s, by where their session sorted among them."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from common.streams import HEALTH
 from infra.redis_server import RedisServer
 from phantom.spec import PatientSpec
 from scorer.worker import ScorerWorker
-from tests.model_artifacts import copy_artifact, shared_random_artifact
+from tests.model_artifacts import copy_artifact
 from tests.scorer_harness import (
     PhantomStream,
     open_session,
@@ -26,20 +30,22 @@ from tests.scorer_harness import (
 )
 from tracker.worker import TrackerWorker
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240), pytest.mark.prebuilt("random-artifact")]
 FPS = 25.0
 
 
 @pytest.fixture(scope="module")
-def artifact() -> Path:
-    return shared_random_artifact("micro", fps=FPS)
+def artifact(random_artifact: Path) -> Path:
+    return random_artifact
 
 
-async def _perform(bus: Bus, sid: str, spec: PatientSpec, *, end: bool = True) -> list[tuple[str, int, int, int]]:
+async def _perform(
+    private_bus: Bus, sid: str, spec: PatientSpec, *, end: bool = True
+) -> list[tuple[str, int, int, int]]:
     """Stream the phantom's whole protocol with task_start / task_end events at its segments, as the patient page
     does; returns (task, rep, first, last frame) of each repetition."""
-    store = await open_session(bus, sid, spec, FPS)
-    stream = PhantomStream(bus, sid, spec, FPS)
+    store = await open_session(private_bus, sid, spec, FPS)
+    stream = PhantomStream(private_bus, sid, spec, FPS)
     reps = []
     for seg in stream.phantom.schedule:
         await store.event(sid, spec.protocol, "task_start", task=seg.task, rep=seg.rep, seq=seg.start)
@@ -49,7 +55,9 @@ async def _perform(bus: Bus, sid: str, spec: PatientSpec, *, end: bool = True) -
         reps.append((seg.task, seg.rep, seg.start, seg.end - 1))
 
     async def last_task_window() -> bool:  # the tracker drops a task end that arrives with the session's end
-        return sum(w.reason == "task_end" for w in await windows(bus, sid)) == len(reps)  # (spine issue, item 9)
+        return sum(w.reason == "task_end" for w in await windows(private_bus, sid)) == len(
+            reps
+        )  # (spine issue, item 9)
 
     await wait_for(last_task_window, 30, "the tracker's last task-end window")
     if end:
@@ -58,17 +66,17 @@ async def _perform(bus: Bus, sid: str, spec: PatientSpec, *, end: bool = True) -
 
 
 async def test_every_task_gets_a_score_or_a_reason_with_kinematics(
-    bus: Bus, redis_server: RedisServer, sid: str, artifact: Path, tmp_path: Path
+    private_bus: Bus, private_redis: RedisServer, sid: str, artifact: Path, tmp_path: Path
 ) -> None:
     models = tmp_path / "models"
     copy_artifact(artifact, models, version="1")
     spec = PatientSpec(seed=5, protocol="pfed5", severity=1.0, reps=1, tasks=("smile", "frown"))
-    scorer = ScorerWorker(scorer_settings(redis_server.url, models, consumer="s1", health_every_s=0.2), bus)
-    async with running(tracker_worker(bus), scorer):
-        reps = await _perform(bus, sid, spec)
+    scorer = ScorerWorker(scorer_settings(private_redis.url, models, consumer="s1", health_every_s=0.2), private_bus)
+    async with running(tracker_worker(private_bus), scorer):
+        reps = await _perform(private_bus, sid, spec)
 
         async def both_tasks_scored() -> bool:
-            return len([s for s in await scores(bus, sid) if s.kind == "task"]) == len(reps)
+            return len([s for s in await scores(private_bus, sid) if s.kind == "task"]) == len(reps)
 
         await wait_for(both_tasks_scored, 60, "a task score per repetition")
 
@@ -76,7 +84,7 @@ async def test_every_task_gets_a_score_or_a_reason_with_kinematics(
             return sid not in scorer.sessions
 
         await wait_for(released, 10, "the ended session to be drained and released")
-    got = await scores(bus, sid)
+    got = await scores(private_bus, sid)
     tasks = {s.task: s for s in got if s.kind == "task"}
     for task, rep, first, last in reps:
         s = tasks[task]
@@ -95,7 +103,7 @@ async def test_every_task_gets_a_score_or_a_reason_with_kinematics(
     assert hops and all(h.score is not None and h.version == "1" for h in hops)
     assert all(h.last_seq - h.first_seq + 1 <= 16 for h in hops)  # kinematics of the model's 16-frame window
     assert [s.key for s in got if s.kind == "task"] == [f"{sid}:task:{t}:{r}:{last}" for t, r, _, last in reps]
-    health = [d.message for d in await bus.range(HEALTH) if d.message.instance == "s1"]
+    health = [d.message for d in await private_bus.range(HEALTH) if d.message.instance == "s1"]
     last_health = health[-1]
     assert last_health.service == "scorer" and last_health.counters["task_scores"] >= 1
     assert last_health.counters["withheld_no_model"] >= 1 and last_health.counters["frames_computed"] >= 8
@@ -104,14 +112,14 @@ async def test_every_task_gets_a_score_or_a_reason_with_kinematics(
 
 
 async def test_a_new_version_is_served_without_restart_and_a_corrupt_one_is_refused(
-    bus: Bus, redis_server: RedisServer, sid: str, artifact: Path, tmp_path: Path
+    private_bus: Bus, private_redis: RedisServer, sid: str, artifact: Path, tmp_path: Path
 ) -> None:
     models = tmp_path / "models"
     copy_artifact(artifact, models, version="1")
     spec = PatientSpec(seed=6, protocol="pfed5", severity=2.0, reps=3, tasks=("smile",))
-    scorer = ScorerWorker(scorer_settings(redis_server.url, models, consumer="hot"), bus)
-    store = await open_session(bus, sid, spec, FPS, tracked=False)  # the tracker starts below and takes it then
-    stream = PhantomStream(bus, sid, spec, FPS)
+    scorer = ScorerWorker(scorer_settings(private_redis.url, models, consumer="hot"), private_bus)
+    store = await open_session(private_bus, sid, spec, FPS, tracked=False)  # the tracker starts below and takes it then
+    stream = PhantomStream(private_bus, sid, spec, FPS)
     segments = stream.phantom.schedule
 
     async def perform(k: int) -> None:
@@ -122,9 +130,9 @@ async def test_a_new_version_is_served_without_restart_and_a_corrupt_one_is_refu
         await store.event(sid, "pfed5", "task_end", task="smile", rep=seg.rep, seq=seg.end - 1)
 
     async def task_versions() -> list[str]:
-        return [s.version for s in await scores(bus, sid) if s.kind == "task"]
+        return [s.version for s in await scores(private_bus, sid) if s.kind == "task"]
 
-    tracker = tracker_worker(bus)
+    tracker = tracker_worker(private_bus)
     async with running(tracker, scorer):
         await wait_for(lambda: _tracked(tracker, sid), 30, "the tracker to take the session")
         await perform(0)

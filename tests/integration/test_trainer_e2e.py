@@ -151,14 +151,10 @@ def _window_inputs(manifest: Manifest, rng: np.random.Generator) -> list[dict[st
     return [*still, moving]
 
 
-def test_export_parity_calibrated_score_and_manifest(run_dir: Path, tmp_path: Path) -> None:
-    # best.pt alone is enough: export it from a folder holding nothing else
-    alone = tmp_path / "elsewhere" / "best.pt"
-    alone.parent.mkdir()
-    alone.write_bytes((run_dir / "smile" / "best.pt").read_bytes())
-    result = CliRunner().invoke(cli, ["export", str(alone), "--models-dir", str(tmp_path / "models"), "--version", "3"])
-    assert result.exit_code == 0, result.output
-    folder = tmp_path / "models" / "pfed5" / "smile" / "3"
+def test_export_parity_calibrated_score_and_manifest(run_dir: Path, prebuilt: Prebuilds) -> None:
+    # best.pt alone is enough: the cohort's build exported it from a folder holding nothing else (a failed export
+    # fails the build: tests/smile_cohort.py, export_best_alone)
+    folder = prebuilt.wait("smile-cohort", timeout_s=900) / smile_cohort.EXPORTED / "pfed5" / "smile" / "3"
     manifest = Manifest.read(folder)
     manifest.check_compatible()
     assert manifest.task == "smile" and manifest.t_p == 16 and set(manifest.graphs) == {"frame", "window", "clip"}
