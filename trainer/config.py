@@ -98,6 +98,12 @@ class TrainSection:
     # one random resampling of each training clip in time, log-speed U(-s, s), trajectory and frames alike (0 = off;
     # trainer.data.samples.time_warp): ramp and hold durations stop predicting severity in training
     time_warp: float = 0.0
+    # QAFE-Net: weight of a training-only second loss, each frame's movement read from both streams' per-frame
+    # features (trainer.models.qafe_motion; 0 = off, the paper's training); never in checkpoints or exports
+    motion_aux: float = 0.0
+    # which frames a training clip shows the RGB stream (and QAFE-Net's heatmaps): consecutive (the papers' rule: T_f
+    # frames from a random start) | spread (over the whole clip, as scored, each moved at random; trainer.data.samples)
+    frame_rule: str = "consecutive"
     eval_every: int = 1
     eval_clips: int = 1  # evaluation: 1 = the uniform rule; N > 1 = mean over N random clips (QAFE on UNBC: 10)
     max_minutes: float = 0.0  # stop early after this wall time (0 = no limit)

@@ -30,7 +30,7 @@ from trainer.calibration import CalibrationFit, fit_calibration
 from trainer.config import RunConfig
 from trainer.data.cache import CachedClip
 from trainer.data.dataset import ExpressionData
-from trainer.loop import make_optimizer, make_scheduler, train_epochs
+from trainer.loop import add_motion_head, make_optimizer, make_scheduler, train_epochs
 from trainer.metrics import spearman
 from trainer.predict import labels, predict
 from trainer.runtime import seed_everything
@@ -64,9 +64,10 @@ def out_of_fold(
         seed_everything(cfg.train.seed)
         model = build_model(fold_cfg, data.expression).to(device)
         optim = make_optimizer(fold_cfg, model)
+        motion = add_motion_head(fold_cfg, model, optim)
         sched = make_scheduler(fold_cfg, optim)
         desc = f"{data.expression} cross-fit {i + 1}/{len(folds)}"
-        train_epochs(fold_cfg, model, optim, sched, fit_on, device, 0, lambda _e, _l: False, desc)
+        train_epochs(fold_cfg, model, optim, sched, fit_on, device, 0, lambda _e, _l: False, desc, motion)
         pred = predict(model, held, device, cfg.optim.batch_size, cfg.train.eval_clips)
         preds.append(pred)
         ys.append(labels(held))

@@ -29,7 +29,7 @@ from trainer.checkpoint import BEST, LAST, Checkpoint
 from trainer.config import RunConfig, dump
 from trainer.crossfit import cross_fit_calibration
 from trainer.data.dataset import ExpressionData, load_dataset
-from trainer.loop import make_optimizer, make_scheduler, train_epochs
+from trainer.loop import add_motion_head, make_optimizer, make_scheduler, train_epochs
 from trainer.metrics import spearman
 from trainer.predict import calibrate, labels, predict
 from trainer.runtime import pick_device, seed_everything, set_threads
@@ -122,12 +122,18 @@ def _train_run(cfg: RunConfig, data: ExpressionData, out_dir: Path, resume: bool
     device = pick_device(cfg.train.device)
     model = build_model(cfg, data.expression).to(device)
     optim = make_optimizer(cfg, model)
+    motion = add_motion_head(cfg, model, optim)  # training only: never saved into best.pt
     sched = make_scheduler(cfg, optim)
     history: list[dict[str, float]] = []
     best_rho, best_epoch, start = -2.0, -1, 0
     if resume and (out_dir / LAST).is_file():
         state = read_own(out_dir / LAST)
         model.load_state_dict(state["model"], strict=True)
+        if (motion is not None) != ("motion_head" in state):
+            raise ConfigError(f"{data.expression}: {out_dir / LAST} was saved with train.motion_aux "
+                              f"{'off' if motion is not None else 'on'}; resume it with the same setting")  # fmt: skip
+        if motion is not None:
+            motion.load_state_dict(state["motion_head"], strict=True)
         optim.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         history, best_rho, best_epoch, start = state["history"], state["best_rho"], state["best_epoch"], state["epoch"]
@@ -158,6 +164,7 @@ def _train_run(cfg: RunConfig, data: ExpressionData, out_dir: Path, resume: bool
                 "best_epoch": best_epoch,
                 "epoch": epoch + 1,
                 "torch_rng": torch.get_rng_state(),
+                **({} if motion is None else {"motion_head": motion.state_dict()}),
             },
         )
         if cfg.train.dead_epochs and flat >= cfg.train.dead_epochs:
@@ -177,7 +184,7 @@ def _train_run(cfg: RunConfig, data: ExpressionData, out_dir: Path, resume: bool
             return True
         return False
 
-    train_epochs(cfg, model, optim, sched, data.train, device, start, after_epoch, data.expression)
+    train_epochs(cfg, model, optim, sched, data.train, device, start, after_epoch, data.expression, motion)
     (out_dir / "history.json").write_text(json.dumps(history, indent=1))
     if (out_dir / BEST).is_file():
         _calibrate_best(cfg, out_dir / BEST, data, device)

@@ -15,6 +15,8 @@ Items are dicts of named tensors, the names being the model family's inputs (``f
 * ``heatmaps`` [T_f, 3, H, H] (QAFE-Net): the cached heatmap images at the same frame indices as ``frames``; training
   draws its own random crop and flip (independent of the RGB stream's, as in the reference), evaluation takes the
   centre crop (``common.heatmaps.model_heatmaps``, the function the scorer calls).
+* ``motion`` [T_f, 6] (training only, with ``train.motion_aux``): how far the face moved from the first of the
+  frames shown to each of them (:func:`trainer.models.qafe_motion.movement_targets`), from those frames' landmarks.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from common import model_input
+from common.errors import ConfigError
 from common.heatmaps import HeatmapSpec, model_heatmaps
 from trainer.data.cache import CachedClip
+from trainer.models.qafe_motion import movement_targets
 
 Item = dict[str, torch.Tensor]
 
@@ -52,6 +56,8 @@ class SampleSpec:
     colour_jitter: float = 0.0  # training only: the strength of one colour change per clip (0 = none; see Colour)
     scale_jitter: float = 0.0  # training only: the strength of one zoom and shift per clip (0 = none; see Geometry)
     time_warp: float = 0.0  # training only: the strength of one resampling of the clip in time (0 = none; time_warp)
+    motion_target: bool = False  # training only: add ``motion``, each shown frame's movement (qafe_motion)
+    frame_rule: str = "consecutive"  # training only: FRAME_RULES (evaluation always spreads them uniformly)
 
     def input_spec(self) -> model_input.InputSpec:
         """The shared model-input spec (a model without a trajectory still samples its RGB frames by its rules)."""
@@ -67,7 +73,8 @@ def reads_frames(mcfg: Any) -> bool:
 
 
 def sample_spec(mcfg: Any, *, train: bool, reverse_p: float = 0.5, flip_p: float = 0.5, colour_jitter: float = 0.0,
-                scale_jitter: float = 0.0, time_warp: float = 0.0) -> SampleSpec:  # fmt: skip
+                scale_jitter: float = 0.0, time_warp: float = 0.0, motion_target: bool = False,
+                frame_rule: str = "consecutive") -> SampleSpec:  # fmt: skip
     """What one model config needs from each clip (any family's config)."""
     skate = getattr(mcfg, "skate", None)
     heatmap = getattr(mcfg, "heatmap", None)
@@ -86,7 +93,33 @@ def sample_spec(mcfg: Any, *, train: bool, reverse_p: float = 0.5, flip_p: float
         colour_jitter=colour_jitter if train else 0.0,
         scale_jitter=scale_jitter if train else 0.0,
         time_warp=time_warp if train else 0.0,
+        motion_target=motion_target and train,
+        frame_rule=check_frame_rule(frame_rule) if train else "consecutive",
     )
+
+
+FRAME_RULES = ("consecutive", "spread")
+"""Which frames a training clip shows the RGB and heatmap streams: ``consecutive`` T_f frames from a random start (the
+papers' rule), or ``spread`` over the whole clip as evaluation and the live scorer take them, each moved at random by
+up to half the step between two (:func:`spread_frames`)."""
+
+
+def check_frame_rule(rule: str) -> str:
+    if rule not in FRAME_RULES:
+        raise ConfigError(f"train.frame_rule must be one of {FRAME_RULES}, got {rule!r}")
+    return rule
+
+
+def spread_frames(n_frames: int, count: int, rng: np.random.Generator) -> npt.NDArray[np.int64]:
+    """``count`` frame indices of an ``n_frames`` clip, in order: evaluation's uniform spread over the whole clip
+    (:func:`common.features.rgb_frame_indices`), each position moved by U(-1/2, 1/2) of the step between two, so a
+    training clip shows its whole movement as a scored one does, at other frames each time. A clip no longer than
+    ``count`` is looped as evaluation loops it."""
+    if n_frames <= count:
+        return np.arange(count, dtype=np.int64) % n_frames
+    step = (n_frames - 1) / (count - 1) if count > 1 else 0.0
+    pos = np.arange(count) * step + rng.uniform(-step / 2, step / 2, size=count)
+    return np.sort(np.clip(np.rint(pos), 0, n_frames - 1).astype(np.int64))
 
 
 def time_warp(
@@ -233,9 +266,12 @@ class ClipSamples(Dataset[Item]):
         else:
             traj, frames = clip.trajectory(), None
         source: npt.NDArray[np.int64] | None = None  # time warp: the source frame of each frame
+        observed = traj
         if spec.train and spec.time_warp > 0:
             traj, source = time_warp(traj, rng, spec.time_warp)
         s = model_input.sample(traj.shape[0], spec.input_spec(), train=spec.train, rng=rng)
+        if spec.train and spec.frame_rule == "spread":
+            s = dataclasses.replace(s, rgb_idx=spread_frames(traj.shape[0], spec.rgb_frames, rng))
         item: Item = {}
         if spec.t_p:
             model_traj = np.ascontiguousarray(traj[s.traj_idx])
@@ -249,6 +285,8 @@ class ClipSamples(Dataset[Item]):
             item["frames"] = self._frames(frames[idx], rng, change)
         if spec.heatmap is not None:
             item["heatmaps"] = self._heatmaps(clip.heatmaps()[idx], spec.heatmap, rng, change)
+        if spec.motion_target:  # from the landmarks of the frames shown, as observed (before any warp or jitter)
+            item["motion"] = torch.from_numpy(movement_targets(observed[idx]))
         item["label"] = torch.tensor(clip.record.label, dtype=torch.float32)
         return item
 

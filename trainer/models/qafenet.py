@@ -189,27 +189,46 @@ class QafeNet(nn.Module):
 
     def encode_heatmaps(self, heatmaps: torch.Tensor) -> torch.Tensor:
         """[B, T_f, 3, H, H] heatmap images -> [B, n, D]: SlowOnly over each subclip's volume."""
+        return self._heatmap_volume(heatmaps).mean(dim=(2, 3, 4)).reshape(heatmaps.shape[0], self.cfg.subclips, -1)
+
+    def _heatmap_volume(self, heatmaps: torch.Tensor) -> torch.Tensor:
+        """[B, T_f, 3, H, H] -> SlowOnly's last feature volume per subclip [B*n, D, L, H', W'] (time kept)."""
         b, t, c, h, w = heatmaps.shape
         if self.cfg.centre != "none":
             heatmaps = heatmaps - heatmaps.mean(dim=1, keepdim=True)
         n, length = t // self.cfg.rgb.subclip_len, self.cfg.rgb.subclip_len
         volumes = heatmaps.reshape(b * n, length, c, h, w).permute(0, 2, 1, 3, 4)  # [B*n, 3, L, H, W]
-        out: torch.Tensor = self.heatmap_encoder(volumes).reshape(b, n, -1)
-        return out
+        return self.heatmap_encoder.features(volumes)
 
-    def forward_features(self, frame_features: torch.Tensor, heatmaps: torch.Tensor) -> torch.Tensor:
-        """Score from cached frame features [B, T_f, D] and heatmap images [B, T_f, 3, H, H] -> [B]."""
+    def _score(self, frame_features: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
+        """Cached frame features [B, T_f, D] and heatmap subclip tokens [B, n, D] -> [B]."""
         if self.cfg.centre == "both":
             frame_features = frame_features - frame_features.mean(dim=1, keepdim=True)
         rgb = self.rgb_encoder.encode_subclips(frame_features)
-        heat = self.encode_heatmaps(heatmaps)
         first, second = (heat, rgb) if self.cfg.position_on == "heatmap" else (rgb, heat)
         tokens = self.fusion(first, second)
         out: torch.Tensor = self.head(tokens).squeeze(-1).mean(dim=1)
         return out
+
+    def forward_features(self, frame_features: torch.Tensor, heatmaps: torch.Tensor) -> torch.Tensor:
+        """Score from cached frame features [B, T_f, D] and heatmap images [B, T_f, 3, H, H] -> [B]."""
+        return self._score(frame_features, self.encode_heatmaps(heatmaps))
 
     def forward(self, frames: torch.Tensor, heatmaps: torch.Tensor) -> torch.Tensor:
         """Score from frames [B, T_f, 3, S, S] and heatmap images [B, T_f, 3, H, H] -> [B]."""
         b, t = frames.shape[:2]
         feats = self.encode_frames(frames.reshape(b * t, *frames.shape[2:])).reshape(b, t, -1)
         return self.forward_features(feats, heatmaps)
+
+    def forward_per_frame(
+        self, frames: torch.Tensor, heatmaps: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training only (``trainer.models.qafe_motion``): the score [B] as :meth:`forward` gives it, with each
+        frame's RGB features [B, T_f, D] (Former-DFER's per-frame part) and heatmap features [B, T_f, D] (SlowOnly's
+        last stage averaged over space, its time axis kept), from one pass through the encoders."""
+        b, t = frames.shape[:2]
+        feats = self.encode_frames(frames.reshape(b * t, *frames.shape[2:])).reshape(b, t, -1)
+        volume = self._heatmap_volume(heatmaps)  # [B*n, D, L, H', W']
+        heat = volume.mean(dim=(2, 3, 4)).reshape(b, self.cfg.subclips, -1)
+        per_frame = volume.mean(dim=(3, 4)).permute(0, 2, 1).reshape(b, t, -1)  # subclips in order: [B, T_f, D]
+        return self._score(feats, heat), feats, per_frame
