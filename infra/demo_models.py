@@ -276,6 +276,8 @@ def run_config(cfg: DemoTraining) -> RunConfig:
 
     sets = [f"data.fps={FPS}", f"optim.epochs={cfg.epochs}", f"model.rgb={str(cfg.rgb).lower()}"]
     sets += [f"model.t_p={cfg.t_p}"] if cfg.t_p else []
+    # the micro config gives the rest task a shorter trajectory (16); the recipe reads every task's whole clip
+    sets += [f"model.t_p_rest={cfg.t_p}"] if cfg.t_p and "rest" in cfg.tasks else []
     sets += [f"model.trajectory_inputs={cfg.trajectory_inputs}"] if cfg.trajectory_inputs != "all" else []
     sets += ["data.replicate=1", f"optim.batch_size={BATCH_CONTINUOUS}"] if cfg.stride else []
     return resolve(["micro"], sets)
@@ -409,23 +411,47 @@ def fingerprint_mismatch(folder: Path, cfg: DemoTraining, mediapipe_dir: Path) -
     return f"artifacts missing for {', '.join(lost)}" if lost else ""
 
 
+def unchanged_tasks(out: Path, want: dict[str, Any]) -> dict[str, float]:
+    """The tasks whose artifact in ``out`` a build of fingerprint ``want`` may keep, with their recorded validation
+    Spearman: everything but the recipes and trainer configurations is the same, and so are this task's."""
+    try:
+        record = read_fingerprint(out)
+        old, spearman = record["fingerprint"], record["spearman"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    per_task = ("recipe", "trainer_config")
+    if any(old.get(k) != v for k, v in want.items() if k not in per_task):
+        return {}
+    keep = [t for t in want["recipe"] if all(old.get(k, {}).get(t) == want[k][t] for k in per_task) and t in spearman]
+    lost = set(missing(out, tuple(keep), want["landmarker"]["name"]))
+    return {t: float(spearman[t]) for t in keep if t not in lost}
+
+
 def build_artifacts(
-    out: Path, mediapipe_dir: Path, cfg: DemoTraining, workers: int, echo: Callable[[str], None]
+    out: Path, mediapipe_dir: Path, cfg: DemoTraining, workers: int, echo: Callable[[str], None], fresh: bool = False
 ) -> dict[str, Any]:
-    """Train every task of ``cfg`` (``workers`` at a time) into a fresh ``out``: the models under
+    """Train every task of ``cfg`` (``workers`` at a time) into ``out``: the models under
     ``out/pfed5/<task>/<version>/`` and :data:`FINGERPRINT` (the fingerprint, each task's validation Spearman and
-    the command; no time or machine, so two builds of one recipe write the same file). The build goes to a sibling
-    folder first and replaces ``out`` only when it is complete; the record is returned with the build's ``seconds``."""
+    the command; no time or machine, so two builds of one recipe write the same file). A task whose artifact in
+    ``out`` was built from the same fingerprint entries is kept as it is (:func:`unchanged_tasks`; the training is
+    deterministic) unless ``fresh``. The build goes to a sibling folder first and replaces ``out`` only when it is
+    complete; the record is returned with the build's ``seconds``."""
     from infra.demo_parallel import train_parallel
 
-    tasks = cfg.tasks or get_protocol("pfed5").task_names
+    tasks = tuple(cfg.tasks or get_protocol("pfed5").task_names)
+    want = fingerprint(dataclasses.replace(cfg, tasks=tasks), mediapipe_dir)
+    kept = {} if fresh else unchanged_tasks(out, want)
     building = out.parent / f".{out.name}.building"
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir(parents=True)
+    for task in kept:
+        shutil.copytree(out / "pfed5" / task, building / "pfed5" / task)
+        echo(f"  {task} unchanged: its artifact is kept")
     t0 = time.monotonic()
-    spearman = train_parallel(building, mediapipe_dir, cfg, tuple(tasks), workers, echo)
-    record = {"fingerprint": fingerprint(dataclasses.replace(cfg, tasks=tuple(tasks)), mediapipe_dir),
-              "spearman": {t: round(v, 6) for t, v in spearman.items()}, "command": BUILD_COMMAND}  # fmt: skip
+    todo = tuple(t for t in tasks if t not in kept)
+    spearman = {**kept, **(train_parallel(building, mediapipe_dir, cfg, todo, workers, echo) if todo else {})}
+    record = {"fingerprint": want, "spearman": {t: round(spearman[t], 6) for t in tasks},
+              "command": BUILD_COMMAND}  # fmt: skip
     (building / FINGERPRINT).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     building.rename(out)

@@ -24,10 +24,12 @@ from infra.demo_models import (
     _subjects,
     crop_side,
     missing,
+    run_config,
 )
 from infra.demo_patient import performance, task_marks
 from phantom.face import Phantom
 from phantom.photo import PHOTOS, photo_face
+from trainer.builders import model_config
 
 
 def test_severities_spread_inside_the_scale() -> None:
@@ -177,3 +179,5 @@ def test_the_recipe_reads_whole_model_length_clips_and_gives_the_smile_twice_the
         assert (one.clip_frames, one.t_p, one.stride, one.appearance, one.rgb) == (CLIP_FRAMES, CLIP_FRAMES, 4,
                                                                                     "photo", False)  # fmt: skip
         assert one.per_severity == (8 if task == "smile" else 4) and one.tasks == (task,) and one.task_subjects == ()
+        # the model the trainer builds reads the whole clip, the rest task's too (the micro config gives it 16)
+        assert model_config(run_config(one), task).skate.t_p == CLIP_FRAMES

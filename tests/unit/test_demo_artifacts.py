@@ -8,7 +8,9 @@ the scorer's model-input code."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,7 @@ from infra.demo_models import (
     fingerprint_mismatch,
     landmarker_identity,
     read_fingerprint,
+    unchanged_tasks,
 )
 from phantom.face import Phantom
 from phantom.spec import PatientSpec
@@ -82,6 +85,21 @@ def test_a_changed_recipe_or_landmarker_model_does_not_fit_the_artifacts(tmp_pat
     record = read_fingerprint(ARTIFACTS)
     (copy / "fingerprint.json").write_text(json.dumps(record))
     assert "missing" in fingerprint_mismatch(copy, DemoTraining(), MEDIAPIPE)  # a fingerprint without its models
+
+
+@needs_mediapipe
+def test_a_rebuild_keeps_exactly_the_tasks_whose_recipe_and_configuration_are_unchanged(tmp_path: Path) -> None:
+    copy = tmp_path / "artifacts"
+    shutil.copytree(ARTIFACTS, copy)
+    assert set(unchanged_tasks(copy, fingerprint(DemoTraining(), MEDIAPIPE))) == set(TASKS)
+    smile = dataclasses.replace(DemoTraining().for_task("smile"), epochs=6)
+    changed = fingerprint(DemoTraining(per_task=(("smile", smile),)), MEDIAPIPE)
+    assert set(unchanged_tasks(copy, changed)) == set(TASKS) - {"smile"}
+    newer = json.loads(json.dumps(fingerprint(DemoTraining(), MEDIAPIPE)))
+    newer["trajectory_layout"]["feature_version"] += 1  # a shared part changed: nothing is kept
+    assert unchanged_tasks(copy, newer) == {}
+    shutil.rmtree(copy / "pfed5" / "frown")
+    assert set(unchanged_tasks(copy, fingerprint(DemoTraining(), MEDIAPIPE))) == set(TASKS) - {"frown"}
 
 
 def _landmarked_smile(tmp_path: Path) -> ObservedClip:
