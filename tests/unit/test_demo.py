@@ -170,14 +170,16 @@ def test_a_task_with_its_own_training_gets_it_and_the_others_the_common_one() ->
     assert cfg.for_task("frown") == dataclasses.replace(frown, tasks=("frown",), task_subjects=())
     assert cfg.for_task("smile") == dataclasses.replace(cfg, tasks=("smile",), task_subjects=(), per_task=())
     assert (cfg.for_task("smile").per_severity, cfg.for_task("frown").per_severity) == (8, 2)
+    lighter = DemoTraining(task_subjects=(("frown", 3),))
+    assert (lighter.for_task("smile").per_severity, lighter.for_task("frown").per_severity) == (8, 3)
 
 
-def test_the_recipe_reads_whole_model_length_clips_and_gives_the_smile_twice_the_subjects() -> None:
+def test_the_recipe_reads_whole_model_length_clips_of_8_subjects_per_severity_for_every_task() -> None:
     recipe = DemoTraining()
     for task in ("rest", "smile", "frown", "squeeze_eyes", "clench_teeth"):
         one = recipe.for_task(task)
         assert (one.clip_frames, one.t_p, one.stride, one.appearance, one.rgb) == (CLIP_FRAMES, CLIP_FRAMES, 4,
                                                                                     "photo", False)  # fmt: skip
-        assert one.per_severity == (8 if task == "smile" else 4) and one.tasks == (task,) and one.task_subjects == ()
+        assert one.per_severity == 8 and one.tasks == (task,) and one.task_subjects == ()
         # the model the trainer builds reads the whole clip, the rest task's too (the micro config gives it 16)
         assert model_config(run_config(one), task).skate.t_p == CLIP_FRAMES
