@@ -20,10 +20,11 @@ exact reader of each patient's smile range, with no phase or tracking noise, pas
 patients, and how often any reader of the range alone could even order three random patients. ``--quick`` takes 4
 identities per severity, else 12.
 
-    python benchmarks/demo_ranking.py --models DIR [--quick] [--json PATH] [--identities N] [--seed S]
+    python benchmarks/demo_ranking.py [--models DIR] [--quick] [--json PATH] [--identities N] [--seed S]
 
-``DIR`` holds ``pfed5/smile/<version>`` (``models/demo`` after ``feqa demo``, ``FOLDER/demo`` after
-``python -m tests.demo_kit FOLDER``). JSON keys: ``mean_s<sev>``, ``sd_s<sev>``, ``identity_sd_s<sev>``,
+``DIR`` holds ``pfed5/smile/<version>``: by default the committed demo models (infra/demo_artifacts, the ones the
+browser test and ``feqa demo`` serve); ``models/demo`` after ``feqa demo`` trained its own.
+JSON keys: ``mean_s<sev>``, ``sd_s<sev>``, ``identity_sd_s<sev>``,
 ``phase_sd_s<sev>``, ``rank_rate`` (share of draws that rank), ``amplitude_reader_rank_rate``,
 ``amplitude_order_ceiling``, ``draws``, ``identities``, ``load_avg``.
 """
@@ -50,7 +51,7 @@ import numpy.typing as npt
 
 from common.manifest import Manifest
 from common.model_input import ObservedClip, model_input
-from infra.demo_models import DEMO_VERSION, FPS, HEIGHT, WIDTH
+from infra.demo_models import ARTIFACTS, DEMO_VERSION, FPS, HEIGHT, WIDTH
 from phantom.face import Phantom
 from phantom.spec import APPEARANCES, PatientSpec
 from scorer.backends import BackendChoice
@@ -62,7 +63,7 @@ from tests.demo_kit import RANK_MARGIN as MARGIN
 from trainer.bound import amplitude_of
 from trainer.data.landmarking import LandmarkedClip
 
-FIRST_SEED = 30000  # far from every training seed (tests: 8000-9100; feqa demo: 7000-8100) and the test's 8500s
+FIRST_SEED = 30000  # far from every training seed (the demo recipe: 8000-9100) and the browser test's 8500s
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,8 +188,8 @@ def summarise(patients: list[Patient], draws: int, seed: int, hold_s: float) -> 
 
 
 @click.command()
-@click.option("--models", "models", type=click.Path(file_okay=False, exists=True, path_type=Path), required=True,
-              help="folder holding pfed5/smile/<version>")  # fmt: skip
+@click.option("--models", "models", type=click.Path(file_okay=False, exists=True, path_type=Path), default=ARTIFACTS,
+              help="folder holding pfed5/smile/<version> (default: the committed demo models)")  # fmt: skip
 @click.option("--quick", is_flag=True, help="4 identities per severity (about 3 minutes on one core)")
 @click.option("--identities", type=int, default=None, help="identities per severity (default 12, --quick 4)")
 @click.option("--seed", type=int, default=0, help="draws' seed")

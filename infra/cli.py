@@ -129,10 +129,11 @@ def up() -> None:
 @click.option("--patients", default=2, show_default=True, type=click.IntRange(1, 16), help="phantom patients")
 @click.option("--rounds", default=0, show_default=True, type=click.IntRange(0), help="sessions each; 0: until Ctrl-C")
 @click.option("--reps", default=2, show_default=True, type=click.IntRange(1, 5), help="repetitions of each task")
-@click.option("--tasks", default="", help="train demo models for these pfed5 tasks only (comma-separated)")
+@click.option("--tasks", default="", help="when the committed demo models do not fit: train these pfed5 tasks only "
+              "(comma-separated)")  # fmt: skip
 @click.option("--seed", default=1, show_default=True, help="draws the phantom patients")
 @click.option("--models-root", type=click.Path(file_okay=False, path_type=Path), default=Path("models"),
-              show_default=True, help="the demo models are cached in its demo/ folder")  # fmt: skip
+              show_default=True, help="demo models trained here are cached in its demo/ folder")  # fmt: skip
 def demo(patients: int, rounds: int, reps: int, tasks: str, seed: int, models_root: Path) -> None:
     """The stack with phantom patients streaming a pfed5 protocol; prints the dashboard URL and a demo login."""
     from infra.demo import Demo, DemoOptions, prepare_models

@@ -1,8 +1,9 @@
 """``feqa demo``: the embedded stack (:mod:`infra.stack`) with phantom patients streaming into it.
 
-1. The demo models (:mod:`infra.demo_models`) are trained on first run (progress bars; cached under
-   ``models/demo/``), through the same MediaPipe landmarker the tracker runs, one task per CPU at a time
-   (:mod:`infra.demo_parallel`); the scorer serves them.
+1. The demo models (:mod:`infra.demo_models`): the committed ones (``infra/demo_artifacts``, made by ``feqa train
+   --demo``) when their fingerprint matches this code and the landmarker in use; else they are trained (progress
+   bars; cached under ``models/demo/``), through the same MediaPipe landmarker the tracker runs, one task per CPU at
+   a time (:mod:`infra.demo_parallel`), and the demo says why. The scorer serves them.
 2. The dashboard's database gets the demo clinic and a clinician whose password is generated for this run.
 3. The stack starts (Redis, ingest, tracker with the real landmarker, scorer, dashboard); the URL and login print.
 4. As that clinician, the demo adds N phantom patients (severities spread over the pfed5 scale) and starts their
@@ -23,7 +24,16 @@ from typing import Any
 
 from common.errors import ConfigError
 from infra.demo_dashboard import ClinicianClient, demo_account
-from infra.demo_models import DemoTraining, crop_side, demo_models_dir, landmarker_identity, missing
+from infra.demo_models import (
+    ARTIFACTS,
+    BUILD_COMMAND,
+    DemoTraining,
+    crop_side,
+    demo_models_dir,
+    fingerprint_mismatch,
+    landmarker_identity,
+    missing,
+)
 from infra.demo_parallel import default_workers, train_parallel
 from infra.demo_patient import PatientRun, run_patient
 from infra.settings import StackSettings
@@ -46,6 +56,7 @@ class DemoOptions:
     training: DemoTraining = dataclasses.field(default_factory=DemoTraining)
     train_workers: int = 0  # processes training the demo models on first run; 0: one per CPU (infra.demo_parallel)
     appearance: str = "photo"  # the patients' faces: photo-real (phantom.photoreal), as the models were trained on
+    artifacts: Path = ARTIFACTS  # the committed models, served when they fit (``feqa train --demo`` makes them)
 
 
 def severities(n: int) -> list[float]:
@@ -64,10 +75,17 @@ def patient_specs(opts: DemoOptions, round_no: int) -> list[PatientSpec]:
 
 
 def prepare_models(opts: DemoOptions, echo: Callable[[str], None]) -> Path:
-    """The demo models' folder, training whatever is missing first."""
+    """The demo models' folder: the committed artifacts when their fingerprint matches (every task's, with this
+    recipe and this landmarker), else ``models/demo/`` after training whatever is missing there."""
     models = demo_models_dir(opts.models_root).resolve()
     if not (opts.mediapipe_dir / "face_landmark.onnx").is_file():
         raise ConfigError(f"no MediaPipe models in {opts.mediapipe_dir}; run bash infra/setup.sh (it fetches them)")
+    why = fingerprint_mismatch(opts.artifacts, dataclasses.replace(opts.training, tasks=()), opts.mediapipe_dir)
+    if not why:
+        echo(f"demo models: the committed ones in {opts.artifacts} (their fingerprint matches this code and the "
+             "landmarker in use)")  # fmt: skip
+        return opts.artifacts.resolve()
+    echo(f"demo models: the committed ones in {opts.artifacts} do not fit ({why}; {BUILD_COMMAND} rebuilds them)")
     tasks = opts.training.tasks or ("rest", "smile", "frown", "squeeze_eyes", "clench_teeth")
     todo = missing(models, tasks, landmarker_identity(opts.mediapipe_dir))
     if todo:

@@ -1,26 +1,35 @@
 """The demo's models: one micro TraMP-Former per pfed5 task (trajectory only: ``DemoTraining.rgb``), trained on
-phantom patients landmarked by the real landmarker the live tracker runs (MediaPipe by default, never the phantom's
-ground truth), cached under ``models/demo/<protocol>/<task>/<version>/`` and trained again only when missing or made
-for another landmarker.
+photo-real phantom patients landmarked by the real landmarker the live tracker runs (MediaPipe by default, never the
+phantom's ground truth).
 
-The phantom data are cut fairly (as in the scorer's ranking test): a clip starts a few frames before the phantom's
-own movement onset (the same leads for every severity) and every clip has the same length, so neither the onset
-delay nor the clip length can carry severity; only the face's movement can. The demo patient
-(:mod:`infra.demo_patient`) marks each live task repetition with exactly this rule, so a live task clip is what the
-model was trained on. Each model's validation Spearman (held-out subjects, one per severity) is printed and kept in
-its manifest; the trivial clip-length baseline is 0 by construction (every clip has one length).
+One recipe (:class:`DemoTraining`'s defaults) serves the product and the tests: each training subject's whole
+performance of a task (five repetitions, head still) is rendered and landmarked once as one continuous stream, as
+the live tracker follows a camera, and a ``CLIP_FRAMES`` (48-frame, 4.8 s) clip is cut at every fourth frame of it;
+the model reads the whole clip (T_p 48). A live task window can then start at any phase of the movement: neither
+its onset delay nor its length can carry severity (every clip has one length), only the face's movement can. The
+demo patient (:mod:`infra.demo_patient`) marks each task repetition as one such window inside that task's own
+performance, and the browser patient page's 4.8 s hold is one too.
+
+The five models are committed (:data:`ARTIFACTS`, made by ``feqa train --demo infra/demo_artifacts``) with a
+fingerprint of everything they depend on (:func:`fingerprint`); ``feqa demo`` serves them when it matches, else it
+trains its own into ``models/demo/<protocol>/<task>/<version>/`` (cached, trained again only when missing or made
+for another landmarker). Each model's validation Spearman (held-out subjects, one per severity) is printed and kept
+beside the fingerprint; the trivial clip-length baseline is 0 by construction.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
+import json
 import logging
+import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -32,30 +41,38 @@ from phantom.photo import PHOTOS, photo_face
 from phantom.spec import PatientSpec
 
 if TYPE_CHECKING:
+    from trainer.config import RunConfig
     from trainer.data.cache import CachedClip
     from trainer.data.landmarking import VideoLandmarking
 
 log = logging.getLogger(__name__)
 
-DEMO_VERSION = "2"  # 2: photo-real training faces
+# 2: photo-real training faces; 3: one recipe for product and tests (48-frame clips cut at every 4th frame of
+# continuous performances, read whole), committed as artifacts
+DEMO_VERSION = "3"
 FPS = 10.0  # the demo's camera rate and the models' rate
 WIDTH, HEIGHT = 320, 240
-CLIP_FRAMES = 18  # every task clip, live and in training
-LEADS = (2, 3, 4)  # training clips start this many frames before the movement onset (cycled per severity)
-LIVE_LEAD = 3  # the live demo patient marks a task this many frames before its onset
+CLIP_FRAMES = 48  # every task clip, live and in training: 4.8 s at 10 fps (the browser patient page's hold)
+LEADS = (2, 3, 4)  # onset-aligned training clips (``stride=0``) start this many frames before the movement onset
+LIVE_LEAD = 3  # the live demo patient's window starts this many frames before its movement onset where it can
+ARTIFACTS = Path(__file__).resolve().parent / "demo_artifacts"  # the committed models (feqa train --demo)
+FINGERPRINT = "fingerprint.json"
+PHOTO_MARKS = Path(__file__).resolve().parents[1] / "phantom" / "photos.json"  # the photo-real faces' points
+BUILD_COMMAND = "feqa train --demo infra/demo_artifacts"
 SEVERITIES = (0, 1, 2, 3, 4)
 BATCH_CONTINUOUS = 32  # a continuous training has hundreds of overlapping clips per task: larger batches
 
 
 @dataclasses.dataclass(frozen=True)
 class DemoTraining:
-    """How much phantom data the demo models are trained on (the defaults fit 10 minutes on 2 cores)."""
+    """How much phantom data the demo models are trained on; the defaults are the demo's recipe (the committed
+    artifacts, and what ``feqa demo`` trains when they do not fit)."""
 
     tasks: tuple[str, ...] = ()  # empty: every pfed5 task
-    per_severity: int = 3  # training subjects per severity (plus one held out per severity for validation)
-    clips: int = 4  # repetitions used per subject
-    epochs: int = 12
-    first_seed: int = 7000
+    per_severity: int = 8  # training subjects per severity (plus one held out per severity for validation)
+    clips: int = 5  # repetitions used per subject
+    epochs: int = 5
+    first_seed: int = 8000
     clip_frames: int = CLIP_FRAMES
     # False: clips start a few frames before the movement onset (the demo patient's marks). True: clips start
     # anywhere in the subject's continuous performance (seeded), for a patient whose task prompts are not tied to
@@ -64,7 +81,7 @@ class DemoTraining:
     # > 0: each subject's whole performance (``clips`` repetitions of the task, head still) is rendered and
     # landmarked once, as one continuous stream (what the live tracker follows), and a training clip is cut from it
     # at every ``stride``-th frame: every phase a live task window can start at, from one landmarking pass.
-    stride: int = 0
+    stride: int = 4
     appearance: str = "photo"  # the phantom's faces: "photo" (phantom.photoreal, as the demo's patients) or "cartoon"
     # False: the trajectory-only TraMP-Former (model.rgb = false). On the fair acceptance sets the RGB stream added
     # nothing and cost ranking on the amplitude-decoupled set (README, "Phantom acceptance run"); live, the browser
@@ -73,18 +90,30 @@ class DemoTraining:
     rgb: bool = False
     # The trajectory frames the model reads (T_p); 0: the micro config's (16). A clip longer than T_p is cut to its
     # latter T_p frames in training and live alike, so the model sees only the end of a longer live task clip.
-    t_p: int = 0
+    t_p: int = CLIP_FRAMES
     # The trajectory channels the model reads (trainer ``model.trajectory_inputs``): "all", "no_colour" or "motion"
     # (only each point's movement about its own mean position in the window: neither the face's shape nor its skin)
     trajectory_inputs: str = "all"
-    # Another training for some tasks, by name: a model no check reads closely (the tests' frown) can be trained on
-    # far less data than the one a check ranks by. The override's own tasks and per_task are ignored.
+    # Training subjects per severity for some tasks, by name, instead of ``per_severity`` (a lighter variant for a
+    # task no check reads closely); the recipe gives every task the same 8.
+    task_subjects: tuple[tuple[str, int], ...] = ()
+    # Another training for some tasks, by name: a model no check reads closely can be trained on far less data than
+    # the one a check ranks by. The override's own tasks, task_subjects and per_task are ignored.
     per_task: tuple[tuple[str, DemoTraining], ...] = ()
 
     def for_task(self, task: str) -> DemoTraining:
-        """The training of one task: its override from :attr:`per_task` if it has one, else this one."""
-        chosen = dict(self.per_task).get(task, self)
-        return dataclasses.replace(chosen, tasks=(task,), per_task=())
+        """The training of one task: its override from :attr:`per_task` if it has one, else this one with its
+        :attr:`task_subjects` applied."""
+        override = dict(self.per_task).get(task)
+        if override is not None:
+            return dataclasses.replace(override, tasks=(task,), task_subjects=(), per_task=())
+        subjects = dict(self.task_subjects).get(task, self.per_severity)
+        return dataclasses.replace(self, tasks=(task,), per_severity=subjects, task_subjects=(), per_task=())
+
+
+# A recipe of seconds for checking the build command itself (its parallel path, its reproducibility): one training
+# subject per severity, two repetitions, every 8th frame, one epoch. Its models rank nothing.
+TINY_TRAINING = DemoTraining(per_severity=1, clips=2, epochs=1, stride=8, task_subjects=())
 
 
 def onsets(phantom: Phantom) -> list[tuple[str, int, int]]:
@@ -241,6 +270,19 @@ def continuous_clips(
     return out
 
 
+def run_config(cfg: DemoTraining) -> RunConfig:
+    """The trainer's configuration for one task's training (the micro TraMP-Former with the recipe's settings)."""
+    from trainer.config import resolve
+
+    sets = [f"data.fps={FPS}", f"optim.epochs={cfg.epochs}", f"model.rgb={str(cfg.rgb).lower()}"]
+    sets += [f"model.t_p={cfg.t_p}"] if cfg.t_p else []
+    # the micro config gives the rest task a shorter trajectory (16); the recipe reads every task's whole clip
+    sets += [f"model.t_p_rest={cfg.t_p}"] if cfg.t_p and "rest" in cfg.tasks else []
+    sets += [f"model.trajectory_inputs={cfg.trajectory_inputs}"] if cfg.trajectory_inputs != "all" else []
+    sets += ["data.replicate=1", f"optim.batch_size={BATCH_CONTINUOUS}"] if cfg.stride else []
+    return resolve(["micro"], sets)
+
+
 def train_demo_models(
     models: Path, mediapipe_dir: Path, cfg: DemoTraining | None = None, work: Path | None = None
 ) -> dict[str, float]:
@@ -251,7 +293,6 @@ def train_demo_models(
     from tracker.settings import TrackerSettings
     from trainer import checkpoint
     from trainer.checkpoint import BEST
-    from trainer.config import resolve
     from trainer.data.cache import build_cache
     from trainer.data.dataset import ExpressionData
     from trainer.data.landmarking import VideoLandmarking
@@ -273,11 +314,7 @@ def train_demo_models(
             log.info("demo model %d/%d: %s", n, len(tasks), task)
             val_specs = _subjects(task, cfg, 1, offset=0)
             train_specs = _subjects(task, cfg, cfg.per_severity, offset=1000)
-            sets = [f"data.fps={FPS}", f"optim.epochs={cfg.epochs}", f"model.rgb={str(cfg.rgb).lower()}"]
-            sets += [f"model.t_p={cfg.t_p}"] if cfg.t_p else []
-            sets += [f"model.trajectory_inputs={cfg.trajectory_inputs}"] if cfg.trajectory_inputs != "all" else []
-            sets += ["data.replicate=1", f"optim.batch_size={BATCH_CONTINUOUS}"] if cfg.stride else []
-            run_cfg = resolve(["micro"], sets)
+            run_cfg = run_config(cfg)
             if cfg.stride:
                 clips = continuous_clips(task, val_specs + train_specs, cfg, root, landmarking, run_cfg.data.load_size)
                 skipped = "each clip left out is logged"
@@ -309,3 +346,113 @@ def train_demo_models(
             log.info("demo model %s: validation Spearman %.2f (%.0f s)", task, result.best_val_spearman,
                      time.monotonic() - t0)  # fmt: skip
     return out
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def landmarker_fingerprint(mediapipe_dir: Path) -> dict[str, Any]:
+    """The landmarker the models were trained through: its name (what observations carry), the trainer's landmarking
+    identity (its version, settings and the verified models' record) and the sha256 of each of its model files."""
+    from tracker.settings import TrackerSettings
+    from trainer.data.landmarking import VideoLandmarking
+
+    landmarking = VideoLandmarking(TrackerSettings(landmarker="mediapipe", mediapipe_dir=mediapipe_dir))
+    files = {p.name: _sha256(p) for p in sorted(Path(mediapipe_dir).glob("*.onnx"))}
+    return {"name": landmarking.landmarker_name, "identity": landmarking.identity(), "files": files}
+
+
+def fingerprint(cfg: DemoTraining, mediapipe_dir: Path) -> dict[str, Any]:
+    """Everything the demo models depend on, as plain JSON values: a change to any of it calls for a rebuild.
+
+    The recipe per task and the trainer configuration it resolves to, the demo's version, camera rate and frame
+    size, the landmarker (:func:`landmarker_fingerprint`), and the versions of the trajectory features, the model
+    input and the cache (their point layout included), and the photo-real faces' hand-marked points."""
+    from common import features, model_input
+    from trainer.data import cache
+
+    tasks = cfg.tasks or get_protocol("pfed5").task_names
+    recipes = {task: cfg.for_task(task) for task in tasks}
+    layout = {"feature_version": features.FEATURE_VERSION, "model_input_version": model_input.MODEL_INPUT_VERSION,
+              "cache_version": cache.CACHE_VERSION, "regions": list(features.REGIONS),
+              "points_106": list(features.TRAMP_POINTS_106), "points_71": list(features.TRAMP_POINTS_71)}  # fmt: skip
+    value = {
+        "demo_version": DEMO_VERSION,
+        "camera": {"fps": FPS, "width": WIDTH, "height": HEIGHT, "severities": list(SEVERITIES)},
+        "recipe": {task: dataclasses.asdict(r) for task, r in recipes.items()},
+        "trainer_config": {task: run_config(r).to_dict() for task, r in recipes.items()},
+        "landmarker": landmarker_fingerprint(mediapipe_dir),
+        "trajectory_layout": layout,
+        "phantom": {"photos_sha256": hashlib.sha256(PHOTO_MARKS.read_bytes()).hexdigest()},
+    }
+    normal: dict[str, Any] = json.loads(json.dumps(value))  # tuples as lists: what the file holds
+    return normal
+
+
+def read_fingerprint(folder: Path) -> dict[str, Any]:
+    """What a build recorded in ``folder``: ``fingerprint``, ``spearman`` per task, ``command``, ``seconds``."""
+    record: dict[str, Any] = json.loads((folder / FINGERPRINT).read_text())
+    return record
+
+
+def fingerprint_mismatch(folder: Path, cfg: DemoTraining, mediapipe_dir: Path) -> str:
+    """Why the artifacts in ``folder`` do not fit ``cfg`` and this landmarker ('' when they do): the parts of the
+    fingerprint that differ, or what is missing."""
+    try:
+        recorded = read_fingerprint(folder)["fingerprint"]
+    except (OSError, ValueError, KeyError) as exc:
+        return f"no readable {FINGERPRINT} in {folder} ({exc.__class__.__name__})"
+    want = fingerprint(cfg, mediapipe_dir)
+    differ = sorted(k for k in want.keys() | recorded.keys() if want.get(k) != recorded.get(k))
+    if differ:
+        return f"their fingerprint differs in {', '.join(differ)}"
+    lost = missing(folder, tuple(want["recipe"]), want["landmarker"]["name"])
+    return f"artifacts missing for {', '.join(lost)}" if lost else ""
+
+
+def unchanged_tasks(out: Path, want: dict[str, Any]) -> dict[str, float]:
+    """The tasks whose artifact in ``out`` a build of fingerprint ``want`` may keep, with their recorded validation
+    Spearman: everything but the recipes and trainer configurations is the same, and so are this task's."""
+    try:
+        record = read_fingerprint(out)
+        old, spearman = record["fingerprint"], record["spearman"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    per_task = ("recipe", "trainer_config")
+    if any(old.get(k) != v for k, v in want.items() if k not in per_task):
+        return {}
+    keep = [t for t in want["recipe"] if all(old.get(k, {}).get(t) == want[k][t] for k in per_task) and t in spearman]
+    lost = set(missing(out, tuple(keep), want["landmarker"]["name"]))
+    return {t: float(spearman[t]) for t in keep if t not in lost}
+
+
+def build_artifacts(
+    out: Path, mediapipe_dir: Path, cfg: DemoTraining, workers: int, echo: Callable[[str], None], fresh: bool = False
+) -> dict[str, Any]:
+    """Train every task of ``cfg`` (``workers`` at a time) into ``out``: the models under
+    ``out/pfed5/<task>/<version>/`` and :data:`FINGERPRINT` (the fingerprint, each task's validation Spearman and
+    the command; no time or machine, so two builds of one recipe write the same file). A task whose artifact in
+    ``out`` was built from the same fingerprint entries is kept as it is (:func:`unchanged_tasks`; the training is
+    deterministic) unless ``fresh``. The build goes to a sibling folder first and replaces ``out`` only when it is
+    complete; the record is returned with the build's ``seconds``."""
+    from infra.demo_parallel import train_parallel
+
+    tasks = tuple(cfg.tasks or get_protocol("pfed5").task_names)
+    want = fingerprint(dataclasses.replace(cfg, tasks=tasks), mediapipe_dir)
+    kept = {} if fresh else unchanged_tasks(out, want)
+    building = out.parent / f".{out.name}.building"
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir(parents=True)
+    for task in kept:
+        shutil.copytree(out / "pfed5" / task, building / "pfed5" / task)
+        echo(f"  {task} unchanged: its artifact is kept")
+    t0 = time.monotonic()
+    todo = tuple(t for t in tasks if t not in kept)
+    spearman = {**kept, **(train_parallel(building, mediapipe_dir, cfg, todo, workers, echo) if todo else {})}
+    record = {"fingerprint": want, "spearman": {t: round(spearman[t], 6) for t in tasks},
+              "command": BUILD_COMMAND}  # fmt: skip
+    (building / FINGERPRINT).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    building.rename(out)
+    return {**record, "seconds": round(time.monotonic() - t0, 1)}

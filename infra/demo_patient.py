@@ -1,7 +1,13 @@
 """A phantom patient on the ingest's public path: it joins with its link's token (giving consent), calls over
 WebRTC with an aiortc sender playing the phantom's whole protocol in real time, marks each task repetition with the
-page's task events (``task_start`` a few frames before the phantom's movement onset, ``task_end`` a fixed clip length
-later: the rule the demo models were trained with, :mod:`infra.demo_models`), and hangs up when the protocol is done.
+page's task events, and hangs up when the protocol is done.
+
+A task repetition is one window of the demo models' clip length (``CLIP_FRAMES``, 4.8 s), ``task_start`` on its
+first frame and ``task_end`` on its last: the clips the models were trained on (:mod:`infra.demo_models`), cut from
+a subject's continuous performance of one task at any phase. The windows of one task follow each other inside that
+task's own performance, each starting a few frames before its repetition's movement onset where the previous window
+leaves room; the phantom performs as many repetitions as it takes for them to fit (:func:`performance`), more than
+it marks when its repetitions are short. No window reaches into another task's movement.
 
 Media stays on loopback when the ingest does: the sender offers exactly the addresses it is given.
 """
@@ -23,6 +29,7 @@ from common.logs import session_logger
 from infra.demo_models import CLIP_FRAMES, FPS, HEIGHT, LIVE_LEAD, WIDTH, onsets
 from ingest.ice import offered_host_addresses, rtc_configuration
 from phantom.face import Phantom
+from phantom.script import Segment, build_script
 from phantom.spec import PatientSpec
 from phantom.track import CLOCK_RATE, PhantomTrack
 
@@ -41,13 +48,48 @@ class Mark:
     rep: int
 
 
-def task_marks(phantom: Phantom) -> list[Mark]:
-    """The task events of the phantom's whole script, in frame order."""
+def _blocks(segments: tuple[Segment, ...] | list[Segment]) -> dict[str, list[Segment]]:
+    """Each task's repetitions, in protocol order (a task's repetitions follow each other)."""
+    out: dict[str, list[Segment]] = {}
+    for seg in segments:
+        out.setdefault(seg.task, []).append(seg)
+    return out
+
+
+MAX_EXTRA_REPS = 8
+
+
+def performance(spec: PatientSpec) -> PatientSpec:
+    """The phantom a demo patient performs for ``spec``: the same person and severity with the fewest repetitions
+    of each task (``spec.reps`` or more) in which ``spec.reps`` windows of ``CLIP_FRAMES`` fit one after another
+    inside every task's own performance."""
+    for reps in range(spec.reps, spec.reps + MAX_EXTRA_REPS + 1):
+        performed = dataclasses.replace(spec, reps=reps)
+        blocks = _blocks(build_script(performed, FPS).segments)
+        if all(segs[-1].end - segs[0].start >= spec.reps * CLIP_FRAMES for segs in blocks.values()):
+            return performed
+    raise ValueError(f"phantom {spec.seed}: {spec.reps} task windows of {CLIP_FRAMES} frames do not fit in "
+                     f"{spec.reps + MAX_EXTRA_REPS} repetitions")  # fmt: skip
+
+
+def task_marks(phantom: Phantom, reps: int = 0) -> list[Mark]:
+    """The task events of the phantom's whole script, in frame order: ``reps`` windows per task (0: one per
+    repetition the phantom performs), numbered 0.. within each task."""
+    first_moving = {(task, rep): onset for task, rep, onset in onsets(phantom)}
+    n = CLIP_FRAMES
     out = []
-    for task, rep, onset in onsets(phantom):
-        start = max(0, onset - LIVE_LEAD)
-        out.append(Mark(start, "task_start", task, rep))
-        out.append(Mark(min(start + CLIP_FRAMES - 1, phantom.n_frames - 1), "task_end", task, rep))
+    for task, segs in _blocks(phantom.schedule).items():
+        want = reps or len(segs)
+        begin, end = segs[0].start, segs[-1].end
+        if end - begin < want * n or want > len(segs):
+            raise ValueError(f"{task}: {want} windows of {n} frames do not fit its {len(segs)} repetitions "
+                             f"({end - begin} frames)")  # fmt: skip
+        free = begin  # the first frame after the previous window
+        for k in range(want):
+            start = min(max(first_moving[(task, segs[k].rep)] - LIVE_LEAD, free), end - (want - k) * n)
+            out.append(Mark(start, "task_start", task, k))
+            out.append(Mark(start + n - 1, "task_end", task, k))
+            free = start + n
     return out
 
 
@@ -97,9 +139,10 @@ async def run_patient(
     host_addresses: tuple[str, ...] = ("127.0.0.1",),
     stop: asyncio.Event | None = None,
 ) -> PatientRun:
-    """Join with ``token``, stream the phantom's protocol, mark its tasks, hang up; return what was sent."""
-    phantom = Phantom(spec, WIDTH, HEIGHT, FPS)
-    marks = task_marks(phantom)
+    """Join with ``token``, stream the phantom's protocol (:func:`performance`), mark ``spec.reps`` windows of each
+    task, hang up; return what was sent."""
+    phantom = Phantom(performance(spec), WIDTH, HEIGHT, FPS)
+    marks = task_marks(phantom, spec.reps)
     async with httpx.AsyncClient(base_url=ingest_url, timeout=15) as http:
         joined = _check(await http.post(f"/api/join/{token}", json={"consent": True}), "join")
         sid, key = str(joined["sid"]), str(joined["key"])

@@ -1,11 +1,13 @@
-"""What the demo and end-to-end tests share: the demo's smile and frown models, trained once per test run by the
-demo's own training code (through the real MediaPipe landmarker, two tasks at a time in child processes, as a first
-``feqa demo`` run does) in a build started when the tests are collected (tests/prebuild.py); a ``feqa demo`` child
-process whose printed lines are read as they come; and a logged-in dashboard's live websocket.
+"""What the demo and end-to-end tests share: the demo's committed models (infra/demo_artifacts, made by ``feqa train
+--demo infra/demo_artifacts``; tests/unit/test_demo_artifacts.py checks they are what the code builds now), the
+browser patients' cameras, a ``feqa demo`` child process whose printed lines are read as they come, and a logged-in
+dashboard's live websocket.
 
-``python -m tests.demo_kit FOLDER`` is that build: the models under ``FOLDER/demo``, each task's validation Spearman
-and the lines ``train_parallel`` printed in ``FOLDER/training.json``, and everything the training wrote to stderr
-(this process's bar over the tasks, none of the children's) in ``FOLDER/training.log``."""
+``python -m tests.demo_kit FOLDER`` is the one demo build left (tests/prebuild.py): the build command itself on a
+tiny recipe (:data:`infra.demo_models.TINY_TRAINING`), as a user runs it, twice: smile and frown two at a time in
+child processes into ``FOLDER/parallel``, and smile alone in one process into ``FOLDER/serial``; what each printed
+(stdout and stderr together) in ``FOLDER/parallel.log`` and ``FOLDER/serial.log``. The parallel-training test reads
+both: the parallel path, and one recipe giving the same models however many processes train it."""
 
 from __future__ import annotations
 
@@ -15,7 +17,6 @@ import json
 import os
 import queue
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -27,37 +28,36 @@ from typing import Any
 import websockets
 from websockets.typing import Origin
 
-from infra.demo_models import FPS, HEIGHT, WIDTH, DemoTraining, demo_models_dir, landmarker_identity, missing
+from infra.demo_models import FPS, HEIGHT, WIDTH
 from phantom.face import Phantom
 from phantom.spec import PatientSpec
 from tests.dashboard_kit import free_port
-from tests.prebuild import LOG, finished
+from tests.prebuild import feqa_trainer, finished
 
 MEDIAPIPE = Path(__file__).resolve().parents[1] / "models" / "mediapipe"
 # The browser patient page times the tasks itself while the fake camera loops the phantom's performance, so a task
-# window starts at any phase of it. A window of HOLD_S = 4.8 s (48 frames at 10 fps) holds part of a smile's hold
+# window starts at any phase of it. A window of HOLD_S (4.8 s, 48 frames at 10 fps) holds part of a smile's hold
 # wherever it starts (on 40 held-out camera performances: every 50-frame window, and 94 % of 32-frame ones with a
-# smallest share of 80 %), and the model reads the whole window (T_p = 48). The smile model is trained on exactly such
-# windows: each training subject's whole performance (5 smiles, photo-real, head still) is landmarked once as one stream
-# and a 48-frame clip is cut at every fourth frame (``DemoTraining(stride=4)``), 8 training subjects per severity
-# (balanced over the portraits) plus 1 held out. benchmarks/demo_ranking.py: 76.5 % of draws rank on 6 held-out
-# identities per severity, 83.5 % on 12 (means 0.46 / 1.60 / 3.51; the spread between identities, sd 0.39 / 0.64 / 0.33,
-# is above that over the phase a task starts at, 0.23 / 0.42 / 0.29). Earlier: 4 subjects at stride 2, 43.6 %; the
-# former 32-frame, T_p 16, 2-subject cartoon training, 21.6 % on 12. The training keeps the epoch with the best
-# validation Spearman, and with 8 epochs that was the 4th (0.857): 5 epochs train exactly the same model (one thread,
-# seeded; the same validation Spearman and the same held-out figures, measured) for 5/8 of the training. At every 8th
-# frame (same subjects, 8 epochs) the held-out rate fell to 65.8 % on 12, and reading only the movement
-# (``trajectory_inputs="motion"``) or no colours at that stride gave 73.4 % and 68.0 %: less spread between identities
-# at one or two severities, never at all three; "motion" with this training (every 4th frame, 5 epochs): 67.5 % on 12
-# (validation Spearman 0.92 against 0.86: validation does not predict the rate). What the spread follows is the
-# phantom's expressiveness (0.6-1.4, a trait multiplying every movement's range, as severity does): the held-out
-# patients' mean scores (this model) correlate with it at -0.78 (severity 0) and -0.69 (2) on 12, so a healthy face that
-# smiles little scores like an impaired one that smiles wide; only cues that do not scale with the range (the hold's
-# sag, slowness) could tell them apart. The phantom's own bound on these patients (benchmarks/demo_ranking.py): an exact
-# reader of each one's smile range, with no phase or tracking noise, passes in 84.5 % of draws on 12. The frown
-# model, which no ranking check reads (the demo test only needs its tasks scored), is trained beside it on far less
-# (2 subjects per severity, 3 frowns each, every 8th frame, 3 epochs): 61 s of CPU against the smile's 410 s (the
-# build at load 5-13 on 2 shared cores: 1090 s wall, 480 s of CPU in all).
+# smallest share of 80 %), and the model reads the whole window (T_p = 48): the demo's one recipe
+# (infra.demo_models.DemoTraining, CLIP_FRAMES), whose committed smile model the browser test ranks by. That model is
+# trained on exactly such windows: each training subject's whole performance (5 smiles, photo-real, head still) is
+# landmarked once as one stream and a 48-frame clip is cut at every fourth frame, 8 training subjects per severity
+# (balanced over the portraits) plus 1 held out, 5 epochs. benchmarks/demo_ranking.py: 76.5 % of draws rank on 6
+# held-out identities per severity, 83.5 % on 12 (means 0.46 / 1.60 / 3.51; the spread between identities, sd
+# 0.39 / 0.64 / 0.33, is above that over the phase a task starts at, 0.23 / 0.42 / 0.29). Earlier: 4 subjects at
+# stride 2, 43.6 %; the former 32-frame, T_p 16, 2-subject cartoon training, 21.6 % on 12. The training keeps the
+# epoch with the best validation Spearman, and with 8 epochs that was the 4th (0.857): 5 epochs train exactly the
+# same model (one thread, seeded; the same validation Spearman and the same held-out figures, measured) for 5/8 of
+# the training. At every 8th frame (same subjects, 8 epochs) the held-out rate fell to 65.8 % on 12, and reading
+# only the movement (``trajectory_inputs="motion"``) or no colours at that stride gave 73.4 % and 68.0 %: less
+# spread between identities at one or two severities, never at all three; "motion" with this training (every 4th
+# frame, 5 epochs): 67.5 % on 12 (validation Spearman 0.92 against 0.86: validation does not predict the rate).
+# What the spread follows is the phantom's expressiveness (0.6-1.4, a trait multiplying every movement's range, as
+# severity does): the held-out patients' mean scores (this model) correlate with it at -0.78 (severity 0) and -0.69
+# (2) on 12, so a healthy face that smiles little scores like an impaired one that smiles wide; only cues that do
+# not scale with the range (the hold's sag, slowness) could tell them apart. The phantom's own bound on these
+# patients (benchmarks/demo_ranking.py): an exact reader of each one's smile range, with no phase or tracking noise,
+# passes in 84.5 % of draws on 12.
 HOLD_S = 4.8
 # The browser end-to-end test's patients (severities, smile repetitions), its patient page's countdown and rest, and
 # its ranking check (the smile means rise by RANK_MARGIN per step); benchmarks/demo_ranking.py measures that check
@@ -66,37 +66,17 @@ BROWSER_SEVERITIES = (0.0, 2.0, 4.0)
 BROWSER_REPS = 2
 COUNTDOWN_S, REST_S = 1.0, 0.5
 RANK_MARGIN = 0.25  # on the 0-4 scale, between the means of consecutive severities
-TASKS = ("smile", "frown")
-WINDOW = round(HOLD_S * FPS)
-FROWN_TRAINING = DemoTraining(per_severity=2, clips=3, epochs=3, clip_frames=WINDOW, t_p=WINDOW, stride=8,
-                              appearance="photo", first_seed=8000)  # fmt: skip
-TRAINING = DemoTraining(tasks=TASKS, per_severity=8, clips=5, epochs=5, clip_frames=WINDOW, t_p=WINDOW, stride=4,
-                        appearance="photo", first_seed=8000, per_task=(("frown", FROWN_TRAINING),))  # fmt: skip
-WORKERS = 2  # two processes whatever the machine's CPU count: the parallel path is what the demo test checks
-RESULT = "training.json"
-TRAINING_LOG = "training.log"
+BUILD_TASKS = ("smile", "frown")  # the tiny build's two tasks, two at a time: the parallel path
+PARALLEL, SERIAL = "parallel", "serial"
 
 
-def models_ready(root: Path) -> bool:
-    """Whether ``root`` holds a finished training: every task's artifact for this landmarker, and its record."""
-    return (root / RESULT).is_file() and not missing(demo_models_dir(root), TASKS, landmarker_identity(MEDIAPIPE))
-
-
-def train(root: Path) -> None:
-    """The build: train :data:`TASKS` two at a time into ``demo_models_dir(root)`` (a developer's folder kept with
-    ``FEQA_TEST_DEMO_MODELS`` is reused while it is still valid)."""
-    from infra.demo_parallel import train_parallel
-
-    if models_ready(root):
-        return
-    lines: list[str] = []
-    t0 = time.monotonic()
-    spearman = train_parallel(demo_models_dir(root), MEDIAPIPE, TRAINING, TASKS, WORKERS, lines.append)
-    sys.stderr.flush()
-    shutil.copyfile(root / LOG, root / TRAINING_LOG)
-    record = {"spearman": spearman, "lines": lines, "seconds": round(time.monotonic() - t0, 1)}
-    (root / RESULT).write_text(json.dumps(record))
-    print("demo models trained:", record, flush=True)
+def build(root: Path) -> None:
+    """The build: ``feqa train --demo`` on the tiny recipe, twice (see the module docstring)."""
+    tiny = ["--demo-recipe", "tiny", "--mediapipe-dir", str(MEDIAPIPE)]
+    feqa_trainer(["train", "--demo", str(root / PARALLEL), "--demo-tasks", ",".join(BUILD_TASKS), "--workers", "2",
+                  *tiny], root / f"{PARALLEL}.log")  # fmt: skip
+    feqa_trainer(["train", "--demo", str(root / SERIAL), "--demo-tasks", "smile", "--workers", "1", *tiny],
+                 root / f"{SERIAL}.log")  # fmt: skip
 
 
 CAMERA_REPS = 5  # smiles in the browser patient's camera clip (looped by the fake camera)
@@ -125,12 +105,6 @@ def write_camera(path: Path, spec: PatientSpec, loops: int = 1) -> int:
         for packet in stream.encode():
             container.mux(packet)
     return phantom.n_frames
-
-
-def training_record(root: Path) -> dict[str, Any]:
-    """What the build recorded: ``spearman`` per task, the printed ``lines``, ``seconds``."""
-    record: dict[str, Any] = json.loads((root / RESULT).read_text())
-    return record
 
 
 class DemoProcess:
@@ -212,5 +186,5 @@ async def watch_scores(
 
 if __name__ == "__main__":  # the build: python -m tests.demo_kit FOLDER
     folder = Path(sys.argv[1])
-    train(folder)
+    build(folder)
     finished(folder)

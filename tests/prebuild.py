@@ -47,8 +47,9 @@ class Build:
 
 
 BUILDS: dict[str, Build] = {
-    # the demo's smile and frown models, trained two at a time by the demo's own code (tests/demo_kit.py)
-    "demo": Build("tests.demo_kit", keep_env="FEQA_TEST_DEMO_MODELS"),
+    # the demo build command (feqa train --demo) on a tiny recipe, two tasks at a time and one alone
+    # (tests/demo_kit.py); the demo and browser tests serve the committed models, infra/demo_artifacts
+    "demo": Build("tests.demo_kit"),
     # the ranking test's micro TraMP-Former, trained with a fixed string-hash seed (tests/ranking_model.py)
     "ranking": Build("tests.ranking_model", env=(("PYTHONHASHSEED", "0"),)),
     # two trainings of one config and data under different string-hash seeds (tests/reproducible_runs.py)

@@ -7,11 +7,11 @@ dashboard's database, and they should rank the severities of three held-out phan
 The patient page times the tasks itself (countdown, hold, rest) while the fake camera loops its clip (a photo-real
 phantom smiling five times), so a task's frames start at an arbitrary point of the phantom's performance. The task
 window is 4.8 s (``HOLD_S``), long enough to hold part of a smile's hold wherever it starts, and the smile model
-reads all 48 frames of it (T_p 48). That model (tests/demo_kit.py, trained once per test run and shared with the demo
-test) is trained by the demo's own code, through MediaPipe, on 48-frame clips cut at every fourth frame of each
-training subject's whole performance landmarked as one stream (``DemoTraining(stride=4)``; 8 photo-real subjects
-per severity, balanced over the portraits): neither clip length nor movement onset can carry severity, nor can
-the portrait.
+reads all 48 frames of it (T_p 48). That model is the demo's committed smile model (infra/demo_artifacts, the one
+``feqa demo`` serves; tests/unit/test_demo_artifacts.py checks it is what the code builds now), trained by the
+demo's own code, through MediaPipe, on 48-frame clips cut at every fourth frame of each training subject's whole
+performance landmarked as one stream (the demo's recipe, ``DemoTraining``; 8 photo-real subjects per severity,
+balanced over the portraits): neither clip length nor movement onset can carry severity, nor can the portrait.
 
 The ranking check asks the sessions' mean smile scores to rise with severity by at least ``MARGIN`` per step (a
 constant or saturated output orders nothing). benchmarks/demo_ranking.py measures the same check offline (every
@@ -52,12 +52,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from infra.demo_models import ARTIFACTS
 from tests.demo_kit import BROWSER_REPS, BROWSER_SEVERITIES, COUNTDOWN_S, RANK_MARGIN, REST_S
-from tests.prebuild import Prebuilds
 from trainer.metrics import spearman
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow, pytest.mark.prebuilt("demo"),
-              pytest.mark.timeout(1800)]  # fmt: skip
+pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 CHROMIUM = "/usr/bin/chromium"
 SEVERITIES, REPS, MARGIN = BROWSER_SEVERITIES, BROWSER_REPS, RANK_MARGIN
@@ -77,11 +76,11 @@ def _namespace_problem() -> str | None:
     return None
 
 
-def test_browser_patients_scored_live_on_the_dashboard_rank_severity(tmp_path: Path, prebuilt: Prebuilds) -> None:
+def test_browser_patients_scored_live_on_the_dashboard_rank_severity(tmp_path: Path) -> None:
     problem = _namespace_problem()
     if problem:
         pytest.skip(problem)
-    root = prebuilt.wait("demo", timeout_s=600)  # trained once per test run, shared with the demo test
+    root = ARTIFACTS  # the committed demo models, as feqa demo serves them
     out = tmp_path / "result.json"
     cmd = f"ip link set lo up && exec {sys.executable} {Path(__file__).resolve()} {out} {root}"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
@@ -135,13 +134,13 @@ async def _scenario(out: Path, root: Path, work: Path) -> None:
     from common.manifest import Manifest
     from infra.demo import USERNAME, Demo, DemoOptions
     from infra.demo_dashboard import ClinicianClient
-    from infra.demo_models import DEMO_VERSION, demo_models_dir
+    from infra.demo_models import DEMO_VERSION
     from infra.settings import StackSettings
     from tests.dashboard_kit import free_port
     from tests.demo_kit import HOLD_S, MEDIAPIPE, camera_spec, write_camera
 
     started = time.monotonic()
-    spearman = Manifest.read(demo_models_dir(root) / "pfed5" / "smile" / DEMO_VERSION).metrics
+    spearman = Manifest.read(root / "pfed5" / "smile" / DEMO_VERSION).metrics
     os.environ.update(FEQA_INGEST_HOLD_S=str(HOLD_S), FEQA_INGEST_REPS=str(REPS),
                       FEQA_INGEST_COUNTDOWN_S=str(COUNTDOWN_S), FEQA_INGEST_REST_S=str(REST_S),
                       FEQA_LOG_LEVEL="WARNING")  # fmt: skip
@@ -149,8 +148,8 @@ async def _scenario(out: Path, root: Path, work: Path) -> None:
     for k, (clip, severity) in enumerate(zip(clips, SEVERITIES, strict=True)):
         write_camera(clip, camera_spec(8500 + k, severity))
     settings = StackSettings(data_dir=work / "feqa", ingest_port=free_port(), dashboard_port=free_port())
-    demo = Demo(DemoOptions(models_root=root, mediapipe_dir=MEDIAPIPE), settings)
-    demo.start(demo_models_dir(root))
+    demo = Demo(DemoOptions(mediapipe_dir=MEDIAPIPE), settings)
+    demo.start(root)
     sessions: list[dict[str, Any]] = []
     try:
         async with async_playwright() as pw, ClinicianClient(demo.dashboard_url) as api:
