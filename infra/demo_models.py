@@ -396,6 +396,39 @@ def read_fingerprint(folder: Path) -> dict[str, Any]:
     return record
 
 
+def _config_fits(then: Any, now: Any, default: Any) -> bool:
+    """Whether a trainer configuration recorded at a build (``then``) still describes the training the code would
+    run now (``now``): every recorded setting has the same value, and a setting the trainer gained since is at the
+    trainer's own default (``default``: the configuration no layer or override touched). The trainer's options keep
+    their former behaviour at their default (each new one is off by default), so a setting added after the build
+    at its default does not change what the build trained; a recorded setting gone or changed does."""
+    if isinstance(then, dict) and isinstance(now, dict):
+        defaults = default if isinstance(default, dict) else {}
+        if any(k not in now for k in then):
+            return False
+        return all(_config_fits(then[k], now[k], defaults.get(k)) if k in then else now[k] == defaults.get(k, object())
+                   for k in now)  # fmt: skip
+    return bool(then == now)
+
+
+def fingerprint_differences(now: dict[str, Any], then: dict[str, Any]) -> list[str]:
+    """The parts of fingerprint ``then`` (recorded by a build) that the code's fingerprint ``now`` does not match:
+    every part compared as it is, except the trainer configuration, which fits when :func:`_config_fits` says so."""
+    from trainer.config import resolve
+
+    default = resolve([], []).to_dict()
+    out = []
+    for key in sorted(now.keys() | then.keys()):
+        a, b = then.get(key), now.get(key)
+        if key == "trainer_config" and isinstance(a, dict) and isinstance(b, dict):
+            fits = a.keys() == b.keys() and all(_config_fits(a[t], b[t], default) for t in a)
+        else:
+            fits = a == b
+        if not fits:
+            out.append(key)
+    return out
+
+
 def fingerprint_mismatch(folder: Path, cfg: DemoTraining, mediapipe_dir: Path) -> str:
     """Why the artifacts in ``folder`` do not fit ``cfg`` and this landmarker ('' when they do): the parts of the
     fingerprint that differ, or what is missing."""
@@ -404,7 +437,7 @@ def fingerprint_mismatch(folder: Path, cfg: DemoTraining, mediapipe_dir: Path) -
     except (OSError, ValueError, KeyError) as exc:
         return f"no readable {FINGERPRINT} in {folder} ({exc.__class__.__name__})"
     want = fingerprint(cfg, mediapipe_dir)
-    differ = sorted(k for k in want.keys() | recorded.keys() if want.get(k) != recorded.get(k))
+    differ = fingerprint_differences(want, recorded)
     if differ:
         return f"their fingerprint differs in {', '.join(differ)}"
     lost = missing(folder, tuple(want["recipe"]), want["landmarker"]["name"])
@@ -419,10 +452,21 @@ def unchanged_tasks(out: Path, want: dict[str, Any]) -> dict[str, float]:
         old, spearman = record["fingerprint"], record["spearman"]
     except (OSError, ValueError, KeyError):
         return {}
-    per_task = ("recipe", "trainer_config")
-    if any(old.get(k) != v for k, v in want.items() if k not in per_task):
+    from trainer.config import resolve
+
+    if any(old.get(k) != v for k, v in want.items() if k not in ("recipe", "trainer_config")):
         return {}
-    keep = [t for t in want["recipe"] if all(old.get(k, {}).get(t) == want[k][t] for k in per_task) and t in spearman]
+    default = resolve([], []).to_dict()
+
+    def same(task: str) -> bool:
+        then = old.get("trainer_config", {}).get(task)
+        return (
+            old.get("recipe", {}).get(task) == want["recipe"][task]
+            and then is not None
+            and _config_fits(then, want["trainer_config"][task], default)
+        )
+
+    keep = [t for t in want["recipe"] if same(t) and t in spearman]
     lost = set(missing(out, tuple(keep), want["landmarker"]["name"]))
     return {t: float(spearman[t]) for t in keep if t not in lost}
 

@@ -29,6 +29,7 @@ from infra.demo_models import (
     WIDTH,
     DemoTraining,
     fingerprint,
+    fingerprint_differences,
     fingerprint_mismatch,
     landmarker_identity,
     read_fingerprint,
@@ -60,7 +61,7 @@ def test_the_artifacts_are_small_and_every_task_has_one() -> None:
 def test_the_committed_fingerprint_is_the_one_the_code_computes_now() -> None:
     recorded = read_fingerprint(ARTIFACTS)
     now, then = fingerprint(DemoTraining(), MEDIAPIPE), recorded["fingerprint"]
-    differ = sorted(k for k in now.keys() | then.keys() if now.get(k) != then.get(k))
+    differ = fingerprint_differences(now, then)
     assert not differ, (
         f"the committed demo models are stale: their fingerprint differs in {differ}; rebuild them with "
         f"`{BUILD_COMMAND}` and commit infra/demo_artifacts"
@@ -100,6 +101,22 @@ def test_a_rebuild_keeps_exactly_the_tasks_whose_recipe_and_configuration_are_un
     assert unchanged_tasks(copy, newer) == {}
     shutil.rmtree(copy / "pfed5" / "frown")
     assert set(unchanged_tasks(copy, fingerprint(DemoTraining(), MEDIAPIPE))) == set(TASKS) - {"frown"}
+
+
+@needs_mediapipe
+def test_a_trainer_setting_added_after_the_build_fits_only_at_its_default() -> None:
+    """A setting the trainer gained after the build (here: one the record lacks) fits at the trainer's default,
+    which keeps the former training; at another value, or a recorded setting gone, it does not fit."""
+    now = fingerprint(DemoTraining(), MEDIAPIPE)
+    then = json.loads(json.dumps(now))
+    del then["trainer_config"]["smile"]["train"]["time_warp"]  # recorded before train.time_warp existed
+    assert fingerprint_differences(now, then) == []
+    changed = json.loads(json.dumps(now))
+    changed["trainer_config"]["smile"]["train"]["time_warp"] = 0.4  # a new setting used: another training
+    assert fingerprint_differences(changed, then) == ["trainer_config"]
+    gone = json.loads(json.dumps(now))
+    del gone["trainer_config"]["smile"]["train"]["time_warp"]
+    assert fingerprint_differences(gone, now) == ["trainer_config"]  # a recorded setting the code no longer has
 
 
 def _landmarked_smile(tmp_path: Path) -> ObservedClip:
