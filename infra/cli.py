@@ -40,7 +40,7 @@ PART_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("dashboard", "dashboard.cli", "cli"),
     ("fleet", "fleet.cli", "cli"),
     ("prepare", "trainer.cli", "prepare"),
-    ("train", "trainer.cli", "train"),
+    ("train", "infra.demo_train", "train"),  # the trainer's train, plus --demo
     ("evaluate", "trainer.cli", "evaluate"),
     ("export", "trainer.cli", "export"),
 )

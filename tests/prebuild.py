@@ -88,7 +88,7 @@ def finished(folder: Path) -> None:
 def feqa_trainer(args: list[str], log: Path, **env: str) -> str:
     """``feqa ARGS`` (one of the trainer's commands) in a child process, as a user runs it; what it printed (stdout
     and stderr together), also kept in ``log``. A failure ends the build with the command's output."""
-    code = "from trainer.cli import cli; cli()"
+    code = "from infra.cli import main; main()"
     done = subprocess.run([sys.executable, "-c", code, *args], env={**os.environ, **env}, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, check=False)  # fmt: skip
     log.write_text(done.stdout)

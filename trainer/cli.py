@@ -20,32 +20,14 @@ def cli() -> None:
 @cli.command()
 @click.option("-c", "--config", "layers", multiple=True, help="override layer: a TOML file or a bundled name (small)")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="override one value")
-@click.option("--run-dir", type=click.Path(path_type=Path), default=None, help="where checkpoints and plots go")
+@click.option("--run-dir", type=click.Path(path_type=Path), required=True, help="where checkpoints and plots go")
 @click.option("--resume", is_flag=True, help="continue from each expression's last.pt")
 @click.option("-v", "--verbose", is_flag=True, help="log every epoch (loss, validation Spearman) to stderr")
-@click.option("--demo", "demo_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="instead: build the demo models into this folder (the committed: infra/demo_artifacts)")  # fmt: skip
-@click.option("--demo-recipe", type=click.Choice(["demo", "tiny"]), default="demo", show_default=True,
-              help="with --demo: the demo recipe, or a tiny one (seconds; checks the command)")  # fmt: skip
-@click.option("--demo-tasks", default="", help="with --demo: these pfed5 tasks only (comma-separated; default all)")
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="with --demo: tasks at a time")
-@click.option("--demo-fresh", is_flag=True, help="with --demo: train every task anew, even one whose artifact in DIR "
-              "was built from the same recipe, configuration and landmarker")  # fmt: skip
-@click.option("--mediapipe-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("models/mediapipe"),
-              show_default=True, help="with --demo: the landmarker's models (the tracker's default)")  # fmt: skip
-def train(layers: tuple[str, ...], sets: tuple[str, ...], run_dir: Path | None, resume: bool, verbose: bool,
-          demo_dir: Path | None, demo_recipe: str, demo_tasks: str, workers: int, demo_fresh: bool,
-          mediapipe_dir: Path) -> None:  # fmt: skip
-    """Train one model per expression; the best epoch is chosen on validation subjects. With ``--demo DIR``: the
-    demo's five models on photo-real phantom patients through MediaPipe, and their fingerprint, into DIR."""
+def train(layers: tuple[str, ...], sets: tuple[str, ...], run_dir: Path, resume: bool, verbose: bool) -> None:
+    """Train one model per expression; the best epoch is chosen on validation subjects."""
     from trainer.config import resolve
     from trainer.train import train as run_training
 
-    if demo_dir is not None:
-        _train_demo(demo_dir, demo_recipe, demo_tasks, workers, mediapipe_dir, demo_fresh)
-        return
-    if run_dir is None:
-        raise click.UsageError("--run-dir is required (or --demo DIR)")
     if verbose:
         setup_logging("INFO")
     try:
@@ -58,24 +40,6 @@ def train(layers: tuple[str, ...], sets: tuple[str, ...], run_dir: Path | None, 
             note = f" (CONSTANT OUTPUT: stopped, seed {r.seed}, no restart left)"
         rho = f"validation Spearman {r.best_val_spearman:.3f}"
         click.echo(f"{r.expression:>14}: best epoch {r.best_epoch}, {rho}{note}")
-
-
-def _train_demo(out: Path, recipe: str, tasks: str, workers: int, mediapipe_dir: Path, fresh: bool) -> None:
-    """``feqa train --demo``: :func:`infra.demo_models.build_artifacts` with the chosen recipe."""
-    import dataclasses
-
-    from infra.demo_models import TINY_TRAINING, DemoTraining, build_artifacts
-
-    if not (mediapipe_dir / "face_landmark.onnx").is_file():
-        raise click.ClickException(f"no MediaPipe models in {mediapipe_dir}; run bash infra/setup.sh (it fetches them)")
-    cfg = TINY_TRAINING if recipe == "tiny" else DemoTraining()
-    chosen = tuple(t.strip() for t in tasks.split(",") if t.strip())
-    cfg = dataclasses.replace(cfg, tasks=chosen) if chosen else cfg
-    click.echo(f"building the demo models ({recipe} recipe, {workers} at a time) into {out}")
-    record = build_artifacts(out, mediapipe_dir, cfg, workers, click.echo, fresh=fresh)
-    for task, rho in record["spearman"].items():
-        click.echo(f"  {task:<14} validation Spearman {rho:.3f} (held-out phantom subjects; clip-length baseline 0)")
-    click.echo(f"demo models built in {record['seconds']:.0f} s: {out}")
 
 
 @cli.command()
