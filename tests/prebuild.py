@@ -38,12 +38,10 @@ NICE = 12  # added to the tests' own niceness: below them (a test that wants the
 
 @dataclasses.dataclass(frozen=True)
 class Build:
-    """``python -m module FOLDER`` with ``env`` added; ``keep_env`` names a variable a developer may set to a folder
-    kept across runs (the build's ``__main__`` then reuses what is still valid there)."""
+    """``python -m module FOLDER`` with ``env`` added."""
 
     module: str
     env: tuple[tuple[str, str], ...] = ()
-    keep_env: str = ""
 
 
 BUILDS: dict[str, Build] = {
@@ -112,8 +110,7 @@ class Prebuilds:
             if name in self.folders:
                 continue
             build = BUILDS[name]
-            kept = os.environ.get(build.keep_env) if build.keep_env else None
-            folder = Path(kept) if kept else self.base / name
+            folder = self.base / name
             folder.mkdir(parents=True, exist_ok=True)
             self.folders[name] = folder
             (folder / DONE).unlink(missing_ok=True)
