@@ -45,6 +45,8 @@ class Build:
 
 
 BUILDS: dict[str, Build] = {
+    # the browser end-to-end test's three phantom cameras, y4m files (tests/browser_cameras.py)
+    "browser-cameras": Build("tests.browser_cameras"),
     # the demo build command (feqa train --demo) on a tiny recipe, two tasks at a time and one alone
     # (tests/demo_kit.py); the demo and browser tests serve the committed models, infra/demo_artifacts
     "demo": Build("tests.demo_kit"),
@@ -64,8 +66,18 @@ BUILDS: dict[str, Build] = {
     "random-artifact": Build("tests.model_artifacts"),
 }
 # the tests needing a build run after all others, grouped by the build that usually finishes last among theirs; the
-# builds' priorities follow the same order (the first is read first)
-FINISH_ORDER = ("random-artifact", "fair-smile", "trajectory-runs", "smile-cohort", "reproducible", "ranking", "demo")
+# builds' priorities follow the same order (the first is read first); the browser cameras come last: in a whole run
+# their test runs in a second process (tests/beside.py), which builds them itself
+FINISH_ORDER = (
+    "random-artifact",
+    "fair-smile",
+    "trajectory-runs",
+    "smile-cohort",
+    "reproducible",
+    "ranking",
+    "demo",
+    "browser-cameras",
+)
 
 
 def build_nice(name: str) -> int:

@@ -32,7 +32,9 @@ of them has ranked (0.0 / 2.07 / 3.64, 0.0 / 2.24 / 3.72, 0.0 / 2.19 / 3.64 and 
 against the 0.25 asked, so the check is strict: a constant, saturated or wrongly ordered output fails it.
 
 Everything runs in a private network namespace with only ``lo`` (as tests/integration/test_ingest_browser.py):
-the scenario is this file run as a script inside ``unshare -n``; the test checks what it wrote.
+the scenario is this file run as a script inside ``unshare -n``; the test checks what it wrote. The patients' camera
+files are rendered beside the tests by the build ``browser-cameras`` (tests/browser_cameras.py), and the scenario's
+summary says how long each of its parts took.
 """
 
 from __future__ import annotations
@@ -54,9 +56,15 @@ import pytest
 
 from infra.demo_models import ARTIFACTS
 from tests.demo_kit import BROWSER_REPS, BROWSER_SEVERITIES, COUNTDOWN_S, RANK_MARGIN, REST_S
+from tests.prebuild import Prebuilds
 from trainer.metrics import spearman
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(1200)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.timeout(1200),
+]
 
 CHROMIUM = "/usr/bin/chromium"
 SEVERITIES, REPS, MARGIN = BROWSER_SEVERITIES, BROWSER_REPS, RANK_MARGIN
@@ -76,13 +84,15 @@ def _namespace_problem() -> str | None:
     return None
 
 
-def test_browser_patients_scored_live_on_the_dashboard_rank_severity(tmp_path: Path) -> None:
+@pytest.mark.prebuilt("browser-cameras")
+def test_browser_patients_scored_live_on_the_dashboard_rank_severity(tmp_path: Path, prebuilt: Prebuilds) -> None:
     problem = _namespace_problem()
     if problem:
         pytest.skip(problem)
     root = ARTIFACTS  # the committed demo models, as feqa demo serves them
+    cameras = prebuilt.wait("browser-cameras", timeout_s=300)  # the patients' camera files (tests/browser_cameras.py)
     out = tmp_path / "result.json"
-    cmd = f"ip link set lo up && exec {sys.executable} {Path(__file__).resolve()} {out} {root}"
+    cmd = f"ip link set lo up && exec {sys.executable} {Path(__file__).resolve()} {out} {root} {cameras}"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.run(["unshare", "-n", "sh", "-c", cmd], capture_output=True, timeout=1100, env=env)
     log_tail = (proc.stdout + proc.stderr).decode(errors="replace")[-6000:]
@@ -128,7 +138,7 @@ async def _patient(pw: Any, join_url: str, clip: Path) -> str:
         await browser.close()
 
 
-async def _scenario(out: Path, root: Path, work: Path) -> None:
+async def _scenario(out: Path, root: Path, cameras: Path, work: Path) -> None:
     from playwright.async_api import async_playwright
 
     from common.manifest import Manifest
@@ -136,20 +146,28 @@ async def _scenario(out: Path, root: Path, work: Path) -> None:
     from infra.demo_dashboard import ClinicianClient
     from infra.demo_models import DEMO_VERSION
     from infra.settings import StackSettings
+    from tests.browser_cameras import camera_paths
     from tests.dashboard_kit import free_port
-    from tests.demo_kit import HOLD_S, MEDIAPIPE, camera_spec, write_camera
+    from tests.demo_kit import HOLD_S, MEDIAPIPE
 
     started = time.monotonic()
+    took: dict[str, float] = {}  # seconds each part of the scenario took, in its summary (where the time goes)
+
+    def lap(part: str) -> None:
+        took[part] = round(time.monotonic() - started - sum(took.values()), 1)
+
     spearman = Manifest.read(root / "pfed5" / "smile" / DEMO_VERSION).metrics
+    # The services log at INFO (into their own log files): the stack takes a worker (tracker, scorer) for started
+    # once it has written to its log, so at WARNING each of them silent made the start wait its whole start timeout
+    # (30 s each: 60 of the test's 159 s)
     os.environ.update(FEQA_INGEST_HOLD_S=str(HOLD_S), FEQA_INGEST_REPS=str(REPS),
                       FEQA_INGEST_COUNTDOWN_S=str(COUNTDOWN_S), FEQA_INGEST_REST_S=str(REST_S),
-                      FEQA_LOG_LEVEL="WARNING")  # fmt: skip
-    clips = [work / f"camera{k}.y4m" for k in range(len(SEVERITIES))]
-    for k, (clip, severity) in enumerate(zip(clips, SEVERITIES, strict=True)):
-        write_camera(clip, camera_spec(8500 + k, severity))
+                      FEQA_LOG_LEVEL="INFO")  # fmt: skip
+    clips = camera_paths(cameras)
     settings = StackSettings(data_dir=work / "feqa", ingest_port=free_port(), dashboard_port=free_port())
     demo = Demo(DemoOptions(mediapipe_dir=MEDIAPIPE), settings)
     demo.start(root)
+    lap("stack_start_s")
     sessions: list[dict[str, Any]] = []
     try:
         async with async_playwright() as pw, ClinicianClient(demo.dashboard_url) as api:
@@ -171,8 +189,10 @@ async def _scenario(out: Path, root: Path, work: Path) -> None:
                 created.append(await api.start_session(pid, "pfed5"))
                 await pages[k].goto(f"{demo.dashboard_url}/sessions/{created[k]['id']}")
                 await pages[k].wait_for_selector("#plot .uplot")
+            lap("clinician_pages_s")
             phases = await asyncio.gather(*(_patient(pw, str(c["join_url"]), clip)
                                             for c, clip in zip(created, clips, strict=True)))  # fmt: skip
+            lap("patients_s")
             for severity, phase, view, made in zip(SEVERITIES, phases, pages, created, strict=True):
                 # the last task's score arrives after the patient hung up
                 await view.wait_for_selector(f"#task-clench_teeth-{REPS - 1}", timeout=60_000)
@@ -186,14 +206,16 @@ async def _scenario(out: Path, root: Path, work: Path) -> None:
                     page_rows.append({"task": task, "rep": int(rep), "text": text})
                 sessions.append({"severity": severity, "phase": phase, "page_rows": page_rows,
                                  "task_scores": detail["task_scores"]})  # fmt: skip
+            lap("last_scores_s")
             await page.screenshot(path=str(out.with_suffix(".png")), full_page=True)
             await clinician.close()
     finally:
         demo.stop()
-    summary = {"model_metrics": spearman, "scenario_s": round(time.monotonic() - started)}
+    lap("stop_s")
+    summary = {"model_metrics": spearman, "scenario_s": round(time.monotonic() - started), **took}
     out.write_text(json.dumps({"sessions": sessions, "summary": summary}))
 
 
 if __name__ == "__main__":
     with tempfile.TemporaryDirectory(prefix="feqa-e2e-browser-") as tmp:
-        asyncio.run(_scenario(Path(sys.argv[1]), Path(sys.argv[2]), Path(tmp)))
+        asyncio.run(_scenario(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), Path(tmp)))
