@@ -124,6 +124,13 @@ class PatientRun:
     end_state: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+# The ingest (uvicorn) closes a connection idle for 5 s, and httpx reuses one idle for up to 5 s: a task's two events
+# are one window (4.8 s) apart, so the task_end went out on a connection the ingest was closing just then (an
+# httpx.ReadError that ended the patient; seen in the soak on a loaded machine). Idle connections are dropped well
+# before the ingest's limit instead (a new one on loopback costs a millisecond).
+KEEPALIVE = httpx.Limits(keepalive_expiry=2.0)
+
+
 def _check(res: httpx.Response, step: str) -> dict[str, Any]:
     if res.status_code >= 400:
         raise PatientError(f"{step}: the ingest answered {res.status_code}: {res.text[:300]}")
@@ -143,7 +150,7 @@ async def run_patient(
     task, hang up; return what was sent."""
     phantom = Phantom(performance(spec), WIDTH, HEIGHT, FPS)
     marks = task_marks(phantom, spec.reps)
-    async with httpx.AsyncClient(base_url=ingest_url, timeout=15) as http:
+    async with httpx.AsyncClient(base_url=ingest_url, timeout=15, limits=KEEPALIVE) as http:
         joined = _check(await http.post(f"/api/join/{token}", json={"consent": True}), "join")
         sid, key = str(joined["sid"]), str(joined["key"])
         slog = session_logger(log, sid)
