@@ -1,6 +1,8 @@
 """Shared fixtures: one real Redis server per test session and a fresh bus per test; a Redis of a module's or a
 test's own where the code under test reads everything in its Redis or the test stops it; the session's prebuilt
-models (tests/prebuild.py), started once the tests are collected, and the tests that need them run last."""
+models (tests/prebuild.py), started once the tests are collected, and the tests that need them run last; the long
+tests that mostly wait on real time (marker ``beside``) run in a second process beside the others (tests/beside.py).
+"""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from common.session_store import Retention, SessionStore
 from common.streams import FRAMES, OBS
 from infra.redis_server import RedisServer
 from ingest.sessions import IngestSessions
+from tests.beside import Beside, in_child
 from tests.prebuild import FINISH_ORDER, Prebuilds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +35,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--long", action="store_true", default=False,
         help="long runs: every fuzz target gets at least 10,000 inputs (README, Fuzzing)",
+    )  # fmt: skip
+    parser.addoption(
+        "--serial", action="store_true", default=False,
+        help="run the tests marked beside in this process too, not in a second one (tests/beside.py)",
     )  # fmt: skip
 
 
@@ -47,6 +54,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 _PREBUILDS = pytest.StashKey[Prebuilds]()
+_BESIDE = pytest.StashKey[Beside]()
 
 
 def _prebuilds(config: pytest.Config) -> Prebuilds:
@@ -61,18 +69,45 @@ def _builds_of(item: pytest.Item) -> set[str]:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Start the builds the selected tests need, and run those tests after all others (the builds that usually
-    finish first come first), so the builds have the rest of the run on the core it leaves idle."""
-    needs = {item.nodeid: _builds_of(item) for item in items}
+    """Start the tests marked ``beside`` in a second process when the run holds others too (they then only report
+    its verdicts here, after all others), and the builds the other selected tests need, and run those tests after
+    all others (the builds that usually finish first come first), so the builds have the rest of the run on the
+    core it leaves idle."""
+    collect_only = config.getoption("collectonly")
+    beside = [item.nodeid for item in items if item.get_closest_marker("beside") is not None]
+    if beside and len(beside) < len(items) and not (collect_only or config.getoption("--serial") or in_child()):
+        config.stash[_BESIDE] = Beside(beside)
+    elsewhere = set(beside) if _BESIDE in config.stash else set()
+    needs = {item.nodeid: _builds_of(item) for item in items if item.nodeid not in elsewhere}
     wanted = sorted(set().union(*needs.values()), key=FINISH_ORDER.index)
-    if wanted and not config.getoption("collectonly"):
+    if wanted and not collect_only:
         _prebuilds(config).start(wanted)
 
-    def order(item: pytest.Item) -> int:
+    def order(item: pytest.Item) -> tuple[int, int]:
+        if item.nodeid in elsewhere:
+            return 1 + len(FINISH_ORDER), 0
         names = needs[item.nodeid]
-        return 1 + max(FINISH_ORDER.index(n) for n in names) if names else 0
+        if names:
+            return 1 + max(FINISH_ORDER.index(n) for n in names), 0
+        # while tests run beside, the unit tests (no real time to keep) come first: the integration tests' patients,
+        # streams and leases share the CPU with the second process's as little as the run allows
+        return 0, 0 if elsewhere and item.nodeid.startswith("tests/unit/") else 1
 
     items.sort(key=order)  # stable: the original order within each group
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """A test run in the second process (tests/beside.py) reports that process's verdict on it instead of running."""
+    config = pyfuncitem.config
+    if _BESIDE not in config.stash or pyfuncitem.get_closest_marker("beside") is None:
+        return None
+    outcome, text = config.stash[_BESIDE].verdict(pyfuncitem.nodeid, timeout_s=2400)
+    if outcome == "failed":
+        pytest.fail(f"in the second process (tests/beside.py):\n{text}", pytrace=False)
+    if outcome == "skipped":
+        pytest.skip(text)
+    return True
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
@@ -81,11 +116,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         terminalreporter.write_sep("=", "prebuilt builds (tests/prebuild.py)")
         for line in config.stash[_PREBUILDS].summary():
             terminalreporter.write_line(line)
+    if _BESIDE in config.stash:
+        terminalreporter.write_sep("=", "tests run beside (tests/beside.py)")
+        for line in config.stash[_BESIDE].summary():
+            terminalreporter.write_line(line)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _PREBUILDS in config.stash:
         config.stash[_PREBUILDS].close()
+    if _BESIDE in config.stash:
+        config.stash[_BESIDE].close()
 
 
 @pytest.fixture(scope="session")

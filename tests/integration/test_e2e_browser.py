@@ -63,6 +63,7 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.browser,
     pytest.mark.slow,
+    pytest.mark.beside,
     pytest.mark.timeout(1200),
 ]
 

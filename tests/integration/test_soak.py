@@ -12,7 +12,7 @@ import pytest
 
 from benchmarks.soak import soak, table
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.beside, pytest.mark.timeout(400)]
 
 
 async def test_four_sessions_for_a_minute_leave_memory_lag_and_redis_flat(tmp_path: Path) -> None:
