@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from common.bus import Bus
 from common.errors import PermanentError, RetryableError
 from common.protocols import UnknownProtocol
+from common.tasks import stop_tasks
 from dashboard import admin_api, audit, auth_routes, live, pages, patients_api, sessions_api
 from dashboard.access import Denied, NotLoggedIn
 from dashboard.consumer import ScoreConsumer
@@ -81,21 +82,18 @@ def create_app(settings: DashboardSettings, bus: Bus | None = None, *, backgroun
         state = DashboardState(settings, db, active, hub, board, consumer, ingest)
         board.own = state.own_health
         app.state.dash = state
-        tasks = [asyncio.ensure_future(hub.run())]
+        tasks = [asyncio.create_task(hub.run(), name="live hub")]
         if background:
-            tasks += [asyncio.ensure_future(consumer.run()), asyncio.ensure_future(board.run())]
+            tasks += [asyncio.create_task(consumer.run(), name="scores consumer"),
+                      asyncio.create_task(board.run(), name="health board")]  # fmt: skip
         log.info(
             "dashboard ready on %s:%d (database %s)", settings.host, settings.port, db.engine.url.render_as_string()
         )
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            # shutdown is bounded: a task or a Redis socket that does not let go is logged, never waited on forever
-            _, stuck = await asyncio.wait(tasks, timeout=10)
-            if stuck:
-                log.warning("%d background tasks did not stop within 10 s of shutdown", len(stuck))
+            # bounded: a task that does not let go is logged with where it is, never waited on forever
+            await stop_tasks(tasks, what="background task")
             if own_bus:
                 try:
                     await asyncio.wait_for(active.close(), 5)

@@ -23,6 +23,7 @@ from common.bus import Bus
 from common.errors import BusUnavailable
 from common.liveness import sweep
 from common.logs import session_logger
+from common.tasks import stop_tasks
 from ingest import api, errors, page_api, upload
 from ingest.perimeter import Perimeter, allowed_hosts
 from ingest.settings import IngestSettings
@@ -45,15 +46,14 @@ def create_app(settings: IngestSettings, bus: Bus | None = None) -> FastAPI:
         active = bus or await Bus.from_settings(settings.common, name="ingest")
         state = IngestState(settings, active)
         app.state.ingest = state
-        loops = [asyncio.ensure_future(_keep_leases(state)), asyncio.ensure_future(_sweep(state)),
-                 asyncio.ensure_future(state.health.run())]  # fmt: skip
+        loops = [asyncio.create_task(_keep_leases(state), name="ingest leases"),
+                 asyncio.create_task(_sweep(state), name="ingest sweep"),
+                 asyncio.create_task(state.health.run(), name="ingest health")]  # fmt: skip
         log.info("ingest %s ready; patient links at %s/join/<token>", state.instance, settings.join_base())
         try:
             yield
         finally:
-            for task in loops:
-                task.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
+            await stop_tasks(loops, what="background task")
             await state.registry.close_all("shutdown")
             if own_bus:
                 await active.close()

@@ -21,6 +21,7 @@ from common.logs import setup_logging
 from common.messages import Consent
 from common.protocols import PROTOCOLS, get_protocol
 from common.session_store import Retention
+from common.tasks import stop_tasks
 from ingest.auth import ServiceKey
 from ingest.recorded import FileResult, Pace, ingest_file, probe
 from ingest.server import run
@@ -93,8 +94,7 @@ async def _ingest(
         return await ingest_file(bus, sessions, settings, video, protocol=protocol, task=task,
                                  patient_id=patient_id, pace=pace, consent=consent)  # fmt: skip
     finally:
-        renew.cancel()
-        await asyncio.gather(renew, return_exceptions=True)
+        await stop_tasks([renew], what="lease renewal")
         await bus.close()
 
 

@@ -17,6 +17,7 @@ from common.bus import Bus
 from common.errors import BusUnavailable
 from common.messages import Obs
 from common.streams import OBS
+from common.tasks import stop_tasks
 
 NOT_TRACKED = "no tracker observed the frames in time: is the tracker running? (feqa up starts one)"
 NO_FACE = "no face was found in any frame: film the face from the front, well lit"
@@ -86,8 +87,9 @@ class ObsTally:
         self._stopping = True
         done, _ = await asyncio.wait({self._task}, timeout=_BLOCK_MS / 1000 + 2.0)
         if not done:
-            self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+            await stop_tasks([self._task], what="outcome follower")
+        else:
+            await asyncio.gather(self._task, return_exceptions=True)
         self._task = None
 
     def stats(self) -> dict[str, int]:

@@ -27,6 +27,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from common.bus import Bus
 from common.logs import session_logger
+from common.tasks import stop_tasks
 from ingest import jitter
 from ingest.clock import SenderClock, watch_sender_reports
 from ingest.framing import FrameShaper
@@ -187,10 +188,7 @@ class IngestPeer:
         """Free a peer whose offer was refused: the session stays open for a good offer."""
         self.pc.remove_all_listeners()
         self.closed.set()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_tasks(list(self._tasks), what=f"session {self.sid} task")
         await self.pc.close()
 
     async def detach(self, successor: IngestPeer) -> None:
@@ -215,14 +213,9 @@ class IngestPeer:
         self.closed.set()
         current = asyncio.current_task()
         tasks = [t for t in self._tasks if t is not current]
-        for task in tasks:
-            task.cancel()
         # The session's end is recorded before the connection is torn down, and neither waits without bound: a
-        # peer whose transport hangs while closing must not leave the session looking live.
-        _, stuck = await asyncio.wait(tasks, timeout=_CLOSE_WAIT_S) if tasks else (set(), set())
-        if stuck:
-            self._log.warning("%d tasks still running %.0f s after cancel: %s", len(stuck), _CLOSE_WAIT_S,
-                              sorted(t.get_name() for t in stuck))  # fmt: skip
+        # peer whose transport hangs while closing must not leave the session looking live (stuck ones are logged).
+        await stop_tasks(tasks, timeout_s=_CLOSE_WAIT_S, what=f"session {self.sid} task")
         stats = self.pump.stats.as_dict()
         try:
             await self._sessions.end(self.sid, self.end_reason, stats)

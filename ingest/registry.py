@@ -8,6 +8,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from common.errors import RetryableError
+from common.tasks import stop_tasks
 from ingest.peer import IngestPeer
 
 log = logging.getLogger(__name__)
@@ -64,9 +65,8 @@ class PeerRegistry:
     async def close_all(self, reason: str = "shutdown") -> None:
         peers = list(self._peers.values())
         jobs = list(self._jobs.values())
-        for job in jobs:
-            job.cancel()
-        await asyncio.gather(*(p.close(reason) for p in peers), *jobs, return_exceptions=True)
+        await asyncio.gather(*(p.close(reason) for p in peers), stop_tasks(jobs, what="session job"),
+                             return_exceptions=True)  # fmt: skip
         self._peers.clear()
         self._jobs.clear()
         if peers or jobs:

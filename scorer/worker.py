@@ -42,6 +42,7 @@ from common.messages import Score, SessionAnnounce, Window
 from common.ownership import SessionOwnership
 from common.session_store import SessionStore
 from common.streams import SCORES, SESSIONS, WINDOWS, StreamSpec
+from common.tasks import stop_tasks
 from scorer.health import ScorerStats
 from scorer.registry import ModelRegistry
 from scorer.scoring import WindowScorer
@@ -157,8 +158,7 @@ class ScorerWorker:
                 await self._maintain_leases()
         finally:
             if not task.done():  # cancelled (the worker stops): take the round down with it
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+                await stop_tasks([task], what="scoring round")
 
     async def _maintain_leases(self) -> None:
         change = await self.ownership.maintain()

@@ -53,6 +53,7 @@ from common.messages import Crop, Event, Frame, Message, Obs, SessionAnnounce, S
 from common.ownership import SessionOwnership
 from common.session_store import Retention, SessionStore
 from common.streams import COACH, CROPS, EVENTS, FRAMES, OBS, SESSIONS, WINDOWS, StreamSpec
+from common.tasks import stop_tasks
 from tracker import heap
 from tracker.landmarker import Landmarker
 from tracker.landmarkers import LandmarkerChoice
@@ -136,9 +137,7 @@ class TrackerWorker:
             while not stop.is_set():
                 await self.tick()
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await stop_tasks(tasks, what="background task")
             self._background = False
             for sid in list(self.owned):
                 await self._drop(sid, release=True)
