@@ -36,7 +36,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from common.errors import ConfigError
+import redis
+
+from common.errors import ConfigError, DecodeError
+from common.messages import Health
+from common.streams import HEALTH
 from infra import credentials, preflight, runinfo
 from infra.redis_server import RedisServer
 from infra.settings import StackSettings
@@ -235,8 +239,10 @@ class Stack:
         )
 
     def _wait_alive(self, child: Child) -> None:
-        """A worker is up once it has written to its log (services log when their settings and models are loaded);
-        a worker that stays silent gets a warning after the start timeout, not an error."""
+        """A worker is up once it has published its first health entry (its instance name ends in its PID) or
+        written to its log (services log when their settings and models are loaded, at INFO: a log level above that
+        leaves only the health entry); a worker that does neither gets a warning after the start timeout, not an
+        error."""
         deadline = time.monotonic() + self.settings.start_timeout_s
         while time.monotonic() < deadline:
             if child.proc.poll() is not None:
@@ -244,11 +250,32 @@ class Stack:
                     f"{child.spec.name} exited with {child.proc.returncode} while starting; the end of "
                     f"{child.log_path}:\n{child.log_tail()}"
                 )
-            if child.log_path.stat().st_size > 0:
+            if child.log_path.stat().st_size > 0 or self._reported_health(child):
                 return
             time.sleep(0.1)
         log.warning("%s has not said it started within %.0f s; see %s", child.spec.name,
                     self.settings.start_timeout_s, child.log_path)  # fmt: skip
+
+    def _reported_health(self, child: Child) -> bool:
+        """Whether the stack's Redis holds a health entry of this process (service name, instance ``*-<pid>``)."""
+        if self.redis is None:
+            return False
+        client = redis.Redis.from_url(self.redis.url, socket_connect_timeout=1.0, socket_timeout=1.0)
+        try:
+            entries = client.xrevrange(HEALTH.key(None), count=100)
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+        suffix = f"-{child.proc.pid}"
+        for _, fields in entries or []:
+            try:
+                health = Health.decode(dict(fields or {}))  # type: ignore[arg-type]  # bytes: no decode_responses
+            except DecodeError:
+                continue
+            if health.service == child.spec.name and health.instance.endswith(suffix):
+                return True
+        return False
 
     def request_stop(self, reason: str) -> None:
         if not self._stop.is_set():

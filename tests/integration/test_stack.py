@@ -236,3 +236,19 @@ def test_workers_scale_out_to_several_processes_on_one_redis(tmp_path: Path) -> 
     assert proc.returncode == 0, out
     logs = tmp_path / "data" / "logs"
     assert (logs / "tracker.log").stat().st_size > 0 and (logs / "tracker-2.log").stat().st_size > 0
+
+
+def test_workers_quiet_at_log_level_warning_are_seen_started_by_their_health(tmp_path: Path) -> None:
+    """At FEQA_LOG_LEVEL=WARNING the workers write nothing when they start; the stack takes each for started once
+    it has published its first health entry, not after its whole start timeout (50 s here: two silent workers would
+    keep ``feqa up`` from coming up within the 60 s :func:`_start` waits)."""
+    proc, lines = _start(tmp_path, FEQA_LOG_LEVEL="WARNING", FEQA_STACK_START_TIMEOUT_S="50")
+    try:
+        assert "tracker" in _started(lines), lines
+        assert not [line for line in lines if "has not said it started" in line], lines
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=40)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
