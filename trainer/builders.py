@@ -114,6 +114,9 @@ def model_config(cfg: RunConfig, expression: str) -> Any:
         changes["heatmap"] = heatmap
         changes["position_on"] = cfg.model.position_on
         changes["centre"] = cfg.model.centre
+        changes["delta"] = cfg.model.delta
+        changes["delta_from"] = cfg.model.delta_from
+        changes["rgb_stream"] = cfg.model.rgb_stream
     try:
         out = dataclasses.replace(mcfg, **changes)
         out.validate()
