@@ -13,6 +13,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from common.errors import ConfigError
 from common.manifest import Manifest
 from trainer.builders import model_config
 from trainer.checkpoint import Checkpoint
@@ -125,6 +126,8 @@ def test_the_settings_reach_the_model_config_and_default_to_the_paper() -> None:
     assert (cfg.delta, cfg.delta_from, cfg.rgb_stream) == ("heatmaps", "window", "off")
     paper = model_config(resolve(["micro"], ["model.family=qafe_net"]), "smile")
     assert (paper.delta, paper.rgb_stream) == ("none", "on")
+    with pytest.raises(ConfigError, match="QAFE-Net's"):
+        model_config(resolve(["micro"], ["model.rgb_stream=off"]), "smile")  # TraMP-Former has its own switches
     # a checkpoint written before the options existed reads back as the paper's model
     old = {k: v for k, v in paper.to_dict().items() if k not in ("delta", "delta_from", "rgb_stream")}
     assert QafeNetConfig.from_dict(old) == paper

@@ -18,9 +18,16 @@ shipped script does (it calls the decoder with the heatmap features first), ``"r
 The default follows the code, whose numbers the paper reports. The heatmap rendering (paper: weights x RGB; script:
 JET colours) is the config's :class:`~common.heatmaps.HeatmapSpec`, so it travels in checkpoints and manifests.
 
+Options beside the paper's inputs (all off by default): ``centre`` subtracts each window's mean over time;
+``delta`` subtracts a reference frame (``delta_from``: each subclip's first or the window's first) from the heatmaps
+(``heatmaps``) or from the heatmaps and the normalised RGB frames (``both``), so nothing that holds still reaches an
+encoder; ``rgb_stream = "off"`` replaces the RGB tokens by zeros (the heatmap stream alone, an ablation). All run
+inside the model, so the exported graphs apply them to every live window as training did.
+
 For live use the per-frame part (Former-DFER's S-Former) is separate (:meth:`QafeNet.encode_frames`), as in
 TraMP-Former; the heatmap images are drawn per frame by numpy and cached; SlowOnly's temporal convolutions run per
-window (:meth:`QafeNet.forward_features`).
+window (:meth:`QafeNet.forward_features`). With ``delta = "both"`` a frame's S-Former input depends on its window's
+reference frame, so the cached per-frame row is the normalised frame itself and the S-Former runs per window.
 """
 
 from __future__ import annotations
@@ -242,7 +249,7 @@ class QafeNet(nn.Module):
         first frame, or each subclip's first frame repeated over its subclip."""
         if self.cfg.delta_from == "window":
             return x[:, :1]
-        b, t = x.shape[:2]
+        b = x.shape[0]
         n, length = self.cfg.subclips, self.cfg.rgb.subclip_len
         first = x.reshape(b, n, length, *x.shape[2:])[:, :, :1]
         return first.expand(b, n, length, *x.shape[2:]).reshape(x.shape)
