@@ -89,6 +89,9 @@ def model_config(cfg: RunConfig, expression: str) -> Any:
     if cfg.model.rgb_frames:
         changes["rgb_frames"] = cfg.model.rgb_frames
     if fam.name == "tramp_former":
+        if (cfg.model.delta, cfg.model.delta_from, cfg.model.rgb_stream) != ("none", "subclip", "on"):
+            raise ConfigError("model.delta, model.delta_from and model.rgb_stream are QAFE-Net's (TraMP-Former: "
+                              "model.trajectory_inputs and model.rgb)")  # fmt: skip
         skate = dataclasses.replace(mcfg.skate, bias_index=_bias_index(cfg))
         if cfg.model.motion_norm != "size":
             norm = cfg.model.motion_norm
@@ -114,6 +117,9 @@ def model_config(cfg: RunConfig, expression: str) -> Any:
         changes["heatmap"] = heatmap
         changes["position_on"] = cfg.model.position_on
         changes["centre"] = cfg.model.centre
+        changes["delta"] = cfg.model.delta
+        changes["delta_from"] = cfg.model.delta_from
+        changes["rgb_stream"] = cfg.model.rgb_stream
     try:
         out = dataclasses.replace(mcfg, **changes)
         out.validate()

@@ -32,6 +32,11 @@ class ModelSection:
     heatmap_sigma: float = 0.0
     # QAFE-Net: subtract each window's mean over time from its heatmaps (heatmaps) and frame features (both)
     centre: str = "none"
+    # QAFE-Net: subtract a reference frame (delta_from: each subclip's first, or the window's first) from the heatmaps
+    # (heatmaps) and the RGB stream (both); rgb_stream = off replaces the RGB tokens by zeros (the heatmap stream alone)
+    delta: str = "none"
+    delta_from: str = "subclip"
+    rgb_stream: str = "on"
     # index_t rule (common.features): "window" = position within the window; "reference" = the TraMP code's source
     # frame numbers, which tell the model the clip's length: only for fine-tuning official weights trained with it
     time_index: str = "window"

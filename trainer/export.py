@@ -128,7 +128,7 @@ def example_inputs(model: nn.Module, batch: int, seed: int = 0) -> dict[str, dic
     """Random inputs of the right shapes for each graph of ``model``'s family."""
     cfg: Any = getattr(model, "cfg")  # noqa: B009 - every family keeps its config there
     g = torch.Generator().manual_seed(seed)
-    dim = int(cfg.rgb.out_dim)
+    dim = int(getattr(model, "frame_feature_dim", cfg.rgb.out_dim))  # QAFE-Net with delta = both caches frames
     clip = {n: _input(n, cfg, batch, dim, g) for n in getattr(model, "INPUTS")}  # noqa: B009
     window = {n: clip[n] if n in clip else _input(n, cfg, batch, dim, g) for n in getattr(model, "WINDOW_INPUTS")}  # noqa: B009
     if "frames" not in clip:  # no RGB stream (TraMP-Former with use_rgb = False): no per-frame graph

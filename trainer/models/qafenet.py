@@ -18,9 +18,16 @@ shipped script does (it calls the decoder with the heatmap features first), ``"r
 The default follows the code, whose numbers the paper reports. The heatmap rendering (paper: weights x RGB; script:
 JET colours) is the config's :class:`~common.heatmaps.HeatmapSpec`, so it travels in checkpoints and manifests.
 
+Options beside the paper's inputs (all off by default): ``centre`` subtracts each window's mean over time;
+``delta`` subtracts a reference frame (``delta_from``: each subclip's first or the window's first) from the heatmaps
+(``heatmaps``) or from the heatmaps and the normalised RGB frames (``both``), so nothing that holds still reaches an
+encoder; ``rgb_stream = "off"`` replaces the RGB tokens by zeros (the heatmap stream alone, an ablation). All run
+inside the model, so the exported graphs apply them to every live window as training did.
+
 For live use the per-frame part (Former-DFER's S-Former) is separate (:meth:`QafeNet.encode_frames`), as in
 TraMP-Former; the heatmap images are drawn per frame by numpy and cached; SlowOnly's temporal convolutions run per
-window (:meth:`QafeNet.forward_features`).
+window (:meth:`QafeNet.forward_features`). With ``delta = "both"`` a frame's S-Former input depends on its window's
+reference frame, so the cached per-frame row is the normalised frame itself and the S-Former runs per window.
 """
 
 from __future__ import annotations
@@ -40,6 +47,9 @@ from trainer.models.slowonly import SlowOnly, SlowOnlyConfig
 
 POSITION_ON = ("heatmap", "rgb")
 CENTRE = ("none", "heatmaps", "both")
+DELTA = ("none", "heatmaps", "both")
+DELTA_FROM = ("subclip", "window")
+RGB_STREAM = ("on", "off")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +65,9 @@ class QafeNetConfig:
     mlp_ratio: float = 4.0
     position_on: str = "heatmap"  # heatmap (the shipped script) | rgb (the paper's text)
     centre: str = "none"  # none (the paper) | heatmaps | both: subtract each window's mean over time (CENTRE)
+    delta: str = "none"  # none (the paper) | heatmaps | both: subtract a reference frame (DELTA, DELTA_FROM)
+    delta_from: str = "subclip"  # the reference frame: each subclip's first (subclip) or the window's first (window)
+    rgb_stream: str = "on"  # on (the paper) | off: the RGB tokens replaced by zeros (the heatmap stream alone)
 
     @property
     def dim(self) -> int:
@@ -80,6 +93,13 @@ class QafeNetConfig:
             raise ValueError("feature width must be divisible by fusion_heads and by 4")
         if self.centre not in CENTRE:
             raise ValueError(f"centre must be one of {CENTRE}, got {self.centre!r}")
+        for name, allowed in (("delta", DELTA), ("delta_from", DELTA_FROM), ("rgb_stream", RGB_STREAM)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.centre != "none" and self.delta != "none":
+            raise ValueError(
+                f"centre={self.centre!r} and delta={self.delta!r}: choose one way to remove what stays still"
+            )
         if self.position_on not in POSITION_ON:
             raise ValueError(f"position_on must be one of {POSITION_ON}, got {self.position_on!r}")
 
@@ -152,7 +172,9 @@ class CrossFusion(nn.Module):
         super().__init__()
         n, d = cfg.subclips, cfg.dim
         self.pos_embed = nn.Parameter(torch.randn(1, n, d))
-        self.blocks = nn.ModuleList([CrossFusionBlock(d, cfg.fusion_heads, cfg.mlp_ratio) for _ in range(cfg.fusion_blocks)])
+        self.blocks = nn.ModuleList(
+            [CrossFusionBlock(d, cfg.fusion_heads, cfg.mlp_ratio) for _ in range(cfg.fusion_blocks)]
+        )
         self.token_mix = nn.Conv1d(2 * n, 2 * n, kernel_size=1)
 
     def forward(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
@@ -183,9 +205,29 @@ class QafeNet(nn.Module):
             nn.Linear(d, d // 2), nn.ReLU(), nn.Linear(d // 2, d // 4), nn.ReLU(), nn.Linear(d // 4, 1)
         )
 
+    @property
+    def frame_feature_dim(self) -> int:
+        """Width of the per-frame rows :meth:`encode_frames` gives (and the window graph reads)."""
+        s = self.cfg.rgb.image_size
+        return 3 * s * s if self.cfg.delta == "both" else self.cfg.dim
+
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
-        """[N, 3, S, S] normalised frames -> [N, D]: the per-frame part a live scorer caches."""
+        """[N, 3, S, S] normalised frames -> [N, frame_feature_dim]: the per-frame part a live scorer caches.
+        With ``delta = both`` a frame's features depend on its window's reference frame, so what is cached is the
+        frame itself (flattened) and Former-DFER's spatial part runs per window (:meth:`_frame_features`)."""
+        if self.cfg.delta == "both":
+            return frames.flatten(1)
         return self.rgb_encoder.encode_frames(frames)
+
+    def _frame_features(self, rows: torch.Tensor) -> torch.Tensor:
+        """Cached per-frame rows [B, T_f, frame_feature_dim] -> Former-DFER's per-frame features [B, T_f, D]."""
+        if self.cfg.delta != "both":
+            return rows
+        b, t = rows.shape[:2]
+        s = self.cfg.rgb.image_size
+        frames = rows.reshape(b, t, 3, s, s)
+        moved = frames - self._reference(frames)
+        return self.rgb_encoder.encode_frames(moved.reshape(b * t, 3, s, s)).reshape(b, t, -1)
 
     def encode_heatmaps(self, heatmaps: torch.Tensor) -> torch.Tensor:
         """[B, T_f, 3, H, H] heatmap images -> [B, n, D]: SlowOnly over each subclip's volume."""
@@ -196,23 +238,37 @@ class QafeNet(nn.Module):
         b, t, c, h, w = heatmaps.shape
         if self.cfg.centre != "none":
             heatmaps = heatmaps - heatmaps.mean(dim=1, keepdim=True)
+        if self.cfg.delta != "none":
+            heatmaps = heatmaps - self._reference(heatmaps)
         n, length = t // self.cfg.rgb.subclip_len, self.cfg.rgb.subclip_len
         volumes = heatmaps.reshape(b * n, length, c, h, w).permute(0, 2, 1, 3, 4)  # [B*n, 3, L, H, W]
         return self.heatmap_encoder.features(volumes)
+
+    def _reference(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, T_f, ...] -> the frame each one is compared with under ``delta``, broadcastable to ``x``: the window's
+        first frame, or each subclip's first frame repeated over its subclip."""
+        if self.cfg.delta_from == "window":
+            return x[:, :1]
+        b = x.shape[0]
+        n, length = self.cfg.subclips, self.cfg.rgb.subclip_len
+        first = x.reshape(b, n, length, *x.shape[2:])[:, :, :1]
+        return first.expand(b, n, length, *x.shape[2:]).reshape(x.shape)
 
     def _score(self, frame_features: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
         """Cached frame features [B, T_f, D] and heatmap subclip tokens [B, n, D] -> [B]."""
         if self.cfg.centre == "both":
             frame_features = frame_features - frame_features.mean(dim=1, keepdim=True)
         rgb = self.rgb_encoder.encode_subclips(frame_features)
+        if self.cfg.rgb_stream == "off":
+            rgb = torch.zeros_like(rgb)
         first, second = (heat, rgb) if self.cfg.position_on == "heatmap" else (rgb, heat)
         tokens = self.fusion(first, second)
         out: torch.Tensor = self.head(tokens).squeeze(-1).mean(dim=1)
         return out
 
     def forward_features(self, frame_features: torch.Tensor, heatmaps: torch.Tensor) -> torch.Tensor:
-        """Score from cached frame features [B, T_f, D] and heatmap images [B, T_f, 3, H, H] -> [B]."""
-        return self._score(frame_features, self.encode_heatmaps(heatmaps))
+        """Score from cached frame rows [B, T_f, frame_feature_dim] and heatmap images [B, T_f, 3, H, H] -> [B]."""
+        return self._score(self._frame_features(frame_features), self.encode_heatmaps(heatmaps))
 
     def forward(self, frames: torch.Tensor, heatmaps: torch.Tensor) -> torch.Tensor:
         """Score from frames [B, T_f, 3, S, S] and heatmap images [B, T_f, 3, H, H] -> [B]."""
@@ -227,7 +283,7 @@ class QafeNet(nn.Module):
         frame's RGB features [B, T_f, D] (Former-DFER's per-frame part) and heatmap features [B, T_f, D] (SlowOnly's
         last stage averaged over space, its time axis kept), from one pass through the encoders."""
         b, t = frames.shape[:2]
-        feats = self.encode_frames(frames.reshape(b * t, *frames.shape[2:])).reshape(b, t, -1)
+        feats = self._frame_features(self.encode_frames(frames.reshape(b * t, *frames.shape[2:])).reshape(b, t, -1))
         volume = self._heatmap_volume(heatmaps)  # [B*n, D, L, H', W']
         heat = volume.mean(dim=(2, 3, 4)).reshape(b, self.cfg.subclips, -1)
         per_frame = volume.mean(dim=(3, 4)).permute(0, 2, 1).reshape(b, t, -1)  # subclips in order: [B, T_f, D]
