@@ -71,7 +71,7 @@ from phantom.spec import PatientSpec
 from tests.conftest import open_bus
 from tests.dashboard_kit import free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.beside, pytest.mark.timeout(300)]
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

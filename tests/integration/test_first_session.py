@@ -24,7 +24,7 @@ import pytest
 
 from tests.browser_kit import ROOT, run_in_namespace
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow, pytest.mark.beside]
 
 
 def walkthrough() -> list[str]:

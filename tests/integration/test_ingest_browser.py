@@ -24,7 +24,7 @@ import pytest
 
 from tests.browser_kit import run_in_namespace
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser]
+pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.beside]
 
 PROTOCOL = "pfed5"
 N_FRAMES = 40

@@ -19,7 +19,7 @@ import redis
 from infra.redis_server import free_port
 from infra.stack import built_services
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.beside]
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.integration.test_stack import _start
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.beside]
 
 
 def _alive(pid: int) -> bool:
