@@ -54,13 +54,17 @@ def blob_clip(path: Path, n: int, bright: bool, size: tuple[int, int] = (320, 24
 async def uploader(
     redis_url: str, bus: Bus, tracker: bool, **kw: Any
 ) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
-    settings = IngestSettings(common=CommonSettings(redis_url=redis_url), api_key=SERVICE_KEY, tracker_wait_s=2.0,
+    # With a tracker beside it, the fast pace may wait for it as long as a loaded machine needs (a lease of a few
+    # seconds too: at 1 s a late renewal lost and retook the session over and over); without one, 2 s end it
+    # not_tracked soon.
+    wait_s = 15.0 if tracker else 2.0
+    settings = IngestSettings(common=CommonSettings(redis_url=redis_url), api_key=SERVICE_KEY, tracker_wait_s=wait_s,
                               **kw)  # fmt: skip
     app = create_app(settings)
     stop = asyncio.Event()
     worker_task = None
     if tracker:
-        tsettings = TrackerSettings(block_ms=10, lease_ttl_ms=1000)
+        tsettings = TrackerSettings(block_ms=10, lease_ttl_ms=5000)
         worker = TrackerWorker(tsettings, bus, LandmarkerChoice("insightface", BlobLandmarker(), None))  # type: ignore[arg-type]
         worker_task = asyncio.ensure_future(worker.run(stop))
     try:
