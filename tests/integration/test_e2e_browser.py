@@ -158,9 +158,9 @@ async def _scenario(out: Path, root: Path, cameras: Path, work: Path) -> None:
         took[part] = round(time.monotonic() - started - sum(took.values()), 1)
 
     spearman = Manifest.read(root / "pfed5" / "smile" / DEMO_VERSION).metrics
-    # The services log at INFO (into their own log files): the stack takes a worker (tracker, scorer) for started
-    # once it has written to its log, so at WARNING each of them silent made the start wait its whole start timeout
-    # (30 s each: 60 of the test's 159 s)
+    # The services log at INFO (into their own log files, whose tails a failing run shows). At WARNING the silent
+    # workers once made the stack wait its whole start timeout for each (30 s each: 60 of the test's 159 s); the
+    # stack now also takes a worker for started by its first health entry.
     os.environ.update(FEQA_INGEST_HOLD_S=str(HOLD_S), FEQA_INGEST_REPS=str(REPS),
                       FEQA_INGEST_COUNTDOWN_S=str(COUNTDOWN_S), FEQA_INGEST_REST_S=str(REST_S),
                       FEQA_LOG_LEVEL="INFO")  # fmt: skip
