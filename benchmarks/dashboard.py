@@ -42,6 +42,7 @@ from common.bus import Bus  # noqa: E402
 from common.messages import Consent, Score, SessionInfo  # noqa: E402
 from common.session_store import SessionStore  # noqa: E402
 from common.streams import SCORES  # noqa: E402
+from common.tasks import stop_tasks  # noqa: E402
 from infra.redis_server import RedisServer, free_port  # noqa: E402
 
 PASSWORD = "benchmark passphrase"
@@ -315,9 +316,7 @@ async def round_(
         while sum(r.count for r in receivers) < expected and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         await bus.close()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_tasks(tasks, what="benchmark client")
         if stall is not None:
             stall.close()
     lat = [x for r in receivers for x in r.latencies]

@@ -58,6 +58,7 @@ from websockets.typing import Origin
 from common.bus import Bus
 from common.health import latest_health
 from common.streams import WINDOWS
+from common.tasks import stop_tasks
 from infra.demo import USERNAME, Demo, DemoOptions, prepare_models
 from infra.demo_dashboard import ClinicianClient
 from infra.demo_models import DemoTraining
@@ -167,9 +168,7 @@ async def _level(demo: Demo, bus: Bus, n: int, seconds: float, round_no: int) ->
             cpu, own = _cpu_s(pids) - cpu0, time.process_time() - own0
             per_service = {name: _cpu_s(group) - service0[name] for name, group in by_service.items()}
             await asyncio.sleep(2.0)  # the last scores
-            receiver.cancel()
-            reader.cancel()
-            await asyncio.gather(receiver, reader, return_exceptions=True)
+            await stop_tasks([receiver, reader], what="benchmark reader")
     after = await _tracker_counters(bus)
     frames = after.get("frames", 0.0) - before.get("frames", 0.0)
     stale = after.get("stale", 0.0) - before.get("stale", 0.0)

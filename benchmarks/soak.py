@@ -65,6 +65,7 @@ from tqdm import tqdm
 
 from common.bus import Bus
 from common.streams import HEALTH, SCORES
+from common.tasks import stop_tasks
 from infra.demo import USERNAME, Demo, DemoOptions
 from infra.demo_dashboard import ClinicianClient
 from infra.demo_patient import run_patient
@@ -224,8 +225,7 @@ async def soak(
         used_after = await memory.redis_used()
         exited = [f"{c.spec.name} ({c.proc.returncode})" for c in stack.children if c.proc.poll() is not None]
     finally:
-        sampler.cancel()
-        await asyncio.gather(sampler, return_exceptions=True)
+        await stop_tasks([sampler], what="memory sampler")
         await bus.close()
         demo.stop()
     out = figures(duration_s, sessions, round_no, t0, end, memory, latencies, leftover, len(sids))

@@ -23,6 +23,7 @@ from common.liveness import IngestLiveness
 from common.messages import Consent, Frame, Obs, SessionInfo
 from common.session_store import Retention, SessionStore
 from common.streams import FRAMES, OBS
+from common.tasks import stop_tasks
 from infra.redis_server import RedisServer
 from ingest.sessions import IngestSessions
 from tests.beside import Beside, in_child
@@ -302,8 +303,7 @@ class FrameTap:
 
     async def __aexit__(self, *exc: object) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await stop_tasks([self._task], what="frame tap")
 
 
 @pytest.fixture(scope="session")

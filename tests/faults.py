@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 from typing import Literal
 
+from common.tasks import stop_tasks
+
 Mode = Literal["pass", "lose_reply", "blackhole"]
 
 
@@ -42,9 +44,7 @@ class FaultProxy:
             self._server.close()
         for w in list(self._writers):
             w.close()
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(list(self._tasks), what="proxy task")
         if self._server is not None:
             await self._server.wait_closed()
 

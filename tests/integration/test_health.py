@@ -11,6 +11,7 @@ from common.bus import Backoff, Bus, Timeouts
 from common.health import HealthPublisher, latest_health, percentiles
 from common.messages import Health
 from common.streams import HEALTH
+from common.tasks import stop_tasks
 from infra.redis_server import RedisServer
 from tests.faults import FaultProxy
 
@@ -60,7 +61,6 @@ async def test_the_publisher_outlives_a_redis_outage(redis_server: RedisServer, 
         assert publisher.published > before
         assert ("ingest", f"i-{sid}") in await latest_health(bus)
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop_tasks([task], what="health publisher")
         await flaky.close()
         await proxy.stop()

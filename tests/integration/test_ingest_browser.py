@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from common.tasks import stop_tasks
 from tests.browser_kit import run_in_namespace
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.beside]
@@ -137,8 +138,7 @@ async def _scenario(out: Path, shots: Path, work: Path) -> None:
                 await browser.close()
             seen["csp_violations"] = [c for c in console if "Content Security Policy" in c]
             await asyncio.sleep(0.5)
-            collector.cancel()
-            await asyncio.gather(collector, return_exceptions=True)
+            await stop_tasks([collector], what="frame collector")
             events: list[Event] = [d.message for d in await bus.range(EVENTS, sid)]
             result = {
                 "phase": phase,

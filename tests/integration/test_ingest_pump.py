@@ -12,6 +12,7 @@ from common.bus import Bus
 from common.framecodec import decode_frame
 from common.messages import Frame
 from common.streams import FRAMES
+from common.tasks import stop_tasks
 from ingest.framing import FrameShaper
 from ingest.pump import FramePump
 from tests.conftest import live_session
@@ -64,5 +65,4 @@ async def test_newest_frame_wins_and_drops_are_counted(bus: Bus, sid: str) -> No
             pump.offer(_frame(230), 1001.0804 + k * 1e-5)
         assert pump.stats.dropped_fps == 3 and pump.stats.received == 19  # 3.4 frames of credit were left
     finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
+        await stop_tasks([runner], what="pump")

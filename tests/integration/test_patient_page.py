@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from common.tasks import stop_tasks
 from tests.browser_kit import run_in_namespace
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.beside]
@@ -144,8 +145,7 @@ async def _scenario(out: Path, shots: Path, work: Path) -> None:
                 phone["error"] = await page.text_content("#error-text")
                 await page.context.close()  # the browser (its camera flags) serves the busy-camera case below
                 await asyncio.sleep(0.5)
-                collector.cancel()
-                await asyncio.gather(collector, return_exceptions=True)
+                await stop_tasks([collector], what="frame collector")
                 phone["frames_after_reload"] = len(seqs) - before
                 phone["frame_seqs"] = seqs
                 phone["session"] = (await SessionStore(bus).require(sid)).as_json()
