@@ -244,38 +244,20 @@ class Stack:
         leaves only the health entry); a worker that does neither gets a warning after the start timeout, not an
         error."""
         deadline = time.monotonic() + self.settings.start_timeout_s
-        while time.monotonic() < deadline:
-            if child.proc.poll() is not None:
-                raise ConfigError(
-                    f"{child.spec.name} exited with {child.proc.returncode} while starting; the end of "
-                    f"{child.log_path}:\n{child.log_tail()}"
-                )
-            if child.log_path.stat().st_size > 0 or self._reported_health(child):
-                return
-            time.sleep(0.1)
+        assert self.redis is not None  # started before any service
+        # one client for the whole wait (not one per poll)
+        with redis.Redis.from_url(self.redis.url, socket_connect_timeout=1.0, socket_timeout=1.0) as client:
+            while time.monotonic() < deadline:
+                if child.proc.poll() is not None:
+                    raise ConfigError(
+                        f"{child.spec.name} exited with {child.proc.returncode} while starting; the end of "
+                        f"{child.log_path}:\n{child.log_tail()}"
+                    )
+                if child.log_path.stat().st_size > 0 or _reported_health(client, child):
+                    return
+                time.sleep(0.1)
         log.warning("%s has not said it started within %.0f s; see %s", child.spec.name,
                     self.settings.start_timeout_s, child.log_path)  # fmt: skip
-
-    def _reported_health(self, child: Child) -> bool:
-        """Whether the stack's Redis holds a health entry of this process (service name, instance ``*-<pid>``)."""
-        if self.redis is None:
-            return False
-        client = redis.Redis.from_url(self.redis.url, socket_connect_timeout=1.0, socket_timeout=1.0)
-        try:
-            entries = client.xrevrange(HEALTH.key(None), count=100)
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
-        suffix = f"-{child.proc.pid}"
-        for _, fields in entries or []:
-            try:
-                health = Health.decode(dict(fields or {}))  # type: ignore[arg-type]  # bytes: no decode_responses
-            except DecodeError:
-                continue
-            if health.service == child.spec.name and health.instance.endswith(suffix):
-                return True
-        return False
 
     def request_stop(self, reason: str) -> None:
         if not self._stop.is_set():
@@ -318,3 +300,20 @@ class Stack:
         if self.redis is not None:
             out.insert(0, ("redis", self.redis.url))
         return out
+
+
+def _reported_health(client: redis.Redis, child: Child) -> bool:
+    """Whether the stack's Redis holds a health entry of this process (service name, instance ``*-<pid>``)."""
+    try:
+        entries = client.xrevrange(HEALTH.key(None), count=100)
+    except redis.RedisError:
+        return False
+    suffix = f"-{child.proc.pid}"
+    for _, fields in entries or []:
+        try:
+            health = Health.decode(dict(fields or {}))  # type: ignore[arg-type]  # bytes: no decode_responses
+        except DecodeError:
+            continue
+        if health.service == child.spec.name and health.instance.endswith(suffix):
+            return True
+    return False

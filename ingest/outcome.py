@@ -85,11 +85,8 @@ class ObsTally:
         if self._task is None:
             return
         self._stopping = True
-        done, _ = await asyncio.wait({self._task}, timeout=_BLOCK_MS / 1000 + 2.0)
-        if not done:
-            await stop_tasks([self._task], what="outcome follower")
-        else:
-            await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.wait({self._task}, timeout=_BLOCK_MS / 1000 + 2.0)
+        await stop_tasks([self._task], what="outcome follower")  # ended by then: only its outcome is retrieved
         self._task = None
 
     def stats(self) -> dict[str, int]:
