@@ -86,7 +86,8 @@ class ObsTally:
             return
         self._stopping = True
         await asyncio.wait({self._task}, timeout=_BLOCK_MS / 1000 + 2.0)
-        await stop_tasks([self._task], what="outcome follower")  # ended by then: only its outcome is retrieved
+        # usually ended by then (only its outcome is retrieved); one still following after the wait is cancelled
+        await stop_tasks([self._task], what="outcome follower")
         self._task = None
 
     def stats(self) -> dict[str, int]:
